@@ -1,0 +1,256 @@
+//! The entry's JSON form: one object per line from `kubetap read --json` and in
+//! the hub's API. Field names are a stable contract (see the README); this
+//! serializer writes straight to the output without building a tree.
+
+use crate::v1::{
+    Body, Endpoint, Entry, Header, HttpRequest, HttpResponse, Protocol, request, response,
+};
+use base64::Engine as _;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Serializes an [`Entry`] in its JSON form: `serde_json::to_writer(w, &EntryJson(&e))`.
+pub struct EntryJson<'a>(pub &'a Entry);
+
+/// RFC 3339 UTC timestamp with nanoseconds, e.g. `2026-11-24T19:36:50.123456789Z`.
+pub fn rfc3339_nanos(ts_ns: u64) -> impl std::fmt::Display {
+    humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(ts_ns))
+}
+
+impl Serialize for EntryJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", &e.id)?;
+        m.serialize_entry("ts", &Display(rfc3339_nanos(e.ts_ns)))?;
+        m.serialize_entry("node", &e.node)?;
+        let protocol = Protocol::try_from(e.protocol).unwrap_or(Protocol::Unspecified);
+        m.serialize_entry("protocol", protocol.name())?;
+        m.serialize_entry("src", &EndpointJson(e.src.as_ref()))?;
+        m.serialize_entry("dst", &EndpointJson(e.dst.as_ref()))?;
+        m.serialize_entry("tls", &e.tls)?;
+        m.serialize_entry("elapsed_us", &e.elapsed_ns.map(|ns| ns / 1000))?;
+        m.serialize_entry("request_size", &e.request_size)?;
+        m.serialize_entry("response_size", &e.response_size)?;
+        m.serialize_entry("flow_id", &format_args!("{:016x}", e.flow_id))?;
+        m.serialize_entry("stream_id", &e.stream_id)?;
+        match e.request.as_ref().and_then(|r| r.kind.as_ref()) {
+            Some(request::Kind::Http(r)) => m.serialize_entry("request", &HttpRequestJson(r))?,
+            None => m.serialize_entry("request", &())?,
+        }
+        match e.response.as_ref().and_then(|r| r.kind.as_ref()) {
+            Some(response::Kind::Http(r)) => m.serialize_entry("response", &HttpResponseJson(r))?,
+            None => m.serialize_entry("response", &())?,
+        }
+        m.serialize_entry("redacted", &e.redacted)?;
+        m.serialize_entry("flags", &e.flags)?;
+        m.end()
+    }
+}
+
+/// Writes a `Display` value as a JSON string without an intermediate `String`.
+struct Display<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Display<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+struct EndpointJson<'a>(Option<&'a Endpoint>);
+
+impl Serialize for EndpointJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Some(ep) = self.0 else {
+            return s.serialize_none();
+        };
+        let mut m = s.serialize_map(Some(5))?;
+        m.serialize_entry("ip", &ep.ip)?;
+        m.serialize_entry("port", &ep.port)?;
+        m.serialize_entry("pod", &ep.pod)?;
+        m.serialize_entry("namespace", &ep.namespace)?;
+        m.serialize_entry("service", &ep.service)?;
+        m.end()
+    }
+}
+
+/// Headers as an object keyed by lower-case name; repeated headers are joined
+/// with ", " (RFC 9110 §5.3), so `request.headers["content-type"]` works.
+struct HeadersJson<'a>(&'a [Header]);
+
+impl Serialize for HeadersJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        let hs = self.0;
+        for (i, h) in hs.iter().enumerate() {
+            // Emit each name once, at its first position.
+            if hs[..i].iter().any(|p| p.name.eq_ignore_ascii_case(&h.name)) {
+                continue;
+            }
+            let key = Display(LowerCase(&h.name));
+            let repeated = hs[i + 1..]
+                .iter()
+                .any(|n| n.name.eq_ignore_ascii_case(&h.name));
+            if repeated {
+                let joined: Vec<&str> = hs[i..]
+                    .iter()
+                    .filter(|n| n.name.eq_ignore_ascii_case(&h.name))
+                    .map(|n| n.value.as_str())
+                    .collect();
+                m.serialize_entry(&key, &joined.join(", "))?;
+            } else {
+                m.serialize_entry(&key, &h.value)?;
+            }
+        }
+        m.end()
+    }
+}
+
+struct LowerCase<'a>(&'a str);
+
+impl std::fmt::Display for LowerCase<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        self.0
+            .chars()
+            .try_for_each(|c| f.write_char(c.to_ascii_lowercase()))
+    }
+}
+
+/// Writes the body fields into the enclosing object: `body` (UTF-8 text, or
+/// base64 with `body_encoding: "base64"`), `body_size`, `body_truncated`, `body_decoded_from`.
+fn body_fields<M: SerializeMap>(m: &mut M, body: Option<&Body>) -> Result<(), M::Error> {
+    let Some(b) = body else {
+        return m.serialize_entry("body", &());
+    };
+    match std::str::from_utf8(&b.data) {
+        Ok(text) => m.serialize_entry("body", text)?,
+        Err(_) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&b.data);
+            m.serialize_entry("body", &encoded)?;
+            m.serialize_entry("body_encoding", "base64")?;
+        }
+    }
+    m.serialize_entry("body_size", &b.wire_size)?;
+    if b.truncated {
+        m.serialize_entry("body_truncated", &true)?;
+    }
+    if !b.decoded_from.is_empty() {
+        m.serialize_entry("body_decoded_from", &b.decoded_from)?;
+    }
+    Ok(())
+}
+
+struct HttpRequestJson<'a>(&'a HttpRequest);
+
+impl Serialize for HttpRequestJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("method", &r.method)?;
+        m.serialize_entry("path", &r.path)?;
+        m.serialize_entry("version", &r.version)?;
+        m.serialize_entry("headers", &HeadersJson(&r.headers))?;
+        body_fields(&mut m, r.body.as_ref())?;
+        if !r.trailers.is_empty() {
+            m.serialize_entry("trailers", &HeadersJson(&r.trailers))?;
+        }
+        m.end()
+    }
+}
+
+struct HttpResponseJson<'a>(&'a HttpResponse);
+
+impl Serialize for HttpResponseJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("status", &r.status)?;
+        m.serialize_entry("reason", &r.reason)?;
+        m.serialize_entry("version", &r.version)?;
+        m.serialize_entry("headers", &HeadersJson(&r.headers))?;
+        body_fields(&mut m, r.body.as_ref())?;
+        if !r.trailers.is_empty() {
+            m.serialize_entry("trailers", &HeadersJson(&r.trailers))?;
+        }
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1::{Request, Response};
+
+    fn header(name: &str, value: &str) -> Header {
+        Header {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn entry_json_has_the_documented_fields() {
+        let e = Entry {
+            id: "00000000000000ab-0".into(),
+            ts_ns: 1_795_203_410_123_456_789,
+            node: "node-1".into(),
+            protocol: Protocol::Http as i32,
+            src: Some(Endpoint {
+                ip: "10.1.0.5".into(),
+                port: 51234,
+                ..Default::default()
+            }),
+            dst: Some(Endpoint {
+                ip: "10.1.1.7".into(),
+                port: 8080,
+                ..Default::default()
+            }),
+            elapsed_ns: Some(1_834_999),
+            request_size: 312,
+            response_size: 2048,
+            flow_id: 0xab,
+            request: Some(Request {
+                kind: Some(request::Kind::Http(HttpRequest {
+                    method: "GET".into(),
+                    path: "/catalogue?size=5".into(),
+                    version: "1.1".into(),
+                    headers: vec![
+                        header("Host", "catalogue"),
+                        header("Accept", "a"),
+                        header("accept", "b"),
+                    ],
+                    ..Default::default()
+                })),
+            }),
+            response: Some(Response {
+                kind: Some(response::Kind::Http(HttpResponse {
+                    status: 200,
+                    reason: "OK".into(),
+                    version: "1.1".into(),
+                    body: Some(Body {
+                        data: vec![0xff, 0x00],
+                        wire_size: 2,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        };
+        let v: serde_json::Value = serde_json::to_value(EntryJson(&e)).unwrap();
+        assert_eq!(v["ts"], "2026-11-22T12:56:50.123456789Z");
+        assert_eq!(v["protocol"], "http");
+        assert_eq!(v["src"]["port"], 51234);
+        assert_eq!(v["src"]["pod"], serde_json::Value::Null);
+        assert_eq!(v["elapsed_us"], 1834);
+        assert_eq!(v["flow_id"], "00000000000000ab");
+        assert_eq!(v["request"]["headers"]["host"], "catalogue");
+        assert_eq!(v["request"]["headers"]["accept"], "a, b");
+        assert_eq!(v["request"]["body"], serde_json::Value::Null);
+        assert_eq!(v["response"]["status"], 200);
+        assert_eq!(v["response"]["body"], "/wA=");
+        assert_eq!(v["response"]["body_encoding"], "base64");
+        assert_eq!(v["flags"], serde_json::json!([]));
+    }
+}

@@ -1,0 +1,222 @@
+//! `kubetap read FILE`: a capture file through the worker's pipeline to a table
+//! or JSON lines on stdout, with a summary on stderr. Entries are written as
+//! they complete, so the file is never held in memory.
+
+use anyhow::Context as _;
+use proto::json::{EntryJson, rfc3339_nanos};
+use proto::v1::{Entry, request, response};
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use tap_worker::capture::CaptureFile;
+use tap_worker::{Pipeline, PipelineConfig, Stats};
+
+#[derive(clap::Args)]
+pub struct ReadArgs {
+    /// Capture file (pcap or pcapng); '-' reads stdin.
+    pub file: PathBuf,
+    /// One JSON object per entry and line, instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Body bytes kept per message (after decoding); longer bodies are flagged truncated.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_body: usize,
+    /// Node name written into the entries.
+    #[arg(long, default_value = "local")]
+    pub node: String,
+    /// Do not print the summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(args: &ReadArgs) -> ExitCode {
+    match read(args) {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("kubetap: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn read(args: &ReadArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let mut config = PipelineConfig {
+        node: args.node.clone(),
+        ..Default::default()
+    };
+    config.dissect.max_body = args.max_body;
+    let mut pipeline = Pipeline::new(config);
+    let stdout = io::stdout().lock();
+    let mut out = BufWriter::with_capacity(256 << 10, stdout);
+    let mut sink = Sink {
+        json: args.json,
+        header_done: false,
+    };
+    let mut entries = Vec::new();
+
+    let mut file = CaptureFile::open(&args.file)?;
+    let mut failure = None;
+    loop {
+        match file.next_packet() {
+            Ok(Some(pkt)) => pipeline.packet(&pkt, &mut entries),
+            Ok(None) => break,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+        sink.write(&mut out, &mut entries)?;
+    }
+    // Whatever the end, flush the connections: every entry decoded so far is printed.
+    pipeline.finish(&mut entries);
+    sink.write(&mut out, &mut entries)?;
+    if !sink.header_done && !args.json {
+        sink.header(&mut out)?;
+    }
+    out.flush().context("writing entries to stdout")?;
+    drop(out);
+
+    if !args.quiet {
+        summary(
+            &pipeline.stats(),
+            file.offset(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    if let Some(e) = failure {
+        eprintln!("kubetap: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Sink {
+    json: bool,
+    header_done: bool,
+}
+
+impl Sink {
+    fn header(&mut self, out: &mut impl Write) -> io::Result<()> {
+        self.header_done = true;
+        writeln!(
+            out,
+            "{:<15} {:<47} {:<5} {:<8} {:<40} {:>6} {:>10}",
+            "TIME", "SOURCE -> DESTINATION", "PROTO", "METHOD", "PATH", "STATUS", "ELAPSED"
+        )
+    }
+
+    fn write(&mut self, out: &mut impl Write, entries: &mut Vec<Entry>) -> anyhow::Result<()> {
+        for e in entries.drain(..) {
+            if self.json {
+                serde_json::to_writer(&mut *out, &EntryJson(&e))
+                    .context("writing entries to stdout")?;
+                out.write_all(b"\n").context("writing entries to stdout")?;
+            } else {
+                if !self.header_done {
+                    self.header(out).context("writing entries to stdout")?;
+                }
+                table_row(out, &e).context("writing entries to stdout")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Captured text may hold terminal escapes; show control characters as '?'.
+fn clean(s: &str, width: usize) -> String {
+    let mut c: String = s
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if c.chars().count() > width {
+        c = c.chars().take(width.saturating_sub(1)).collect::<String>() + "…";
+    }
+    c
+}
+
+fn endpoint(ep: Option<&proto::v1::Endpoint>) -> String {
+    match ep {
+        Some(e) if e.ip.contains(':') => format!("[{}]:{}", e.ip, e.port),
+        Some(e) => format!("{}:{}", e.ip, e.port),
+        None => "?".into(),
+    }
+}
+
+fn table_row(out: &mut impl Write, e: &Entry) -> io::Result<()> {
+    let ts = rfc3339_nanos(e.ts_ns).to_string();
+    // HH:MM:SS.micro of the UTC timestamp.
+    let time = ts.get(11..26).unwrap_or(&ts);
+    let (method, path) = match e.request.as_ref().and_then(|r| r.kind.as_ref()) {
+        Some(request::Kind::Http(r)) => (r.method.as_str(), r.path.as_str()),
+        None => ("-", "-"),
+    };
+    let status = match e.response.as_ref().and_then(|r| r.kind.as_ref()) {
+        Some(response::Kind::Http(r)) => r.status.to_string(),
+        None => "-".into(),
+    };
+    let elapsed = e
+        .elapsed_ns
+        .map_or("-".into(), |ns| format!("{:.3}ms", ns as f64 / 1e6));
+    let proto = proto::v1::Protocol::try_from(e.protocol)
+        .unwrap_or_default()
+        .name();
+    let flow = format!(
+        "{} -> {}",
+        endpoint(e.src.as_ref()),
+        endpoint(e.dst.as_ref())
+    );
+    writeln!(
+        out,
+        "{time:<15} {flow:<47} {proto:<5} {:<8} {:<40} {status:>6} {elapsed:>10}",
+        clean(method, 8),
+        clean(path, 40)
+    )
+}
+
+fn summary(s: &Stats, file_bytes: u64, secs: f64) {
+    let r = &s.reassembly;
+    eprintln!(
+        "kubetap: {} packets, {} bytes ({} file bytes in {:.2}s), {} connections, {} entries, {} gaps ({} bytes), {} drops, {} parse errors",
+        s.packets,
+        s.bytes,
+        file_bytes,
+        secs,
+        r.flows,
+        s.entries,
+        r.gaps,
+        r.gap_bytes,
+        s.drops(),
+        s.parse_errors
+    );
+    let d = &s.decode;
+    if d.malformed
+        + d.unsupported_link
+        + d.fragments_dropped
+        + r.flows_evicted
+        + r.buffer_limit_hits
+        + s.unclaimed_connections
+        > 0
+    {
+        eprintln!(
+            "kubetap: drops and skips: {} malformed packets, {} unsupported link type, {} fragments dropped, {} flows evicted, {} buffer limit hits; {} connections not dissected (unknown protocol)",
+            d.malformed,
+            d.unsupported_link,
+            d.fragments_dropped,
+            r.flows_evicted,
+            r.buffer_limit_hits,
+            s.unclaimed_connections
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! Dissection: which protocol a connection speaks, decided by content, and the
+//! per-protocol dissectors that turn its byte streams into entries.
+//!
+//! A dissector is one module here behind the [`Dissector`] trait, registered in
+//! [`PROTOCOLS`] with a probe that claims a stream from its first bytes; adding
+//! a protocol means adding one module and one line there.
+
+pub mod encoding;
+pub mod http1;
+
+use crate::reassembly::{CloseReason, Direction, FlowHandler, FlowInfo};
+use proto::v1::Entry;
+use std::sync::Arc;
+
+/// What a connection's handler produces.
+#[derive(Debug)]
+pub enum Emit {
+    Entry(Box<Entry>),
+    /// Bytes a dissector could not parse; the stream resynchronises after them.
+    ParseError {
+        protocol: &'static str,
+        reason: String,
+    },
+    /// A connection no dissector claimed (counted; step 2 makes `tcp` entries of them).
+    Unclaimed,
+}
+
+/// Limits and settings every dissector reads.
+#[derive(Debug, Clone)]
+pub struct DissectConfig {
+    /// Body bytes kept per message (after decoding); the rest is counted, not kept.
+    pub max_body: usize,
+    /// Largest message head (start line and headers).
+    pub max_head: usize,
+    /// Requests waiting for their responses on one connection.
+    pub max_pending: usize,
+}
+
+impl Default for DissectConfig {
+    fn default() -> Self {
+        DissectConfig {
+            max_body: 1 << 20,
+            max_head: 64 << 10,
+            max_pending: 256,
+        }
+    }
+}
+
+/// A protocol's parser for one connection.
+pub trait Dissector {
+    fn on_data(
+        &mut self,
+        flow: &FlowInfo,
+        dir: Direction,
+        ts_ns: u64,
+        data: &[u8],
+        out: &mut Vec<Emit>,
+    );
+    fn on_gap(
+        &mut self,
+        flow: &FlowInfo,
+        dir: Direction,
+        ts_ns: u64,
+        len: u64,
+        out: &mut Vec<Emit>,
+    );
+    fn on_close(&mut self, flow: &FlowInfo, ts_ns: u64, out: &mut Vec<Emit>);
+}
+
+/// A probe's answer about the first bytes of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    Yes,
+    No,
+    NeedMore,
+}
+
+/// A registered protocol: a probe over the first bytes seen in one direction, and a constructor.
+pub struct ProtocolSpec {
+    pub name: &'static str,
+    pub probe: fn(dir: Direction, first: &[u8], midstream: bool) -> Claim,
+    pub new: fn(flow: &FlowInfo, config: &DissectConfig) -> Box<dyn Dissector>,
+}
+
+/// Every protocol kubetap dissects, probed in this order.
+pub static PROTOCOLS: &[ProtocolSpec] = &[ProtocolSpec {
+    name: "http",
+    probe: http1::probe,
+    new: http1::new,
+}];
+
+/// Bytes kept while no probe has decided; past this the stream is unclaimed.
+const MAX_PROBE_BYTES: usize = 4096;
+
+enum State {
+    /// Events held until a probe decides.
+    Detecting {
+        held: Vec<Held>,
+        bytes: [usize; 2],
+    },
+    Claimed(Box<dyn Dissector>),
+    Unclaimed,
+}
+
+enum Held {
+    Data(Direction, u64, Vec<u8>),
+    Gap(Direction, u64, u64),
+}
+
+/// The handler of one connection: detects its protocol, then feeds its dissector.
+pub struct Connection {
+    state: State,
+    config: Arc<DissectConfig>,
+}
+
+impl Connection {
+    pub fn new(config: Arc<DissectConfig>) -> Self {
+        Connection {
+            state: State::Detecting {
+                held: Vec::new(),
+                bytes: [0; 2],
+            },
+            config,
+        }
+    }
+
+    fn detect(&mut self, flow: &FlowInfo, out: &mut Vec<Emit>) {
+        let State::Detecting { held, bytes } = &self.state else {
+            return;
+        };
+        let mut undecided = false;
+        for spec in PROTOCOLS {
+            let mut verdicts = [Claim::No; 2];
+            for dir in [Direction::ToServer, Direction::ToClient] {
+                let first: Vec<u8> = held
+                    .iter()
+                    .filter_map(|h| match h {
+                        Held::Data(d, _, b) if *d == dir => Some(b.as_slice()),
+                        _ => None,
+                    })
+                    .flatten()
+                    .copied()
+                    .take(MAX_PROBE_BYTES)
+                    .collect();
+                if !first.is_empty() {
+                    verdicts[dir.index()] = (spec.probe)(dir, &first, flow.midstream);
+                }
+            }
+            if verdicts.contains(&Claim::Yes) {
+                let dissector = (spec.new)(flow, &self.config);
+                let State::Detecting { held, .. } =
+                    std::mem::replace(&mut self.state, State::Claimed(dissector))
+                else {
+                    unreachable!("state checked above")
+                };
+                let State::Claimed(d) = &mut self.state else {
+                    unreachable!("just set")
+                };
+                for h in held {
+                    match h {
+                        Held::Data(dir, ts, b) => d.on_data(flow, dir, ts, &b, out),
+                        Held::Gap(dir, ts, len) => d.on_gap(flow, dir, ts, len, out),
+                    }
+                }
+                return;
+            }
+            undecided |= verdicts.contains(&Claim::NeedMore);
+        }
+        if !undecided || bytes.iter().any(|b| *b >= MAX_PROBE_BYTES) {
+            self.state = State::Unclaimed;
+            out.push(Emit::Unclaimed);
+        }
+    }
+}
+
+impl FlowHandler for Connection {
+    type Out = Emit;
+
+    fn on_data(
+        &mut self,
+        flow: &FlowInfo,
+        dir: Direction,
+        ts_ns: u64,
+        data: &[u8],
+        out: &mut Vec<Emit>,
+    ) {
+        match &mut self.state {
+            State::Claimed(d) => d.on_data(flow, dir, ts_ns, data, out),
+            State::Unclaimed => {}
+            State::Detecting { held, bytes } => {
+                let room = MAX_PROBE_BYTES.saturating_sub(bytes[dir.index()]);
+                let keep = &data[..data.len().min(room)];
+                bytes[dir.index()] += keep.len();
+                held.push(Held::Data(dir, ts_ns, keep.to_vec()));
+                // Claimed bytes past what we held are fed once the dissector exists.
+                let rest = &data[keep.len()..];
+                self.detect(flow, out);
+                if let State::Claimed(d) = &mut self.state {
+                    if !rest.is_empty() {
+                        d.on_data(flow, dir, ts_ns, rest, out);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_gap(
+        &mut self,
+        flow: &FlowInfo,
+        dir: Direction,
+        ts_ns: u64,
+        len: u64,
+        out: &mut Vec<Emit>,
+    ) {
+        match &mut self.state {
+            State::Claimed(d) => d.on_gap(flow, dir, ts_ns, len, out),
+            State::Unclaimed => {}
+            State::Detecting { held, .. } => held.push(Held::Gap(dir, ts_ns, len)),
+        }
+    }
+
+    fn on_close(&mut self, flow: &FlowInfo, ts_ns: u64, _reason: CloseReason, out: &mut Vec<Emit>) {
+        match &mut self.state {
+            State::Claimed(d) => d.on_close(flow, ts_ns, out),
+            State::Unclaimed => {}
+            State::Detecting { held, .. } => {
+                if held.iter().any(|h| matches!(h, Held::Data(..))) {
+                    out.push(Emit::Unclaimed);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! kubetap's node agent as a library. The data flow is
+//! `capture` → `decode` → `reassembly` → `dissect` → `pair` → entries, tied
+//! together by `pipeline`; each stage is a plain module with a narrow input and
+//! output type so the same code serves a capture file and (later) a live
+//! interface or TLS plaintext.
+#![forbid(unsafe_code)]
+
+pub mod capture;
+pub mod decode;
+pub mod dissect;
+pub mod pair;
+pub mod pipeline;
+pub mod reassembly;
+
+pub use pipeline::{Pipeline, PipelineConfig, Stats};

@@ -1,0 +1,157 @@
+//! Pairing: turns a connection's dissected messages into entries, matching each
+//! response to its request. HTTP/1 (and later Redis, PostgreSQL) answer in
+//! order, so requests wait in a bounded FIFO; a request still waiting when the
+//! connection ends, or pushed out by the bound, becomes an entry flagged
+//! `no_response`, and a response with no request one flagged `no_request`.
+
+use crate::dissect::Emit;
+use crate::reassembly::FlowInfo;
+use proto::v1::{Endpoint, Entry, Protocol, Request, Response};
+use std::collections::VecDeque;
+
+/// One dissected message: a request or a response with what pairing needs.
+#[derive(Debug, Clone)]
+pub struct Message<T> {
+    /// Capture time of the message's first packet.
+    pub ts_ns: u64,
+    /// Bytes the message took on the wire (head, framing and body).
+    pub wire_size: u64,
+    pub flags: Vec<String>,
+    pub body: T,
+}
+
+/// In-order pairing of one connection's requests and responses.
+#[derive(Debug)]
+pub struct Fifo {
+    protocol: Protocol,
+    pending: VecDeque<Message<Request>>,
+    max_pending: usize,
+    /// Entries made on this connection, for the entry id.
+    made: u64,
+}
+
+impl Fifo {
+    pub fn new(protocol: Protocol, max_pending: usize) -> Self {
+        Fifo {
+            protocol,
+            pending: VecDeque::new(),
+            max_pending: max_pending.max(1),
+            made: 0,
+        }
+    }
+
+    /// The oldest request still waiting for its response.
+    pub fn front(&self) -> Option<&Message<Request>> {
+        self.pending.front()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    pub fn request(&mut self, flow: &FlowInfo, req: Message<Request>, out: &mut Vec<Emit>) {
+        if self.pending.len() >= self.max_pending {
+            if let Some(old) = self.pending.pop_front() {
+                self.emit(flow, Some(old), None, out);
+            }
+        }
+        self.pending.push_back(req);
+    }
+
+    pub fn response(&mut self, flow: &FlowInfo, resp: Message<Response>, out: &mut Vec<Emit>) {
+        let req = self.pending.pop_front();
+        self.emit(flow, req, Some(resp), out);
+    }
+
+    /// The connection ended: every waiting request becomes an entry.
+    pub fn close(&mut self, flow: &FlowInfo, out: &mut Vec<Emit>) {
+        while let Some(req) = self.pending.pop_front() {
+            self.emit(flow, Some(req), None, out);
+        }
+    }
+
+    fn emit(
+        &mut self,
+        flow: &FlowInfo,
+        req: Option<Message<Request>>,
+        resp: Option<Message<Response>>,
+        out: &mut Vec<Emit>,
+    ) {
+        let n = self.made;
+        self.made += 1;
+        out.push(Emit::Entry(Box::new(entry(
+            flow,
+            n,
+            self.protocol,
+            req,
+            resp,
+        ))));
+    }
+}
+
+fn endpoint(addr: std::net::SocketAddr) -> Endpoint {
+    Endpoint {
+        ip: addr.ip().to_string(),
+        port: u32::from(addr.port()),
+        ..Default::default()
+    }
+}
+
+/// Builds the entry for a request and/or response on `flow`; `n` is its index on the flow.
+pub fn entry(
+    flow: &FlowInfo,
+    n: u64,
+    protocol: Protocol,
+    req: Option<Message<Request>>,
+    resp: Option<Message<Response>>,
+) -> Entry {
+    let mut flags: Vec<String> = Vec::new();
+    if flow.midstream {
+        flags.push("midstream".into());
+    }
+    let mut add = |fs: &[String]| {
+        for f in fs {
+            if !flags.contains(f) {
+                flags.push(f.clone());
+            }
+        }
+    };
+    if let Some(r) = &req {
+        add(&r.flags);
+    }
+    if let Some(r) = &resp {
+        add(&r.flags);
+    }
+    match (&req, &resp) {
+        (Some(_), None) => add(&["no_response".into()]),
+        (None, Some(_)) => add(&["no_request".into()]),
+        _ => {}
+    }
+    let ts_ns = req
+        .as_ref()
+        .map(|r| r.ts_ns)
+        .or(resp.as_ref().map(|r| r.ts_ns))
+        .unwrap_or(flow.first_ts_ns);
+    let elapsed_ns = match (&req, &resp) {
+        (Some(q), Some(p)) => Some(p.ts_ns.saturating_sub(q.ts_ns)),
+        _ => None,
+    };
+    Entry {
+        id: format!("{:016x}-{n}", flow.id),
+        ts_ns,
+        node: String::new(),
+        protocol: protocol as i32,
+        src: Some(endpoint(flow.client)),
+        dst: Some(endpoint(flow.server)),
+        tls: false,
+        elapsed_ns,
+        request_size: req.as_ref().map_or(0, |r| r.wire_size),
+        response_size: resp.as_ref().map_or(0, |r| r.wire_size),
+        flow_id: flow.id,
+        stream_id: 0,
+        request: req.map(|r| r.body),
+        response: resp.map(|r| r.body),
+        redacted: Vec::new(),
+        flags,
+    }
+}

@@ -1,0 +1,148 @@
+//! The pipeline: capture → decode → reassembly → dissect → entries, for one
+//! source of packets. It holds no packet beyond the call that brought it, so
+//! memory depends on the configured bounds, never on the input's size.
+
+use crate::capture::Packet;
+use crate::decode::{DecodeStats, Decoder, DefragConfig, Skip, Transport};
+use crate::dissect::{Connection, DissectConfig, Emit};
+use crate::reassembly::{FlowInfo, Reassembler, ReassemblyConfig, ReassemblyStats};
+use proto::v1::Entry;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Default)]
+pub struct PipelineConfig {
+    /// Node name written into every entry.
+    pub node: String,
+    pub dissect: DissectConfig,
+    pub reassembly: ReassemblyConfig,
+    pub defrag: DefragConfig,
+}
+
+/// Everything the pipeline counted; the summary `kubetap read` prints.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub tcp_packets: u64,
+    pub udp_packets: u64,
+    pub entries: u64,
+    pub parse_errors: u64,
+    pub unclaimed_connections: u64,
+    pub decode: DecodeStats,
+    pub reassembly: ReassemblyStats,
+}
+
+impl Stats {
+    /// Bytes the capture lost inside connections (holes reported as gaps).
+    pub fn gap_bytes(&self) -> u64 {
+        self.reassembly.gap_bytes
+    }
+
+    /// Everything dropped by a bound or unreadable: malformed packets, fragments
+    /// given up, flows evicted, buffer limits hit.
+    pub fn drops(&self) -> u64 {
+        self.decode.malformed
+            + self.decode.fragments_dropped
+            + self.reassembly.flows_evicted
+            + self.reassembly.buffer_limit_hits
+    }
+}
+
+type NewConnection = Box<dyn FnMut(&FlowInfo) -> Connection + Send>;
+
+pub struct Pipeline {
+    node: String,
+    decoder: Decoder,
+    tcp: Reassembler<Connection, NewConnection>,
+    emitted: Vec<Emit>,
+    parse_errors: u64,
+    unclaimed: u64,
+    entries: u64,
+    packets: u64,
+    bytes: u64,
+    tcp_packets: u64,
+    udp_packets: u64,
+    last_ts_ns: u64,
+}
+
+impl Pipeline {
+    pub fn new(config: PipelineConfig) -> Self {
+        let dissect = Arc::new(config.dissect);
+        let new_conn: NewConnection =
+            Box::new(move |_flow: &FlowInfo| Connection::new(dissect.clone()));
+        Pipeline {
+            node: config.node,
+            decoder: Decoder::new(config.defrag),
+            tcp: Reassembler::new(config.reassembly, new_conn),
+            emitted: Vec::new(),
+            parse_errors: 0,
+            unclaimed: 0,
+            entries: 0,
+            packets: 0,
+            bytes: 0,
+            tcp_packets: 0,
+            udp_packets: 0,
+            last_ts_ns: 0,
+        }
+    }
+
+    /// Feeds one packet; entries it completes are appended to `out`.
+    pub fn packet(&mut self, pkt: &Packet<'_>, out: &mut Vec<Entry>) {
+        self.packets += 1;
+        self.bytes += u64::from(pkt.orig_len);
+        self.last_ts_ns = self.last_ts_ns.max(pkt.ts_ns);
+        let tcp = &mut self.tcp;
+        let emitted = &mut self.emitted;
+        let r = self.decoder.decode(pkt, |d| match &d.transport {
+            Transport::Tcp(seg) => {
+                tcp.segment(pkt.ts_ns, d.src, d.dst, seg, emitted);
+                true
+            }
+            Transport::Udp { .. } => false,
+        });
+        match r {
+            Ok(true) => self.tcp_packets += 1,
+            Ok(false) => self.udp_packets += 1,
+            Err(Skip::Malformed(reason)) => tracing::debug!(%reason, "malformed packet"),
+            Err(_) => {}
+        }
+        self.collect(out);
+    }
+
+    /// End of input: closes every connection and emits what they still hold.
+    pub fn finish(&mut self, out: &mut Vec<Entry>) {
+        self.tcp.finish(self.last_ts_ns, &mut self.emitted);
+        self.collect(out);
+    }
+
+    fn collect(&mut self, out: &mut Vec<Entry>) {
+        for e in self.emitted.drain(..) {
+            match e {
+                Emit::Entry(mut entry) => {
+                    entry.node.clone_from(&self.node);
+                    self.entries += 1;
+                    out.push(*entry);
+                }
+                Emit::ParseError { protocol, reason } => {
+                    self.parse_errors += 1;
+                    tracing::debug!(protocol, %reason, "parse error");
+                }
+                Emit::Unclaimed => self.unclaimed += 1,
+            }
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            packets: self.packets,
+            bytes: self.bytes,
+            tcp_packets: self.tcp_packets,
+            udp_packets: self.udp_packets,
+            entries: self.entries,
+            parse_errors: self.parse_errors,
+            unclaimed_connections: self.unclaimed,
+            decode: self.decoder.stats.clone(),
+            reassembly: self.tcp.stats.clone(),
+        }
+    }
+}

@@ -1,0 +1,566 @@
+//! TCP reassembly: turns segments into two ordered byte streams per connection
+//! (client→server and server→client) for the dissectors.
+//!
+//! - Retransmissions and overlaps: the first bytes seen for a sequence range
+//!   win, as in Wireshark.
+//! - Out-of-order segments wait in a per-direction buffer until the hole fills.
+//! - A hole that will not fill (the peer ACKed bytes we never saw, a buffer limit
+//!   was hit, or the connection ended) becomes a gap event: the dissector is
+//!   told how many bytes are missing, never handed silently corrupted data.
+//! - Connections first seen mid-way start at the first segment seen.
+//! - Sequence numbers wrap: offsets are 64-bit, derived from signed 32-bit distances.
+//! - Memory is bounded per direction and in total, and flows by count and idle
+//!   time; every limit that bites is counted in [`ReassemblyStats`].
+
+use crate::decode::TcpSegment;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+
+/// Which way bytes travel on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    ToServer = 0,
+    ToClient = 1,
+}
+
+impl Direction {
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::ToServer => Direction::ToClient,
+            Direction::ToClient => Direction::ToServer,
+        }
+    }
+}
+
+/// What is known about a connection; fixed when the flow is created.
+#[derive(Debug, Clone)]
+pub struct FlowInfo {
+    /// Unique within one reassembler (one capture or one worker).
+    pub id: u64,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    /// Time of the first packet seen.
+    pub first_ts_ns: u64,
+    /// No SYN was seen: the capture started after the connection did, and the
+    /// client/server roles were guessed from the ports.
+    pub midstream: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Both sides sent FIN and all their bytes were delivered.
+    Fin,
+    Rst,
+    /// No packet for the idle timeout.
+    Idle,
+    /// Removed to make room under the flow limit.
+    Evicted,
+    /// A new SYN reused the connection's addresses and ports.
+    Reused,
+    EndOfCapture,
+}
+
+/// Receives a connection's events; one handler per flow.
+pub trait FlowHandler {
+    type Out;
+    /// In-order bytes in one direction; `ts_ns` is the capture time of the segment that carried them.
+    fn on_data(
+        &mut self,
+        flow: &FlowInfo,
+        dir: Direction,
+        ts_ns: u64,
+        data: &[u8],
+        out: &mut Vec<Self::Out>,
+    );
+    /// `len` bytes in this direction were never captured; the stream resumes after them.
+    fn on_gap(
+        &mut self,
+        flow: &FlowInfo,
+        dir: Direction,
+        ts_ns: u64,
+        len: u64,
+        out: &mut Vec<Self::Out>,
+    );
+    /// The connection is over; no more calls follow.
+    fn on_close(
+        &mut self,
+        flow: &FlowInfo,
+        ts_ns: u64,
+        reason: CloseReason,
+        out: &mut Vec<Self::Out>,
+    );
+}
+
+#[derive(Debug, Clone)]
+pub struct ReassemblyConfig {
+    /// Connections tracked at once; the least recently active is evicted beyond it.
+    pub max_flows: usize,
+    /// Out-of-order bytes buffered per direction of one connection.
+    pub max_flow_buffer: usize,
+    /// Out-of-order bytes buffered over all connections.
+    pub max_total_buffer: usize,
+    /// A connection with no packet for this long is closed.
+    pub idle_timeout_ns: u64,
+}
+
+impl Default for ReassemblyConfig {
+    fn default() -> Self {
+        ReassemblyConfig {
+            max_flows: 65_536,
+            max_flow_buffer: 1 << 20,
+            max_total_buffer: 64 << 20,
+            idle_timeout_ns: 120_000_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ReassemblyStats {
+    pub segments: u64,
+    pub flows: u64,
+    pub flows_expired: u64,
+    pub flows_evicted: u64,
+    pub retransmitted_segments: u64,
+    /// Bytes already delivered or buffered that arrived again (dropped: first seen wins).
+    pub overlap_bytes: u64,
+    pub out_of_order_segments: u64,
+    pub gaps: u64,
+    pub gap_bytes: u64,
+    /// Times a buffer limit forced a hole to be given up early.
+    pub buffer_limit_hits: u64,
+    /// Out-of-order bytes buffered right now.
+    pub buffered_bytes: u64,
+}
+
+/// A connection's key with the two endpoints in a fixed order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey(SocketAddr, SocketAddr);
+
+impl FlowKey {
+    fn new(a: SocketAddr, b: SocketAddr) -> Self {
+        if a <= b { FlowKey(a, b) } else { FlowKey(b, a) }
+    }
+}
+
+/// One direction of a connection.
+#[derive(Debug, Default)]
+struct Half {
+    /// Sequence number of stream offset 0; unknown until this side sends.
+    base: Option<u32>,
+    /// Offset of the next byte to deliver.
+    next: u64,
+    /// Offset just past the last byte, once a FIN was seen.
+    fin_at: Option<u64>,
+    /// Out-of-order segments by offset: capture time and bytes.
+    ooo: BTreeMap<u64, (u64, Vec<u8>)>,
+    ooo_bytes: usize,
+}
+
+impl Half {
+    /// Stream offset of a sequence number, relative to the next expected byte.
+    fn offset(&self, base: u32, seq: u32) -> i64 {
+        let expected = base.wrapping_add(self.next as u32);
+        self.next as i64 + i64::from(seq.wrapping_sub(expected) as i32)
+    }
+
+    fn finished(&self) -> bool {
+        self.fin_at.is_some_and(|f| self.next >= f) && self.ooo.is_empty()
+    }
+}
+
+struct Flow<H> {
+    info: FlowInfo,
+    halves: [Half; 2],
+    last_ts_ns: u64,
+    handler: H,
+}
+
+/// The part of the reassembler a flow's operations need, borrowed apart from the flow map.
+struct Ctx<'a, O> {
+    stats: &'a mut ReassemblyStats,
+    config: &'a ReassemblyConfig,
+    out: &'a mut Vec<O>,
+}
+
+pub struct Reassembler<H, F> {
+    flows: HashMap<FlowKey, Flow<H>>,
+    new_handler: F,
+    config: ReassemblyConfig,
+    next_id: u64,
+    last_sweep_ns: u64,
+    pub stats: ReassemblyStats,
+}
+
+impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
+    /// `new_handler` makes the handler for each new connection.
+    pub fn new(config: ReassemblyConfig, new_handler: F) -> Self {
+        Reassembler {
+            flows: HashMap::new(),
+            new_handler,
+            config,
+            next_id: 1,
+            last_sweep_ns: 0,
+            stats: ReassemblyStats::default(),
+        }
+    }
+
+    /// Connections tracked right now.
+    pub fn active_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Feeds one TCP segment sent from `src` to `dst` at `ts_ns`.
+    pub fn segment(
+        &mut self,
+        ts_ns: u64,
+        src: IpAddr,
+        dst: IpAddr,
+        seg: &TcpSegment<'_>,
+        out: &mut Vec<H::Out>,
+    ) {
+        self.stats.segments += 1;
+        self.sweep(ts_ns, out);
+        let from = SocketAddr::new(src, seg.src_port);
+        let to = SocketAddr::new(dst, seg.dst_port);
+        let key = FlowKey::new(from, to);
+
+        if seg.syn && !seg.ack_flag {
+            // A new SYN on a tracked connection with another sequence number: the ports were reused.
+            let reused = self.flows.get(&key).is_some_and(|f| {
+                f.info.client != from
+                    || f.halves[0]
+                        .base
+                        .is_some_and(|b| b != seg.seq.wrapping_add(1))
+            });
+            if reused {
+                self.close(key, ts_ns, CloseReason::Reused, out);
+            }
+        }
+        if !self.flows.contains_key(&key) {
+            if seg.payload.is_empty() && !seg.syn {
+                // A bare ACK, FIN or RST of a connection we do not know starts nothing.
+                return;
+            }
+            self.create(key, from, to, ts_ns, seg, out);
+        }
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        flow.last_ts_ns = ts_ns;
+        let dir = if from == flow.info.client {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        };
+        let mut ctx = Ctx {
+            stats: &mut self.stats,
+            config: &self.config,
+            out,
+        };
+        let done = flow.segment(dir, ts_ns, seg, &mut ctx);
+        if let Some(reason) = done {
+            self.close(key, ts_ns, reason, out);
+        }
+    }
+
+    /// Closes every connection (end of capture), flushing what is buffered as gaps.
+    pub fn finish(&mut self, ts_ns: u64, out: &mut Vec<H::Out>) {
+        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
+        for key in keys {
+            self.close(key, ts_ns, CloseReason::EndOfCapture, out);
+        }
+    }
+
+    fn create(
+        &mut self,
+        key: FlowKey,
+        from: SocketAddr,
+        to: SocketAddr,
+        ts_ns: u64,
+        seg: &TcpSegment<'_>,
+        out: &mut Vec<H::Out>,
+    ) {
+        if self.flows.len() >= self.config.max_flows {
+            let oldest = self
+                .flows
+                .iter()
+                .min_by_key(|(_, f)| f.last_ts_ns)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.stats.flows_evicted += 1;
+                self.close(k, ts_ns, CloseReason::Evicted, out);
+            }
+        }
+        let (client, server) = if seg.syn {
+            if seg.ack_flag { (to, from) } else { (from, to) }
+        } else if from.port() < to.port() {
+            // Mid-stream: the lower port is most likely the service.
+            (to, from)
+        } else {
+            (from, to)
+        };
+        let info = FlowInfo {
+            id: self.next_id,
+            client,
+            server,
+            first_ts_ns: ts_ns,
+            midstream: !seg.syn,
+        };
+        self.next_id += 1;
+        self.stats.flows += 1;
+        let handler = (self.new_handler)(&info);
+        self.flows.insert(
+            key,
+            Flow {
+                info,
+                halves: [Half::default(), Half::default()],
+                last_ts_ns: ts_ns,
+                handler,
+            },
+        );
+    }
+
+    fn close(&mut self, key: FlowKey, ts_ns: u64, reason: CloseReason, out: &mut Vec<H::Out>) {
+        let Some(mut flow) = self.flows.remove(&key) else {
+            return;
+        };
+        let mut ctx = Ctx {
+            stats: &mut self.stats,
+            config: &self.config,
+            out,
+        };
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            flow.flush(dir, &mut ctx);
+        }
+        flow.handler.on_close(&flow.info, ts_ns, reason, ctx.out);
+    }
+
+    /// Closes connections idle for longer than the timeout, once per second of capture time.
+    fn sweep(&mut self, now_ns: u64, out: &mut Vec<H::Out>) {
+        if now_ns < self.last_sweep_ns.saturating_add(1_000_000_000) {
+            return;
+        }
+        self.last_sweep_ns = now_ns;
+        let cutoff = now_ns.saturating_sub(self.config.idle_timeout_ns);
+        let idle: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.last_ts_ns < cutoff)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in idle {
+            self.stats.flows_expired += 1;
+            self.close(key, now_ns, CloseReason::Idle, out);
+        }
+    }
+}
+
+impl<H: FlowHandler> Flow<H> {
+    /// Handles one segment; returns a reason when the connection is now over.
+    fn segment(
+        &mut self,
+        dir: Direction,
+        ts_ns: u64,
+        seg: &TcpSegment<'_>,
+        ctx: &mut Ctx<'_, H::Out>,
+    ) -> Option<CloseReason> {
+        let half = &mut self.halves[dir.index()];
+        let data_seq = if seg.syn {
+            seg.seq.wrapping_add(1)
+        } else {
+            seg.seq
+        };
+        let base = match half.base {
+            Some(b) => b,
+            None => {
+                // From a SYN, offset 0 is the byte after it; mid-stream, the first byte seen.
+                half.base = Some(data_seq);
+                data_seq
+            }
+        };
+        let off = half.offset(base, data_seq);
+        if !seg.payload.is_empty() {
+            self.place(dir, off, ts_ns, seg.payload, ctx);
+        }
+        if seg.fin {
+            let end = (off + seg.payload.len() as i64).max(0) as u64;
+            let half = &mut self.halves[dir.index()];
+            half.fin_at = Some(half.fin_at.map_or(end, |f| f.min(end)));
+        }
+        if seg.ack_flag {
+            self.acked(dir.reverse(), seg.ack, ts_ns, ctx);
+        }
+        if seg.rst {
+            return Some(CloseReason::Rst);
+        }
+        if self.halves.iter().all(Half::finished) {
+            return Some(CloseReason::Fin);
+        }
+        None
+    }
+
+    /// The peer acknowledged `ack` in direction `dir`: bytes below it that we
+    /// never saw are lost to the capture, so give up waiting for them.
+    fn acked(&mut self, dir: Direction, ack: u32, ts_ns: u64, ctx: &mut Ctx<'_, H::Out>) {
+        let half = &self.halves[dir.index()];
+        let Some(base) = half.base else { return };
+        let mut acked = half.offset(base, ack);
+        if let Some(f) = half.fin_at {
+            // The FIN takes one sequence number of its own.
+            acked = acked.min(f as i64);
+        }
+        let ahead = acked - half.next as i64;
+        // Beyond 1 GiB ahead the ACK is not about this stream (a bogus or reused sequence space).
+        if ahead > 0 && ahead < (1 << 30) {
+            self.skip_to(dir, acked as u64, ts_ns, ctx);
+        }
+    }
+
+    /// Places bytes at stream offset `off`: delivered now if they are next,
+    /// buffered if they are ahead, trimmed or dropped where already seen.
+    fn place(
+        &mut self,
+        dir: Direction,
+        off: i64,
+        ts_ns: u64,
+        data: &[u8],
+        ctx: &mut Ctx<'_, H::Out>,
+    ) {
+        let half = &mut self.halves[dir.index()];
+        let next = half.next as i64;
+        let end = off + data.len() as i64;
+        if end <= next {
+            ctx.stats.retransmitted_segments += 1;
+            ctx.stats.overlap_bytes += data.len() as u64;
+            return;
+        }
+        let (off, data) = if off < next {
+            let cut = (next - off) as usize;
+            ctx.stats.overlap_bytes += cut as u64;
+            (next as u64, &data[cut..])
+        } else {
+            (off as u64, data)
+        };
+        if off == half.next {
+            self.deliver(dir, ts_ns, data, ctx);
+            self.drain(dir, ctx);
+            return;
+        }
+        ctx.stats.out_of_order_segments += 1;
+        // Keep only the parts no buffered segment covers yet: first seen wins.
+        let end = off + data.len() as u64;
+        let mut pieces: Vec<(u64, u64)> = Vec::new();
+        let mut cur = off;
+        if let Some((&k, (_, d))) = half.ooo.range(..=off).next_back() {
+            cur = cur.max((k + d.len() as u64).min(end));
+        }
+        for (&k, (_, d)) in half.ooo.range(off..end) {
+            if k > cur {
+                pieces.push((cur, k));
+            }
+            cur = cur.max((k + d.len() as u64).min(end));
+        }
+        if cur < end {
+            pieces.push((cur, end));
+        }
+        let covered = data.len() as u64 - pieces.iter().map(|(a, b)| b - a).sum::<u64>();
+        ctx.stats.overlap_bytes += covered;
+        for (a, b) in pieces {
+            let piece = &data[(a - off) as usize..(b - off) as usize];
+            let next = self.halves[dir.index()].next;
+            if a <= next {
+                // Reached meanwhile by an earlier piece's skip: place it against the new position.
+                self.place(dir, a as i64, ts_ns, piece, ctx);
+                continue;
+            }
+            let half = &mut self.halves[dir.index()];
+            let over_flow = half.ooo_bytes + piece.len() > ctx.config.max_flow_buffer;
+            let over_total =
+                ctx.stats.buffered_bytes as usize + piece.len() > ctx.config.max_total_buffer;
+            if over_flow || over_total {
+                // Give up on the hole before this piece rather than buffer past the limit.
+                ctx.stats.buffer_limit_hits += 1;
+                self.skip_to(dir, a, ts_ns, ctx);
+                self.place(dir, a as i64, ts_ns, piece, ctx);
+            } else {
+                half.ooo_bytes += piece.len();
+                ctx.stats.buffered_bytes += piece.len() as u64;
+                half.ooo.insert(a, (ts_ns, piece.to_vec()));
+            }
+        }
+    }
+
+    fn deliver(&mut self, dir: Direction, ts_ns: u64, data: &[u8], ctx: &mut Ctx<'_, H::Out>) {
+        self.halves[dir.index()].next += data.len() as u64;
+        self.handler.on_data(&self.info, dir, ts_ns, data, ctx.out);
+    }
+
+    fn gap(&mut self, dir: Direction, ts_ns: u64, len: u64, ctx: &mut Ctx<'_, H::Out>) {
+        self.halves[dir.index()].next += len;
+        ctx.stats.gaps += 1;
+        ctx.stats.gap_bytes += len;
+        self.handler.on_gap(&self.info, dir, ts_ns, len, ctx.out);
+    }
+
+    /// Delivers buffered segments that have become contiguous.
+    fn drain(&mut self, dir: Direction, ctx: &mut Ctx<'_, H::Out>) {
+        loop {
+            let half = &mut self.halves[dir.index()];
+            let Some(entry) = half.ooo.first_entry() else {
+                return;
+            };
+            let k = *entry.key();
+            if k > half.next {
+                return;
+            }
+            let (ts, data) = entry.remove();
+            half.ooo_bytes -= data.len();
+            ctx.stats.buffered_bytes -= data.len() as u64;
+            let skip = (half.next - k) as usize;
+            if skip < data.len() {
+                self.deliver(dir, ts, &data[skip..], ctx);
+            }
+        }
+    }
+
+    /// Moves the stream to `target`, delivering buffered bytes below it and
+    /// reporting the holes between them as gaps.
+    fn skip_to(&mut self, dir: Direction, target: u64, ts_ns: u64, ctx: &mut Ctx<'_, H::Out>) {
+        loop {
+            self.drain(dir, ctx);
+            let half = &self.halves[dir.index()];
+            match half.ooo.keys().next() {
+                Some(&k) if k < target => {
+                    let len = k - half.next;
+                    self.gap(dir, ts_ns, len, ctx);
+                }
+                _ => break,
+            }
+        }
+        let next = self.halves[dir.index()].next;
+        if next < target {
+            self.gap(dir, ts_ns, target - next, ctx);
+        }
+        self.drain(dir, ctx);
+    }
+
+    /// At close: delivers everything buffered, with gaps for the holes, and a
+    /// gap for bytes missing before a FIN.
+    fn flush(&mut self, dir: Direction, ctx: &mut Ctx<'_, H::Out>) {
+        let half = &self.halves[dir.index()];
+        let buffered_end = half
+            .ooo
+            .iter()
+            .next_back()
+            .map(|(k, (_, d))| k + d.len() as u64);
+        let target = buffered_end.into_iter().chain(half.fin_at).max();
+        if let Some(t) = target {
+            let ts = self.last_ts_ns;
+            self.skip_to(dir, t, ts, ctx);
+        }
+    }
+}
