@@ -291,23 +291,37 @@ fn frag_key(sliced: &SlicedPacket<'_>, src: IpAddr, dst: IpAddr) -> FragKey {
     }
 }
 
+/// Slices the payload of a Linux cooked header of `len` bytes with its protocol at `proto_at`.
+fn cooked<'a>(
+    data: &'a [u8],
+    len: usize,
+    proto_at: usize,
+    name: &str,
+) -> Result<Result<SlicedPacket<'a>, etherparse::err::packet::SliceError>, Skip> {
+    if data.len() < len {
+        return Err(Skip::Malformed(format!(
+            "{name} header needs {len} bytes, packet has {}",
+            data.len()
+        )));
+    }
+    let proto = u16::from_be_bytes([data[proto_at], data[proto_at + 1]]);
+    Ok(SlicedPacket::from_ether_type(
+        EtherType(proto),
+        &data[len..],
+    ))
+}
+
 /// Slices a packet from its link layer down.
 fn slice_link(linktype: u32, data: &[u8]) -> Result<SlicedPacket<'_>, Skip> {
     let r = match linktype {
         link::ETHERNET => SlicedPacket::from_ethernet(data),
-        link::LINUX_SLL => SlicedPacket::from_linux_sll(data),
-        link::LINUX_SLL2 => {
-            // SLL2: protocol (2), reserved (2), ifindex (4), ARPHRD (2), packet
-            // type (1), address length (1), address (8). etherparse has no SLL2.
-            if data.len() < 20 {
-                return Err(Skip::Malformed(format!(
-                    "SLL2 header needs 20 bytes, packet has {}",
-                    data.len()
-                )));
-            }
-            let proto = u16::from_be_bytes([data[0], data[1]]);
-            SlicedPacket::from_ether_type(EtherType(proto), &data[20..])
-        }
+        // Linux cooked captures, parsed here: etherparse rejects SLL from the
+        // loopback device (ARPHRD 772), which is what `-i any` records for lo.
+        // SLL: packet type (2), ARPHRD (2), address length (2), address (8), protocol (2).
+        link::LINUX_SLL => cooked(data, 16, 14, "SLL")?,
+        // SLL2: protocol (2), reserved (2), ifindex (4), ARPHRD (2), packet type (1),
+        // address length (1), address (8).
+        link::LINUX_SLL2 => cooked(data, 20, 0, "SLL2")?,
         link::NULL | link::LOOP => {
             if data.len() < 4 {
                 return Err(Skip::Malformed(format!(
