@@ -1,1 +1,136 @@
-fn main() {}
+//! `cargo xtask <task>`: the project's tasks. It runs things; the build itself
+//! stays in Cargo so plain `cargo build` and `cargo test` keep working.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod setup;
+mod synth;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "kubetap's project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install everything the build and the tests need (idempotent, non-interactive).
+    Setup,
+    /// Setup, then fmt check, clippy, every test and a short fuzz run.
+    Test {
+        /// Seconds each fuzz target runs.
+        #[arg(long, default_value_t = 10)]
+        fuzz_seconds: u64,
+    },
+    /// Setup, then kubetap's main job: real HTTP traffic on loopback, captured and dissected.
+    Demo,
+    /// Setup, then time `kubetap read` against tshark on a large generated capture.
+    Bench {
+        /// HTTP transactions in the generated capture.
+        #[arg(long, default_value_t = 1_000_000)]
+        transactions: u64,
+    },
+    /// Run every fuzz target (cargo-fuzz, nightly).
+    Fuzz {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Setup => setup::all(),
+        Task::Test { fuzz_seconds } => test(fuzz_seconds),
+        Task::Demo => demo(),
+        Task::Bench { transactions } => bench::run(transactions),
+        Task::Fuzz { seconds } => fuzz(seconds),
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()
+}
+
+/// Where cargo puts build output, honouring CARGO_TARGET_DIR.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
+/// Runs a command in the workspace root, failing with its command line.
+pub fn exec(cmd: &mut Command) -> Result<()> {
+    cmd.current_dir(root());
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn test(fuzz_seconds: u64) -> Result<()> {
+    setup::all()?;
+    exec(cargo().args(["fmt", "--all", "--check"]))?;
+    exec(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    let mut tests = cargo();
+    tests.args(["test", "--workspace"]);
+    if setup::is_root() {
+        // Setup installed the real peers, so a test that cannot find them is a failure, not a skip.
+        tests.env("KUBETAP_REQUIRE_PEERS", "1");
+    } else {
+        eprintln!("xtask: not root: tests that capture on lo will print SKIPPED with the reason");
+    }
+    exec(&mut tests)?;
+    fuzz(fuzz_seconds)
+}
+
+fn demo() -> Result<()> {
+    setup::all()?;
+    exec(cargo().args(["build", "--release", "-p", "tap-cli"]))?;
+    if !setup::is_root() {
+        bail!("the demo captures on the loopback interface, which needs root: run it with sudo");
+    }
+    let dir = target_dir().join("demo");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    eprintln!("xtask: making real HTTP traffic on 127.0.0.1:{port} (curl and Python against a Python server) and capturing it");
+    exec(Command::new("bash").arg(root().join("tap-cli/tests/peers/capture_http.sh")).arg(&dir).arg(port.to_string()))?;
+    let file = dir.join("lo.pcapng");
+    let kubetap = target_dir().join("release/kubetap");
+    eprintln!("\nxtask: kubetap read {}\n", file.display());
+    exec(Command::new(&kubetap).arg("read").arg(&file))?;
+    eprintln!("\nxtask: the same entries as JSON lines: {} read --json {}", kubetap.display(), file.display());
+    eprintln!("xtask: the browser UI on http://localhost:8899 arrives with the hub and UI steps");
+    Ok(())
+}
+
+fn fuzz(seconds: u64) -> Result<()> {
+    setup::cargo_fuzz()?;
+    let fuzz_dir = root().join("fuzz");
+    for target in ["capture_file", "reassembly", "http1"] {
+        let corpus = target_dir().join("fuzz-corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        let mut cmd = cargo();
+        cmd.args(["+nightly", "fuzz", "run", "--fuzz-dir"])
+            .arg(&fuzz_dir)
+            .arg(target)
+            .arg(&corpus)
+            .arg(fuzz_dir.join("seeds").join(target))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-rss_limit_mb=2048")
+            .env("CARGO_TARGET_DIR", target_dir().join("fuzz"));
+        exec(&mut cmd)?;
+    }
+    Ok(())
+}
