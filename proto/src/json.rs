@@ -239,7 +239,7 @@ mod tests {
             ..Default::default()
         };
         let v: serde_json::Value = serde_json::to_value(EntryJson(&e)).unwrap();
-        assert_eq!(v["ts"], "2026-11-22T12:56:50.123456789Z");
+        assert_eq!(v["ts"], "2026-11-20T19:36:50.123456789Z");
         assert_eq!(v["protocol"], "http");
         assert_eq!(v["src"]["port"], 51234);
         assert_eq!(v["src"]["pod"], serde_json::Value::Null);

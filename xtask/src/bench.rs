@@ -27,11 +27,18 @@ fn measure(program: &Path, args: &[&str]) -> Result<Measured> {
     if !out.status.success() {
         bail!("{} {:?} failed: {stderr}", program.display(), args);
     }
-    let line = stderr.lines().find_map(|l| l.strip_prefix("XTASK_TIME ")).context("no timing from /usr/bin/time")?;
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("XTASK_TIME "))
+        .context("no timing from /usr/bin/time")?;
     let mut f = line.split_whitespace();
     let seconds: f64 = f.next().context("time")?.parse()?;
     let rss_kib: f64 = f.next().context("rss")?.parse()?;
-    Ok(Measured { seconds, rss_mib: rss_kib / 1024.0, stderr: stderr.into_owned() })
+    Ok(Measured {
+        seconds,
+        rss_mib: rss_kib / 1024.0,
+        stderr: stderr.into_owned(),
+    })
 }
 
 fn capture(transactions: u64) -> Result<(PathBuf, u64)> {
@@ -39,11 +46,18 @@ fn capture(transactions: u64) -> Result<(PathBuf, u64)> {
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("http-{transactions}.pcap"));
     if !path.exists() {
-        eprintln!("xtask: generating {} ({transactions} HTTP transactions; cached for later runs)", path.display());
+        eprintln!(
+            "xtask: generating {} ({transactions} HTTP transactions; cached for later runs)",
+            path.display()
+        );
         let tmp = path.with_extension("pcap.partial");
         let s = synth::generate(&tmp, transactions, 7)?;
         std::fs::rename(&tmp, &path)?;
-        eprintln!("xtask: {} packets, {:.1} MiB", s.packets, s.bytes as f64 / (1 << 20) as f64);
+        eprintln!(
+            "xtask: {} packets, {:.1} MiB",
+            s.packets,
+            s.bytes as f64 / (1 << 20) as f64
+        );
     }
     let size = std::fs::metadata(&path)?.len();
     Ok((path, size))
@@ -59,21 +73,51 @@ pub fn run(transactions: u64) -> Result<()> {
 
     let ours = measure(&kubetap, &["read", "--json", &path(&big)])?;
     // The summary line says how many entries kubetap made: all transactions, or the bench is void.
-    let entries = ours.stderr.lines().find_map(|l| l.split(", ").find_map(|f| f.strip_suffix(" entries")?.parse::<u64>().ok()));
+    let entries = ours.stderr.lines().find_map(|l| {
+        l.split(", ")
+            .find_map(|f| f.strip_suffix(" entries")?.parse::<u64>().ok())
+    });
     if entries != Some(transactions) {
-        bail!("kubetap made {entries:?} entries from {transactions} transactions: {}", ours.stderr);
+        bail!(
+            "kubetap made {entries:?} entries from {transactions} transactions: {}",
+            ours.stderr
+        );
     }
     let ours_small = measure(&kubetap, &["read", "--json", "--quiet", &path(&small)])?;
     eprintln!("xtask: running tshark on the same file (this takes a while)");
     let tshark = measure(
         Path::new("tshark"),
-        &["-n", "-r", &path(&big), "-Y", "http", "-T", "fields", "-e", "http.request.method", "-e", "http.request.uri", "-e", "http.response.code"],
+        &[
+            "-n",
+            "-r",
+            &path(&big),
+            "-Y",
+            "http",
+            "-T",
+            "fields",
+            "-e",
+            "http.request.method",
+            "-e",
+            "http.request.uri",
+            "-e",
+            "http.response.code",
+        ],
     )?;
 
     let mb = big_size as f64 / 1e6;
-    println!("capture: {} ({:.0} MB, {transactions} HTTP transactions)", big.display(), mb);
-    println!("{:<28} {:>9} {:>10} {:>12} {:>14}", "tool", "seconds", "MB/s", "tx/s", "peak RSS MiB");
-    for (name, m) in [("kubetap read --json", &ours), ("tshark -Y http -T fields", &tshark)] {
+    println!(
+        "capture: {} ({:.0} MB, {transactions} HTTP transactions)",
+        big.display(),
+        mb
+    );
+    println!(
+        "{:<28} {:>9} {:>10} {:>12} {:>14}",
+        "tool", "seconds", "MB/s", "tx/s", "peak RSS MiB"
+    );
+    for (name, m) in [
+        ("kubetap read --json", &ours),
+        ("tshark -Y http -T fields", &tshark),
+    ] {
         println!(
             "{name:<28} {:>9.2} {:>10.1} {:>12.0} {:>14.1}",
             m.seconds,
@@ -82,7 +126,10 @@ pub fn run(transactions: u64) -> Result<()> {
             m.rss_mib
         );
     }
-    println!("speed ratio kubetap/tshark: {:.1}x", tshark.seconds / ours.seconds.max(0.001));
+    println!(
+        "speed ratio kubetap/tshark: {:.1}x",
+        tshark.seconds / ours.seconds.max(0.001)
+    );
     println!(
         "kubetap peak RSS: {:.1} MiB on {:.0} MB, {:.1} MiB on {:.0} MB (flat memory: same order whatever the size)",
         ours.rss_mib,
@@ -94,5 +141,9 @@ pub fn run(transactions: u64) -> Result<()> {
 }
 
 fn run_cargo_release() -> Result<()> {
-    exec(cargo().args(["build", "--release", "-p", "tap-cli"]).current_dir(root()))
+    exec(
+        cargo()
+            .args(["build", "--release", "-p", "tap-cli"])
+            .current_dir(root()),
+    )
 }

@@ -56,7 +56,10 @@ fn main() -> Result<()> {
 
 /// The workspace root (xtask lives one level below it).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf()
 }
 
 /// Where cargo puts build output, honouring CARGO_TARGET_DIR.
@@ -68,7 +71,9 @@ pub fn target_dir() -> PathBuf {
 pub fn exec(cmd: &mut Command) -> Result<()> {
     cmd.current_dir(root());
     eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
     }
@@ -82,7 +87,14 @@ fn cargo() -> Command {
 fn test(fuzz_seconds: u64) -> Result<()> {
     setup::all()?;
     exec(cargo().args(["fmt", "--all", "--check"]))?;
-    exec(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    exec(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     let mut tests = cargo();
     tests.args(["test", "--workspace"]);
     if setup::is_root() {
@@ -102,14 +114,27 @@ fn demo() -> Result<()> {
         bail!("the demo captures on the loopback interface, which needs root: run it with sudo");
     }
     let dir = target_dir().join("demo");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    eprintln!("xtask: making real HTTP traffic on 127.0.0.1:{port} (curl and Python against a Python server) and capturing it");
-    exec(Command::new("bash").arg(root().join("tap-cli/tests/peers/capture_http.sh")).arg(&dir).arg(port.to_string()))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    eprintln!(
+        "xtask: making real HTTP traffic on 127.0.0.1:{port} (curl and Python against a Python server) and capturing it"
+    );
+    exec(
+        Command::new("bash")
+            .arg(root().join("tap-cli/tests/peers/capture_http.sh"))
+            .arg(&dir)
+            .arg(port.to_string()),
+    )?;
     let file = dir.join("lo.pcapng");
     let kubetap = target_dir().join("release/kubetap");
     eprintln!("\nxtask: kubetap read {}\n", file.display());
     exec(Command::new(&kubetap).arg("read").arg(&file))?;
-    eprintln!("\nxtask: the same entries as JSON lines: {} read --json {}", kubetap.display(), file.display());
+    eprintln!(
+        "\nxtask: the same entries as JSON lines: {} read --json {}",
+        kubetap.display(),
+        file.display()
+    );
     eprintln!("xtask: the browser UI on http://localhost:8899 arrives with the hub and UI steps");
     Ok(())
 }
@@ -120,8 +145,9 @@ fn fuzz(seconds: u64) -> Result<()> {
     for target in ["capture_file", "reassembly", "http1"] {
         let corpus = target_dir().join("fuzz-corpus").join(target);
         std::fs::create_dir_all(&corpus)?;
-        let mut cmd = cargo();
-        cmd.args(["+nightly", "fuzz", "run", "--fuzz-dir"])
+        // cargo-fuzz needs nightly; `rustup run` reaches it even when CARGO names stable's cargo.
+        let mut cmd = Command::new("rustup");
+        cmd.args(["run", "nightly", "cargo", "fuzz", "run", "--fuzz-dir"])
             .arg(&fuzz_dir)
             .arg(target)
             .arg(&corpus)

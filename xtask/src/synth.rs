@@ -43,7 +43,9 @@ impl<W: Write> Writer<W> {
         } else {
             (c.server, c.client, SERVER_PORT, c.port, c.sseq, c.cseq)
         };
-        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64).tcp(sport, dport, seq, 65_000);
+        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, 64)
+            .tcp(sport, dport, seq, 65_000);
         if flags.contains('S') {
             b = b.syn();
         }
@@ -59,7 +61,11 @@ impl<W: Write> Writer<W> {
         self.buf.clear();
         b.write(&mut self.buf, payload)?;
         self.ts_ns += 7_000;
-        let p = PcapPacket::new(Duration::from_nanos(self.ts_ns), self.buf.len() as u32, &self.buf);
+        let p = PcapPacket::new(
+            Duration::from_nanos(self.ts_ns),
+            self.buf.len() as u32,
+            &self.buf,
+        );
         self.pcap.write_packet(&p)?;
         self.packets += 1;
         Ok(())
@@ -92,7 +98,12 @@ fn body_size(rng: &mut fastrand::Rng) -> usize {
 /// Writes a capture with `transactions` request/response pairs to `path`.
 pub fn generate(path: &Path, transactions: u64, seed: u64) -> Result<Summary> {
     let file = std::fs::File::create(path)?;
-    let header = PcapHeader { datalink: DataLink::ETHERNET, ts_resolution: TsResolution::NanoSecond, snaplen: 262_144, ..Default::default() };
+    let header = PcapHeader {
+        datalink: DataLink::ETHERNET,
+        ts_resolution: TsResolution::NanoSecond,
+        snaplen: 262_144,
+        ..Default::default()
+    };
     let mut w = Writer {
         pcap: PcapWriter::with_header(BufWriter::with_capacity(1 << 20, file), header)?,
         ts_ns: 1_790_000_000_000_000_000,
@@ -102,13 +113,23 @@ pub fn generate(path: &Path, transactions: u64, seed: u64) -> Result<Summary> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut conns: Vec<Conn> = Vec::new();
     let mut next_port: u32 = 0;
-    let filler: Vec<u8> = b"{\"id\":12345,\"name\":\"kubetap\",\"tags\":[\"a\",\"b\"]},".iter().copied().cycle().take(80_000).collect();
+    let filler: Vec<u8> = b"{\"id\":12345,\"name\":\"kubetap\",\"tags\":[\"a\",\"b\"]},"
+        .iter()
+        .copied()
+        .cycle()
+        .take(80_000)
+        .collect();
     let mut done = 0;
     while done < transactions {
         while conns.len() < ACTIVE {
             next_port += 1;
             let mut c = Conn {
-                client: [10, 1, (next_port >> 16) as u8 % 250, (next_port % 250) as u8 + 1],
+                client: [
+                    10,
+                    1,
+                    (next_port >> 16) as u8 % 250,
+                    (next_port % 250) as u8 + 1,
+                ],
                 server: [10, 2, 0, rng.u8(1..20)],
                 port: 1024 + (next_port % 60_000) as u16,
                 cseq: rng.u32(..),
@@ -142,7 +163,11 @@ pub fn generate(path: &Path, transactions: u64, seed: u64) -> Result<Summary> {
                 .into_bytes()
         };
         w.send(c, true, &request)?;
-        let status = if rng.u8(0..20) == 0 { "404 Not Found" } else { "200 OK" };
+        let status = if rng.u8(0..20) == 0 {
+            "404 Not Found"
+        } else {
+            "200 OK"
+        };
         let body = &filler[..body_size(&mut rng)];
         let mut response;
         if rng.u8(0..10) == 0 {

@@ -307,7 +307,7 @@ impl Http1 {
         }
     }
 
-    /// Reads a message head from `data`; returns the bytes consumed.
+    /// Reads a message head from `data`.
     fn head(
         &mut self,
         flow: &FlowInfo,
@@ -315,7 +315,7 @@ impl Http1 {
         ts_ns: u64,
         data: &[u8],
         out: &mut Vec<Emit>,
-    ) -> usize {
+    ) -> Step {
         let side = &mut self.sides[dir.index()];
         if side.buf.is_empty() {
             // Blank lines between messages are allowed (RFC 9112 §2.2); skip them here
@@ -325,7 +325,7 @@ impl Http1 {
                 .take_while(|c| **c == b'\r' || **c == b'\n')
                 .count();
             if blank > 0 {
-                return blank;
+                return Step::Consumed(blank);
             }
             side.buf_ts = ts_ns;
         }
@@ -370,26 +370,22 @@ impl Http1 {
                 }
             }
         };
-        match parsed {
-            Err(e) => {
-                let reason = format!("{e}").replace(' ', "_").to_ascii_lowercase();
-                self.parse_error(dir, &reason, out);
-                take
-            }
-            Ok(None) => {
-                if side.buf.len() > self.config.max_head {
-                    self.parse_error(dir, "header_too_large", out);
-                }
-                take
-            }
+        let reason = match parsed {
+            Err(e) => format!("{e}").replace(' ', "_").to_ascii_lowercase(),
+            Ok(None) if side.buf.len() > self.config.max_head => "header_too_large".to_string(),
+            Ok(None) => return Step::Consumed(take),
             Ok(Some((n, head))) => {
-                let consumed = n - old;
                 let ts = side.buf_ts;
                 side.buf.clear();
                 self.start_message(flow, dir, ts, n as u64, head, out);
-                consumed
+                return Step::Consumed(n - old);
             }
-        }
+        };
+        // Look for the next message from the byte after this one's start, so
+        // a message hidden behind a bad one is still found.
+        let window = side.buf.split_off(1.min(side.buf.len()));
+        self.parse_error(dir, &reason, out);
+        Step::Replay(window, take)
     }
 
     fn start_message(
@@ -722,7 +718,7 @@ impl Http1 {
     }
 
     /// Looks for the next message start in the resync window.
-    fn resync(&mut self, dir: Direction, ts_ns: u64, data: &[u8]) -> Resync {
+    fn resync(&mut self, dir: Direction, ts_ns: u64, data: &[u8]) -> Step {
         let side = &mut self.sides[dir.index()];
         let old = side.buf.len();
         side.buf.extend_from_slice(data);
@@ -731,7 +727,7 @@ impl Http1 {
                 // The message starts inside `data`: the head parser takes it from there.
                 side.buf.clear();
                 side.phase = Phase::Head;
-                Resync::Consumed(at - old)
+                Step::Consumed(at - old)
             }
             Some(at) => {
                 // It starts in bytes kept from earlier calls: parse them again.
@@ -739,22 +735,24 @@ impl Http1 {
                 side.buf.clear();
                 side.phase = Phase::Head;
                 side.buf_ts = ts_ns;
-                Resync::Replay(rest)
+                Step::Replay(rest, data.len())
             }
             None => {
                 if side.buf.len() > RESYNC_WINDOW {
                     let cut = side.buf.len() - RESYNC_WINDOW / 2;
                     side.buf.drain(..cut);
                 }
-                Resync::Consumed(data.len())
+                Step::Consumed(data.len())
             }
         }
     }
 }
 
-enum Resync {
+/// What one parsing step did with its input.
+enum Step {
     Consumed(usize),
-    Replay(Vec<u8>),
+    /// Parse these bytes, then the input after the first `usize` bytes.
+    Replay(Vec<u8>, usize),
 }
 
 impl Dissector for Http1 {
@@ -766,27 +764,29 @@ impl Dissector for Http1 {
         data: &[u8],
         out: &mut Vec<Emit>,
     ) {
+        let mut replay: Vec<u8>;
         let mut input = data;
         while !input.is_empty() {
-            let n = match self.sides[dir.index()].phase.clone() {
+            let step = match self.sides[dir.index()].phase.clone() {
                 Phase::Head => self.head(flow, dir, ts_ns, input, out),
-                Phase::Body(f) => self.body(flow, dir, f, input, out),
-                Phase::Resync => match self.resync(dir, ts_ns, input) {
-                    Resync::Consumed(n) => n,
-                    Resync::Replay(bytes) => {
-                        self.on_data(flow, dir, ts_ns, &bytes, out);
-                        input.len()
-                    }
-                },
+                Phase::Body(f) => Step::Consumed(self.body(flow, dir, f, input, out)),
+                Phase::Resync => self.resync(dir, ts_ns, input),
                 Phase::AwaitUpgrade => {
                     let side = &mut self.sides[dir.index()];
                     let room = self.config.max_head.saturating_sub(side.buf.len());
                     side.buf.extend_from_slice(&input[..input.len().min(room)]);
-                    input.len()
+                    Step::Consumed(input.len())
                 }
-                Phase::Tunnel => input.len(),
+                Phase::Tunnel => Step::Consumed(input.len()),
             };
-            input = &input[n..];
+            match step {
+                Step::Consumed(n) => input = &input[n..],
+                Step::Replay(mut bytes, n) => {
+                    bytes.extend_from_slice(&input[n..]);
+                    replay = bytes;
+                    input = &replay;
+                }
+            }
         }
     }
 

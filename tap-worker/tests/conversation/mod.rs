@@ -149,7 +149,8 @@ impl Conversation {
 
     /// A request from the client, then the server's response.
     pub fn exchange(&mut self, request: &[u8], response: &[u8]) -> &mut Self {
-        self.send(Peer::Client, request).send(Peer::Server, response)
+        self.send(Peer::Client, request)
+            .send(Peer::Server, response)
     }
 
     pub fn push(&mut self, seg: Segment) -> &mut Self {
