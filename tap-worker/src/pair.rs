@@ -50,10 +50,10 @@ impl Fifo {
     }
 
     pub fn request(&mut self, flow: &FlowInfo, req: Message<Request>, out: &mut Vec<Emit>) {
-        if self.pending.len() >= self.max_pending {
-            if let Some(old) = self.pending.pop_front() {
-                self.emit(flow, Some(old), None, out);
-            }
+        if self.pending.len() >= self.max_pending
+            && let Some(old) = self.pending.pop_front()
+        {
+            self.emit(flow, Some(old), None, out);
         }
         self.pending.push_back(req);
     }

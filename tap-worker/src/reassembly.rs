@@ -383,6 +383,11 @@ impl<H: FlowHandler> Flow<H> {
             }
         };
         let off = half.offset(base, data_seq);
+        if seg.ack_flag {
+            // First what the ACK says about the other direction: a reply must not
+            // be dissected before the hole in the request it answers is declared.
+            self.acked(dir.reverse(), seg.ack, ts_ns, ctx);
+        }
         if !seg.payload.is_empty() {
             self.place(dir, off, ts_ns, seg.payload, ctx);
         }
@@ -390,9 +395,6 @@ impl<H: FlowHandler> Flow<H> {
             let end = (off + seg.payload.len() as i64).max(0) as u64;
             let half = &mut self.halves[dir.index()];
             half.fin_at = Some(half.fin_at.map_or(end, |f| f.min(end)));
-        }
-        if seg.ack_flag {
-            self.acked(dir.reverse(), seg.ack, ts_ns, ctx);
         }
         if seg.rst {
             return Some(CloseReason::Rst);
@@ -446,8 +448,15 @@ impl<H: FlowHandler> Flow<H> {
             (off as u64, data)
         };
         if off == half.next {
-            self.deliver(dir, ts_ns, data, ctx);
+            // Deliver up to the first buffered segment only: the bytes it holds were seen first.
+            let end = off + data.len() as u64;
+            let first_buffered = half.ooo.range(off..end).next().map(|(&k, _)| k);
+            let now = first_buffered.map_or(data.len(), |k| (k - off) as usize);
+            self.deliver(dir, ts_ns, &data[..now], ctx);
             self.drain(dir, ctx);
+            if now < data.len() {
+                self.place(dir, (off + now as u64) as i64, ts_ns, &data[now..], ctx);
+            }
             return;
         }
         ctx.stats.out_of_order_segments += 1;

@@ -14,6 +14,7 @@ use proptest::prelude::*;
 use proto::v1::Header;
 use std::io::Write as _;
 use tap_worker::capture::link;
+use tap_worker::{Pipeline, PipelineConfig};
 
 fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: curl/8.5.0\r\n\r\n")
@@ -107,6 +108,70 @@ fn check_cases(cases: Vec<Case>) {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// How one message is cut and shuffled in the property test.
+#[derive(Debug, Clone)]
+struct Delivery {
+    sizes: Vec<usize>,
+    /// Sort keys: segment `i` is sent in the order of `keys[i % len]`.
+    keys: Vec<u8>,
+    /// Segment `i` is sent twice when `repeat[i % len]`.
+    repeat: Vec<bool>,
+}
+
+fn delivery() -> impl Strategy<Value = Delivery> {
+    (
+        prop::collection::vec(1usize..90, 0..12),
+        prop::collection::vec(any::<u8>(), 1..12),
+        prop::collection::vec(prop::bool::weighted(0.15), 1..12),
+    )
+        .prop_map(|(sizes, keys, repeat)| Delivery {
+            sizes,
+            keys,
+            repeat,
+        })
+}
+
+/// Initial sequence numbers, often close enough to 2^32 for the data to wrap.
+fn isn() -> impl Strategy<Value = u32> {
+    prop_oneof![any::<u32>(), (u32::MAX - 1500)..=u32::MAX]
+}
+
+/// Sends `data` cut and reordered within its own burst: every segment of a
+/// burst acknowledges the same peer bytes, all sent before it.
+fn deliver(c: &mut Conversation, from: Peer, data: &[u8], d: &Delivery) {
+    let mut sizes = Vec::new();
+    let mut total = 0;
+    for &n in &d.sizes {
+        if total + n >= data.len() {
+            break;
+        }
+        sizes.push(n);
+        total += n;
+    }
+    let segs = c.cut(from, data, &sizes);
+    let mut order: Vec<usize> = (0..segs.len()).collect();
+    order.sort_by_key(|&i| (d.keys[i % d.keys.len()], i));
+    for i in order {
+        c.push(segs[i].clone());
+        if d.repeat[i % d.repeat.len()] {
+            c.push(segs[i].clone());
+        }
+    }
+}
+
+fn shop_messages() -> Vec<(Peer, Vec<u8>)> {
+    vec![
+        (Peer::Client, post("/cart", &"item=42&qty=3&".repeat(20))),
+        (
+            Peer::Server,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Count\r\n\r\n10\r\nfirst sixteen by\r\n4\r\ntes!\r\n0\r\nX-Count: 2\r\n\r\n"
+                .to_vec(),
+        ),
+        (Peer::Client, get("/cart")),
+        (Peer::Server, ok(&"item 42 x3; ".repeat(30))),
+    ]
+}
+
 #[test]
 fn http_framing_cases_become_the_expected_entries() {
     use Peer::{Client, Server};
@@ -118,6 +183,7 @@ fn http_framing_cases_become_the_expected_entries() {
     .concat();
     let upgrade = b"GET /chat HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     let switching = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    let h2c = b"GET /h2c HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
     let mut close_delimited = case(
         "a body without length ends at the server's FIN",
         vec![
@@ -257,7 +323,105 @@ fn http_framing_cases_become_the_expected_entries() {
             ],
             vec![Exchange::new("GET", "/chat", 101)],
         ),
+        case(
+            "a refused upgrade (200) keeps the connection HTTP",
+            vec![
+                (Client, h2c),
+                (Server, &ok("plain")),
+                (Client, &get("/next")),
+                (Server, &ok("next")),
+            ],
+            vec![
+                Exchange::new("GET", "/h2c", 200).response_body(b"plain"),
+                Exchange::new("GET", "/next", 200).response_body(b"next"),
+            ],
+        ),
+        case(
+            "a request sent while an upgrade is pending is parsed once it is refused",
+            vec![
+                (Client, h2c),
+                (Client, &get("/next")),
+                (Server, &[ok("plain"), ok("next")].concat()),
+            ],
+            vec![
+                Exchange::new("GET", "/h2c", 200).response_body(b"plain"),
+                Exchange::new("GET", "/next", 200).response_body(b"next"),
+            ],
+        ),
+        case(
+            "a pipelined HEAD and GET: only the GET's response has a body",
+            vec![
+                (
+                    Client,
+                    &[
+                        b"HEAD /video.mp4 HTTP/1.1\r\nHost: shop.example\r\n\r\n".to_vec(),
+                        get("/next"),
+                    ]
+                    .concat(),
+                ),
+                (
+                    Server,
+                    &[
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n".to_vec(),
+                        ok("next"),
+                    ]
+                    .concat(),
+                ),
+            ],
+            vec![
+                Exchange::new("HEAD", "/video.mp4", 200),
+                Exchange::new("GET", "/next", 200).response_body(b"next"),
+            ],
+        ),
     ]);
+}
+
+#[test]
+fn request_entry_records_its_headers() {
+    // The pairing tests above compare method/path/status; this checks the head itself.
+    let mut c = Conversation::open();
+    c.exchange(&get("/index.html"), &ok("hello"))
+        .close(Peer::Client);
+    let r = run(&c.frames(Link::Ethernet));
+    let req = http_request(&r.entries[0]).expect("an HTTP request");
+    assert_eq!(req.version, "1.1");
+    assert_eq!(
+        req.headers,
+        vec![
+            Header {
+                name: "Host".into(),
+                value: "shop.example".into()
+            },
+            Header {
+                name: "User-Agent".into(),
+                value: "curl/8.5.0".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn body_ended_by_a_fin_on_its_last_segment_is_complete_as_soon_as_the_connection_closes() {
+    let mut c = Conversation::open();
+    c.send(Peer::Client, &get("/export.csv"))
+        .send(
+            Peer::Server,
+            b"HTTP/1.0 200 OK\r\nContent-Type: text/csv\r\n\r\nid,name\n",
+        )
+        .send_with_fin(Peer::Server, b"42,kubetap\n")
+        .fin(Peer::Client)
+        .ack(Peer::Server);
+    let mut pipeline = Pipeline::new(PipelineConfig::default());
+    let mut entries = Vec::new();
+    for f in c.frames(Link::Ethernet) {
+        pipeline.packet(&f.packet(), &mut entries);
+    }
+
+    // Emitted by the FIN exchange itself, not by the end of the capture.
+    assert_eq!(
+        entries.iter().map(Exchange::of).collect::<Vec<_>>(),
+        vec![Exchange::new("GET", "/export.csv", 200).response_body(b"id,name\n42,kubetap\n")]
+    );
 }
 
 #[test]
@@ -442,6 +606,71 @@ fn lost_body_segment_flags_the_entry_and_later_requests_still_parse() {
 }
 
 #[test]
+fn lost_request_body_segment_flags_the_request_and_the_response_still_pairs() {
+    let body = "x".repeat(300);
+    let request = post("/upload", &body);
+    let head = request.len() - body.len();
+    let mut c = Conversation::open();
+    let parts = c.cut(Peer::Client, &request, &[head + 100, 100]);
+    // The middle 100 body bytes are lost; the server's response acknowledges them.
+    c.push(parts[0].clone())
+        .push(parts[2].clone())
+        .send(Peer::Server, &ok("stored"))
+        .exchange(&get("/after"), &ok("fine"))
+        .close(Peer::Client);
+    let r = run(&c.frames(Link::Ethernet));
+
+    let got = r.exchanges();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        (got[0].method.as_str(), got[0].path.as_str(), got[0].status),
+        ("POST", "/upload", Some(200))
+    );
+    assert_eq!(got[0].response_body, b"stored");
+    assert!(
+        got[0].flags.contains(&"gap".to_string())
+            && got[0].flags.contains(&"truncated".to_string()),
+        "flags: {:?}",
+        got[0].flags
+    );
+    let req_body = http_request(&r.entries[0])
+        .and_then(|q| q.body.as_ref())
+        .expect("a request body");
+    assert!(req_body.truncated, "the request body lost 100 bytes");
+    assert_eq!(
+        got[1],
+        Exchange::new("GET", "/after", 200).response_body(b"fine")
+    );
+}
+
+#[test]
+fn ethernet_padding_after_a_short_segment_is_not_payload() {
+    let request = post("/tiny", "ab");
+    let response = ok("k");
+    let mut c = Conversation::open();
+    c.send_split(Peer::Client, &request, &[request.len() - 2])
+        .send_split(Peer::Server, &response, &[response.len() - 1])
+        .close(Peer::Client);
+    let mut frames = c.frames(Link::Ethernet);
+    for f in &mut frames {
+        // Ethernet's 60-byte minimum frame: short frames carry zero padding.
+        if f.data.len() < 60 {
+            f.data.resize(60, 0);
+        }
+    }
+    let r = run(&frames);
+
+    assert_eq!(
+        r.exchanges(),
+        vec![
+            Exchange::new("POST", "/tiny", 200)
+                .request_body(b"ab")
+                .response_body(b"k")
+        ]
+    );
+}
+
+#[test]
 fn midstream_capture_starting_at_a_response_parses_the_next_exchange() {
     let mut c = Conversation::midstream(7_000_000, 9_000_000);
     c.send(
@@ -562,12 +791,14 @@ fn every_link_type_yields_the_same_exchange() {
     for (l, client_ip) in [
         (Link::Ethernet, "10.0.0.1"),
         (Link::Vlan(42), "10.0.0.1"),
+        (Link::DoubleVlan(100, 42), "10.0.0.1"),
         (Link::Ipv6, "fd00::1"),
         (Link::LinuxSll, "10.0.0.1"),
         (Link::LinuxSll2, "10.0.0.1"),
         (Link::RawIp, "10.0.0.1"),
         (Link::Null, "10.0.0.1"),
         (Link::NullIpv6, "fd00::1"),
+        (Link::Loop, "10.0.0.1"),
     ] {
         let r = run(&c.frames(l));
         let src = r.entries.first().and_then(|e| e.src.clone());
@@ -580,65 +811,6 @@ fn every_link_type_yields_the_same_exchange() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// How one message is cut and shuffled in the property test.
-#[derive(Debug, Clone)]
-struct Delivery {
-    sizes: Vec<usize>,
-    /// Sort keys: segment `i` is sent in the order of `keys[i % len]`.
-    keys: Vec<u8>,
-    /// Segment `i` is sent twice when `repeat[i % len]`.
-    repeat: Vec<bool>,
-}
-
-fn delivery() -> impl Strategy<Value = Delivery> {
-    (
-        prop::collection::vec(1usize..90, 0..12),
-        prop::collection::vec(any::<u8>(), 1..12),
-        prop::collection::vec(prop::bool::weighted(0.15), 1..12),
-    )
-        .prop_map(|(sizes, keys, repeat)| Delivery {
-            sizes,
-            keys,
-            repeat,
-        })
-}
-
-/// Sends `data` cut and reordered within its own burst: every segment of a
-/// burst acknowledges the same peer bytes, all sent before it.
-fn deliver(c: &mut Conversation, from: Peer, data: &[u8], d: &Delivery) {
-    let mut sizes = Vec::new();
-    let mut total = 0;
-    for &n in &d.sizes {
-        if total + n >= data.len() {
-            break;
-        }
-        sizes.push(n);
-        total += n;
-    }
-    let segs = c.cut(from, data, &sizes);
-    let mut order: Vec<usize> = (0..segs.len()).collect();
-    order.sort_by_key(|&i| (d.keys[i % d.keys.len()], i));
-    for i in order {
-        c.push(segs[i].clone());
-        if d.repeat[i % d.repeat.len()] {
-            c.push(segs[i].clone());
-        }
-    }
-}
-
-fn shop_messages() -> Vec<(Peer, Vec<u8>)> {
-    vec![
-        (Peer::Client, post("/cart", &"item=42&qty=3&".repeat(20))),
-        (
-            Peer::Server,
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Count\r\n\r\n10\r\nfirst sixteen by\r\n4\r\ntes!\r\n0\r\nX-Count: 2\r\n\r\n"
-                .to_vec(),
-        ),
-        (Peer::Client, get("/cart")),
-        (Peer::Server, ok(&"item 42 x3; ".repeat(30))),
-    ]
 }
 
 #[test]
@@ -664,10 +836,12 @@ proptest! {
     #[test]
     fn segmentation_and_reordering_within_a_burst_do_not_change_entries(
         plans in prop::collection::vec(delivery(), 4),
+        client_isn in isn(),
+        server_isn in isn(),
     ) {
         let messages = shop_messages();
-        let mut whole = Conversation::open();
-        let mut cut = Conversation::open();
+        let mut whole = Conversation::open_with_isn(client_isn, server_isn);
+        let mut cut = Conversation::open_with_isn(client_isn, server_isn);
         for ((peer, msg), plan) in messages.iter().zip(&plans) {
             whole.send(*peer, msg);
             deliver(&mut cut, *peer, msg, plan);
@@ -682,28 +856,4 @@ proptest! {
         prop_assert_eq!(got.entries, expected.entries);
         prop_assert_eq!(got.stats.gap_bytes(), 0);
     }
-}
-
-#[test]
-fn request_entry_records_its_headers() {
-    // The pairing tests above compare method/path/status; this checks the head itself.
-    let mut c = Conversation::open();
-    c.exchange(&get("/index.html"), &ok("hello"))
-        .close(Peer::Client);
-    let r = run(&c.frames(Link::Ethernet));
-    let req = http_request(&r.entries[0]).expect("an HTTP request");
-    assert_eq!(req.version, "1.1");
-    assert_eq!(
-        req.headers,
-        vec![
-            Header {
-                name: "Host".into(),
-                value: "shop.example".into()
-            },
-            Header {
-                name: "User-Agent".into(),
-                value: "curl/8.5.0".into()
-            },
-        ]
-    );
 }

@@ -18,13 +18,15 @@ const READ_CHUNK: usize = 256 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("cannot open capture '{name}': {source}")]
-    Open { name: String, source: io::Error },
-    #[error("cannot read capture '{name}' at byte {offset}: {source}")]
+    // The io::Error is in the message and not a `source`: printed with its
+    // cause chain it would otherwise appear twice.
+    #[error("cannot open capture '{name}': {error}")]
+    Open { name: String, error: io::Error },
+    #[error("cannot read capture '{name}' at byte {offset}: {error}")]
     Read {
         name: String,
         offset: u64,
-        source: io::Error,
+        error: io::Error,
     },
     #[error("capture '{name}' is empty")]
     Empty { name: String },
@@ -126,9 +128,9 @@ impl CaptureFile {
         let src: Box<dyn Read + Send> = if name == "-" {
             Box::new(io::stdin())
         } else {
-            let f = File::open(path).map_err(|source| CaptureError::Open {
+            let f = File::open(path).map_err(|error| CaptureError::Open {
                 name: name.clone(),
-                source,
+                error,
             })?;
             Box::new(f)
         };
@@ -436,11 +438,11 @@ impl CaptureFile {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
+                Err(error) => {
                     return Err(CaptureError::Read {
                         name: self.name.clone(),
                         offset: self.offset + self.end as u64,
-                        source,
+                        error,
                     });
                 }
             }

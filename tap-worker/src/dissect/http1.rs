@@ -293,10 +293,10 @@ impl Http1 {
 
     /// The method of the request the next response answers.
     fn method_for_response(&self) -> Option<String> {
-        if let Some(front) = self.pairs.front() {
-            if let Some(request::Kind::Http(r)) = &front.body.kind {
-                return Some(r.method.clone());
-            }
+        if let Some(front) = self.pairs.front()
+            && let Some(request::Kind::Http(r)) = &front.body.kind
+        {
+            return Some(r.method.clone());
         }
         match &self.sides[0].msg {
             Some(Partial {
@@ -681,6 +681,7 @@ impl Http1 {
                     let req_side = Direction::ToServer;
                     if let Some(m) = &mut self.sides[req_side.index()].msg {
                         m.flags.push("incomplete".into());
+                        m.body_cut = true;
                     }
                     let keep_phase = self.sides[0].phase.clone();
                     self.finish_message(flow, req_side, out);

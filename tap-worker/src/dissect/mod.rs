@@ -89,14 +89,21 @@ pub static PROTOCOLS: &[ProtocolSpec] = &[ProtocolSpec {
     new: http1::new,
 }];
 
-/// Bytes kept while no probe has decided; past this the stream is unclaimed.
+/// Bytes held per direction while no probe has decided. Past this a
+/// connection seen from its start is unclaimed; one seen mid-stream drops what
+/// it held and keeps looking for a message boundary, up to [`MAX_MIDSTREAM_PROBE`].
 const MAX_PROBE_BYTES: usize = 4096;
+/// Bytes a mid-stream connection may carry before it is declared unclaimed.
+const MAX_MIDSTREAM_PROBE: u64 = 256 << 10;
 
 enum State {
     /// Events held until a probe decides.
     Detecting {
         held: Vec<Held>,
+        /// Bytes held per direction.
         bytes: [usize; 2],
+        /// Bytes seen in both directions since the connection appeared.
+        seen: u64,
     },
     Claimed(Box<dyn Dissector>),
     Unclaimed,
@@ -119,13 +126,14 @@ impl Connection {
             state: State::Detecting {
                 held: Vec::new(),
                 bytes: [0; 2],
+                seen: 0,
             },
             config,
         }
     }
 
     fn detect(&mut self, flow: &FlowInfo, out: &mut Vec<Emit>) {
-        let State::Detecting { held, bytes } = &self.state else {
+        let State::Detecting { held, bytes, seen } = &self.state else {
             return;
         };
         let mut undecided = false;
@@ -142,9 +150,14 @@ impl Connection {
                     .copied()
                     .take(MAX_PROBE_BYTES)
                     .collect();
-                if !first.is_empty() {
-                    verdicts[dir.index()] = (spec.probe)(dir, &first, flow.midstream);
-                }
+                verdicts[dir.index()] = if !first.is_empty() {
+                    (spec.probe)(dir, &first, flow.midstream)
+                } else if flow.midstream {
+                    // Mid-stream, the silent side may be the one that starts the next message.
+                    Claim::NeedMore
+                } else {
+                    Claim::No
+                };
             }
             if verdicts.contains(&Claim::Yes) {
                 let dissector = (spec.new)(flow, &self.config);
@@ -166,7 +179,12 @@ impl Connection {
             }
             undecided |= verdicts.contains(&Claim::NeedMore);
         }
-        if !undecided || bytes.iter().any(|b| *b >= MAX_PROBE_BYTES) {
+        let exhausted = if flow.midstream {
+            *seen >= MAX_MIDSTREAM_PROBE
+        } else {
+            bytes.iter().any(|b| *b >= MAX_PROBE_BYTES)
+        };
+        if !undecided || exhausted {
             self.state = State::Unclaimed;
             out.push(Emit::Unclaimed);
         }
@@ -187,7 +205,15 @@ impl FlowHandler for Connection {
         match &mut self.state {
             State::Claimed(d) => d.on_data(flow, dir, ts_ns, data, out),
             State::Unclaimed => {}
-            State::Detecting { held, bytes } => {
+            State::Detecting { held, bytes, seen } => {
+                *seen += data.len() as u64;
+                if flow.midstream && bytes[dir.index()] >= MAX_PROBE_BYTES {
+                    // Nothing parseable yet in this direction: forget it, keep looking.
+                    let dropped = bytes[dir.index()] as u64;
+                    held.retain(|h| !matches!(h, Held::Data(d, ..) if *d == dir));
+                    held.push(Held::Gap(dir, ts_ns, dropped));
+                    bytes[dir.index()] = 0;
+                }
                 let room = MAX_PROBE_BYTES.saturating_sub(bytes[dir.index()]);
                 let keep = &data[..data.len().min(room)];
                 bytes[dir.index()] += keep.len();
@@ -195,10 +221,10 @@ impl FlowHandler for Connection {
                 // Claimed bytes past what we held are fed once the dissector exists.
                 let rest = &data[keep.len()..];
                 self.detect(flow, out);
-                if let State::Claimed(d) = &mut self.state {
-                    if !rest.is_empty() {
-                        d.on_data(flow, dir, ts_ns, rest, out);
-                    }
+                if let State::Claimed(d) = &mut self.state
+                    && !rest.is_empty()
+                {
+                    d.on_data(flow, dir, ts_ns, rest, out);
                 }
             }
         }

@@ -147,6 +147,17 @@ impl Conversation {
         self
     }
 
+    /// Sends `data` in one segment that also carries `from`'s FIN.
+    pub fn send_with_fin(&mut self, from: Peer, data: &[u8]) -> &mut Self {
+        let mut segs = self.cut(from, data, &[]);
+        let mut last = segs.pop().expect("cut makes at least one segment");
+        last.fin = true;
+        self.next[from.index()] = self.next[from.index()].wrapping_add(1);
+        self.segments.extend(segs);
+        self.segments.push(last);
+        self
+    }
+
     /// A request from the client, then the server's response.
     pub fn exchange(&mut self, request: &[u8], response: &[u8]) -> &mut Self {
         self.send(Peer::Client, request)
@@ -211,6 +222,8 @@ pub enum Link {
     Ethernet,
     /// Ethernet with one 802.1Q tag.
     Vlan(u16),
+    /// Ethernet with two tags (QinQ): outer, inner.
+    DoubleVlan(u16, u16),
     /// IPv6 over Ethernet.
     Ipv6,
     /// Linux cooked capture v1 (16-byte header).
@@ -223,6 +236,8 @@ pub enum Link {
     Null,
     /// BSD loopback carrying IPv6 (AF_INET6 = 30 on macOS).
     NullIpv6,
+    /// OpenBSD loopback: the address family in network order.
+    Loop,
 }
 
 /// A captured packet that owns its bytes.
@@ -262,6 +277,16 @@ pub fn frame(seg: &Segment, link: Link) -> Frame {
                 .ipv4(src, dst, 64);
             (link::ETHERNET, tcp(b, seg))
         }
+        Link::DoubleVlan(outer, inner) => {
+            let (src, dst) = v4_addrs(seg.from);
+            let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+                .double_vlan(
+                    VlanId::try_new(outer).expect("VLAN id below 4096"),
+                    VlanId::try_new(inner).expect("VLAN id below 4096"),
+                )
+                .ipv4(src, dst, 64);
+            (link::ETHERNET, tcp(b, seg))
+        }
         Link::Ipv6 => {
             let (src, dst) = v6_addrs(seg.from);
             let b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv6(src, dst, 64);
@@ -289,6 +314,10 @@ pub fn frame(seg: &Segment, link: Link) -> Frame {
         Link::NullIpv6 => (
             link::NULL,
             [30u32.to_le_bytes().to_vec(), ip_packet(seg, true)].concat(),
+        ),
+        Link::Loop => (
+            link::LOOP,
+            [2u32.to_be_bytes().to_vec(), ip_packet(seg, false)].concat(),
         ),
     };
     Frame {
@@ -431,7 +460,7 @@ pub fn http_response(e: &Entry) -> Option<&HttpResponse> {
 }
 
 /// What a user reads off an HTTP entry: method, path, status, bodies and flags.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Exchange {
     pub method: String,
     pub path: String,
@@ -498,5 +527,25 @@ impl Exchange {
             response_body: body(resp.and_then(|r| r.body.as_ref())),
             flags,
         }
+    }
+}
+
+/// Bodies shown as escaped text, so that a failed comparison reads like the traffic.
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("status", &self.status)
+            .field(
+                "request_body",
+                &self.request_body.escape_ascii().to_string(),
+            )
+            .field(
+                "response_body",
+                &self.response_body.escape_ascii().to_string(),
+            )
+            .field("flags", &self.flags)
+            .finish()
     }
 }

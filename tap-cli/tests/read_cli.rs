@@ -1,0 +1,241 @@
+//! `kubetap read` end to end on broken and hostile captures: the real binary,
+//! its stdout, stderr and exit code, as a user at a terminal or a script sees
+//! them.
+
+#[path = "../../tap-worker/tests/conversation/mod.rs"]
+mod conversation;
+
+use conversation::{Conversation, Frame, Link, Peer, pcap, pcap_with_header};
+use pcap_file::Endianness;
+use pcap_file::pcap::PcapHeader;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kubetap() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kubetap"))
+}
+
+/// A file under cargo's per-target scratch directory, named for its test.
+fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&path, bytes).expect("write the capture");
+    path
+}
+
+fn stdout_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\n\r\n").into_bytes()
+}
+
+fn ok(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Two exchanges; the last frame is the second response.
+fn two_requests() -> Vec<Frame> {
+    let mut c = Conversation::open();
+    c.exchange(&get("/first"), &ok("one"))
+        .exchange(&get("/second"), &ok("two"));
+    c.frames(Link::Ethernet)
+}
+
+/// The (path, status) of each JSON line on stdout; status is None without a response.
+fn json_entries(stdout: &str) -> Vec<(String, Option<u64>, Vec<String>)> {
+    stdout
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON entry per line");
+            let path = v["request"]["path"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let status = v["response"]["status"].as_u64();
+            let flags = v["flags"]
+                .as_array()
+                .map(|fs| {
+                    fs.iter()
+                        .filter_map(|f| f.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (path, status, flags)
+        })
+        .collect()
+}
+
+/// Runs the binary with its address space limited to 1 GiB, so that any
+/// attempt to allocate what a length field claims (2 GiB) fails loudly.
+fn kubetap_in_1_gib(args: &[&str]) -> Output {
+    Command::new("bash")
+        .arg("-c")
+        .arg("ulimit -v 1048576 && exec \"$@\"")
+        .arg("kubetap")
+        .arg(env!("CARGO_BIN_EXE_kubetap"))
+        .args(args)
+        .output()
+        .expect("run bash")
+}
+
+#[test]
+fn truncated_capture_prints_earlier_entries_and_one_error_line_naming_the_offset() {
+    let frames = two_requests();
+    let whole = pcap(&frames);
+    let last_record = whole.len() - 16 - frames.last().expect("frames").data.len();
+    let path = scratch("truncated.pcap", &whole[..last_record + 30]);
+
+    let out = kubetap()
+        .args(["read", "--json"])
+        .arg(&path)
+        .output()
+        .expect("run kubetap");
+
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr_of(&out));
+    assert_eq!(
+        json_entries(&stdout_of(&out)),
+        vec![
+            ("/first".to_string(), Some(200), vec![]),
+            ("/second".to_string(), None, vec!["no_response".to_string()]),
+        ]
+    );
+    let stderr = stderr_of(&out);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("cannot read capture"))
+        .collect();
+    assert_eq!(errors.len(), 1, "stderr: {stderr}");
+    assert!(
+        errors[0].contains(&path.display().to_string())
+            && errors[0].contains(&format!("byte {last_record}"))
+            && errors[0].contains("truncated"),
+        "error line: {}",
+        errors[0]
+    );
+}
+
+#[test]
+fn missing_file_is_one_clear_error_and_exit_1() {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-such-capture.pcap");
+    let out = kubetap()
+        .arg("read")
+        .arg(&path)
+        .output()
+        .expect("run kubetap");
+
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "stdout: {}", stdout_of(&out));
+    let stderr = stderr_of(&out);
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
+    assert!(
+        stderr.contains(&path.display().to_string()) && stderr.contains("No such file"),
+        "stderr: {stderr}"
+    );
+    assert_eq!(
+        stderr.matches("No such file").count(),
+        1,
+        "the cause is printed more than once: {stderr}"
+    );
+}
+
+#[test]
+fn file_with_a_wrong_magic_is_refused_with_exit_1() {
+    let mut bytes = pcap(&two_requests());
+    bytes[..4].copy_from_slice(b"GIF8");
+    let path = scratch("wrong-magic.pcap", &bytes);
+
+    let out = kubetap()
+        .arg("read")
+        .arg(&path)
+        .output()
+        .expect("run kubetap");
+
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "stdout: {}", stdout_of(&out));
+    let stderr = stderr_of(&out);
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
+    assert!(
+        stderr.contains(&path.display().to_string())
+            && stderr.contains("not a pcap or pcapng file")
+            && stderr.contains("47494638"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn a_2_gib_snaplen_is_read_in_bounded_memory() {
+    let bytes = pcap_with_header(
+        PcapHeader {
+            snaplen: 0x8000_0000,
+            endianness: Endianness::Little,
+            ..PcapHeader::default()
+        },
+        &two_requests(),
+    );
+    let path = scratch("huge-snaplen.pcap", &bytes);
+
+    let out = kubetap_in_1_gib(&["read", "--json", &path.display().to_string()]);
+
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr_of(&out));
+    assert_eq!(
+        json_entries(&stdout_of(&out)),
+        vec![
+            ("/first".to_string(), Some(200), vec![]),
+            ("/second".to_string(), Some(200), vec![]),
+        ]
+    );
+}
+
+#[test]
+fn a_record_claiming_2_gib_fails_at_its_offset_in_bounded_memory() {
+    let mut bytes = pcap(&two_requests());
+    let bad_at = bytes.len();
+    let mut record = [0u8; 16];
+    record[8..12].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    record[12..16].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    bytes.extend_from_slice(&record);
+    bytes.extend_from_slice(&[0xab; 64]);
+    let path = scratch("liar.pcap", &bytes);
+
+    let out = kubetap_in_1_gib(&["read", "--json", &path.display().to_string()]);
+
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr_of(&out));
+    assert_eq!(json_entries(&stdout_of(&out)).len(), 2);
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains(&path.display().to_string()) && stderr.contains(&format!("byte {bad_at}")),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn table_shows_control_characters_in_a_path_as_question_marks() {
+    // U+009B is CSI for a terminal that honours 8-bit controls; httparse accepts it as UTF-8.
+    let mut c = Conversation::open();
+    c.exchange(&get("/caf\u{9b}31mred"), &ok("fine"))
+        .close(Peer::Client);
+    let path = scratch("c1-path.pcap", &pcap(&c.frames(Link::Ethernet)));
+
+    let out = kubetap()
+        .arg("read")
+        .arg(&path)
+        .output()
+        .expect("run kubetap");
+
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr_of(&out));
+    let stdout = stdout_of(&out);
+    assert!(stdout.contains("/caf?31mred"), "stdout: {stdout}");
+    assert!(
+        !stdout.chars().any(|ch| ch.is_control() && ch != '\n'),
+        "control characters reached the terminal: {stdout:?}"
+    );
+}
