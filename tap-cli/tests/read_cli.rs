@@ -5,7 +5,7 @@
 #[path = "../../tap-worker/tests/conversation/mod.rs"]
 mod conversation;
 
-use conversation::{Conversation, Frame, Link, Peer, pcap, pcap_with_header};
+use conversation::{Conversation, Link, Peer, get, ok, pcap, pcap_with_header, two_requests};
 use pcap_file::Endianness;
 use pcap_file::pcap::PcapHeader;
 use std::path::{Path, PathBuf};
@@ -28,26 +28,6 @@ fn stdout_of(o: &Output) -> String {
 
 fn stderr_of(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\n\r\n").into_bytes()
-}
-
-fn ok(body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-/// Two exchanges; the last frame is the second response.
-fn two_requests() -> Vec<Frame> {
-    let mut c = Conversation::open();
-    c.exchange(&get("/first"), &ok("one"))
-        .exchange(&get("/second"), &ok("two"));
-    c.frames(Link::Ethernet)
 }
 
 /// The (path, status) of each JSON line on stdout; status is None without a response.

@@ -7,8 +7,8 @@
 mod conversation;
 
 use conversation::{
-    Conversation, Exchange, Frame, Link, Peer, http_request, http_response, pcap, pcap_with_header,
-    run, run_with,
+    Conversation, Exchange, Frame, Link, Peer, get, http_request, http_response, ok, pcap,
+    pcap_with_header, run, run_with, two_requests,
 };
 use pcap_file::pcap::PcapHeader;
 use pcap_file::pcapng::PcapNgWriter;
@@ -106,27 +106,6 @@ fn read_capture(mut file: CaptureFile) -> Outcome {
         entries,
         error,
     }
-}
-
-fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\n\r\n").into_bytes()
-}
-
-fn ok(body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-/// Two exchanges, the second left without its response: the capture ends
-/// (or breaks) in the record that would have carried it.
-fn two_requests() -> Vec<Frame> {
-    let mut c = Conversation::open();
-    c.exchange(&get("/first"), &ok("one"))
-        .exchange(&get("/second"), &ok("two"));
-    c.frames(Link::Ethernet)
 }
 
 /// File offset of each pcap record written by `conversation::pcap`.

@@ -549,3 +549,26 @@ impl std::fmt::Debug for Exchange {
             .finish()
     }
 }
+
+/// A minimal GET.
+pub fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\n\r\n").into_bytes()
+}
+
+/// A 200 with a Content-Length body.
+pub fn ok(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Two keep-alive exchanges on one connection, `/first` then `/second`: cut
+/// the capture inside the last frame to leave the second without its response.
+pub fn two_requests() -> Vec<Frame> {
+    let mut c = Conversation::open();
+    c.exchange(&get("/first"), &ok("one"))
+        .exchange(&get("/second"), &ok("two"));
+    c.frames(Link::Ethernet)
+}
