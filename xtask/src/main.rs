@@ -103,8 +103,43 @@ fn test(fuzz_seconds: u64) -> Result<()> {
     } else {
         eprintln!("xtask: not root: tests that capture on lo will print SKIPPED with the reason");
     }
-    exec(&mut tests)?;
-    fuzz(fuzz_seconds)
+    let (passed, failed) = run_tests(&mut tests)?;
+    fuzz(fuzz_seconds)?;
+    // One closing line for whoever reads the end of the log (CI does).
+    println!("tests: {passed} passed, {failed} failed");
+    Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and adds up its "test result" lines.
+fn run_tests(cmd: &mut Command) -> Result<(u64, u64)> {
+    use std::io::BufRead as _;
+    cmd.current_dir(root()).stdout(std::process::Stdio::piped());
+    eprintln!("xtask: running {cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    let stdout = child.stdout.take().context("cargo test's stdout")?;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split([';', '.']) {
+                let mut words = part.split_whitespace();
+                match (words.next().map(str::parse::<u64>), words.next()) {
+                    (Some(Ok(n)), Some("passed")) => passed += n,
+                    (Some(Ok(n)), Some("failed")) => failed += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        println!("tests: {passed} passed, {failed} failed");
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok((passed, failed))
 }
 
 fn demo() -> Result<()> {
