@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tap_worker::dissect::{Connection, DissectConfig, Emit};
-use tap_worker::reassembly::{CloseReason, Direction, FlowHandler, FlowInfo};
+use tap_worker::reassembly::{CloseReason, Direction, FlowEnd, FlowHandler, FlowInfo};
 
 fuzz_target!(|data: &[u8]| {
     let flow = FlowInfo {
@@ -35,7 +35,8 @@ fuzz_target!(|data: &[u8]| {
             conn.on_data(&flow, dir, ts, chunk, &mut out);
         }
     }
-    conn.on_close(&flow, ts, CloseReason::Fin, &mut out);
+    let end = FlowEnd { ts_ns: ts, reason: CloseReason::Fin, packets: [0; 2], bytes: [0; 2] };
+    conn.on_close(&flow, &end, &mut out);
     for e in out {
         if let Emit::Entry(e) = e {
             let body = |b: Option<&proto::v1::Body>| b.map_or(0, |b| b.data.len());

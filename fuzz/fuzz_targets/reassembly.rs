@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, Ipv4Addr};
 use tap_worker::decode::TcpSegment;
-use tap_worker::reassembly::{CloseReason, Direction, FlowHandler, FlowInfo, ReassemblyConfig, Reassembler};
+use tap_worker::reassembly::{Direction, FlowEnd, FlowHandler, FlowInfo, ReassemblyConfig, Reassembler};
 
 struct Count;
 
@@ -16,7 +16,7 @@ impl FlowHandler for Count {
         out.push(data.len() as u64);
     }
     fn on_gap(&mut self, _: &FlowInfo, _: Direction, _: u64, _: u64, _: &mut Vec<u64>) {}
-    fn on_close(&mut self, _: &FlowInfo, _: u64, _: CloseReason, _: &mut Vec<u64>) {}
+    fn on_close(&mut self, _: &FlowInfo, _: &FlowEnd, _: &mut Vec<u64>) {}
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
         let (src, dst) = if to_server { (a, b) } else { (b, a) };
         r.segment(ts, src, dst, &seg, &mut out);
     }
-    r.finish(ts, &mut out);
+    r.finish(&mut out);
     let delivered: u64 = out.iter().sum();
     assert!(delivered <= given, "delivered {delivered} bytes of {given} given");
     assert_eq!(r.stats.buffered_bytes, 0, "buffers not released at finish");

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod json;
+mod summary;
 
 /// Generated from `proto/kubetap/v1/*.proto`.
 pub mod v1 {

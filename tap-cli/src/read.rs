@@ -158,14 +158,21 @@ fn table_row(out: &mut impl Write, e: &Entry) -> io::Result<()> {
     let ts = rfc3339_nanos(e.ts_ns).to_string();
     // HH:MM:SS.micro of the UTC timestamp.
     let time = ts.get(11..26).unwrap_or(&ts);
-    let (method, path) = match e.request.as_ref().and_then(|r| r.kind.as_ref()) {
-        Some(request::Kind::Http(r)) => (r.method.as_str(), r.path.as_str()),
-        None => ("-", "-"),
+    let method = e.method().unwrap_or("-");
+    // Undissected flows show their byte counts and how they ended in the path column.
+    let stream = |r: Option<&proto::v1::Request>, p: Option<&proto::v1::Response>| match (
+        r.and_then(|r| r.kind.as_ref()),
+        p.and_then(|p| p.kind.as_ref()),
+    ) {
+        (Some(request::Kind::Stream(up)), Some(response::Kind::Stream(down))) => Some(format!(
+            "{} B up, {} B down, {}",
+            up.bytes, down.bytes, down.ended
+        )),
+        _ => None,
     };
-    let status = match e.response.as_ref().and_then(|r| r.kind.as_ref()) {
-        Some(response::Kind::Http(r)) => r.status.to_string(),
-        None => "-".into(),
-    };
+    let path = stream(e.request.as_ref(), e.response.as_ref())
+        .unwrap_or_else(|| e.path().unwrap_or("-").to_string());
+    let status = e.status().map_or("-".into(), |s| s.to_string());
     let elapsed = e
         .elapsed_ns
         .map_or("-".into(), |ns| format!("{:.3}ms", ns as f64 / 1e6));
@@ -181,7 +188,7 @@ fn table_row(out: &mut impl Write, e: &Entry) -> io::Result<()> {
         out,
         "{time:<15} {flow:<47} {proto:<5} {:<8} {:<40} {status:>6} {elapsed:>10}",
         clean(method, 8),
-        clean(path, 40)
+        clean(&path, 40)
     )
 }
 

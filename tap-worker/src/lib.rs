@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod capture;
+pub mod datagram;
 pub mod decode;
 pub mod dissect;
 pub mod pair;

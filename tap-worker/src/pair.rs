@@ -5,8 +5,8 @@
 //! `no_response`, and a response with no request one flagged `no_request`.
 
 use crate::dissect::Emit;
-use crate::reassembly::FlowInfo;
-use proto::v1::{Endpoint, Entry, Protocol, Request, Response};
+use crate::reassembly::{FlowEnd, FlowInfo};
+use proto::v1::{Endpoint, Entry, Protocol, Request, Response, StreamSide, request, response};
 use std::collections::VecDeque;
 
 /// One dissected message: a request or a response with what pairing needs.
@@ -32,12 +32,22 @@ pub struct Fifo {
 
 impl Fifo {
     pub fn new(protocol: Protocol, max_pending: usize) -> Self {
+        Self::numbered_from(protocol, max_pending, 0)
+    }
+
+    /// A FIFO whose first entry gets index `first` on the flow (after an upgrade).
+    pub fn numbered_from(protocol: Protocol, max_pending: usize, first: u64) -> Self {
         Fifo {
             protocol,
             pending: VecDeque::new(),
             max_pending: max_pending.max(1),
-            made: 0,
+            made: first,
         }
+    }
+
+    /// Entries made on the flow so far, counting from the first index.
+    pub fn made(&self) -> u64 {
+        self.made
     }
 
     /// The oldest request still waiting for its response.
@@ -154,4 +164,32 @@ pub fn entry(
         redacted: Vec::new(),
         flags,
     }
+}
+
+/// The entry of a flow no dissector claimed (`tcp` or `udp`): the client's
+/// side as the request, the server's (with how the flow ended) as the
+/// response, and the flow's duration as elapsed.
+pub fn flow_entry(flow: &FlowInfo, end: &FlowEnd, protocol: Protocol) -> Entry {
+    let side = |i: usize, ended: &str| StreamSide {
+        bytes: end.bytes[i],
+        packets: end.packets[i],
+        ended: ended.to_string(),
+    };
+    let req = Message {
+        ts_ns: flow.first_ts_ns,
+        wire_size: end.bytes[0],
+        flags: Vec::new(),
+        body: Request {
+            kind: Some(request::Kind::Stream(side(0, ""))),
+        },
+    };
+    let resp = Message {
+        ts_ns: end.ts_ns.max(flow.first_ts_ns),
+        wire_size: end.bytes[1],
+        flags: Vec::new(),
+        body: Response {
+            kind: Some(response::Kind::Stream(side(1, end.reason.name()))),
+        },
+    };
+    entry(flow, 0, protocol, Some(req), Some(resp))
 }

@@ -3,8 +3,9 @@
 //! memory depends on the configured bounds, never on the input's size.
 
 use crate::capture::Packet;
+use crate::datagram::{DatagramConfig, DatagramFlows, DatagramStats};
 use crate::decode::{DecodeStats, Decoder, DefragConfig, Skip, Transport};
-use crate::dissect::{Connection, DissectConfig, Emit};
+use crate::dissect::{Connection, Datagrams, DissectConfig, Emit};
 use crate::reassembly::{FlowInfo, Reassembler, ReassemblyConfig, ReassemblyStats};
 use proto::v1::Entry;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ pub struct PipelineConfig {
     pub node: String,
     pub dissect: DissectConfig,
     pub reassembly: ReassemblyConfig,
+    pub datagram: DatagramConfig,
     pub defrag: DefragConfig,
 }
 
@@ -30,6 +32,7 @@ pub struct Stats {
     pub unclaimed_connections: u64,
     pub decode: DecodeStats,
     pub reassembly: ReassemblyStats,
+    pub udp: DatagramStats,
 }
 
 impl Stats {
@@ -49,11 +52,13 @@ impl Stats {
 }
 
 type NewConnection = Box<dyn FnMut(&FlowInfo) -> Connection + Send>;
+type NewDatagrams = Box<dyn FnMut(&FlowInfo) -> Datagrams + Send>;
 
 pub struct Pipeline {
     node: String,
     decoder: Decoder,
     tcp: Reassembler<Connection, NewConnection>,
+    udp: DatagramFlows<Datagrams, NewDatagrams>,
     emitted: Vec<Emit>,
     parse_errors: u64,
     unclaimed: u64,
@@ -68,12 +73,16 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
         let dissect = Arc::new(config.dissect);
+        let for_udp = dissect.clone();
         let new_conn: NewConnection =
             Box::new(move |_flow: &FlowInfo| Connection::new(dissect.clone()));
+        let new_datagrams: NewDatagrams =
+            Box::new(move |_flow: &FlowInfo| Datagrams::new(for_udp.clone()));
         Pipeline {
             node: config.node,
             decoder: Decoder::new(config.defrag),
             tcp: Reassembler::new(config.reassembly, new_conn),
+            udp: DatagramFlows::new(config.datagram, new_datagrams),
             emitted: Vec::new(),
             parse_errors: 0,
             unclaimed: 0,
@@ -92,13 +101,23 @@ impl Pipeline {
         self.bytes += u64::from(pkt.orig_len);
         self.last_ts_ns = self.last_ts_ns.max(pkt.ts_ns);
         let tcp = &mut self.tcp;
+        let udp = &mut self.udp;
         let emitted = &mut self.emitted;
         let r = self.decoder.decode(pkt, |d| match &d.transport {
             Transport::Tcp(seg) => {
                 tcp.segment(pkt.ts_ns, d.src, d.dst, seg, emitted);
                 true
             }
-            Transport::Udp { .. } => false,
+            Transport::Udp {
+                src_port,
+                dst_port,
+                payload,
+            } => {
+                udp.datagram(
+                    pkt.ts_ns, d.src, *src_port, d.dst, *dst_port, payload, emitted,
+                );
+                false
+            }
         });
         match r {
             Ok(true) => self.tcp_packets += 1,
@@ -111,7 +130,8 @@ impl Pipeline {
 
     /// End of input: closes every connection and emits what they still hold.
     pub fn finish(&mut self, out: &mut Vec<Entry>) {
-        self.tcp.finish(self.last_ts_ns, &mut self.emitted);
+        self.tcp.finish(&mut self.emitted);
+        self.udp.finish(&mut self.emitted);
         self.collect(out);
     }
 
@@ -143,6 +163,7 @@ impl Pipeline {
             unclaimed_connections: self.unclaimed,
             decode: self.decoder.stats.clone(),
             reassembly: self.tcp.stats.clone(),
+            udp: self.udp.stats.clone(),
         }
     }
 }

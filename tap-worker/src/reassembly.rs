@@ -86,13 +86,32 @@ pub trait FlowHandler {
         out: &mut Vec<Self::Out>,
     );
     /// The connection is over; no more calls follow.
-    fn on_close(
-        &mut self,
-        flow: &FlowInfo,
-        ts_ns: u64,
-        reason: CloseReason,
-        out: &mut Vec<Self::Out>,
-    );
+    fn on_close(&mut self, flow: &FlowInfo, end: &FlowEnd, out: &mut Vec<Self::Out>);
+}
+
+/// How a flow ended, with its totals; indexed by [`Direction::index`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowEnd {
+    pub ts_ns: u64,
+    pub reason: CloseReason,
+    /// Packets seen each way.
+    pub packets: [u64; 2],
+    /// Bytes each way: the stream's length for TCP (missing bytes included), payload bytes for UDP.
+    pub bytes: [u64; 2],
+}
+
+impl CloseReason {
+    /// How the flow ended, in the words of the JSON form.
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseReason::Fin => "fin",
+            CloseReason::Rst => "rst",
+            CloseReason::Idle => "idle",
+            CloseReason::Evicted => "evicted",
+            CloseReason::Reused => "reused",
+            CloseReason::EndOfCapture => "capture_end",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -138,10 +157,10 @@ pub struct ReassemblyStats {
 
 /// A connection's key with the two endpoints in a fixed order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct FlowKey(SocketAddr, SocketAddr);
+pub(crate) struct FlowKey(SocketAddr, SocketAddr);
 
 impl FlowKey {
-    fn new(a: SocketAddr, b: SocketAddr) -> Self {
+    pub(crate) fn new(a: SocketAddr, b: SocketAddr) -> Self {
         if a <= b { FlowKey(a, b) } else { FlowKey(b, a) }
     }
 }
@@ -175,6 +194,7 @@ impl Half {
 struct Flow<H> {
     info: FlowInfo,
     halves: [Half; 2],
+    packets: [u64; 2],
     last_ts_ns: u64,
     handler: H,
 }
@@ -237,7 +257,7 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
                         .is_some_and(|b| b != seg.seq.wrapping_add(1))
             });
             if reused {
-                self.close(key, ts_ns, CloseReason::Reused, out);
+                self.close(key, CloseReason::Reused, out);
             }
         }
         if !self.flows.contains_key(&key) {
@@ -256,6 +276,7 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
         } else {
             Direction::ToClient
         };
+        flow.packets[dir.index()] += 1;
         let mut ctx = Ctx {
             stats: &mut self.stats,
             config: &self.config,
@@ -263,15 +284,15 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
         };
         let done = flow.segment(dir, ts_ns, seg, &mut ctx);
         if let Some(reason) = done {
-            self.close(key, ts_ns, reason, out);
+            self.close(key, reason, out);
         }
     }
 
     /// Closes every connection (end of capture), flushing what is buffered as gaps.
-    pub fn finish(&mut self, ts_ns: u64, out: &mut Vec<H::Out>) {
+    pub fn finish(&mut self, out: &mut Vec<H::Out>) {
         let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
         for key in keys {
-            self.close(key, ts_ns, CloseReason::EndOfCapture, out);
+            self.close(key, CloseReason::EndOfCapture, out);
         }
     }
 
@@ -292,7 +313,7 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
                 .map(|(k, _)| *k);
             if let Some(k) = oldest {
                 self.stats.flows_evicted += 1;
-                self.close(k, ts_ns, CloseReason::Evicted, out);
+                self.close(k, CloseReason::Evicted, out);
             }
         }
         let (client, server) = if seg.syn {
@@ -318,13 +339,14 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
             Flow {
                 info,
                 halves: [Half::default(), Half::default()],
+                packets: [0; 2],
                 last_ts_ns: ts_ns,
                 handler,
             },
         );
     }
 
-    fn close(&mut self, key: FlowKey, ts_ns: u64, reason: CloseReason, out: &mut Vec<H::Out>) {
+    fn close(&mut self, key: FlowKey, reason: CloseReason, out: &mut Vec<H::Out>) {
         let Some(mut flow) = self.flows.remove(&key) else {
             return;
         };
@@ -336,7 +358,13 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
         for dir in [Direction::ToServer, Direction::ToClient] {
             flow.flush(dir, &mut ctx);
         }
-        flow.handler.on_close(&flow.info, ts_ns, reason, ctx.out);
+        let end = FlowEnd {
+            ts_ns: flow.last_ts_ns.max(flow.info.first_ts_ns),
+            reason,
+            packets: flow.packets,
+            bytes: [flow.halves[0].next, flow.halves[1].next],
+        };
+        flow.handler.on_close(&flow.info, &end, ctx.out);
     }
 
     /// Closes connections idle for longer than the timeout, once per second of capture time.
@@ -354,7 +382,7 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
             .collect();
         for key in idle {
             self.stats.flows_expired += 1;
-            self.close(key, now_ns, CloseReason::Idle, out);
+            self.close(key, CloseReason::Idle, out);
         }
     }
 }

@@ -8,9 +8,9 @@
 //! looks like a request or status line. An accepted `Upgrade` (101) or CONNECT
 //! hands the connection on: its later bytes are not parsed as HTTP.
 
-use super::{Claim, DissectConfig, Dissector, Emit, encoding};
+use super::{Claim, DissectConfig, Dissector, Emit, Handoff, encoding};
 use crate::pair::{Fifo, Message};
-use crate::reassembly::{Direction, FlowInfo};
+use crate::reassembly::{Direction, FlowEnd, FlowInfo};
 use proto::v1::{
     Header, HttpRequest, HttpResponse, Protocol, Request, Response, request, response,
 };
@@ -122,7 +122,11 @@ fn memchr_iter(needle: u8, hay: &[u8]) -> impl Iterator<Item = usize> + '_ {
         .map(|(i, _)| i)
 }
 
-pub fn new(flow: &FlowInfo, config: &DissectConfig) -> Box<dyn Dissector> {
+pub fn new(
+    flow: &FlowInfo,
+    config: &DissectConfig,
+    _handoff: Option<&Handoff>,
+) -> Box<dyn Dissector> {
     let start = if flow.midstream {
         Phase::Resync
     } else {
@@ -133,6 +137,7 @@ pub fn new(flow: &FlowInfo, config: &DissectConfig) -> Box<dyn Dissector> {
         sides: [Side::new(start.clone()), Side::new(start)],
         pairs: Fifo::new(Protocol::Http, config.max_pending),
         held: Vec::new(),
+        handoff: None,
     })
 }
 
@@ -209,6 +214,8 @@ pub struct Http1 {
     pairs: Fifo,
     /// Client bytes held during a refused upgrade, to parse again.
     held: Vec<u8>,
+    /// Set when the server switched protocols, until the connection takes it.
+    handoff: Option<Handoff>,
 }
 
 fn headers_of(hs: &[httparse::Header<'_>]) -> Vec<Header> {
@@ -666,6 +673,7 @@ impl Http1 {
             Head::Response(mut r) => {
                 r.body = body;
                 let status = r.status;
+                let upgrade = header(&r.headers, "upgrade").map(str::to_ascii_lowercase);
                 let method = self.method_for_response();
                 let resp_ts = p.ts_ns;
                 let msg = Message {
@@ -688,7 +696,7 @@ impl Http1 {
                     self.sides[0].phase = keep_phase;
                 }
                 self.pairs.response(flow, msg, out);
-                self.after_response(status, method.as_deref());
+                self.after_response(flow, resp_ts, status, method.as_deref(), upgrade.as_deref());
                 let held = std::mem::take(&mut self.held);
                 if !held.is_empty() {
                     // The upgrade was refused: the bytes the client sent meanwhile are HTTP.
@@ -698,17 +706,43 @@ impl Http1 {
         }
     }
 
-    /// Decides a pending upgrade: 101 (or 2xx to CONNECT) hands the connection on.
-    fn after_response(&mut self, status: u32, method: Option<&str>) {
+    /// Decides a pending upgrade: 101 (or 2xx to CONNECT) hands the connection
+    /// on, to the protocol named by the response's `Upgrade` header when we
+    /// dissect it; the client bytes sent meanwhile go with it.
+    fn after_response(
+        &mut self,
+        flow: &FlowInfo,
+        ts_ns: u64,
+        status: u32,
+        method: Option<&str>,
+        upgrade: Option<&str>,
+    ) {
         let switched = status == 101
             || (method.is_some_and(|m| m.eq_ignore_ascii_case("CONNECT"))
                 && (200..300).contains(&status));
         if switched {
+            let early = std::mem::take(&mut self.sides[0].buf);
             for side in &mut self.sides {
                 side.phase = Phase::Tunnel;
                 side.buf.clear();
                 side.msg = None;
             }
+            let protocol = match upgrade {
+                Some("websocket") if status == 101 => "websocket",
+                Some("h2c") if status == 101 => "http2",
+                _ => return,
+            };
+            let made = self.pairs.made();
+            self.handoff = Some(Handoff {
+                protocol,
+                held: if early.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![(Direction::ToServer, ts_ns, early)]
+                },
+                upgrade_entry: made.checked_sub(1).map(|n| format!("{:016x}-{n}", flow.id)),
+                entries_made: made,
+            });
             return;
         }
         let req = &mut self.sides[0];
@@ -778,7 +812,16 @@ impl Dissector for Http1 {
                     side.buf.extend_from_slice(&input[..input.len().min(room)]);
                     Step::Consumed(input.len())
                 }
-                Phase::Tunnel => Step::Consumed(input.len()),
+                Phase::Tunnel => {
+                    // Bytes after a switch wait for the next dissector, up to a head's worth.
+                    if let Some(h) = &mut self.handoff {
+                        let held: usize = h.held.iter().map(|(_, _, b)| b.len()).sum();
+                        let room = self.config.max_head.saturating_sub(held);
+                        h.held
+                            .push((dir, ts_ns, input[..input.len().min(room)].to_vec()));
+                    }
+                    Step::Consumed(input.len())
+                }
             };
             match step {
                 Step::Consumed(n) => input = &input[n..],
@@ -834,7 +877,11 @@ impl Dissector for Http1 {
         }
     }
 
-    fn on_close(&mut self, flow: &FlowInfo, _ts_ns: u64, out: &mut Vec<Emit>) {
+    fn handoff(&mut self) -> Option<Handoff> {
+        self.handoff.take()
+    }
+
+    fn on_close(&mut self, flow: &FlowInfo, _end: &FlowEnd, out: &mut Vec<Emit>) {
         for dir in [Direction::ToServer, Direction::ToClient] {
             let side = &mut self.sides[dir.index()];
             let until_close = matches!(side.phase, Phase::Body(Framing::UntilClose));

@@ -1,18 +1,25 @@
-//! Dissection: which protocol a connection speaks, decided by content, and the
-//! per-protocol dissectors that turn its byte streams into entries.
+//! Dissection: which protocol a flow speaks, decided by content, and the
+//! per-protocol dissectors that turn its bytes into entries.
 //!
-//! A dissector is one module here behind the [`Dissector`] trait, registered in
-//! [`PROTOCOLS`] with a probe that claims a stream from its first bytes; adding
-//! a protocol means adding one module and one line there.
+//! A dissector is one module here behind the [`Dissector`] trait (TCP streams)
+//! or the [`DatagramDissector`] trait (UDP), registered in [`PROTOCOLS`] or
+//! [`DATAGRAM_PROTOCOLS`] with a probe that claims a flow from its first bytes;
+//! adding a protocol means adding one module and one line there. Ports are
+//! never consulted. Flows nobody claims become `tcp` and `udp` entries
+//! (`tcp.rs`, `udp.rs`), which also hold the per-flow handlers.
 
 pub mod encoding;
 pub mod http1;
+pub mod tcp;
+pub mod udp;
 
-use crate::reassembly::{CloseReason, Direction, FlowHandler, FlowInfo};
+use crate::reassembly::{Direction, FlowEnd, FlowInfo};
 use proto::v1::Entry;
-use std::sync::Arc;
 
-/// What a connection's handler produces.
+pub use tcp::Connection;
+pub use udp::Datagrams;
+
+/// What a flow's handler produces.
 #[derive(Debug)]
 pub enum Emit {
     Entry(Box<Entry>),
@@ -21,7 +28,7 @@ pub enum Emit {
         protocol: &'static str,
         reason: String,
     },
-    /// A connection no dissector claimed (counted; step 2 makes `tcp` entries of them).
+    /// A flow no dissector claimed (it becomes a `tcp` or `udp` entry too).
     Unclaimed,
 }
 
@@ -46,7 +53,7 @@ impl Default for DissectConfig {
     }
 }
 
-/// A protocol's parser for one connection.
+/// A protocol's parser for one TCP connection.
 pub trait Dissector {
     fn on_data(
         &mut self,
@@ -64,7 +71,38 @@ pub trait Dissector {
         len: u64,
         out: &mut Vec<Emit>,
     );
-    fn on_close(&mut self, flow: &FlowInfo, ts_ns: u64, out: &mut Vec<Emit>);
+    fn on_close(&mut self, flow: &FlowInfo, end: &FlowEnd, out: &mut Vec<Emit>);
+    /// The connection switched protocols (HTTP `Upgrade`): who takes it on.
+    /// Asked after every call; a dissector returns `Some` once.
+    fn handoff(&mut self) -> Option<Handoff> {
+        None
+    }
+}
+
+/// A connection handed from one dissector to another mid-way.
+#[derive(Debug, Clone, Default)]
+pub struct Handoff {
+    /// The registered name of the protocol that takes over (`websocket`, `http2`).
+    pub protocol: &'static str,
+    /// Bytes that arrived after the switch, in order, for the new dissector.
+    pub held: Vec<(Direction, u64, Vec<u8>)>,
+    /// The entry of the request that asked for the switch.
+    pub upgrade_entry: Option<String>,
+    /// Entries already made on the connection: the next dissector numbers on from here.
+    pub entries_made: u64,
+}
+
+/// A protocol's parser for one UDP flow.
+pub trait DatagramDissector {
+    fn on_datagram(
+        &mut self,
+        flow: &FlowInfo,
+        dir: Direction,
+        ts_ns: u64,
+        payload: &[u8],
+        out: &mut Vec<Emit>,
+    );
+    fn on_close(&mut self, flow: &FlowInfo, end: &FlowEnd, out: &mut Vec<Emit>);
 }
 
 /// A probe's answer about the first bytes of a stream.
@@ -75,185 +113,30 @@ pub enum Claim {
     NeedMore,
 }
 
-/// A registered protocol: a probe over the first bytes seen in one direction, and a constructor.
+/// A registered TCP protocol: a probe over the first bytes seen in one direction, and a constructor.
 pub struct ProtocolSpec {
     pub name: &'static str,
     pub probe: fn(dir: Direction, first: &[u8], midstream: bool) -> Claim,
-    pub new: fn(flow: &FlowInfo, config: &DissectConfig) -> Box<dyn Dissector>,
+    pub new: fn(
+        flow: &FlowInfo,
+        config: &DissectConfig,
+        handoff: Option<&Handoff>,
+    ) -> Box<dyn Dissector>,
 }
 
-/// Every protocol kubetap dissects, probed in this order.
+/// Every TCP protocol kubetap dissects, probed in this order.
 pub static PROTOCOLS: &[ProtocolSpec] = &[ProtocolSpec {
     name: "http",
     probe: http1::probe,
     new: http1::new,
 }];
 
-/// Bytes held per direction while no probe has decided. Past this a
-/// connection seen from its start is unclaimed; one seen mid-stream drops what
-/// it held and keeps looking for a message boundary, up to [`MAX_MIDSTREAM_PROBE`].
-const MAX_PROBE_BYTES: usize = 4096;
-/// Bytes a mid-stream connection may carry before it is declared unclaimed.
-const MAX_MIDSTREAM_PROBE: u64 = 256 << 10;
-
-enum State {
-    /// Events held until a probe decides.
-    Detecting {
-        held: Vec<Held>,
-        /// Bytes held per direction.
-        bytes: [usize; 2],
-        /// Bytes seen in both directions since the connection appeared.
-        seen: u64,
-    },
-    Claimed(Box<dyn Dissector>),
-    Unclaimed,
+/// A registered UDP protocol: a probe over one datagram, and a constructor.
+pub struct DatagramSpec {
+    pub name: &'static str,
+    pub probe: fn(dir: Direction, payload: &[u8]) -> bool,
+    pub new: fn(flow: &FlowInfo, config: &DissectConfig) -> Box<dyn DatagramDissector>,
 }
 
-enum Held {
-    Data(Direction, u64, Vec<u8>),
-    Gap(Direction, u64, u64),
-}
-
-/// The handler of one connection: detects its protocol, then feeds its dissector.
-pub struct Connection {
-    state: State,
-    config: Arc<DissectConfig>,
-}
-
-impl Connection {
-    pub fn new(config: Arc<DissectConfig>) -> Self {
-        Connection {
-            state: State::Detecting {
-                held: Vec::new(),
-                bytes: [0; 2],
-                seen: 0,
-            },
-            config,
-        }
-    }
-
-    fn detect(&mut self, flow: &FlowInfo, out: &mut Vec<Emit>) {
-        let State::Detecting { held, bytes, seen } = &self.state else {
-            return;
-        };
-        let mut undecided = false;
-        for spec in PROTOCOLS {
-            let mut verdicts = [Claim::No; 2];
-            for dir in [Direction::ToServer, Direction::ToClient] {
-                let first: Vec<u8> = held
-                    .iter()
-                    .filter_map(|h| match h {
-                        Held::Data(d, _, b) if *d == dir => Some(b.as_slice()),
-                        _ => None,
-                    })
-                    .flatten()
-                    .copied()
-                    .take(MAX_PROBE_BYTES)
-                    .collect();
-                verdicts[dir.index()] = if !first.is_empty() {
-                    (spec.probe)(dir, &first, flow.midstream)
-                } else if flow.midstream {
-                    // Mid-stream, the silent side may be the one that starts the next message.
-                    Claim::NeedMore
-                } else {
-                    Claim::No
-                };
-            }
-            if verdicts.contains(&Claim::Yes) {
-                let dissector = (spec.new)(flow, &self.config);
-                let State::Detecting { held, .. } =
-                    std::mem::replace(&mut self.state, State::Claimed(dissector))
-                else {
-                    unreachable!("state checked above")
-                };
-                let State::Claimed(d) = &mut self.state else {
-                    unreachable!("just set")
-                };
-                for h in held {
-                    match h {
-                        Held::Data(dir, ts, b) => d.on_data(flow, dir, ts, &b, out),
-                        Held::Gap(dir, ts, len) => d.on_gap(flow, dir, ts, len, out),
-                    }
-                }
-                return;
-            }
-            undecided |= verdicts.contains(&Claim::NeedMore);
-        }
-        let exhausted = if flow.midstream {
-            *seen >= MAX_MIDSTREAM_PROBE
-        } else {
-            bytes.iter().any(|b| *b >= MAX_PROBE_BYTES)
-        };
-        if !undecided || exhausted {
-            self.state = State::Unclaimed;
-            out.push(Emit::Unclaimed);
-        }
-    }
-}
-
-impl FlowHandler for Connection {
-    type Out = Emit;
-
-    fn on_data(
-        &mut self,
-        flow: &FlowInfo,
-        dir: Direction,
-        ts_ns: u64,
-        data: &[u8],
-        out: &mut Vec<Emit>,
-    ) {
-        match &mut self.state {
-            State::Claimed(d) => d.on_data(flow, dir, ts_ns, data, out),
-            State::Unclaimed => {}
-            State::Detecting { held, bytes, seen } => {
-                *seen += data.len() as u64;
-                if flow.midstream && bytes[dir.index()] >= MAX_PROBE_BYTES {
-                    // Nothing parseable yet in this direction: forget it, keep looking.
-                    let dropped = bytes[dir.index()] as u64;
-                    held.retain(|h| !matches!(h, Held::Data(d, ..) if *d == dir));
-                    held.push(Held::Gap(dir, ts_ns, dropped));
-                    bytes[dir.index()] = 0;
-                }
-                let room = MAX_PROBE_BYTES.saturating_sub(bytes[dir.index()]);
-                let keep = &data[..data.len().min(room)];
-                bytes[dir.index()] += keep.len();
-                held.push(Held::Data(dir, ts_ns, keep.to_vec()));
-                // Claimed bytes past what we held are fed once the dissector exists.
-                let rest = &data[keep.len()..];
-                self.detect(flow, out);
-                if let State::Claimed(d) = &mut self.state
-                    && !rest.is_empty()
-                {
-                    d.on_data(flow, dir, ts_ns, rest, out);
-                }
-            }
-        }
-    }
-
-    fn on_gap(
-        &mut self,
-        flow: &FlowInfo,
-        dir: Direction,
-        ts_ns: u64,
-        len: u64,
-        out: &mut Vec<Emit>,
-    ) {
-        match &mut self.state {
-            State::Claimed(d) => d.on_gap(flow, dir, ts_ns, len, out),
-            State::Unclaimed => {}
-            State::Detecting { held, .. } => held.push(Held::Gap(dir, ts_ns, len)),
-        }
-    }
-
-    fn on_close(&mut self, flow: &FlowInfo, ts_ns: u64, _reason: CloseReason, out: &mut Vec<Emit>) {
-        match &mut self.state {
-            State::Claimed(d) => d.on_close(flow, ts_ns, out),
-            State::Unclaimed => {}
-            State::Detecting { held, .. } => {
-                if held.iter().any(|h| matches!(h, Held::Data(..))) {
-                    out.push(Emit::Unclaimed);
-                }
-            }
-        }
-    }
-}
+/// Every UDP protocol kubetap dissects, probed in this order.
+pub static DATAGRAM_PROTOCOLS: &[DatagramSpec] = &[];

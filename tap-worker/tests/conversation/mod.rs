@@ -450,12 +450,14 @@ pub fn pcap_with_header(header: PcapHeader, frames: &[Frame]) -> Vec<u8> {
 pub fn http_request(e: &Entry) -> Option<&HttpRequest> {
     match e.request.as_ref()?.kind.as_ref()? {
         request::Kind::Http(r) => Some(r),
+        _ => None,
     }
 }
 
 pub fn http_response(e: &Entry) -> Option<&HttpResponse> {
     match e.response.as_ref()?.kind.as_ref()? {
         response::Kind::Http(r) => Some(r),
+        _ => None,
     }
 }
 

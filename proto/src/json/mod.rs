@@ -2,10 +2,9 @@
 //! the hub's API. Field names are a stable contract (see the README); this
 //! serializer writes straight to the output without building a tree.
 
-use crate::v1::{
-    Body, Endpoint, Entry, Header, HttpRequest, HttpResponse, Protocol, request, response,
-};
-use base64::Engine as _;
+mod http;
+
+use crate::v1::{Endpoint, Entry, Protocol, StreamSide, request, response};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -35,11 +34,17 @@ impl Serialize for EntryJson<'_> {
         m.serialize_entry("flow_id", &format_args!("{:016x}", e.flow_id))?;
         m.serialize_entry("stream_id", &e.stream_id)?;
         match e.request.as_ref().and_then(|r| r.kind.as_ref()) {
-            Some(request::Kind::Http(r)) => m.serialize_entry("request", &HttpRequestJson(r))?,
+            Some(request::Kind::Http(r)) => {
+                m.serialize_entry("request", &http::HttpRequestJson(r))?
+            }
+            Some(request::Kind::Stream(s)) => m.serialize_entry("request", &StreamSideJson(s))?,
             None => m.serialize_entry("request", &())?,
         }
         match e.response.as_ref().and_then(|r| r.kind.as_ref()) {
-            Some(response::Kind::Http(r)) => m.serialize_entry("response", &HttpResponseJson(r))?,
+            Some(response::Kind::Http(r)) => {
+                m.serialize_entry("response", &http::HttpResponseJson(r))?
+            }
+            Some(response::Kind::Stream(s)) => m.serialize_entry("response", &StreamSideJson(s))?,
             None => m.serialize_entry("response", &())?,
         }
         m.serialize_entry("redacted", &e.redacted)?;
@@ -49,11 +54,26 @@ impl Serialize for EntryJson<'_> {
 }
 
 /// Writes a `Display` value as a JSON string without an intermediate `String`.
-struct Display<T>(T);
+pub(crate) struct Display<T>(pub(crate) T);
 
 impl<T: std::fmt::Display> Serialize for Display<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&self.0)
+    }
+}
+
+/// A side of an undissected flow: `{"bytes":…,"packets":…}`, plus `"ended"` on the response side.
+struct StreamSideJson<'a>(&'a StreamSide);
+
+impl Serialize for StreamSideJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("bytes", &self.0.bytes)?;
+        m.serialize_entry("packets", &self.0.packets)?;
+        if !self.0.ended.is_empty() {
+            m.serialize_entry("ended", &self.0.ended)?;
+        }
+        m.end()
     }
 }
 
@@ -74,113 +94,10 @@ impl Serialize for EndpointJson<'_> {
     }
 }
 
-/// Headers as an object keyed by lower-case name; repeated headers are joined
-/// with ", " (RFC 9110 §5.3), so `request.headers["content-type"]` works.
-struct HeadersJson<'a>(&'a [Header]);
-
-impl Serialize for HeadersJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        let hs = self.0;
-        for (i, h) in hs.iter().enumerate() {
-            // Emit each name once, at its first position.
-            if hs[..i].iter().any(|p| p.name.eq_ignore_ascii_case(&h.name)) {
-                continue;
-            }
-            let key = Display(LowerCase(&h.name));
-            let repeated = hs[i + 1..]
-                .iter()
-                .any(|n| n.name.eq_ignore_ascii_case(&h.name));
-            if repeated {
-                let joined: Vec<&str> = hs[i..]
-                    .iter()
-                    .filter(|n| n.name.eq_ignore_ascii_case(&h.name))
-                    .map(|n| n.value.as_str())
-                    .collect();
-                m.serialize_entry(&key, &joined.join(", "))?;
-            } else {
-                m.serialize_entry(&key, &h.value)?;
-            }
-        }
-        m.end()
-    }
-}
-
-struct LowerCase<'a>(&'a str);
-
-impl std::fmt::Display for LowerCase<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use std::fmt::Write;
-        self.0
-            .chars()
-            .try_for_each(|c| f.write_char(c.to_ascii_lowercase()))
-    }
-}
-
-/// Writes the body fields into the enclosing object: `body` (UTF-8 text, or
-/// base64 with `body_encoding: "base64"`), `body_size`, `body_truncated`, `body_decoded_from`.
-fn body_fields<M: SerializeMap>(m: &mut M, body: Option<&Body>) -> Result<(), M::Error> {
-    let Some(b) = body else {
-        return m.serialize_entry("body", &());
-    };
-    match std::str::from_utf8(&b.data) {
-        Ok(text) => m.serialize_entry("body", text)?,
-        Err(_) => {
-            let encoded = base64::engine::general_purpose::STANDARD.encode(&b.data);
-            m.serialize_entry("body", &encoded)?;
-            m.serialize_entry("body_encoding", "base64")?;
-        }
-    }
-    m.serialize_entry("body_size", &b.wire_size)?;
-    if b.truncated {
-        m.serialize_entry("body_truncated", &true)?;
-    }
-    if !b.decoded_from.is_empty() {
-        m.serialize_entry("body_decoded_from", &b.decoded_from)?;
-    }
-    Ok(())
-}
-
-struct HttpRequestJson<'a>(&'a HttpRequest);
-
-impl Serialize for HttpRequestJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("method", &r.method)?;
-        m.serialize_entry("path", &r.path)?;
-        m.serialize_entry("version", &r.version)?;
-        m.serialize_entry("headers", &HeadersJson(&r.headers))?;
-        body_fields(&mut m, r.body.as_ref())?;
-        if !r.trailers.is_empty() {
-            m.serialize_entry("trailers", &HeadersJson(&r.trailers))?;
-        }
-        m.end()
-    }
-}
-
-struct HttpResponseJson<'a>(&'a HttpResponse);
-
-impl Serialize for HttpResponseJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("status", &r.status)?;
-        m.serialize_entry("reason", &r.reason)?;
-        m.serialize_entry("version", &r.version)?;
-        m.serialize_entry("headers", &HeadersJson(&r.headers))?;
-        body_fields(&mut m, r.body.as_ref())?;
-        if !r.trailers.is_empty() {
-            m.serialize_entry("trailers", &HeadersJson(&r.trailers))?;
-        }
-        m.end()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::v1::{Request, Response};
+    use crate::v1::{Body, Header, HttpRequest, HttpResponse, Request, Response};
 
     fn header(name: &str, value: &str) -> Header {
         Header {

@@ -1,0 +1,200 @@
+//! UDP flows: datagrams grouped by their address pair, the UDP counterpart of
+//! `reassembly`. There are no streams to rebuild, only a bounded table of
+//! flows (by count and idle time) whose handlers see each datagram in order.
+
+use crate::reassembly::{CloseReason, Direction, FlowEnd, FlowInfo, FlowKey};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// UDP flow ids have the top bit set, so they never collide with TCP's in one pipeline.
+const ID_BASE: u64 = 1 << 63;
+
+/// Receives a UDP flow's events; one handler per flow.
+pub trait DatagramHandler {
+    type Out;
+    fn on_datagram(
+        &mut self,
+        flow: &FlowInfo,
+        dir: Direction,
+        ts_ns: u64,
+        payload: &[u8],
+        out: &mut Vec<Self::Out>,
+    );
+    fn on_close(&mut self, flow: &FlowInfo, end: &FlowEnd, out: &mut Vec<Self::Out>);
+}
+
+#[derive(Debug, Clone)]
+pub struct DatagramConfig {
+    pub max_flows: usize,
+    /// A flow with no datagram for this long is closed.
+    pub idle_timeout_ns: u64,
+}
+
+impl Default for DatagramConfig {
+    fn default() -> Self {
+        DatagramConfig {
+            max_flows: 65_536,
+            idle_timeout_ns: 30_000_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DatagramStats {
+    pub datagrams: u64,
+    pub flows: u64,
+    pub flows_expired: u64,
+    pub flows_evicted: u64,
+}
+
+struct Flow<H> {
+    info: FlowInfo,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    last_ts_ns: u64,
+    handler: H,
+}
+
+pub struct DatagramFlows<H, F> {
+    flows: HashMap<FlowKey, Flow<H>>,
+    new_handler: F,
+    config: DatagramConfig,
+    next_id: u64,
+    last_sweep_ns: u64,
+    pub stats: DatagramStats,
+}
+
+impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
+    pub fn new(config: DatagramConfig, new_handler: F) -> Self {
+        DatagramFlows {
+            flows: HashMap::new(),
+            new_handler,
+            config,
+            next_id: ID_BASE,
+            last_sweep_ns: 0,
+            stats: DatagramStats::default(),
+        }
+    }
+
+    /// Feeds one datagram sent from `src` to `dst`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn datagram(
+        &mut self,
+        ts_ns: u64,
+        src: IpAddr,
+        src_port: u16,
+        dst: IpAddr,
+        dst_port: u16,
+        payload: &[u8],
+        out: &mut Vec<H::Out>,
+    ) {
+        self.stats.datagrams += 1;
+        self.sweep(ts_ns, out);
+        let from = SocketAddr::new(src, src_port);
+        let to = SocketAddr::new(dst, dst_port);
+        let key = FlowKey::new(from, to);
+        if !self.flows.contains_key(&key) {
+            self.create(key, from, to, ts_ns, out);
+        }
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        let dir = if from == flow.info.client {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        };
+        flow.last_ts_ns = ts_ns;
+        flow.packets[dir.index()] += 1;
+        flow.bytes[dir.index()] += payload.len() as u64;
+        flow.handler
+            .on_datagram(&flow.info, dir, ts_ns, payload, out);
+    }
+
+    /// Closes every flow (end of capture).
+    pub fn finish(&mut self, out: &mut Vec<H::Out>) {
+        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
+        for key in keys {
+            self.close(key, CloseReason::EndOfCapture, out);
+        }
+    }
+
+    fn create(
+        &mut self,
+        key: FlowKey,
+        from: SocketAddr,
+        to: SocketAddr,
+        ts_ns: u64,
+        out: &mut Vec<H::Out>,
+    ) {
+        if self.flows.len() >= self.config.max_flows {
+            let oldest = self
+                .flows
+                .iter()
+                .min_by_key(|(_, f)| f.last_ts_ns)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.stats.flows_evicted += 1;
+                self.close(k, CloseReason::Evicted, out);
+            }
+        }
+        // The first sender is the client, unless it sends from a well-known
+        // port to an ephemeral one (a reply whose query was not captured).
+        let (client, server) = if from.port() < 1024 && to.port() >= 1024 {
+            (to, from)
+        } else {
+            (from, to)
+        };
+        let info = FlowInfo {
+            id: self.next_id,
+            client,
+            server,
+            first_ts_ns: ts_ns,
+            midstream: false,
+        };
+        self.next_id += 1;
+        self.stats.flows += 1;
+        let handler = (self.new_handler)(&info);
+        self.flows.insert(
+            key,
+            Flow {
+                info,
+                packets: [0; 2],
+                bytes: [0; 2],
+                last_ts_ns: ts_ns,
+                handler,
+            },
+        );
+    }
+
+    fn close(&mut self, key: FlowKey, reason: CloseReason, out: &mut Vec<H::Out>) {
+        let Some(mut flow) = self.flows.remove(&key) else {
+            return;
+        };
+        let end = FlowEnd {
+            ts_ns: flow.last_ts_ns,
+            reason,
+            packets: flow.packets,
+            bytes: flow.bytes,
+        };
+        flow.handler.on_close(&flow.info, &end, out);
+    }
+
+    fn sweep(&mut self, now_ns: u64, out: &mut Vec<H::Out>) {
+        if now_ns < self.last_sweep_ns.saturating_add(1_000_000_000) {
+            return;
+        }
+        self.last_sweep_ns = now_ns;
+        let cutoff = now_ns.saturating_sub(self.config.idle_timeout_ns);
+        let idle: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.last_ts_ns < cutoff)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in idle {
+            self.stats.flows_expired += 1;
+            self.close(key, CloseReason::Idle, out);
+        }
+    }
+}
