@@ -7,79 +7,12 @@
 //! installs them). Without them the test says why and skips, unless
 //! KUBETAP_REQUIRE_PEERS=1 (set by `cargo xtask test`), where it fails.
 
+mod peers;
+
+use peers::{TempDir, free_port, run};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-fn peers_ready() -> Result<(), String> {
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .map_err(|e| format!("cannot run id: {e}"))?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Err("not root: capturing on lo needs root".into());
-    }
-    for tool in ["dumpcap", "tshark", "editcap", "curl", "python3"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Err(format!(
-                "{tool} is not installed (cargo xtask setup installs it)"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Skips with a printed reason, or fails when peers are required.
-fn require_peers() -> bool {
-    match peers_ready() {
-        Ok(()) => true,
-        Err(why) if std::env::var("KUBETAP_REQUIRE_PEERS").is_ok_and(|v| v == "1") => {
-            panic!("real-peer test cannot run: {why}")
-        }
-        Err(why) => {
-            eprintln!("SKIPPED: real-peer test: {why}");
-            false
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("kubetap-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", out.status);
-    out.stdout
-}
+use std::path::Path;
+use std::process::Command;
 
 /// What both sides must agree on, per connection (keyed by the client's port):
 /// the requests in order as (method, uri) and the final response codes in order.
@@ -190,14 +123,12 @@ fn kubetap_view(json_lines: &[u8]) -> Transactions {
 }
 
 fn kubetap_json(file: &Path) -> Vec<u8> {
-    run(Command::new(env!("CARGO_BIN_EXE_kubetap"))
-        .args(["read", "--json", "--quiet"])
-        .arg(file))
+    peers::kubetap_json_raw(file)
 }
 
 #[test]
 fn entries_match_tshark_on_real_loopback_traffic() {
-    if !require_peers() {
+    if !peers::require(&["editcap", "curl", "python3"]) {
         return;
     }
     let dir = TempDir::new("oracle");

@@ -1,0 +1,230 @@
+//! Shared by the real-peer tests: tool checks that skip with a printed reason
+//! (or fail under KUBETAP_REQUIRE_PEERS=1, which `cargo xtask test` sets),
+//! temporary directories, dumpcap captures on lo, peer processes that end
+//! with the test, tshark field extraction and `kubetap read --json`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn missing(tools: &[&str]) -> Result<(), String> {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| format!("cannot run id: {e}"))?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Err("not root: capturing on lo needs root".into());
+    }
+    for tool in ["dumpcap", "tshark"].iter().chain(tools) {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Err(format!(
+                "{tool} is not installed (cargo xtask setup installs it)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// True when root, dumpcap, tshark and `tools` are all here. Otherwise prints
+/// `SKIPPED: <reason>` and returns false, or panics under KUBETAP_REQUIRE_PEERS=1.
+pub fn require(tools: &[&str]) -> bool {
+    match missing(tools) {
+        Ok(()) => true,
+        Err(why) if std::env::var("KUBETAP_REQUIRE_PEERS").is_ok_and(|v| v == "1") => {
+            panic!("real-peer test cannot run: {why}")
+        }
+        Err(why) => {
+            eprintln!("SKIPPED: real-peer test: {why}");
+            false
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A directory removed when the test ends.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("kubetap-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs a command to completion; panics with its command line if it fails.
+pub fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", out.status);
+    out.stdout
+}
+
+/// A background process (a server under test) killed when dropped.
+pub struct Peer(pub Child);
+
+impl Peer {
+    pub fn spawn(cmd: &mut Command) -> Peer {
+        Peer(
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")),
+        )
+    }
+
+    /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
+    pub fn wait_for_port(&self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nothing listens on port {port} after 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// dumpcap on lo with a capture filter, writing pcapng; stopped by `stop`.
+pub struct Capture {
+    child: Option<Child>,
+    pub path: PathBuf,
+}
+
+impl Capture {
+    /// Starts capturing and waits until dumpcap has written the file header.
+    pub fn start(path: PathBuf, filter: &str) -> Capture {
+        let _ = std::fs::remove_file(&path);
+        let child = Command::new("dumpcap")
+            .args(["-q", "-i", "lo", "-f", filter, "-w"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dumpcap");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(&path).map_or(true, |m| m.len() == 0) {
+            assert!(Instant::now() < deadline, "dumpcap did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The header is written before the socket is fully attached.
+        std::thread::sleep(Duration::from_millis(300));
+        Capture {
+            child: Some(child),
+            path,
+        }
+    }
+
+    /// Lets the last packets arrive, stops dumpcap cleanly and returns the file.
+    pub fn stop(mut self) -> PathBuf {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+        self.path.clone()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// tshark's view of a capture: one row per packet matching `filter`, one
+/// column per field; a field's repeated values are split into a Vec.
+pub fn tshark_fields(
+    file: &Path,
+    extra: &[&str],
+    filter: &str,
+    fields: &[&str],
+) -> Vec<Vec<Vec<String>>> {
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-n", "-r"]).arg(file).args(extra).args([
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-E",
+        "separator=/t",
+        "-E",
+        "aggregator=\u{1f}",
+    ]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = run(&mut cmd);
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            (0..fields.len())
+                .map(|i| {
+                    cols.get(i)
+                        .copied()
+                        .unwrap_or("")
+                        .split('\u{1f}')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `kubetap read --json FILE`, as raw output.
+pub fn kubetap_json_raw(file: &Path) -> Vec<u8> {
+    run(Command::new(env!("CARGO_BIN_EXE_kubetap"))
+        .args(["read", "--json", "--quiet"])
+        .arg(file))
+}
+
+/// `kubetap read --json FILE`, parsed.
+pub fn kubetap_entries(file: &Path) -> Vec<serde_json::Value> {
+    String::from_utf8(kubetap_json_raw(file))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
