@@ -195,12 +195,13 @@ fn table_row(out: &mut impl Write, e: &Entry) -> io::Result<()> {
 fn summary(s: &Stats, file_bytes: u64, secs: f64) {
     let r = &s.reassembly;
     eprintln!(
-        "kubetap: {} packets, {} bytes ({} file bytes in {:.2}s), {} connections, {} entries, {} gaps ({} bytes), {} drops, {} parse errors",
+        "kubetap: {} packets, {} bytes ({} file bytes in {:.2}s), {} connections, {} udp flows, {} entries, {} gaps ({} bytes), {} drops, {} parse errors",
         s.packets,
         s.bytes,
         file_bytes,
         secs,
         r.flows,
+        s.udp.flows,
         s.entries,
         r.gaps,
         r.gap_bytes,

@@ -28,9 +28,18 @@ pub struct Fifo {
     max_pending: usize,
     /// Entries made on this connection, for the entry id.
     made: u64,
+    /// Looks at each entry before it is emitted (see [`Fifo::refined_by`]).
+    refine: Option<fn(&mut Entry)>,
 }
 
 impl Fifo {
+    /// Passes each entry through `refine` before emitting it: HTTP/1 makes
+    /// the exchanges that carry a GraphQL operation `graphql` entries.
+    pub fn refined_by(mut self, refine: fn(&mut Entry)) -> Self {
+        self.refine = Some(refine);
+        self
+    }
+
     pub fn new(protocol: Protocol, max_pending: usize) -> Self {
         Self::numbered_from(protocol, max_pending, 0)
     }
@@ -42,6 +51,7 @@ impl Fifo {
             pending: VecDeque::new(),
             max_pending: max_pending.max(1),
             made: first,
+            refine: None,
         }
     }
 
@@ -73,6 +83,18 @@ impl Fifo {
         self.emit(flow, req, Some(resp), out);
     }
 
+    /// An entry outside the request/response order (a Redis pub/sub push):
+    /// it takes the flow's next index and leaves the waiting requests alone.
+    pub fn unsolicited(
+        &mut self,
+        flow: &FlowInfo,
+        req: Option<Message<Request>>,
+        resp: Message<Response>,
+        out: &mut Vec<Emit>,
+    ) {
+        self.emit(flow, req, Some(resp), out);
+    }
+
     /// The connection ended: every waiting request becomes an entry.
     pub fn close(&mut self, flow: &FlowInfo, out: &mut Vec<Emit>) {
         while let Some(req) = self.pending.pop_front() {
@@ -89,13 +111,11 @@ impl Fifo {
     ) {
         let n = self.made;
         self.made += 1;
-        out.push(Emit::Entry(Box::new(entry(
-            flow,
-            n,
-            self.protocol,
-            req,
-            resp,
-        ))));
+        let mut e = entry(flow, n, self.protocol, req, resp);
+        if let Some(refine) = self.refine {
+            refine(&mut e);
+        }
+        out.push(Emit::Entry(Box::new(e)));
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Stats {
     pub entries: u64,
     pub parse_errors: u64,
     pub unclaimed_connections: u64,
+    /// Messages a dissector's bound pushed out (queries evicted from a full pending list).
+    pub dissect_dropped: u64,
     pub decode: DecodeStats,
     pub reassembly: ReassemblyStats,
     pub udp: DatagramStats,
@@ -42,9 +44,10 @@ impl Stats {
     }
 
     /// Everything dropped by a bound or unreadable: malformed packets, fragments
-    /// given up, flows evicted, buffer limits hit.
+    /// given up, flows evicted, buffer limits hit, messages pushed out of dissectors.
     pub fn drops(&self) -> u64 {
-        self.decode.malformed
+        self.dissect_dropped
+            + self.decode.malformed
             + self.decode.fragments_dropped
             + self.reassembly.flows_evicted
             + self.reassembly.buffer_limit_hits
@@ -62,6 +65,7 @@ pub struct Pipeline {
     emitted: Vec<Emit>,
     parse_errors: u64,
     unclaimed: u64,
+    dissect_dropped: u64,
     entries: u64,
     packets: u64,
     bytes: u64,
@@ -86,6 +90,7 @@ impl Pipeline {
             emitted: Vec::new(),
             parse_errors: 0,
             unclaimed: 0,
+            dissect_dropped: 0,
             entries: 0,
             packets: 0,
             bytes: 0,
@@ -148,6 +153,10 @@ impl Pipeline {
                     tracing::debug!(protocol, %reason, "parse error");
                 }
                 Emit::Unclaimed => self.unclaimed += 1,
+                Emit::Dropped { protocol, what } => {
+                    self.dissect_dropped += 1;
+                    tracing::debug!(protocol, what, "dropped by a bound");
+                }
             }
         }
     }
@@ -161,6 +170,7 @@ impl Pipeline {
             entries: self.entries,
             parse_errors: self.parse_errors,
             unclaimed_connections: self.unclaimed,
+            dissect_dropped: self.dissect_dropped,
             decode: self.decoder.stats.clone(),
             reassembly: self.tcp.stats.clone(),
             udp: self.udp.stats.clone(),

@@ -181,8 +181,9 @@ fn http_framing_cases_become_the_expected_entries() {
         b"HTTP/1.1 404 Not Found\r\nContent-Length: 11\r\n\r\nsecond body".to_vec(),
     ]
     .concat();
-    let upgrade = b"GET /chat HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    let switching = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    // An upgrade to a protocol kubetap does not dissect: the tunnel's bytes are nobody's.
+    let upgrade_other = b"GET /chat HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: kubetap-test/1\r\n\r\n";
+    let switching_other = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: kubetap-test/1\r\n\r\n";
     let h2c = b"GET /h2c HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
     let mut close_delimited = case(
         "a body without length ends at the server's FIN",
@@ -314,8 +315,8 @@ fn http_framing_cases_become_the_expected_entries() {
         case(
             "after a 101 upgrade, bytes that look like HTTP make no entries",
             vec![
-                (Client, upgrade),
-                (Server, switching),
+                (Client, upgrade_other),
+                (Server, switching_other),
                 (Client, b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"),
                 (Client, b"GET /inside-the-tunnel HTTP/1.1\r\nHost: x\r\n\r\n"),
                 (Server, b"\x81\x05Hello"),

@@ -177,7 +177,17 @@ fn demo() -> Result<()> {
 fn fuzz(seconds: u64) -> Result<()> {
     setup::cargo_fuzz()?;
     let fuzz_dir = root().join("fuzz");
-    for target in ["capture_file", "reassembly", "http1"] {
+    for target in [
+        "capture_file",
+        "reassembly",
+        "http1",
+        "dns",
+        "redis",
+        "http2",
+        "websocket",
+        "graphql",
+        "postgres",
+    ] {
         let corpus = target_dir().join("fuzz-corpus").join(target);
         std::fs::create_dir_all(&corpus)?;
         // cargo-fuzz needs nightly; `rustup run` reaches it even when CARGO names stable's cargo.

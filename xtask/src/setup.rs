@@ -13,6 +13,29 @@ const PACKAGES: &[(&str, &str)] = &[
     ("curl", "curl"),
     ("python3", "python3"),
     ("time", "/usr/bin/time"),
+    // dnsmasq-base is the binary without the system service, which would take port 53.
+    ("dnsmasq-base", "/usr/sbin/dnsmasq"),
+    ("dnsutils", "dig"),
+    ("redis-server", "redis-server"),
+    ("redis-tools", "redis-benchmark"),
+    // HTTP/2 peers: nghttpd (server), nghttp and h2load (clients).
+    ("nghttp2-server", "nghttpd"),
+    ("nghttp2-client", "nghttp"),
+    ("nghttp2-client", "h2load"),
+    // PostgreSQL: the server (its binaries under /usr/lib/postgresql/<version>/bin;
+    // pg_ctlcluster comes with it), psql and pgbench. The test runs a server of
+    // its own on its own port, beside any system cluster the package starts.
+    ("postgresql", "pg_ctlcluster"),
+    ("postgresql-client", "pgbench"),
+    ("python3-pip", "pip3"),
+];
+
+/// Python modules the real-peer tests import, pinned to versions with wheels
+/// for Debian 12's Python 3.11, installed with pip when missing.
+const PYTHON_MODULES: &[(&str, &str)] = &[
+    ("grpc", "grpcio==1.76.0"),
+    ("websockets", "websockets==15.0.1"),
+    ("graphql", "graphql-core==3.2.8"),
 ];
 
 fn have(command: &str) -> bool {
@@ -54,6 +77,31 @@ fn debian_packages() -> Result<()> {
     exec(&mut install)
 }
 
+/// Installs each of [`PYTHON_MODULES`] that `python3` cannot import. Only
+/// `--only-binary` wheels, so nothing is compiled here. Debian marks its
+/// Python as externally managed (PEP 668); these are test peers on a build
+/// machine, so pip may install beside Debian's packages.
+fn python_modules() -> Result<()> {
+    for (module, requirement) in PYTHON_MODULES {
+        let present = Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !present {
+            exec(Command::new("python3").args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--only-binary=:all:",
+                "--break-system-packages",
+                requirement,
+            ]))?;
+        }
+    }
+    Ok(())
+}
+
 /// The nightly toolchain's rust-src (for the eBPF build) and cargo-fuzz.
 fn rust_components() -> Result<()> {
     let installed = Command::new("rustup")
@@ -89,6 +137,7 @@ pub fn cargo_fuzz() -> Result<()> {
 
 pub fn all() -> Result<()> {
     debian_packages()?;
+    python_modules()?;
     rust_components()?;
     cargo_fuzz()
 }

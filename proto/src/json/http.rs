@@ -7,7 +7,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// Headers as an object keyed by lower-case name; repeated headers are joined
 /// with ", " (RFC 9110 §5.3), so `request.headers["content-type"]` works.
-struct HeadersJson<'a>(&'a [Header]);
+pub(super) struct HeadersJson<'a>(pub(super) &'a [Header]);
 
 impl Serialize for HeadersJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

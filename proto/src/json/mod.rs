@@ -2,7 +2,13 @@
 //! the hub's API. Field names are a stable contract (see the README); this
 //! serializer writes straight to the output without building a tree.
 
+mod dns;
+mod graphql;
+mod grpc;
 mod http;
+mod postgres;
+mod redis;
+mod websocket;
 
 use crate::v1::{Endpoint, Entry, Protocol, StreamSide, request, response};
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -38,6 +44,22 @@ impl Serialize for EntryJson<'_> {
                 m.serialize_entry("request", &http::HttpRequestJson(r))?
             }
             Some(request::Kind::Stream(s)) => m.serialize_entry("request", &StreamSideJson(s))?,
+            Some(request::Kind::Grpc(r)) => {
+                m.serialize_entry("request", &grpc::GrpcRequestJson(r))?
+            }
+            Some(request::Kind::Dns(r)) => m.serialize_entry("request", &dns::DnsRequestJson(r))?,
+            Some(request::Kind::Redis(r)) => {
+                m.serialize_entry("request", &redis::RedisRequestJson(r))?
+            }
+            Some(request::Kind::Postgres(r)) => {
+                m.serialize_entry("request", &postgres::PostgresRequestJson(r))?
+            }
+            Some(request::Kind::Websocket(r)) => {
+                m.serialize_entry("request", &websocket::WebSocketMessageJson(r))?
+            }
+            Some(request::Kind::Graphql(r)) => {
+                m.serialize_entry("request", &graphql::GraphqlRequestJson(r))?
+            }
             None => m.serialize_entry("request", &())?,
         }
         match e.response.as_ref().and_then(|r| r.kind.as_ref()) {
@@ -45,6 +67,24 @@ impl Serialize for EntryJson<'_> {
                 m.serialize_entry("response", &http::HttpResponseJson(r))?
             }
             Some(response::Kind::Stream(s)) => m.serialize_entry("response", &StreamSideJson(s))?,
+            Some(response::Kind::Grpc(r)) => {
+                m.serialize_entry("response", &grpc::GrpcResponseJson(r))?
+            }
+            Some(response::Kind::Dns(r)) => {
+                m.serialize_entry("response", &dns::DnsResponseJson(r))?
+            }
+            Some(response::Kind::Redis(r)) => {
+                m.serialize_entry("response", &redis::RedisResponseJson(r))?
+            }
+            Some(response::Kind::Postgres(r)) => {
+                m.serialize_entry("response", &postgres::PostgresResponseJson(r))?
+            }
+            Some(response::Kind::Websocket(r)) => {
+                m.serialize_entry("response", &websocket::WebSocketMessageJson(r))?
+            }
+            Some(response::Kind::Graphql(r)) => {
+                m.serialize_entry("response", &graphql::GraphqlResponseJson(r))?
+            }
             None => m.serialize_entry("response", &())?,
         }
         m.serialize_entry("redacted", &e.redacted)?;

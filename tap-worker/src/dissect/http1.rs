@@ -6,9 +6,11 @@
 //! 304). Pipelined requests wait in the pairing FIFO. After a gap, a parse
 //! error or a mid-stream start a direction resynchronises at the next line that
 //! looks like a request or status line. An accepted `Upgrade` (101) or CONNECT
-//! hands the connection on: its later bytes are not parsed as HTTP.
+//! hands the connection on: its later bytes are not parsed as HTTP. An
+//! exchange that carries a GraphQL operation becomes a `graphql` entry
+//! (`graphql.rs`).
 
-use super::{Claim, DissectConfig, Dissector, Emit, Handoff, encoding};
+use super::{Claim, DissectConfig, Dissector, Emit, Handoff, encoding, graphql};
 use crate::pair::{Fifo, Message};
 use crate::reassembly::{Direction, FlowEnd, FlowInfo};
 use proto::v1::{
@@ -135,7 +137,7 @@ pub fn new(
     Box::new(Http1 {
         config: config.clone(),
         sides: [Side::new(start.clone()), Side::new(start)],
-        pairs: Fifo::new(Protocol::Http, config.max_pending),
+        pairs: Fifo::new(Protocol::Http, config.max_pending).refined_by(graphql::refine),
         held: Vec::new(),
         handoff: None,
     })
@@ -310,6 +312,14 @@ impl Http1 {
                 head: Head::Request(r),
                 ..
             }) => Some(r.method.clone()),
+            _ => None,
+        }
+    }
+
+    /// The path of the request the next response answers.
+    fn path_for_response(&self) -> Option<String> {
+        match &self.pairs.front()?.body.kind {
+            Some(request::Kind::Http(r)) => Some(r.path.clone()),
             _ => None,
         }
     }
@@ -675,6 +685,8 @@ impl Http1 {
                 let status = r.status;
                 let upgrade = header(&r.headers, "upgrade").map(str::to_ascii_lowercase);
                 let method = self.method_for_response();
+                // What the next protocol learns of a switch: the request's path, the 101's headers.
+                let switch = (status == 101).then(|| (self.path_for_response(), r.headers.clone()));
                 let resp_ts = p.ts_ns;
                 let msg = Message {
                     ts_ns: p.ts_ns,
@@ -697,6 +709,10 @@ impl Http1 {
                 }
                 self.pairs.response(flow, msg, out);
                 self.after_response(flow, resp_ts, status, method.as_deref(), upgrade.as_deref());
+                if let (Some(h), Some((path, headers))) = (&mut self.handoff, switch) {
+                    h.upgrade_path = path;
+                    h.upgrade_headers = headers;
+                }
                 let held = std::mem::take(&mut self.held);
                 if !held.is_empty() {
                     // The upgrade was refused: the bytes the client sent meanwhile are HTTP.
@@ -742,6 +758,8 @@ impl Http1 {
                 },
                 upgrade_entry: made.checked_sub(1).map(|n| format!("{:016x}-{n}", flow.id)),
                 entries_made: made,
+                // Set by the caller, which still has the request and response.
+                ..Default::default()
             });
             return;
         }
@@ -813,12 +831,12 @@ impl Dissector for Http1 {
                     Step::Consumed(input.len())
                 }
                 Phase::Tunnel => {
-                    // Bytes after a switch wait for the next dissector, up to a head's worth.
+                    // Bytes after a switch wait for the next dissector. All of them:
+                    // the connection takes the handoff as soon as this call returns,
+                    // so what is held is bounded by one call's data, and dropping
+                    // any would put the next dissector out of step.
                     if let Some(h) = &mut self.handoff {
-                        let held: usize = h.held.iter().map(|(_, _, b)| b.len()).sum();
-                        let room = self.config.max_head.saturating_sub(held);
-                        h.held
-                            .push((dir, ts_ns, input[..input.len().min(room)].to_vec()));
+                        h.held.push((dir, ts_ns, input.to_vec()));
                     }
                     Step::Consumed(input.len())
                 }

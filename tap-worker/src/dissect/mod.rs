@@ -8,10 +8,17 @@
 //! never consulted. Flows nobody claims become `tcp` and `udp` entries
 //! (`tcp.rs`, `udp.rs`), which also hold the per-flow handlers.
 
+pub mod dns;
 pub mod encoding;
+pub mod graphql;
+pub mod grpc;
 pub mod http1;
+pub mod http2;
+pub mod postgres;
+pub mod redis;
 pub mod tcp;
 pub mod udp;
+pub mod websocket;
 
 use crate::reassembly::{Direction, FlowEnd, FlowInfo};
 use proto::v1::Entry;
@@ -30,6 +37,12 @@ pub enum Emit {
     },
     /// A flow no dissector claimed (it becomes a `tcp` or `udp` entry too).
     Unclaimed,
+    /// Something a bound pushed out (a query evicted from a full pending
+    /// list); counted in the pipeline's drops.
+    Dropped {
+        protocol: &'static str,
+        what: &'static str,
+    },
 }
 
 /// Limits and settings every dissector reads.
@@ -90,6 +103,11 @@ pub struct Handoff {
     pub upgrade_entry: Option<String>,
     /// Entries already made on the connection: the next dissector numbers on from here.
     pub entries_made: u64,
+    /// The path of the request that asked for the switch.
+    pub upgrade_path: Option<String>,
+    /// The headers of the response that switched (`101`): the negotiated
+    /// `Sec-WebSocket-Extensions` and `Sec-WebSocket-Protocol`, say.
+    pub upgrade_headers: Vec<proto::v1::Header>,
 }
 
 /// A protocol's parser for one UDP flow.
@@ -125,11 +143,42 @@ pub struct ProtocolSpec {
 }
 
 /// Every TCP protocol kubetap dissects, probed in this order.
-pub static PROTOCOLS: &[ProtocolSpec] = &[ProtocolSpec {
-    name: "http",
-    probe: http1::probe,
-    new: http1::new,
-}];
+pub static PROTOCOLS: &[ProtocolSpec] = &[
+    ProtocolSpec {
+        name: "http",
+        probe: http1::probe,
+        new: http1::new,
+    },
+    // The preface is unmistakable; mid-stream it takes a run of valid frame headers.
+    ProtocolSpec {
+        name: "http2",
+        probe: http2::probe,
+        new: http2::new,
+    },
+    ProtocolSpec {
+        name: "redis",
+        probe: redis::probe,
+        new: redis::new,
+    },
+    // A startup packet's length and protocol code; mid-stream a run of typed messages.
+    ProtocolSpec {
+        name: "postgres",
+        probe: postgres::probe,
+        new: postgres::new,
+    },
+    // Binary and short to recognise: probed after the protocols with a clearer start.
+    ProtocolSpec {
+        name: "dns",
+        probe: dns::probe,
+        new: dns::new,
+    },
+    // Entered only through an HTTP/1 upgrade: its probe never claims.
+    ProtocolSpec {
+        name: "websocket",
+        probe: websocket::probe,
+        new: websocket::new,
+    },
+];
 
 /// A registered UDP protocol: a probe over one datagram, and a constructor.
 pub struct DatagramSpec {
@@ -139,4 +188,8 @@ pub struct DatagramSpec {
 }
 
 /// Every UDP protocol kubetap dissects, probed in this order.
-pub static DATAGRAM_PROTOCOLS: &[DatagramSpec] = &[];
+pub static DATAGRAM_PROTOCOLS: &[DatagramSpec] = &[DatagramSpec {
+    name: "dns",
+    probe: dns::probe_datagram,
+    new: dns::new_datagram,
+}];

@@ -70,13 +70,13 @@ impl Connection {
                     .copied()
                     .take(MAX_PROBE_BYTES)
                     .collect();
-                verdicts[dir.index()] = if !first.is_empty() {
-                    (spec.probe)(dir, &first, flow.midstream)
-                } else if flow.midstream {
-                    // Mid-stream, the silent side may be the one that starts the next message.
+                verdicts[dir.index()] = if first.is_empty() {
+                    // The silent side may be the one a protocol recognises: the
+                    // client of a server-speaks-first protocol, or mid-stream the
+                    // side that starts the next message.
                     Claim::NeedMore
                 } else {
-                    Claim::No
+                    (spec.probe)(dir, &first, flow.midstream)
                 };
             }
             if verdicts.contains(&Claim::Yes) {
