@@ -4,25 +4,21 @@
 //! messages than its caps.
 #![no_main]
 
+#[path = "records/mod.rs"]
+mod records;
+
 use libfuzzer_sys::fuzz_target;
 use proto::v1::{request, response};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tap_worker::dissect::{Connection, DissectConfig, Emit, grpc, http2};
-use tap_worker::reassembly::{CloseReason, Direction, FlowEnd, FlowHandler, FlowInfo};
+use tap_worker::reassembly::{Direction, FlowHandler};
 
 const MAX_BODY: usize = 1024;
 const MAX_HEAD: usize = 2048;
 
 fuzz_target!(|data: &[u8]| {
     let midstream = data.first().is_some_and(|b| b & 1 == 1);
-    let flow = FlowInfo {
-        id: 1,
-        client: SocketAddr::from(([10, 0, 0, 1], 40000)),
-        server: SocketAddr::from(([10, 0, 0, 2], 80)),
-        first_ts_ns: 0,
-        midstream,
-    };
+    let flow = records::flow([10, 0, 0, 1], ([10, 0, 0, 2], 80), midstream);
     let config = DissectConfig {
         max_body: MAX_BODY,
         max_head: MAX_HEAD,
@@ -33,32 +29,12 @@ fuzz_target!(|data: &[u8]| {
     if !midstream {
         conn.on_data(&flow, Direction::ToServer, 0, http2::PREFACE, &mut out);
     }
-    // Records: control byte (direction, gap), length byte, bytes.
-    let mut rest = data.get(1..).unwrap_or_default();
-    let mut ts = 0;
-    while rest.len() >= 2 {
-        let (ctl, len) = (rest[0], usize::from(rest[1]).min(rest.len() - 2));
-        let chunk = &rest[2..2 + len];
-        rest = &rest[2 + len..];
-        ts += 1000;
-        let dir = if ctl & 1 == 0 {
-            Direction::ToServer
-        } else {
-            Direction::ToClient
-        };
-        if ctl & 0x80 != 0 {
-            conn.on_gap(&flow, dir, ts, u64::from(ctl & 0x3f), &mut out);
-        } else {
-            conn.on_data(&flow, dir, ts, chunk, &mut out);
-        }
-    }
-    let end = FlowEnd {
-        ts_ns: ts,
-        reason: CloseReason::Fin,
-        packets: [0; 2],
-        bytes: [0; 2],
-    };
-    conn.on_close(&flow, &end, &mut out);
+    records::drive(
+        &mut conn,
+        &flow,
+        data.get(1..).unwrap_or_default(),
+        &mut out,
+    );
     let head = |hs: &[proto::v1::Header]| {
         hs.iter()
             .map(|h| h.name.len() + h.value.len())

@@ -5,11 +5,13 @@
 //! than its caps.
 #![no_main]
 
+#[path = "records/mod.rs"]
+mod records;
+
 use libfuzzer_sys::fuzz_target;
 use proto::v1::{request, response};
-use std::net::SocketAddr;
 use tap_worker::dissect::{DissectConfig, Emit, postgres};
-use tap_worker::reassembly::{CloseReason, Direction, FlowEnd, FlowInfo};
+use tap_worker::reassembly::Direction;
 
 const MAX_BODY: usize = 512;
 
@@ -19,13 +21,7 @@ const WELCOME: &[u8] = b"R\0\0\0\x08\0\0\0\0Z\0\0\0\x05I";
 
 fuzz_target!(|data: &[u8]| {
     let mode = data.first().copied().unwrap_or(0);
-    let flow = FlowInfo {
-        id: 1,
-        client: SocketAddr::from(([127, 0, 0, 1], 40000)),
-        server: SocketAddr::from(([127, 0, 0, 1], 5432)),
-        first_ts_ns: 0,
-        midstream: mode & 1 == 1,
-    };
+    let flow = records::flow([127, 0, 0, 1], ([127, 0, 0, 1], 5432), mode & 1 == 1);
     let config = DissectConfig {
         max_body: MAX_BODY,
         max_head: 1024,
@@ -37,32 +33,7 @@ fuzz_target!(|data: &[u8]| {
         d.on_data(&flow, Direction::ToServer, 0, STARTUP, &mut out);
         d.on_data(&flow, Direction::ToClient, 0, WELCOME, &mut out);
     }
-    // Records: control byte (direction, gap), length byte, bytes.
-    let mut rest = data.get(1..).unwrap_or_default();
-    let mut ts = 0;
-    while rest.len() >= 2 {
-        let (ctl, len) = (rest[0], usize::from(rest[1]).min(rest.len() - 2));
-        let chunk = &rest[2..2 + len];
-        rest = &rest[2 + len..];
-        ts += 1000;
-        let dir = if ctl & 1 == 0 {
-            Direction::ToServer
-        } else {
-            Direction::ToClient
-        };
-        if ctl & 0x80 != 0 {
-            d.on_gap(&flow, dir, ts, u64::from(ctl & 0x3f), &mut out);
-        } else {
-            d.on_data(&flow, dir, ts, chunk, &mut out);
-        }
-    }
-    let end = FlowEnd {
-        ts_ns: ts,
-        reason: CloseReason::Fin,
-        packets: [0; 2],
-        bytes: [0; 2],
-    };
-    d.on_close(&flow, &end, &mut out);
+    records::drive(&mut d, &flow, data.get(1..).unwrap_or_default(), &mut out);
     for e in out {
         let Emit::Entry(e) = e else { continue };
         if let Some(request::Kind::Postgres(r)) = e.request.and_then(|r| r.kind) {

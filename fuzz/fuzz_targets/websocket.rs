@@ -5,22 +5,17 @@
 //! upgrade's.
 #![no_main]
 
+#[path = "records/mod.rs"]
+mod records;
+
 use libfuzzer_sys::fuzz_target;
 use proto::v1::{Header, request, response};
-use std::net::SocketAddr;
 use tap_worker::dissect::{DissectConfig, Emit, Handoff, websocket};
-use tap_worker::reassembly::{CloseReason, Direction, FlowEnd, FlowInfo};
 
 const MAX_BODY: usize = 512;
 
 fuzz_target!(|data: &[u8]| {
-    let flow = FlowInfo {
-        id: 1,
-        client: SocketAddr::from(([127, 0, 0, 1], 40000)),
-        server: SocketAddr::from(([127, 0, 0, 1], 8765)),
-        first_ts_ns: 0,
-        midstream: false,
-    };
+    let flow = records::flow([127, 0, 0, 1], ([127, 0, 0, 1], 8765), false);
     let config = DissectConfig {
         max_body: MAX_BODY,
         max_head: 1024,
@@ -50,32 +45,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut d = websocket::new(&flow, &config, Some(&handoff));
     let mut out = Vec::new();
-    // Records: control byte (direction, gap), length byte, bytes.
-    let mut rest = data.get(1..).unwrap_or_default();
-    let mut ts = 0;
-    while rest.len() >= 2 {
-        let (ctl, len) = (rest[0], usize::from(rest[1]).min(rest.len() - 2));
-        let chunk = &rest[2..2 + len];
-        rest = &rest[2 + len..];
-        ts += 1000;
-        let dir = if ctl & 1 == 0 {
-            Direction::ToServer
-        } else {
-            Direction::ToClient
-        };
-        if ctl & 0x80 != 0 {
-            d.on_gap(&flow, dir, ts, u64::from(ctl & 0x3f), &mut out);
-        } else {
-            d.on_data(&flow, dir, ts, chunk, &mut out);
-        }
-    }
-    let end = FlowEnd {
-        ts_ns: ts,
-        reason: CloseReason::Fin,
-        packets: [0; 2],
-        bytes: [0; 2],
-    };
-    d.on_close(&flow, &end, &mut out);
+    records::drive(&mut d, &flow, data.get(1..).unwrap_or_default(), &mut out);
     let mut next = 1;
     for e in out {
         if let Emit::Entry(e) = e {

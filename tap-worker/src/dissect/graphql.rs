@@ -835,21 +835,15 @@ mod tests {
 /// Through the HTTP/1 dissector: pipelined exchanges, one of them GraphQL.
 #[cfg(test)]
 mod over_http1 {
-    use crate::dissect::{Connection, DissectConfig, Emit};
-    use crate::reassembly::{CloseReason, Direction, FlowEnd, FlowHandler, FlowInfo};
-    use proto::v1::{Entry, Protocol, request};
-    use std::net::SocketAddr;
+    use crate::dissect::testing::{entries, fin, flow};
+    use crate::dissect::{Connection, DissectConfig};
+    use crate::reassembly::{Direction, FlowHandler};
+    use proto::v1::{Protocol, request};
     use std::sync::Arc;
 
     #[test]
     fn graphql_exchanges_become_graphql_entries() {
-        let flow = FlowInfo {
-            id: 9,
-            client: SocketAddr::from(([127, 0, 0, 1], 40000)),
-            server: SocketAddr::from(([127, 0, 0, 1], 4000)),
-            first_ts_ns: 0,
-            midstream: false,
-        };
+        let flow = flow(9, 4000, false);
         let body =
             r#"{"query":"mutation Add($n: String!) { add(name: $n) }","variables":{"n":"x"}}"#;
         let requests = format!(
@@ -873,20 +867,8 @@ mod over_http1 {
             responses.as_bytes(),
             &mut out,
         );
-        let end = FlowEnd {
-            ts_ns: 3,
-            reason: CloseReason::Fin,
-            packets: [0; 2],
-            bytes: [0; 2],
-        };
-        conn.on_close(&flow, &end, &mut out);
-        let entries: Vec<Entry> = out
-            .into_iter()
-            .filter_map(|e| match e {
-                Emit::Entry(e) => Some(*e),
-                _ => None,
-            })
-            .collect();
+        conn.on_close(&flow, &fin(3), &mut out);
+        let entries = entries(out);
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].protocol, Protocol::Http as i32);
         let g = &entries[1];

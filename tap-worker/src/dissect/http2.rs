@@ -1534,7 +1534,8 @@ impl Dissector for Http2 {
 mod tests {
     use super::*;
     use crate::dissect::Connection;
-    use crate::reassembly::{CloseReason, FlowHandler};
+    use crate::dissect::testing::{entries, fin};
+    use crate::reassembly::FlowHandler;
     use loona_hpack::Encoder;
     use proto::v1::Entry;
     use std::net::SocketAddr;
@@ -1625,19 +1626,8 @@ mod tests {
                     conn.on_data(&flow, *dir, ts, piece, &mut out);
                 }
             }
-            let end = FlowEnd {
-                ts_ns: ts,
-                reason: CloseReason::Fin,
-                packets: [0; 2],
-                bytes: [0; 2],
-            };
-            conn.on_close(&flow, &end, &mut out);
-            out.into_iter()
-                .filter_map(|e| match e {
-                    Emit::Entry(e) => Some(*e),
-                    _ => None,
-                })
-                .collect()
+            conn.on_close(&flow, &fin(ts), &mut out);
+            entries(out)
         }
 
         fn run(&self) -> Vec<Entry> {
@@ -2051,14 +2041,8 @@ mod tests {
             d2.on_data(&flow, C, 3, &[0x82; 64 << 10], &mut out);
         }
         assert!(d2.sides[0].buf.capacity() <= (64 << 10) * 2 + FRAME_HEADER);
-        d.on_close(&flow, &end(), &mut out);
-        let entries: Vec<Entry> = out
-            .into_iter()
-            .filter_map(|e| match e {
-                Emit::Entry(e) => Some(*e),
-                _ => None,
-            })
-            .collect();
+        d.on_close(&flow, &fin(9), &mut out);
+        let entries = entries(out);
         let e = by_stream(&entries, 1);
         assert!(
             e.flags.contains(&"malformed:frame_too_large".into()),
@@ -2068,15 +2052,6 @@ mod tests {
         let body = req(e).body.as_ref().unwrap();
         assert_eq!(body.wire_size, 1 << 20);
         assert_eq!(body.data.len(), 1 << 20);
-    }
-
-    fn end() -> FlowEnd {
-        FlowEnd {
-            ts_ns: 9,
-            reason: CloseReason::Fin,
-            packets: [0; 2],
-            bytes: [0; 2],
-        }
     }
 
     #[test]
@@ -2177,14 +2152,8 @@ mod tests {
             &block(&mut senc, &[(":status", "200")]),
         );
         conn.on_data(&flow, S, 8, &r5, &mut out);
-        conn.on_close(&flow, &end(), &mut out);
-        let entries: Vec<Entry> = out
-            .into_iter()
-            .filter_map(|e| match e {
-                Emit::Entry(e) => Some(*e),
-                _ => None,
-            })
-            .collect();
+        conn.on_close(&flow, &fin(9), &mut out);
+        let entries = entries(out);
         assert_eq!(entries.len(), 2, "{entries:?}");
         let one = by_stream(&entries, 1);
         assert!(one.flags.contains(&"gap".into()));

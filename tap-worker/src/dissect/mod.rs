@@ -17,6 +17,8 @@ pub mod http2;
 pub mod postgres;
 pub mod redis;
 pub mod tcp;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod udp;
 pub mod websocket;
 

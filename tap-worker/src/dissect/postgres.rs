@@ -2132,36 +2132,12 @@ impl Dissector for Postgres {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reassembly::CloseReason;
+    use crate::dissect::testing::{Ev, Out, drive, flow};
     use proto::v1::Entry;
-    use std::net::SocketAddr;
     use std::sync::LazyLock;
 
     const C: Direction = Direction::ToServer;
     const S: Direction = Direction::ToClient;
-
-    fn flow(midstream: bool) -> FlowInfo {
-        FlowInfo {
-            id: 9,
-            client: SocketAddr::from(([127, 0, 0, 1], 40000)),
-            server: SocketAddr::from(([127, 0, 0, 1], 15432)),
-            first_ts_ns: 0,
-            midstream,
-        }
-    }
-
-    #[derive(Debug, Clone, Copy)]
-    enum Ev<'a> {
-        Data(Direction, &'a [u8]),
-        Gap(Direction, u64),
-    }
-
-    #[derive(Debug, Default)]
-    struct Out {
-        entries: Vec<Entry>,
-        errors: Vec<String>,
-        dropped: usize,
-    }
 
     static HELLO: LazyLock<Vec<u8>> = LazyLock::new(|| startup(&[("user", "u")]));
     static WELCOME: LazyLock<Vec<u8>> = LazyLock::new(connected);
@@ -2178,40 +2154,11 @@ mod tests {
             all.push(Ev::Data(S, WELCOME.as_slice()));
         }
         all.extend_from_slice(events);
-        let flow = flow(midstream);
-        let mut d = new(&flow, config, None);
-        let mut emitted = Vec::new();
-        for (i, ev) in all.iter().enumerate() {
-            let ts = (i as u64 + 1) * 1000;
-            match *ev {
-                Ev::Data(dir, b) if bytewise => {
-                    for byte in b.chunks(1) {
-                        d.on_data(&flow, dir, ts, byte, &mut emitted);
-                    }
-                }
-                Ev::Data(dir, b) => d.on_data(&flow, dir, ts, b, &mut emitted),
-                Ev::Gap(dir, n) => d.on_gap(&flow, dir, ts, n, &mut emitted),
-            }
-        }
-        let end = FlowEnd {
-            ts_ns: 1 << 40,
-            reason: CloseReason::Fin,
-            packets: [0; 2],
-            bytes: [0; 2],
-        };
-        d.on_close(&flow, &end, &mut emitted);
-        let mut out = Out::default();
-        for e in emitted {
-            match e {
-                Emit::Entry(e) => out.entries.push(*e),
-                Emit::ParseError { protocol, reason } => {
-                    assert_eq!(protocol, "postgres");
-                    out.errors.push(reason);
-                }
-                Emit::Dropped { .. } => out.dropped += 1,
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        let flow = flow(9, 15432, midstream);
+        let mut out = Out::collect(
+            "postgres",
+            drive(new(&flow, config, None), &flow, &all, bytewise),
+        );
         for (i, e) in out.entries.iter().enumerate() {
             assert_eq!(e.id, format!("{:016x}-{i}", 9));
             assert_eq!(e.protocol, Protocol::Postgres as i32);
@@ -3034,7 +2981,7 @@ mod tests {
             max_body: 1024,
             ..Default::default()
         };
-        let flow = flow(false);
+        let flow = flow(9, 15432, false);
         let mut d = new(&flow, &config, None);
         let mut out = Vec::new();
         d.on_data(&flow, C, 1, &HELLO, &mut out);

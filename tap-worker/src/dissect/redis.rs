@@ -1870,69 +1870,19 @@ impl Dissector for Redis {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reassembly::CloseReason;
+    use crate::dissect::testing::{Ev, Out, drive, flow};
     use proto::v1::Entry;
-    use std::net::SocketAddr;
 
     const C: Direction = Direction::ToServer;
     const S: Direction = Direction::ToClient;
 
-    fn flow(midstream: bool) -> FlowInfo {
-        FlowInfo {
-            id: 7,
-            client: SocketAddr::from(([127, 0, 0, 1], 40000)),
-            server: SocketAddr::from(([127, 0, 0, 1], 6390)),
-            first_ts_ns: 0,
-            midstream,
-        }
-    }
-
-    #[derive(Debug, Clone, Copy)]
-    enum Ev<'a> {
-        Data(Direction, &'a [u8]),
-        Gap(Direction, u64),
-    }
-
-    #[derive(Debug, Default)]
-    struct Out {
-        entries: Vec<Entry>,
-        errors: Vec<String>,
-    }
-
     fn run_with(events: &[Ev], config: &DissectConfig, midstream: bool, bytewise: bool) -> Out {
-        let flow = flow(midstream);
-        let mut d = new(&flow, config, None);
-        let mut emitted = Vec::new();
-        for (i, ev) in events.iter().enumerate() {
-            let ts = (i as u64 + 1) * 1000;
-            match *ev {
-                Ev::Data(dir, b) if bytewise => {
-                    for byte in b.chunks(1) {
-                        d.on_data(&flow, dir, ts, byte, &mut emitted);
-                    }
-                }
-                Ev::Data(dir, b) => d.on_data(&flow, dir, ts, b, &mut emitted),
-                Ev::Gap(dir, n) => d.on_gap(&flow, dir, ts, n, &mut emitted),
-            }
-        }
-        let end = FlowEnd {
-            ts_ns: 1 << 40,
-            reason: CloseReason::Fin,
-            packets: [0; 2],
-            bytes: [0; 2],
-        };
-        d.on_close(&flow, &end, &mut emitted);
-        let mut out = Out::default();
-        for e in emitted {
-            match e {
-                Emit::Entry(e) => out.entries.push(*e),
-                Emit::ParseError { protocol, reason } => {
-                    assert_eq!(protocol, "redis");
-                    out.errors.push(reason);
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        let flow = flow(7, 6390, midstream);
+        let out = Out::collect(
+            "redis",
+            drive(new(&flow, config, None), &flow, events, bytewise),
+        );
+        assert_eq!(out.dropped, 0);
         // Entries are numbered in the order they are made.
         for (i, e) in out.entries.iter().enumerate() {
             assert_eq!(e.id, format!("{:016x}-{i}", 7));
@@ -2369,7 +2319,7 @@ mod tests {
             max_body: 1024,
             ..Default::default()
         };
-        let flow = flow(false);
+        let flow = flow(7, 6390, false);
         let mut d = new(&flow, &config, None);
         let mut out = Vec::new();
         d.on_data(&flow, C, 1, &cmd(&[b"GET", b"k"]), &mut out);

@@ -759,25 +759,15 @@ impl Dissector for WebSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reassembly::{CloseReason, FlowHandler};
+    use crate::dissect::testing::{Ev, Out, drive, entries, fin, flow};
+    use crate::reassembly::FlowHandler;
     use flate2::{Compress, Compression, FlushCompress};
     use proto::v1::Entry;
-    use std::net::SocketAddr;
     use std::sync::Arc;
 
     const C: Direction = Direction::ToServer;
     const S: Direction = Direction::ToClient;
     const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-    fn flow() -> FlowInfo {
-        FlowInfo {
-            id: 7,
-            client: SocketAddr::from(([127, 0, 0, 1], 40000)),
-            server: SocketAddr::from(([127, 0, 0, 1], 8765)),
-            first_ts_ns: 0,
-            midstream: false,
-        }
-    }
 
     fn handoff(extensions: Option<&str>) -> Handoff {
         Handoff {
@@ -867,52 +857,11 @@ mod tests {
         out
     }
 
-    #[derive(Debug, Clone, Copy)]
-    enum Ev<'a> {
-        Data(Direction, &'a [u8]),
-        Gap(Direction, u64),
-    }
-
-    #[derive(Debug, Default)]
-    struct Out {
-        entries: Vec<Entry>,
-        errors: Vec<String>,
-    }
-
     fn run_with(events: &[Ev], config: &DissectConfig, h: &Handoff, bytewise: bool) -> Out {
-        let flow = flow();
-        let mut d = new(&flow, config, Some(h));
-        let mut emitted = Vec::new();
-        for (i, ev) in events.iter().enumerate() {
-            let ts = (i as u64 + 1) * 1000;
-            match *ev {
-                Ev::Data(dir, b) if bytewise => {
-                    for byte in b.chunks(1) {
-                        d.on_data(&flow, dir, ts, byte, &mut emitted);
-                    }
-                }
-                Ev::Data(dir, b) => d.on_data(&flow, dir, ts, b, &mut emitted),
-                Ev::Gap(dir, n) => d.on_gap(&flow, dir, ts, n, &mut emitted),
-            }
-        }
-        let end = FlowEnd {
-            ts_ns: 1 << 40,
-            reason: CloseReason::Fin,
-            packets: [0; 2],
-            bytes: [0; 2],
-        };
-        d.on_close(&flow, &end, &mut emitted);
-        let mut out = Out::default();
-        for e in emitted {
-            match e {
-                Emit::Entry(e) => out.entries.push(*e),
-                Emit::ParseError { protocol, reason } => {
-                    assert_eq!(protocol, "websocket");
-                    out.errors.push(reason);
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        let flow = flow(7, 8765, false);
+        let emitted = drive(new(&flow, config, Some(h)), &flow, events, bytewise);
+        let out = Out::collect("websocket", emitted);
+        assert_eq!(out.dropped, 0);
         // Numbered on from the HTTP entries, every one tied to the upgrade.
         for (i, e) in out.entries.iter().enumerate() {
             assert_eq!(e.id, format!("{:016x}-{}", 7, i + 3));
@@ -1469,7 +1418,7 @@ mod tests {
     /// same segment as the 101 and after it.
     #[test]
     fn handed_over_by_http1() {
-        let flow = flow();
+        let flow = flow(7, 8765, false);
         let mut conn = super::super::Connection::new(Arc::new(DissectConfig::default()));
         let mut out = Vec::new();
         let req =
@@ -1499,20 +1448,8 @@ mod tests {
         conn.on_data(&flow, S, 4, &resp, &mut out);
         conn.on_data(&flow, C, 5, &frame(C, true, TEXT, b"hi"), &mut out);
         conn.on_data(&flow, S, 6, &close(S, 1000, ""), &mut out);
-        let end = FlowEnd {
-            ts_ns: 7,
-            reason: CloseReason::Fin,
-            packets: [0; 2],
-            bytes: [0; 2],
-        };
-        conn.on_close(&flow, &end, &mut out);
-        let entries: Vec<Entry> = out
-            .into_iter()
-            .filter_map(|e| match e {
-                Emit::Entry(e) => Some(*e),
-                _ => None,
-            })
-            .collect();
+        conn.on_close(&flow, &fin(7), &mut out);
+        let entries = entries(out);
         let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(
             ids,
