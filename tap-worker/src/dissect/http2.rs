@@ -24,7 +24,7 @@
 //! known, so a header block that refers to an older entry is decoded as far
 //! as it can be and its message flagged `hpack_unknown`; nothing is guessed.
 
-use super::{Claim, DissectConfig, Dissector, Emit, Handoff, encoding, grpc};
+use super::{Claim, DissectConfig, Dissector, Emit, Handoff, encoding, graphql, grpc};
 use crate::pair::{self, Message};
 use crate::reassembly::{Direction, FlowEnd, FlowInfo};
 use loona_hpack::Decoder;
@@ -1366,6 +1366,8 @@ impl Http2 {
             }
             self.closed_early.push_back(id);
         }
+        // GraphQL over HTTP/2 is recognised the same way as over HTTP/1.
+        graphql::refine(&mut entry);
         out.push(Emit::Entry(Box::new(entry)));
     }
 }
@@ -1729,6 +1731,27 @@ mod tests {
         );
         let text: Vec<u8> = (0..4096).map(|i| b"lorem ipsum "[i % 12]).collect();
         assert_eq!(probe(C, &text, true), Claim::No);
+    }
+
+    #[test]
+    fn graphql_over_http2_is_a_graphql_entry() {
+        let mut s = Script::prior_knowledge();
+        let mut post = get("/graphql");
+        post[0] = (":method", "POST");
+        post.push(("content-type", "application/json"));
+        s.request(1, &post, false);
+        s.data(C, 1, br#"{"query":"query Shop { items { id } }"}"#, true);
+        s.response(1, &[(":status", "200"), ("content-type", "application/json")], false);
+        s.data(S, 1, br#"{"data":{"items":[]}}"#, true);
+        s.request(3, &get("/plain"), true);
+        s.response(3, &[(":status", "200")], true);
+        let entries = s.run();
+        let gql = by_stream(&entries, 1);
+        assert_eq!(gql.protocol, Protocol::Graphql as i32);
+        assert_eq!(gql.method(), Some("query"));
+        assert_eq!(gql.path(), Some("Shop"));
+        assert_eq!(gql.status(), Some(200));
+        assert_eq!(by_stream(&entries, 3).protocol, Protocol::Http2 as i32);
     }
 
     #[test]
