@@ -63,9 +63,12 @@ fn capture(transactions: u64) -> Result<(PathBuf, u64)> {
     Ok((path, size))
 }
 
-pub fn run(transactions: u64) -> Result<()> {
+pub fn run(transactions: u64, protocols_only: bool) -> Result<()> {
     setup::all()?;
     run_cargo_release()?;
+    if protocols_only {
+        return protocols();
+    }
     let kubetap = target_dir().join("release/kubetap");
     let (big, big_size) = capture(transactions)?;
     let (small, small_size) = capture((transactions / 10).max(1))?;
@@ -137,6 +140,108 @@ pub fn run(transactions: u64) -> Result<()> {
         ours_small.rss_mib,
         small_size as f64 / 1e6
     );
+    protocols()
+}
+
+/// One protocol of the per-protocol benchmark: tshark's decode-as protocol and
+/// transport, display filter and the fields that carry the same facts kubetap keeps.
+struct ProtocolBench {
+    name: &'static str,
+    transport: &'static str,
+    dissector: &'static str,
+    fields: &'static [&'static str],
+}
+
+const PROTOCOL_BENCHES: &[ProtocolBench] = &[
+    ProtocolBench {
+        name: "redis",
+        transport: "tcp",
+        dissector: "resp",
+        fields: &["resp.bulk_string.value"],
+    },
+    ProtocolBench {
+        name: "http2",
+        transport: "tcp",
+        dissector: "http2",
+        fields: &[
+            "http2.streamid",
+            "http2.headers.method",
+            "http2.headers.path",
+            "http2.headers.status",
+        ],
+    },
+    ProtocolBench {
+        name: "dns",
+        transport: "udp",
+        dissector: "dns",
+        fields: &["dns.id", "dns.qry.name", "dns.qry.type", "dns.flags.rcode"],
+    },
+];
+
+/// Real servers and load generators captured once (xtask/bench/protocols.sh),
+/// then kubetap and tshark timed on each capture.
+fn protocols() -> Result<()> {
+    let dir = target_dir().join("bench/protocols");
+    if !PROTOCOL_BENCHES
+        .iter()
+        .all(|b| dir.join(format!("{}.pcapng", b.name)).exists())
+    {
+        eprintln!(
+            "xtask: capturing real Redis, HTTP/2 and DNS load on loopback (cached for later runs)"
+        );
+        exec(
+            Command::new("bash")
+                .arg(root().join("xtask/bench/protocols.sh"))
+                .arg(&dir),
+        )?;
+    }
+    let kubetap = target_dir().join("release/kubetap");
+    println!("\nper protocol (real peers' load, captured on lo):");
+    println!(
+        "{:<8} {:>9} {:>12} {:>12} {:>10} {:>10} {:>8}",
+        "protocol", "MB", "entries", "kubetap s", "tshark s", "ratio", "RSS MiB"
+    );
+    for b in PROTOCOL_BENCHES {
+        let file = dir.join(format!("{}.pcapng", b.name));
+        let port = std::fs::read_to_string(dir.join(format!("{}.port", b.name)))?
+            .trim()
+            .to_string();
+        let path = file.to_string_lossy().into_owned();
+        let ours = measure(&kubetap, &["read", "--json", &path])?;
+        let entries = ours
+            .stderr
+            .lines()
+            .find_map(|l| {
+                l.split(", ")
+                    .find_map(|f| f.strip_suffix(" entries")?.parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        let decode_as = format!("{}.port=={port},{}", b.transport, b.dissector);
+        let mut args = vec![
+            "-n",
+            "-r",
+            &path,
+            "-d",
+            &decode_as,
+            "-Y",
+            b.dissector,
+            "-T",
+            "fields",
+        ];
+        for f in b.fields {
+            args.extend(["-e", f]);
+        }
+        let tshark = measure(Path::new("tshark"), &args)?;
+        let mb = std::fs::metadata(&file)?.len() as f64 / 1e6;
+        println!(
+            "{:<8} {mb:>9.1} {entries:>12} {:>12.2} {:>10.2} {:>9.1}x {:>8.1}",
+            b.name,
+            ours.seconds,
+            tshark.seconds,
+            tshark.seconds / ours.seconds.max(0.001),
+            ours.rss_mib
+        );
+    }
     Ok(())
 }
 

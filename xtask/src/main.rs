@@ -35,6 +35,9 @@ enum Task {
         /// HTTP transactions in the generated capture.
         #[arg(long, default_value_t = 1_000_000)]
         transactions: u64,
+        /// Only the per-protocol part (Redis, HTTP/2, DNS captured from real peers).
+        #[arg(long)]
+        protocols_only: bool,
     },
     /// Run every fuzz target (cargo-fuzz, nightly).
     Fuzz {
@@ -49,7 +52,10 @@ fn main() -> Result<()> {
         Task::Setup => setup::all(),
         Task::Test { fuzz_seconds } => test(fuzz_seconds),
         Task::Demo => demo(),
-        Task::Bench { transactions } => bench::run(transactions),
+        Task::Bench {
+            transactions,
+            protocols_only,
+        } => bench::run(transactions, protocols_only),
         Task::Fuzz { seconds } => fuzz(seconds),
     }
 }
