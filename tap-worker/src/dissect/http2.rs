@@ -1741,7 +1741,11 @@ mod tests {
         post.push(("content-type", "application/json"));
         s.request(1, &post, false);
         s.data(C, 1, br#"{"query":"query Shop { items { id } }"}"#, true);
-        s.response(1, &[(":status", "200"), ("content-type", "application/json")], false);
+        s.response(
+            1,
+            &[(":status", "200"), ("content-type", "application/json")],
+            false,
+        );
         s.data(S, 1, br#"{"data":{"items":[]}}"#, true);
         s.request(3, &get("/plain"), true);
         s.response(3, &[(":status", "200")], true);
