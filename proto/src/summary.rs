@@ -18,11 +18,15 @@ impl Entry {
             request::Kind::Dns(r) => Some(&r.qtype),
             // "PUSH" for an entry made of a server push (pub/sub message).
             request::Kind::Redis(r) => Some(&r.command),
+            // "basic.publish", "queue.declare": class and method.
+            request::Kind::Amqp(r) => Some(&r.method),
             // The SQL verb; STARTUP, CANCEL, FUNCTION, NOTIFICATION otherwise.
             request::Kind::Postgres(r) => Some(&r.verb),
             request::Kind::Websocket(r) => Some(&r.opcode),
             // query, mutation or subscription.
             request::Kind::Graphql(r) => Some(&r.operation_type),
+            // The API's name: Produce, Fetch, Metadata, …
+            request::Kind::Kafka(r) => Some(&r.api_name),
             request::Kind::Stream(_) => None,
         }
     }
@@ -51,11 +55,15 @@ impl Entry {
             request::Kind::Grpc(r) => Some(&r.path),
             request::Kind::Dns(r) => Some(&r.name),
             request::Kind::Redis(r) => Some(&r.key),
+            // exchange/routing key, or the queue.
+            request::Kind::Amqp(r) => Some(&r.path),
             // The SQL text; a notification's channel.
             request::Kind::Postgres(r) if r.kind == "notification" => Some(&r.channel),
             request::Kind::Postgres(r) => Some(&r.sql),
             request::Kind::Websocket(r) => Some(&r.path),
             request::Kind::Graphql(r) => Some(r.generic_path()),
+            // The first topic named, or empty.
+            request::Kind::Kafka(r) => Some(r.topics.first().map_or("", |t| t.name.as_str())),
             request::Kind::Stream(_) => None,
         }
     }
@@ -72,12 +80,23 @@ impl Entry {
             response::Kind::Dns(r) => Some(i64::from(r.rcode)),
             // Redis has no status code: 0 for a reply, 1 for an error reply.
             response::Kind::Redis(r) => Some(i64::from(r.is_error)),
+            // The reply code of a close (the request's, for a close the
+            // other side confirmed) or a basic.return; 0 when there is none.
+            response::Kind::Amqp(r) => {
+                let asked = match self.request.as_ref().and_then(|q| q.kind.as_ref()) {
+                    Some(request::Kind::Amqp(q)) => q.reply_code,
+                    _ => 0,
+                };
+                Some(i64::from(r.reply_code.max(asked)))
+            }
             // SQLSTATEs are not numbers: 0 for success, 1 for an ErrorResponse
             // (its code is `response.sqlstate`).
             response::Kind::Postgres(r) => Some(i64::from(r.error.is_some())),
             response::Kind::Websocket(r) => r.close_code.map(i64::from),
             // The HTTP status: GraphQL reports its errors in the body (`errors`).
             response::Kind::Graphql(r) => r.http.as_ref().map(|h| i64::from(h.status)),
+            // The Kafka error code: top-level, or the first non-zero of a topic or partition.
+            response::Kind::Kafka(r) => Some(i64::from(r.error_code)),
             response::Kind::Stream(_) => None,
         }
     }

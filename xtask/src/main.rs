@@ -193,6 +193,8 @@ fn fuzz(seconds: u64) -> Result<()> {
         "websocket",
         "graphql",
         "postgres",
+        "amqp",
+        "kafka",
     ] {
         let corpus = target_dir().join("fuzz-corpus").join(target);
         std::fs::create_dir_all(&corpus)?;

@@ -27,6 +27,10 @@ const PACKAGES: &[(&str, &str)] = &[
     // its own on its own port, beside any system cluster the package starts.
     ("postgresql", "pg_ctlcluster"),
     ("postgresql-client", "pgbench"),
+    // AMQP: a broker (the test runs a node of its own on its own ports) and
+    // rabbitmq-c's command-line clients.
+    ("rabbitmq-server", "rabbitmq-server"),
+    ("amqp-tools", "amqp-publish"),
     ("python3-pip", "pip3"),
 ];
 
@@ -36,6 +40,7 @@ const PYTHON_MODULES: &[(&str, &str)] = &[
     ("grpc", "grpcio==1.76.0"),
     ("websockets", "websockets==15.0.1"),
     ("graphql", "graphql-core==3.2.8"),
+    ("kafka", "kafka-python==2.2.15"),
 ];
 
 fn have(command: &str) -> bool {

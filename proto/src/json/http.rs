@@ -50,7 +50,7 @@ impl std::fmt::Display for LowerCase<'_> {
 
 /// Writes the body fields into the enclosing object: `body` (UTF-8 text, or
 /// base64 with `body_encoding: "base64"`), `body_size`, `body_truncated`, `body_decoded_from`.
-fn body_fields<M: SerializeMap>(m: &mut M, body: Option<&Body>) -> Result<(), M::Error> {
+pub(super) fn body_fields<M: SerializeMap>(m: &mut M, body: Option<&Body>) -> Result<(), M::Error> {
     let Some(b) = body else {
         return m.serialize_entry("body", &());
     };

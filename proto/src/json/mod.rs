@@ -2,10 +2,12 @@
 //! the hub's API. Field names are a stable contract (see the README); this
 //! serializer writes straight to the output without building a tree.
 
+mod amqp;
 mod dns;
 mod graphql;
 mod grpc;
 mod http;
+mod kafka;
 mod postgres;
 mod redis;
 mod websocket;
@@ -51,6 +53,9 @@ impl Serialize for EntryJson<'_> {
             Some(request::Kind::Redis(r)) => {
                 m.serialize_entry("request", &redis::RedisRequestJson(r))?
             }
+            Some(request::Kind::Amqp(r)) => {
+                m.serialize_entry("request", &amqp::AmqpMethodJson(r))?
+            }
             Some(request::Kind::Postgres(r)) => {
                 m.serialize_entry("request", &postgres::PostgresRequestJson(r))?
             }
@@ -59,6 +64,9 @@ impl Serialize for EntryJson<'_> {
             }
             Some(request::Kind::Graphql(r)) => {
                 m.serialize_entry("request", &graphql::GraphqlRequestJson(r))?
+            }
+            Some(request::Kind::Kafka(r)) => {
+                m.serialize_entry("request", &kafka::KafkaRequestJson(r))?
             }
             None => m.serialize_entry("request", &())?,
         }
@@ -76,6 +84,9 @@ impl Serialize for EntryJson<'_> {
             Some(response::Kind::Redis(r)) => {
                 m.serialize_entry("response", &redis::RedisResponseJson(r))?
             }
+            Some(response::Kind::Amqp(r)) => {
+                m.serialize_entry("response", &amqp::AmqpMethodJson(r))?
+            }
             Some(response::Kind::Postgres(r)) => {
                 m.serialize_entry("response", &postgres::PostgresResponseJson(r))?
             }
@@ -84,6 +95,9 @@ impl Serialize for EntryJson<'_> {
             }
             Some(response::Kind::Graphql(r)) => {
                 m.serialize_entry("response", &graphql::GraphqlResponseJson(r))?
+            }
+            Some(response::Kind::Kafka(r)) => {
+                m.serialize_entry("response", &kafka::KafkaResponseJson(r))?
             }
             None => m.serialize_entry("response", &())?,
         }

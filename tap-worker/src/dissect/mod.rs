@@ -8,12 +8,14 @@
 //! never consulted. Flows nobody claims become `tcp` and `udp` entries
 //! (`tcp.rs`, `udp.rs`), which also hold the per-flow handlers.
 
+pub mod amqp;
 pub mod dns;
 pub mod encoding;
 pub mod graphql;
 pub mod grpc;
 pub mod http1;
 pub mod http2;
+pub mod kafka;
 pub mod postgres;
 pub mod redis;
 pub mod tcp;
@@ -167,6 +169,18 @@ pub static PROTOCOLS: &[ProtocolSpec] = &[
         name: "postgres",
         probe: postgres::probe,
         new: postgres::new,
+    },
+    // A request's length, a known API key and version, and a client id that fits.
+    ProtocolSpec {
+        name: "kafka",
+        probe: kafka::probe,
+        new: kafka::new,
+    },
+    // The protocol header; mid-stream a run of two well-formed frames.
+    ProtocolSpec {
+        name: "amqp",
+        probe: amqp::probe,
+        new: amqp::new,
     },
     // Binary and short to recognise: probed after the protocols with a clearer start.
     ProtocolSpec {
