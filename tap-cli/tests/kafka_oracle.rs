@@ -31,9 +31,14 @@ for i in range(2):
     p.send("audit", b"audit-%d" % i).get(timeout=10)
 p.close()
 c = KafkaConsumer("orders", "audit", bootstrap_servers=server, group_id="readers",
-                  auto_offset_reset="earliest", enable_auto_commit=False,
-                  consumer_timeout_ms=3000)
-got = sorted(m.value.decode() for m in c)
+                  auto_offset_reset="earliest", enable_auto_commit=False)
+# Poll until all five arrive: joining the group can take seconds on a loaded machine.
+import time
+got, deadline = [], time.time() + 60
+while len(got) < 5 and time.time() < deadline:
+    for batch in c.poll(timeout_ms=500).values():
+        got.extend(m.value.decode() for m in batch)
+got.sort()
 c.commit()
 c.close()
 print(",".join(got))

@@ -2,7 +2,9 @@
 //! `reassembly`. There are no streams to rebuild, only a bounded table of
 //! flows (by count and idle time) whose handlers see each datagram in order.
 
-use crate::reassembly::{CloseReason, Direction, FlowEnd, FlowInfo, FlowKey};
+use crate::reassembly::{
+    CloseReason, Direction, FlowEnd, FlowInfo, FlowKey, IdleSweep, oldest_flow,
+};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -60,7 +62,7 @@ pub struct DatagramFlows<H, F> {
     new_handler: F,
     config: DatagramConfig,
     next_id: u64,
-    last_sweep_ns: u64,
+    idle: IdleSweep,
     pub stats: DatagramStats,
 }
 
@@ -71,7 +73,7 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
             new_handler,
             config,
             next_id: ID_BASE,
-            last_sweep_ns: 0,
+            idle: IdleSweep::default(),
             stats: DatagramStats::default(),
         }
     }
@@ -127,16 +129,11 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
         ts_ns: u64,
         out: &mut Vec<H::Out>,
     ) {
-        if self.flows.len() >= self.config.max_flows {
-            let oldest = self
-                .flows
-                .iter()
-                .min_by_key(|(_, f)| f.last_ts_ns)
-                .map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                self.stats.flows_evicted += 1;
-                self.close(k, CloseReason::Evicted, out);
-            }
+        if self.flows.len() >= self.config.max_flows
+            && let Some(k) = oldest_flow(&self.flows, |f| f.last_ts_ns)
+        {
+            self.stats.flows_evicted += 1;
+            self.close(k, CloseReason::Evicted, out);
         }
         // The first sender is the client, unless it sends from a well-known
         // port to an ephemeral one (a reply whose query was not captured).
@@ -181,18 +178,11 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
     }
 
     fn sweep(&mut self, now_ns: u64, out: &mut Vec<H::Out>) {
-        if now_ns < self.last_sweep_ns.saturating_add(1_000_000_000) {
-            return;
-        }
-        self.last_sweep_ns = now_ns;
-        let cutoff = now_ns.saturating_sub(self.config.idle_timeout_ns);
-        let idle: Vec<FlowKey> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| f.last_ts_ns < cutoff)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in idle {
+        let timeout = self.config.idle_timeout_ns;
+        for key in self
+            .idle
+            .due(now_ns, timeout, &self.flows, |f| f.last_ts_ns)
+        {
             self.stats.flows_expired += 1;
             self.close(key, CloseReason::Idle, out);
         }

@@ -165,6 +165,45 @@ impl FlowKey {
     }
 }
 
+/// The least recently active flow: the one to evict when a table is full.
+pub(crate) fn oldest_flow<V>(
+    flows: &HashMap<FlowKey, V>,
+    last_ts_ns: impl Fn(&V) -> u64,
+) -> Option<FlowKey> {
+    flows
+        .iter()
+        .min_by_key(|(_, f)| last_ts_ns(f))
+        .map(|(k, _)| *k)
+}
+
+/// Finds idle flows at most once per second of capture time, for the TCP and UDP tables alike.
+#[derive(Debug, Default)]
+pub(crate) struct IdleSweep {
+    last_ns: u64,
+}
+
+impl IdleSweep {
+    /// The flows with no packet for `timeout_ns`, or none when a sweep ran less than a second ago.
+    pub(crate) fn due<V>(
+        &mut self,
+        now_ns: u64,
+        timeout_ns: u64,
+        flows: &HashMap<FlowKey, V>,
+        last_ts_ns: impl Fn(&V) -> u64,
+    ) -> Vec<FlowKey> {
+        if now_ns < self.last_ns.saturating_add(1_000_000_000) {
+            return Vec::new();
+        }
+        self.last_ns = now_ns;
+        let cutoff = now_ns.saturating_sub(timeout_ns);
+        flows
+            .iter()
+            .filter(|(_, f)| last_ts_ns(f) < cutoff)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+}
+
 /// One direction of a connection.
 #[derive(Debug, Default)]
 struct Half {
@@ -211,7 +250,7 @@ pub struct Reassembler<H, F> {
     new_handler: F,
     config: ReassemblyConfig,
     next_id: u64,
-    last_sweep_ns: u64,
+    idle: IdleSweep,
     pub stats: ReassemblyStats,
 }
 
@@ -223,7 +262,7 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
             new_handler,
             config,
             next_id: 1,
-            last_sweep_ns: 0,
+            idle: IdleSweep::default(),
             stats: ReassemblyStats::default(),
         }
     }
@@ -305,16 +344,11 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
         seg: &TcpSegment<'_>,
         out: &mut Vec<H::Out>,
     ) {
-        if self.flows.len() >= self.config.max_flows {
-            let oldest = self
-                .flows
-                .iter()
-                .min_by_key(|(_, f)| f.last_ts_ns)
-                .map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                self.stats.flows_evicted += 1;
-                self.close(k, CloseReason::Evicted, out);
-            }
+        if self.flows.len() >= self.config.max_flows
+            && let Some(k) = oldest_flow(&self.flows, |f| f.last_ts_ns)
+        {
+            self.stats.flows_evicted += 1;
+            self.close(k, CloseReason::Evicted, out);
         }
         let (client, server) = if seg.syn {
             if seg.ack_flag { (to, from) } else { (from, to) }
@@ -369,18 +403,11 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
 
     /// Closes connections idle for longer than the timeout, once per second of capture time.
     fn sweep(&mut self, now_ns: u64, out: &mut Vec<H::Out>) {
-        if now_ns < self.last_sweep_ns.saturating_add(1_000_000_000) {
-            return;
-        }
-        self.last_sweep_ns = now_ns;
-        let cutoff = now_ns.saturating_sub(self.config.idle_timeout_ns);
-        let idle: Vec<FlowKey> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| f.last_ts_ns < cutoff)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in idle {
+        let timeout = self.config.idle_timeout_ns;
+        for key in self
+            .idle
+            .due(now_ns, timeout, &self.flows, |f| f.last_ts_ns)
+        {
             self.stats.flows_expired += 1;
             self.close(key, CloseReason::Idle, out);
         }

@@ -10,7 +10,7 @@
 //! exchange that carries a GraphQL operation becomes a `graphql` entry
 //! (`graphql.rs`).
 
-use super::{Claim, DissectConfig, Dissector, Emit, Handoff, encoding, graphql};
+use super::{Claim, DissectConfig, Dissector, Emit, Handoff, Step, encoding, graphql, run_steps};
 use crate::pair::{Fifo, Message};
 use crate::reassembly::{Direction, FlowEnd, FlowInfo};
 use proto::v1::{
@@ -799,13 +799,37 @@ impl Http1 {
             }
         }
     }
-}
-
-/// What one parsing step did with its input.
-enum Step {
-    Consumed(usize),
-    /// Parse these bytes, then the input after the first `usize` bytes.
-    Replay(Vec<u8>, usize),
+    /// One parsing step in the direction's current phase.
+    fn step(
+        &mut self,
+        flow: &FlowInfo,
+        dir: Direction,
+        ts_ns: u64,
+        input: &[u8],
+        out: &mut Vec<Emit>,
+    ) -> Step {
+        match self.sides[dir.index()].phase.clone() {
+            Phase::Head => self.head(flow, dir, ts_ns, input, out),
+            Phase::Body(f) => Step::Consumed(self.body(flow, dir, f, input, out)),
+            Phase::Resync => self.resync(dir, ts_ns, input),
+            Phase::AwaitUpgrade => {
+                let side = &mut self.sides[dir.index()];
+                let room = self.config.max_head.saturating_sub(side.buf.len());
+                side.buf.extend_from_slice(&input[..input.len().min(room)]);
+                Step::Consumed(input.len())
+            }
+            Phase::Tunnel => {
+                // Bytes after a switch wait for the next dissector. All of them:
+                // the connection takes the handoff as soon as this call returns,
+                // so what is held is bounded by one call's data, and dropping
+                // any would put the next dissector out of step.
+                if let Some(h) = &mut self.handoff {
+                    h.held.push((dir, ts_ns, input.to_vec()));
+                }
+                Step::Consumed(input.len())
+            }
+        }
+    }
 }
 
 impl Dissector for Http1 {
@@ -817,39 +841,7 @@ impl Dissector for Http1 {
         data: &[u8],
         out: &mut Vec<Emit>,
     ) {
-        let mut replay: Vec<u8>;
-        let mut input = data;
-        while !input.is_empty() {
-            let step = match self.sides[dir.index()].phase.clone() {
-                Phase::Head => self.head(flow, dir, ts_ns, input, out),
-                Phase::Body(f) => Step::Consumed(self.body(flow, dir, f, input, out)),
-                Phase::Resync => self.resync(dir, ts_ns, input),
-                Phase::AwaitUpgrade => {
-                    let side = &mut self.sides[dir.index()];
-                    let room = self.config.max_head.saturating_sub(side.buf.len());
-                    side.buf.extend_from_slice(&input[..input.len().min(room)]);
-                    Step::Consumed(input.len())
-                }
-                Phase::Tunnel => {
-                    // Bytes after a switch wait for the next dissector. All of them:
-                    // the connection takes the handoff as soon as this call returns,
-                    // so what is held is bounded by one call's data, and dropping
-                    // any would put the next dissector out of step.
-                    if let Some(h) = &mut self.handoff {
-                        h.held.push((dir, ts_ns, input.to_vec()));
-                    }
-                    Step::Consumed(input.len())
-                }
-            };
-            match step {
-                Step::Consumed(n) => input = &input[n..],
-                Step::Replay(mut bytes, n) => {
-                    bytes.extend_from_slice(&input[n..]);
-                    replay = bytes;
-                    input = &replay;
-                }
-            }
-        }
+        run_steps(data, |input| self.step(flow, dir, ts_ns, input, out));
     }
 
     fn on_gap(

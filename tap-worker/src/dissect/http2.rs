@@ -24,7 +24,9 @@
 //! known, so a header block that refers to an older entry is decoded as far
 //! as it can be and its message flagged `hpack_unknown`; nothing is guessed.
 
-use super::{Claim, DissectConfig, Dissector, Emit, Handoff, encoding, graphql, grpc};
+use super::{
+    Claim, DissectConfig, Dissector, Emit, Handoff, Step, encoding, graphql, grpc, run_steps,
+};
 use crate::pair::{self, Message};
 use crate::reassembly::{Direction, FlowEnd, FlowInfo};
 use loona_hpack::Decoder;
@@ -634,13 +636,6 @@ pub struct Http2 {
     made: u64,
     /// The HTTP/1 entry whose `Upgrade: h2c` request stream 1 answers.
     upgrade_entry: Option<String>,
-}
-
-/// What one parsing step did with its input.
-enum Step {
-    Consumed(usize),
-    /// Parse these bytes, then the input after the first `usize` bytes.
-    Replay(Vec<u8>, usize),
 }
 
 fn error_name(code: u32) -> String {
@@ -1467,18 +1462,7 @@ impl Dissector for Http2 {
         data: &[u8],
         out: &mut Vec<Emit>,
     ) {
-        let mut replay: Vec<u8>;
-        let mut input = data;
-        while !input.is_empty() {
-            match self.step(flow, dir, ts_ns, input, out) {
-                Step::Consumed(n) => input = &input[n..],
-                Step::Replay(mut bytes, n) => {
-                    bytes.extend_from_slice(&input[n..]);
-                    replay = bytes;
-                    input = &replay;
-                }
-            }
-        }
+        run_steps(data, |input| self.step(flow, dir, ts_ns, input, out));
     }
 
     fn on_gap(

@@ -127,6 +127,30 @@ pub trait DatagramDissector {
     fn on_close(&mut self, flow: &FlowInfo, end: &FlowEnd, out: &mut Vec<Emit>);
 }
 
+/// What one parsing step of a dissector did with its input.
+pub(crate) enum Step {
+    Consumed(usize),
+    /// Parse these bytes, then the input after the first `usize` bytes.
+    Replay(Vec<u8>, usize),
+}
+
+/// Runs `step` until `data` is consumed; a `Replay` puts bytes back in front
+/// of the rest (how HTTP/1 and HTTP/2 resynchronise without recursion).
+pub(crate) fn run_steps(data: &[u8], mut step: impl FnMut(&[u8]) -> Step) {
+    let mut replay: Vec<u8>;
+    let mut input = data;
+    while !input.is_empty() {
+        match step(input) {
+            Step::Consumed(n) => input = &input[n..],
+            Step::Replay(mut bytes, n) => {
+                bytes.extend_from_slice(&input[n..]);
+                replay = bytes;
+                input = &replay;
+            }
+        }
+    }
+}
+
 /// A probe's answer about the first bytes of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
