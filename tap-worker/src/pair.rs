@@ -121,9 +121,27 @@ impl Fifo {
 
 fn endpoint(addr: std::net::SocketAddr) -> Endpoint {
     Endpoint {
-        ip: addr.ip().to_string(),
+        ip: ip_string(addr.ip()),
         port: u32::from(addr.port()),
         ..Default::default()
+    }
+}
+
+/// An address as text; IPv4 (nearly every entry) without the `fmt`
+/// machinery, which costs more than the rest of building a small entry.
+fn ip_string(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut s = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                s.push_str(itoa::Buffer::new().format(octet));
+            }
+            s
+        }
+        std::net::IpAddr::V6(_) => ip.to_string(),
     }
 }
 
@@ -167,7 +185,7 @@ pub fn entry(
         _ => None,
     };
     Entry {
-        id: format!("{:016x}-{n}", flow.id),
+        id: proto::entry_id(flow.id, n),
         ts_ns,
         node: String::new(),
         protocol: protocol as i32,
@@ -200,7 +218,7 @@ pub fn flow_entry(flow: &FlowInfo, end: &FlowEnd, protocol: Protocol) -> Entry {
         wire_size: end.bytes[0],
         flags: Vec::new(),
         body: Request {
-            kind: Some(request::Kind::Stream(side(0, ""))),
+            kind: Some(request::Kind::Stream(Box::new(side(0, "")))),
         },
     };
     let resp = Message {
@@ -208,8 +226,19 @@ pub fn flow_entry(flow: &FlowInfo, end: &FlowEnd, protocol: Protocol) -> Entry {
         wire_size: end.bytes[1],
         flags: Vec::new(),
         body: Response {
-            kind: Some(response::Kind::Stream(side(1, end.reason.name()))),
+            kind: Some(response::Kind::Stream(Box::new(side(1, end.reason.name())))),
         },
     };
     entry(flow, 0, protocol, Some(req), Some(resp))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ip_string_matches_display() {
+        for ip in ["0.0.0.0", "127.0.0.1", "10.20.255.9", "::1", "fe80::1:2"] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(super::ip_string(ip), ip.to_string());
+        }
+    }
 }

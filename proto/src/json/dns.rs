@@ -114,7 +114,7 @@ mod tests {
         let e = Entry {
             protocol: Protocol::Dns as i32,
             request: Some(Request {
-                kind: Some(request::Kind::Dns(DnsRequest {
+                kind: Some(request::Kind::Dns(Box::new(DnsRequest {
                     id: 4660,
                     opcode: "QUERY".into(),
                     name: question.name.clone(),
@@ -124,10 +124,10 @@ mod tests {
                     rd: true,
                     transport: "udp".into(),
                     ..Default::default()
-                })),
+                }))),
             }),
             response: Some(Response {
-                kind: Some(response::Kind::Dns(DnsResponse {
+                kind: Some(response::Kind::Dns(Box::new(DnsResponse {
                     id: 4660,
                     rcode: 3,
                     rcode_name: "NXDOMAIN".into(),
@@ -141,7 +141,7 @@ mod tests {
                     }],
                     authority_count: 1,
                     ..Default::default()
-                })),
+                }))),
             }),
             ..Default::default()
         };

@@ -164,7 +164,7 @@ mod tests {
             protocol: Protocol::Grpc as i32,
             stream_id: 1,
             request: Some(Request {
-                kind: Some(request::Kind::Grpc(GrpcRequest {
+                kind: Some(request::Kind::Grpc(Box::new(GrpcRequest {
                     service: "helloworld.Greeter".into(),
                     method: "SayHello".into(),
                     path: "/helloworld.Greeter/SayHello".into(),
@@ -191,16 +191,16 @@ mod tests {
                     }],
                     message_count: 1,
                     ..Default::default()
-                })),
+                }))),
             }),
             response: Some(Response {
-                kind: Some(response::Kind::Grpc(GrpcResponse {
+                kind: Some(response::Kind::Grpc(Box::new(GrpcResponse {
                     status: Some(5),
                     status_name: "NOT_FOUND".into(),
                     message: "no such thing".into(),
                     http_status: 200,
                     ..Default::default()
-                })),
+                }))),
             }),
             ..Default::default()
         };

@@ -39,7 +39,7 @@ impl Serialize for EntryJson<'_> {
         m.serialize_entry("elapsed_us", &e.elapsed_ns.map(|ns| ns / 1000))?;
         m.serialize_entry("request_size", &e.request_size)?;
         m.serialize_entry("response_size", &e.response_size)?;
-        m.serialize_entry("flow_id", &format_args!("{:016x}", e.flow_id))?;
+        m.serialize_entry("flow_id", crate::FlowHex::new(e.flow_id).as_str())?;
         m.serialize_entry("stream_id", &e.stream_id)?;
         match e.request.as_ref().and_then(|r| r.kind.as_ref()) {
             Some(request::Kind::Http(r)) => {
@@ -182,7 +182,7 @@ mod tests {
             response_size: 2048,
             flow_id: 0xab,
             request: Some(Request {
-                kind: Some(request::Kind::Http(HttpRequest {
+                kind: Some(request::Kind::Http(Box::new(HttpRequest {
                     method: "GET".into(),
                     path: "/catalogue?size=5".into(),
                     version: "1.1".into(),
@@ -192,10 +192,10 @@ mod tests {
                         header("accept", "b"),
                     ],
                     ..Default::default()
-                })),
+                }))),
             }),
             response: Some(Response {
-                kind: Some(response::Kind::Http(HttpResponse {
+                kind: Some(response::Kind::Http(Box::new(HttpResponse {
                     status: 200,
                     reason: "OK".into(),
                     version: "1.1".into(),
@@ -205,7 +205,7 @@ mod tests {
                         ..Default::default()
                     }),
                     ..Default::default()
-                })),
+                }))),
             }),
             ..Default::default()
         };

@@ -1142,7 +1142,7 @@ impl Amqp {
             wire_size: m.wire_size,
             flags: m.flags,
             body: Request {
-                kind: Some(request::Kind::Amqp(m.body)),
+                kind: Some(request::Kind::Amqp(Box::new(m.body))),
             },
         };
         let wrap_resp = |m: Message<AmqpMethod>| Message {
@@ -1150,7 +1150,7 @@ impl Amqp {
             wire_size: m.wire_size,
             flags: m.flags,
             body: Response {
-                kind: Some(response::Kind::Amqp(m.body)),
+                kind: Some(response::Kind::Amqp(Box::new(m.body))),
             },
         };
         let n = self.made;
@@ -1373,11 +1373,11 @@ mod tests {
 
     fn amqp(e: &Entry) -> (Option<&AmqpMethod>, Option<&AmqpMethod>) {
         let req = match e.request.as_ref().and_then(|r| r.kind.as_ref()) {
-            Some(request::Kind::Amqp(m)) => Some(m),
+            Some(request::Kind::Amqp(m)) => Some(m.as_ref()),
             _ => None,
         };
         let resp = match e.response.as_ref().and_then(|r| r.kind.as_ref()) {
-            Some(response::Kind::Amqp(m)) => Some(m),
+            Some(response::Kind::Amqp(m)) => Some(m.as_ref()),
             _ => None,
         };
         (req, resp)

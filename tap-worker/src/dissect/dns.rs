@@ -392,7 +392,9 @@ impl Dns {
                         wire_size: msg.len() as u64,
                         flags: vec![format!("malformed:{why}")],
                         body: Response {
-                            kind: Some(response::Kind::Dns(head.response(self.transport))),
+                            kind: Some(response::Kind::Dns(Box::new(
+                                head.response(self.transport),
+                            ))),
                         },
                     };
                     self.emit(flow, Some(w.msg), Some(resp), out);
@@ -444,7 +446,7 @@ impl Dns {
                         wire_size: msg.len() as u64,
                         flags: Vec::new(),
                         body: Request {
-                            kind: Some(request::Kind::Dns(req)),
+                            kind: Some(request::Kind::Dns(Box::new(req))),
                         },
                     },
                 });
@@ -492,7 +494,7 @@ impl Dns {
                     wire_size: msg.len() as u64,
                     flags: Vec::new(),
                     body: Response {
-                        kind: Some(response::Kind::Dns(resp)),
+                        kind: Some(response::Kind::Dns(Box::new(resp))),
                     },
                 };
                 self.emit(flow, req, Some(resp), out);

@@ -46,17 +46,17 @@ pub fn refine(entry: &mut Entry) {
         kind: Some(request::Kind::Http(http)),
     }) = entry.request.take()
     {
-        op.http = Some(http);
+        op.http = Some(*http);
     }
     entry.request = Some(Request {
-        kind: Some(request::Kind::Graphql(op)),
+        kind: Some(request::Kind::Graphql(Box::new(op))),
     });
     if let Some(Response {
         kind: Some(response::Kind::Http(http)),
     }) = entry.response.take()
     {
         entry.response = Some(Response {
-            kind: Some(response::Kind::Graphql(result(http))),
+            kind: Some(response::Kind::Graphql(Box::new(result(*http)))),
         });
     }
     entry.protocol = Protocol::Graphql as i32;
@@ -779,13 +779,13 @@ mod tests {
         let mut e = Entry {
             protocol: Protocol::Http as i32,
             request: Some(Request {
-                kind: Some(request::Kind::Http(req.clone())),
+                kind: Some(request::Kind::Http(Box::new(req.clone()))),
             }),
             response: Some(Response {
-                kind: Some(response::Kind::Http(response(
+                kind: Some(response::Kind::Http(Box::new(response(
                     200,
                     r#"{"data":{"hero":null}}"#,
-                ))),
+                )))),
             }),
             ..Default::default()
         };
@@ -807,7 +807,7 @@ mod tests {
         let mut lone = Entry {
             protocol: Protocol::Http2 as i32,
             request: Some(Request {
-                kind: Some(request::Kind::Http(req.clone())),
+                kind: Some(request::Kind::Http(Box::new(req.clone()))),
             }),
             ..Default::default()
         };
@@ -821,7 +821,7 @@ mod tests {
             let mut e = Entry {
                 protocol: protocol as i32,
                 request: Some(Request {
-                    kind: Some(request::Kind::Http(r)),
+                    kind: Some(request::Kind::Http(Box::new(r))),
                 }),
                 ..Default::default()
             };

@@ -675,7 +675,7 @@ impl Http1 {
                     wire_size: p.wire,
                     flags,
                     body: Request {
-                        kind: Some(request::Kind::Http(r)),
+                        kind: Some(request::Kind::Http(Box::new(r))),
                     },
                 };
                 self.pairs.request(flow, msg, out);
@@ -693,7 +693,7 @@ impl Http1 {
                     wire_size: p.wire,
                     flags,
                     body: Response {
-                        kind: Some(response::Kind::Http(r)),
+                        kind: Some(response::Kind::Http(Box::new(r))),
                     },
                 };
                 if self.pairs.is_empty() && self.sides[0].msg.is_some() {
@@ -756,7 +756,7 @@ impl Http1 {
                 } else {
                     vec![(Direction::ToServer, ts_ns, early)]
                 },
-                upgrade_entry: made.checked_sub(1).map(|n| format!("{:016x}-{n}", flow.id)),
+                upgrade_entry: made.checked_sub(1).map(|n| proto::entry_id(flow.id, n)),
                 entries_made: made,
                 // Set by the caller, which still has the request and response.
                 ..Default::default()

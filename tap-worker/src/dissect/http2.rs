@@ -1303,9 +1303,13 @@ impl Http2 {
                     framer: body.framer,
                     body_size: body.wire,
                 };
-                request::Kind::Grpc(grpc::request(&pseudo.path, &pseudo.authority, side))
+                request::Kind::Grpc(Box::new(grpc::request(
+                    &pseudo.path,
+                    &pseudo.authority,
+                    side,
+                )))
             } else {
-                request::Kind::Http(http_request(pseudo, headers, trailers, body.body))
+                request::Kind::Http(Box::new(http_request(pseudo, headers, trailers, body.body)))
             };
             Message {
                 ts_ns,
@@ -1323,16 +1327,16 @@ impl Http2 {
                     framer: body.framer,
                     body_size: body.wire,
                 };
-                response::Kind::Grpc(grpc::response(pseudo.status, side))
+                response::Kind::Grpc(Box::new(grpc::response(pseudo.status, side)))
             } else {
-                response::Kind::Http(HttpResponse {
+                response::Kind::Http(Box::new(HttpResponse {
                     status: pseudo.status,
                     reason: String::new(),
                     version: "2".into(),
                     headers,
                     body: body.body,
                     trailers,
-                })
+                }))
             };
             Message {
                 ts_ns,
@@ -2288,7 +2292,7 @@ mod tests {
                 e.request.clone().and_then(|r| r.kind),
                 e.response.clone().and_then(|r| r.kind),
             ) {
-                (Some(request::Kind::Grpc(q)), Some(response::Kind::Grpc(p))) => (q, p),
+                (Some(request::Kind::Grpc(q)), Some(response::Kind::Grpc(p))) => (*q, *p),
                 other => panic!("not gRPC: {other:?}"),
             }
         };

@@ -320,7 +320,7 @@ impl Kafka {
                         wire_size: len + 4,
                         flags,
                         body: Request {
-                            kind: Some(request::Kind::Kafka(req)),
+                            kind: Some(request::Kind::Kafka(Box::new(req))),
                         },
                     };
                     self.request(flow, key, version, msg, out);
@@ -344,7 +344,7 @@ impl Kafka {
                     wire_size: len + 4,
                     flags,
                     body: Response {
-                        kind: Some(response::Kind::Kafka(resp)),
+                        kind: Some(response::Kind::Kafka(Box::new(resp))),
                     },
                 };
                 self.emit(flow, waiting.map(|p| p.msg), Some(msg), out);

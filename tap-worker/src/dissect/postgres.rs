@@ -2018,7 +2018,7 @@ impl Postgres {
             wire_size: m.wire_size,
             flags: m.flags,
             body: Request {
-                kind: Some(request::Kind::Postgres(m.body)),
+                kind: Some(request::Kind::Postgres(Box::new(m.body))),
             },
         });
         let resp = resp.map(|mut d| {
@@ -2031,7 +2031,7 @@ impl Postgres {
                 wire_size: d.wire,
                 flags: d.flags,
                 body: Response {
-                    kind: Some(response::Kind::Postgres(d.body)),
+                    kind: Some(response::Kind::Postgres(Box::new(d.body))),
                 },
             }
         });

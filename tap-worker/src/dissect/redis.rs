@@ -1638,7 +1638,7 @@ impl Redis {
                     wire_size: wire,
                     flags,
                     body: Request {
-                        kind: Some(request::Kind::Redis(req)),
+                        kind: Some(request::Kind::Redis(Box::new(req))),
                     },
                 };
                 self.pairs.request(flow, msg, out);
@@ -1654,7 +1654,7 @@ impl Redis {
                     wire_size: wire,
                     flags,
                     body: Response {
-                        kind: Some(response::Kind::Redis(resp)),
+                        kind: Some(response::Kind::Redis(Box::new(resp))),
                     },
                 };
                 self.reply(flow, reply, msg, out);
@@ -1771,11 +1771,11 @@ impl Redis {
             wire_size: 0,
             flags: Vec::new(),
             body: Request {
-                kind: Some(request::Kind::Redis(RedisRequest {
+                kind: Some(request::Kind::Redis(Box::new(RedisRequest {
                     command: "PUSH".into(),
                     key: channel,
                     ..Default::default()
-                })),
+                }))),
             },
         };
         self.pairs.unsolicited(flow, Some(req), msg, out);

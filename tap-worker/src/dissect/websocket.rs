@@ -405,7 +405,7 @@ impl Conn {
                     wire_size: p.wire,
                     flags: p.flags,
                     body: Request {
-                        kind: Some(request::Kind::Websocket(msg)),
+                        kind: Some(request::Kind::Websocket(Box::new(msg))),
                     },
                 }),
                 None,
@@ -417,7 +417,7 @@ impl Conn {
                     wire_size: p.wire,
                     flags: p.flags,
                     body: Response {
-                        kind: Some(response::Kind::Websocket(msg)),
+                        kind: Some(response::Kind::Websocket(Box::new(msg))),
                     },
                 }),
             ),
