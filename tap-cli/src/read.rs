@@ -28,9 +28,31 @@ pub struct ReadArgs {
     /// Do not print the summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Keep the entries in an in-process hub and serve its API (and later the
+    /// UI) on --port until Ctrl-C, instead of printing them.
+    #[arg(long)]
+    pub serve: bool,
+    /// Port for --serve, on 127.0.0.1.
+    #[arg(long, default_value_t = 8899, requires = "serve")]
+    pub port: u16,
+    /// Do not open a browser (kubetap never opens one yet; accepted for scripts).
+    #[arg(long, requires = "serve")]
+    pub no_browser: bool,
+    /// Memory the served entries may take; the oldest are evicted beyond it.
+    #[arg(long, default_value = "1GiB", requires = "serve")]
+    pub memory_budget: bytesize::ByteSize,
 }
 
 pub fn run(args: &ReadArgs) -> ExitCode {
+    if args.serve {
+        return match serve(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("kubetap: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match read(args) {
         Ok(code) => code,
         Err(e) => {
@@ -107,6 +129,92 @@ fn read(args: &ReadArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `read FILE --serve`: the hub's API on 127.0.0.1:PORT, filled from the file
+/// while it is read, served until Ctrl-C.
+fn serve(args: &ReadArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let hub = tap_hub::Hub::open(tap_hub::HubConfig {
+        store: tap_hub::store::StoreConfig {
+            memory_budget: args.memory_budget.as_u64(),
+            disk: None,
+        },
+        ..Default::default()
+    })
+    .context("opening the entry store")?;
+    let addr = format!("127.0.0.1:{}", args.port);
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(&addr))
+        .with_context(|| {
+            format!(
+                "cannot listen on {addr} (is another kubetap running? pick another with --port)"
+            )
+        })?;
+    let server = runtime.spawn(tap_hub::serve(
+        hub.clone(),
+        None,
+        listener,
+        tap_hub::serve::shutdown_signal(),
+    ));
+    eprintln!(
+        "kubetap: serving the entries of {} at http://{addr}/",
+        args.file.display()
+    );
+
+    let mut config = PipelineConfig {
+        node: args.node.clone(),
+        ..Default::default()
+    };
+    config.dissect.max_body = args.max_body;
+    let mut pipeline = Pipeline::new(config);
+    let mut file = CaptureFile::open(&args.file)?;
+    let mut entries = Vec::new();
+    let mut failure = None;
+    loop {
+        match file.next_packet() {
+            Ok(Some(pkt)) => pipeline.packet(&pkt, &mut entries),
+            Ok(None) => break,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+        if entries.len() >= 1024 {
+            store(&hub, &mut entries);
+        }
+    }
+    pipeline.finish(&mut entries);
+    store(&hub, &mut entries);
+    if !args.quiet {
+        summary(
+            &pipeline.stats(),
+            file.offset(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    if let Some(e) = &failure {
+        eprintln!("kubetap: {e} (serving what was read before it)");
+    }
+    eprintln!("kubetap: all entries loaded; serving at http://{addr}/ until Ctrl-C");
+    runtime
+        .block_on(server)
+        .context("the API server stopped")??;
+    Ok(if failure.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn store(hub: &tap_hub::Hub, entries: &mut Vec<Entry>) {
+    if entries.is_empty() {
+        return;
+    }
+    if let Err(e) = hub.insert(&entries[0].node.clone(), std::mem::take(entries)) {
+        eprintln!("kubetap: {e}");
+    }
 }
 
 struct Sink {

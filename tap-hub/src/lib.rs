@@ -1,1 +1,17 @@
-//! kubetap hub (gRPC ingest, bounded store, filter language, service map, HTTP API): not yet built; it arrives in step 3.
+//! kubetap's hub: takes entries from every node's worker over gRPC (`ingest`),
+//! keeps them within a memory and disk budget (`store`), answers queries in
+//! the filter language (`filter`), draws who talks to whom (`servicemap`) and
+//! serves all of it over HTTP on the UI port (`api`). `hub` is the state they
+//! share; `serve` runs the two servers.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod filter;
+pub mod hub;
+pub mod ingest;
+pub mod serve;
+pub mod servicemap;
+pub mod store;
+
+pub use hub::{Hub, HubConfig};
+pub use serve::serve;

@@ -1,8 +1,8 @@
 //! kubetap's node agent as a library. The data flow is
 //! `capture` → `decode` → `reassembly` → `dissect` → `pair` → entries, tied
-//! together by `pipeline`; each stage is a plain module with a narrow input and
-//! output type so the same code serves a capture file and (later) a live
-//! interface or TLS plaintext.
+//! together by `pipeline`; `ship` streams the entries to the hub. Each stage
+//! is a plain module with a narrow input and output type so the same code
+//! serves a capture file and (later) a live interface or TLS plaintext.
 #![forbid(unsafe_code)]
 
 pub mod capture;
@@ -12,5 +12,6 @@ pub mod dissect;
 pub mod pair;
 pub mod pipeline;
 pub mod reassembly;
+pub mod ship;
 
 pub use pipeline::{Pipeline, PipelineConfig, Stats};

@@ -176,7 +176,10 @@ fn demo() -> Result<()> {
         kubetap.display(),
         file.display()
     );
-    eprintln!("xtask: the browser UI on http://localhost:8899 arrives with the hub and UI steps");
+    eprintln!(
+        "xtask: now serving them through the hub's API on http://127.0.0.1:8899/ (try /api/entries?filter=http, /api/servicemap); the browser UI arrives with the UI step. Ctrl-C stops it."
+    );
+    exec(Command::new(&kubetap).arg("read").arg("--serve").arg(&file))?;
     Ok(())
 }
 
@@ -195,6 +198,7 @@ fn fuzz(seconds: u64) -> Result<()> {
         "postgres",
         "amqp",
         "kafka",
+        "filter",
     ] {
         let corpus = target_dir().join("fuzz-corpus").join(target);
         std::fs::create_dir_all(&corpus)?;

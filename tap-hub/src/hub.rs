@@ -1,0 +1,177 @@
+//! The hub's shared state: the store, the registry of workers, the live feed
+//! of new entries and the configuration pushed to workers. `ingest` writes
+//! it, `api` reads it.
+
+use crate::store::{Store, StoreConfig, StoreError, StoreStats};
+use proto::v1::{Entry, WorkerConfig, WorkerCounters};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
+use tokio::sync::{broadcast, watch};
+
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub store: StoreConfig,
+    /// Largest gRPC message accepted from a worker, bytes.
+    pub max_message: usize,
+    /// Entries in flight to each live-stream client before a slow one misses some.
+    pub live_buffer: usize,
+    /// What every worker is told to capture, on connect and when it changes.
+    pub worker_config: WorkerConfig,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            store: StoreConfig::default(),
+            max_message: 8 << 20,
+            live_buffer: 4096,
+            worker_config: WorkerConfig {
+                version: 1,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Counters of the hub itself, for `/metrics` and the workers panel.
+#[derive(Debug, Default)]
+pub struct HubCounters {
+    pub sessions: AtomicU64,
+    /// Streams refused: no hello, a bad hello.
+    pub rejected_sessions: AtomicU64,
+    /// Streams ended by a message the hub could not decode or that was too large.
+    pub bad_messages: AtomicU64,
+    pub batches: AtomicU64,
+    pub entries_ingested: AtomicU64,
+    /// Batches stored in memory only because the disk failed.
+    pub store_errors: AtomicU64,
+    /// Entries a live-stream client was too slow to receive.
+    pub live_dropped: AtomicU64,
+}
+
+/// One worker as the hub knows it (by node name).
+#[derive(Debug, Clone)]
+pub struct WorkerState {
+    pub node: String,
+    pub instance: String,
+    pub version: String,
+    pub capabilities: Vec<String>,
+    pub connected: bool,
+    pub remote: Option<String>,
+    pub connected_at: SystemTime,
+    pub disconnected_at: Option<SystemTime>,
+    pub last_heartbeat: Option<SystemTime>,
+    pub sessions: u64,
+    /// Times the worker came back as a new process (a new instance).
+    pub restarts: u64,
+    pub batches: u64,
+    pub entries_received: u64,
+    pub counters: WorkerCounters,
+    /// Why the last stream ended, when it did not end cleanly.
+    pub last_error: Option<String>,
+}
+
+/// A new entry for the live stream.
+pub type LiveEntry = (u64, Arc<Entry>);
+
+pub struct Hub {
+    store: RwLock<Store>,
+    workers: Mutex<BTreeMap<String, WorkerState>>,
+    live: broadcast::Sender<LiveEntry>,
+    worker_config: watch::Sender<WorkerConfig>,
+    pub counters: HubCounters,
+    pub config: HubConfig,
+    pub started: SystemTime,
+}
+
+impl Hub {
+    pub fn open(config: HubConfig) -> Result<Arc<Hub>, StoreError> {
+        let store = Store::open(config.store.clone())?;
+        let (live, _) = broadcast::channel(config.live_buffer.max(16));
+        let (worker_config, _) = watch::channel(config.worker_config.clone());
+        Ok(Arc::new(Hub {
+            store: RwLock::new(store),
+            workers: Mutex::new(BTreeMap::new()),
+            live,
+            worker_config,
+            counters: HubCounters::default(),
+            config,
+            started: SystemTime::now(),
+        }))
+    }
+
+    /// The store for queries. A panic elsewhere never makes the store unreadable.
+    pub fn store(&self) -> RwLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn store_mut(&self) -> RwLockWriteGuard<'_, Store> {
+        self.store.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn store_stats(&self) -> StoreStats {
+        self.store().stats()
+    }
+
+    pub fn workers(&self) -> MutexGuard<'_, BTreeMap<String, WorkerState>> {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores a worker's batch: each entry gets the hub's id (its seq, unique
+    /// across workers and restarts) and the node of the stream it came on.
+    /// Blocking (disk writes): call from a blocking task.
+    pub fn insert(&self, node: &str, mut entries: Vec<Entry>) -> Result<Range<u64>, StoreError> {
+        let n = entries.len() as u64;
+        let (result, fresh) = {
+            let mut store = self.store_mut();
+            let first = store.next_seq();
+            let mut id = itoa::Buffer::new();
+            for (i, e) in entries.iter_mut().enumerate() {
+                e.id = id.format(first + i as u64).to_string();
+                if e.node != node {
+                    e.node = node.to_string();
+                }
+            }
+            let result = store.insert_batch(entries);
+            // On a disk error the batch is in memory all the same.
+            let range = first..store.next_seq();
+            // Live clients get the new entries; none listening costs nothing.
+            let fresh: Vec<LiveEntry> = if self.live.receiver_count() > 0 {
+                range
+                    .filter_map(|seq| store.get(seq).map(|e| (seq, e)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (result, fresh)
+        };
+        for e in fresh {
+            let _ = self.live.send(e);
+        }
+        self.counters.batches.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .entries_ingested
+            .fetch_add(n, Ordering::Relaxed);
+        if result.is_err() {
+            self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEntry> {
+        self.live.subscribe()
+    }
+
+    pub fn worker_config(&self) -> watch::Receiver<WorkerConfig> {
+        self.worker_config.subscribe()
+    }
+
+    /// Replaces what workers capture; every connected worker gets it at once.
+    pub fn set_worker_config(&self, mut config: WorkerConfig) {
+        config.version = self.worker_config.borrow().version + 1;
+        self.worker_config.send_replace(config);
+    }
+}

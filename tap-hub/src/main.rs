@@ -1,0 +1,87 @@
+//! The tap-hub binary: parses its flags and runs the hub library's servers.
+
+use anyhow::Context as _;
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tap_hub::store::{DiskConfig, StoreConfig};
+use tap_hub::{Hub, HubConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "tap-hub",
+    version,
+    about = "kubetap's hub: gRPC ingest from workers, store, API on the UI port"
+)]
+struct Args {
+    /// Address for the workers' gRPC streams.
+    #[arg(long, default_value = "127.0.0.1:8898")]
+    grpc: String,
+    /// Address for the HTTP API (and later the UI).
+    #[arg(long, default_value = "127.0.0.1:8899")]
+    listen: String,
+    /// Memory the stored entries may take (e.g. 256MiB, 2GiB).
+    #[arg(long, default_value = "256MiB")]
+    memory_budget: bytesize::ByteSize,
+    /// Keep entries on disk in DIR too; a restart loses none of them.
+    #[arg(long, value_name = "DIR")]
+    disk: Option<PathBuf>,
+    /// Bytes of disk the entries may take.
+    #[arg(long, default_value = "1GiB")]
+    disk_budget: bytesize::ByteSize,
+    /// fsync every batch before acknowledging it (survives power loss, slower).
+    #[arg(long)]
+    fsync: bool,
+    /// Largest gRPC message accepted from a worker.
+    #[arg(long, default_value = "8MiB")]
+    max_message: bytesize::ByteSize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KUBETAP_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tap-hub: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = HubConfig {
+        store: StoreConfig {
+            memory_budget: args.memory_budget.as_u64(),
+            disk: args.disk.map(|dir| DiskConfig {
+                fsync: args.fsync,
+                ..DiskConfig::new(dir, args.disk_budget.as_u64())
+            }),
+        },
+        max_message: usize::try_from(args.max_message.as_u64()).unwrap_or(usize::MAX),
+        ..Default::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let hub = Hub::open(config).context("opening the entry store")?;
+        let grpc = tokio::net::TcpListener::bind(&args.grpc)
+            .await
+            .with_context(|| format!("cannot listen for workers on {}", args.grpc))?;
+        let http = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen for the API on {}", args.listen))?;
+        eprintln!(
+            "tap-hub: workers connect to http://{}, API at http://{}/",
+            grpc.local_addr()?,
+            http.local_addr()?
+        );
+        tap_hub::serve(hub, Some(grpc), http, tap_hub::serve::shutdown_signal()).await?;
+        Ok(())
+    })
+}

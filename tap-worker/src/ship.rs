@@ -1,0 +1,452 @@
+//! `ship`: the node's last stage — streams entries to the hub over one gRPC
+//! stream (`Hub.Session`, proto/kubetap/v1/hub.proto).
+//!
+//! Entries wait in one bounded queue. A task takes them in batches and sends at
+//! most `window` batches the hub has not acknowledged yet; the hub acknowledges
+//! a batch once it is stored. So a slow hub slows the worker down end to end:
+//! acks come late, the window stays full, the queue fills, and what a live
+//! capture cannot queue is dropped and counted (`queue_drops`), never held in
+//! memory without bound. Heartbeats carry every counter to the hub each second.
+//!
+//! When the stream breaks the task reconnects with jittered exponential
+//! backoff. Batches in flight at that moment are counted as `lost_in_flight`
+//! and not sent again: the hub may have stored them, and an entry stored twice
+//! would mislead a user as much as a lost one; the counter says how many.
+
+use proto::v1::hub_client::HubClient;
+use proto::v1::{
+    Entry, EntryBatch, Heartbeat, Hello, HubMessage, PcapChunk, WorkerConfig, WorkerCounters,
+    WorkerMessage, hub_message, worker_message,
+};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+#[derive(Debug, Clone)]
+pub struct ShipConfig {
+    /// The hub's gRPC address, `http://host:port`.
+    pub hub: String,
+    pub node: String,
+    /// Entries waiting for the hub, at most.
+    pub queue: usize,
+    /// Entries per batch, at most.
+    pub batch: usize,
+    /// Encoded bytes per batch, at most (the hub refuses bigger messages).
+    pub batch_bytes: usize,
+    /// How long a partial batch waits for more entries.
+    pub linger: Duration,
+    /// Batches sent and not yet acknowledged, at most.
+    pub window: usize,
+    pub heartbeat: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Connecting and the stream's first answer, at most; a stalled hub does
+    /// not hold a worker forever.
+    pub connect_timeout: Duration,
+    pub capabilities: Vec<String>,
+}
+
+impl Default for ShipConfig {
+    fn default() -> Self {
+        ShipConfig {
+            hub: "http://127.0.0.1:8898".into(),
+            node: "local".into(),
+            queue: 64 * 1024,
+            batch: 512,
+            batch_bytes: 2 << 20,
+            linger: Duration::from_millis(50),
+            window: 8,
+            heartbeat: Duration::from_secs(1),
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            capabilities: vec!["entries".into()],
+        }
+    }
+}
+
+/// What the shipper did, shared with whoever reports the worker's counters.
+#[derive(Debug, Default)]
+pub struct ShipCounters {
+    pub queue_drops: AtomicU64,
+    pub entries_sent: AtomicU64,
+    pub entries_acked: AtomicU64,
+    pub lost_in_flight: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub queued: AtomicU64,
+    pub connected: AtomicBool,
+}
+
+/// The rest of the worker's counters (capture, dissection), read at each heartbeat.
+pub type CounterSource = Arc<dyn Fn() -> WorkerCounters + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    #[error("the shipper stopped")]
+    Stopped,
+    #[error(
+        "{unacked} entries were not acknowledged by the hub at {hub} within {timeout:?} (is the hub up?)"
+    )]
+    Unacknowledged {
+        hub: String,
+        unacked: u64,
+        timeout: Duration,
+    },
+}
+
+/// The sending end of the worker's entry queue and the task that drains it.
+pub struct Shipper {
+    queue: mpsc::Sender<Entry>,
+    counters: Arc<ShipCounters>,
+    config: watch::Receiver<Option<WorkerConfig>>,
+    task: JoinHandle<()>,
+    hub: String,
+}
+
+impl Shipper {
+    /// Starts the shipping task on the current tokio runtime.
+    pub fn start(config: ShipConfig, source: CounterSource) -> Shipper {
+        let (queue, rx) = mpsc::channel(config.queue.max(1));
+        let counters = Arc::new(ShipCounters::default());
+        let (config_tx, config_rx) = watch::channel(None);
+        let hub = config.hub.clone();
+        let task = tokio::spawn(
+            Link {
+                config,
+                queue: rx,
+                counters: counters.clone(),
+                source,
+                config_tx,
+                instance: format!("{:016x}", fastrand::u64(..)),
+                next_seq: 1,
+                in_flight: VecDeque::new(),
+                closed: false,
+            }
+            .run(),
+        );
+        Shipper {
+            queue,
+            counters,
+            config: config_rx,
+            task,
+            hub,
+        }
+    }
+
+    /// Queues an entry without waiting (live capture): when the queue is
+    /// full the entry is dropped and counted, and `false` returned.
+    pub fn offer(&self, e: Entry) -> bool {
+        match self.queue.try_send(e) {
+            Ok(()) => {
+                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => {
+                self.counters.queue_drops.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Queues an entry, waiting for room (a capture file: nothing to lose by
+    /// waiting). Call from a thread outside the runtime.
+    pub fn blocking_send(&self, e: Entry) -> Result<(), ShipError> {
+        self.queue
+            .blocking_send(e)
+            .map_err(|_| ShipError::Stopped)?;
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn counters(&self) -> Arc<ShipCounters> {
+        self.counters.clone()
+    }
+
+    /// The configuration the hub sent last (None before the first).
+    pub fn config(&self) -> watch::Receiver<Option<WorkerConfig>> {
+        self.config.clone()
+    }
+
+    /// No more entries: sends what is queued and waits until the hub has
+    /// acknowledged all of it, for at most `limit`.
+    pub async fn finish(self, limit: Duration) -> Result<(), ShipError> {
+        let Shipper {
+            queue,
+            counters,
+            mut task,
+            hub,
+            ..
+        } = self;
+        drop(queue);
+        if timeout(limit, &mut task).await.is_err() {
+            task.abort();
+            let unacked = counters.queued.load(Ordering::Relaxed);
+            return Err(ShipError::Unacknowledged {
+                hub,
+                unacked,
+                timeout: limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The shipping task's state, kept across reconnects.
+struct Link {
+    config: ShipConfig,
+    queue: mpsc::Receiver<Entry>,
+    counters: Arc<ShipCounters>,
+    source: CounterSource,
+    config_tx: watch::Sender<Option<WorkerConfig>>,
+    instance: String,
+    next_seq: u64,
+    /// Batches sent and not acknowledged: (seq, entries).
+    in_flight: VecDeque<(u64, u64)>,
+    /// The queue is closed: ship what is left, then stop.
+    closed: bool,
+}
+
+/// Why a session ended.
+enum End {
+    /// Everything queued was acknowledged after the queue closed.
+    Done,
+    /// The session made progress before breaking: retry soon.
+    Broke(String),
+    /// It never got going (unreachable hub, refused, timed out).
+    Failed(String),
+}
+
+impl Link {
+    async fn run(mut self) {
+        let mut backoff = self.config.backoff_min;
+        loop {
+            match self.session().await {
+                End::Done => return,
+                End::Broke(why) => {
+                    tracing::warn!(hub = %self.config.hub, %why, "stream to the hub broke; reconnecting");
+                    backoff = self.config.backoff_min;
+                }
+                End::Failed(why) => {
+                    tracing::warn!(hub = %self.config.hub, %why, retry_in = ?backoff, "cannot reach the hub");
+                }
+            }
+            self.counters.connected.store(false, Ordering::Relaxed);
+            let lost: u64 = self.in_flight.drain(..).map(|(_, n)| n).sum();
+            if lost > 0 {
+                self.counters
+                    .lost_in_flight
+                    .fetch_add(lost, Ordering::Relaxed);
+                self.counters.queued.fetch_sub(lost, Ordering::Relaxed);
+            }
+            if self.closed && self.queue.is_empty() {
+                return;
+            }
+            // Full jitter over the upper half: workers that lost the same hub
+            // do not come back in lockstep.
+            let half = backoff / 2;
+            let sleep = half + half.mul_f64(fastrand::f64());
+            tokio::time::sleep(sleep).await;
+            backoff = (backoff * 2).min(self.config.backoff_max);
+            self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn counters_now(&self) -> WorkerCounters {
+        let mut c = (self.source)();
+        let s = &self.counters;
+        c.queue_drops = s.queue_drops.load(Ordering::Relaxed);
+        c.entries_sent = s.entries_sent.load(Ordering::Relaxed);
+        c.reconnects = s.reconnects.load(Ordering::Relaxed);
+        c.queued = s.queued.load(Ordering::Relaxed);
+        c.lost_in_flight = s.lost_in_flight.load(Ordering::Relaxed);
+        c
+    }
+
+    fn heartbeat(&self) -> WorkerMessage {
+        let ts_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        WorkerMessage {
+            kind: Some(worker_message::Kind::Heartbeat(Heartbeat {
+                ts_ns,
+                counters: Some(self.counters_now()),
+            })),
+        }
+    }
+
+    async fn session(&mut self) -> End {
+        let cfg = &self.config;
+        let endpoint = match Endpoint::from_shared(cfg.hub.clone()) {
+            Ok(e) => e
+                .connect_timeout(cfg.connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(5))
+                .keep_alive_timeout(Duration::from_secs(5)),
+            Err(e) => return End::Failed(format!("bad hub address {:?}: {e}", cfg.hub)),
+        };
+        let channel = match endpoint.connect().await {
+            Ok(c) => c,
+            Err(e) => return End::Failed(format!("connect: {}", error_chain(&e))),
+        };
+        let mut client = HubClient::new(channel)
+            .max_encoding_message_size(cfg.batch_bytes * 2)
+            .max_decoding_message_size(4 << 20);
+        // Room for a full window of batches plus heartbeats and PCAP answers.
+        let (tx, rx) = mpsc::channel(cfg.window + 16);
+        let hello = WorkerMessage {
+            kind: Some(worker_message::Kind::Hello(Hello {
+                node: cfg.node.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                capabilities: cfg.capabilities.clone(),
+                instance: self.instance.clone(),
+            })),
+        };
+        let _ = tx.try_send(hello);
+        let _ = tx.try_send(self.heartbeat());
+        let call = client.session(ReceiverStream::new(rx));
+        let mut inbound = match timeout(cfg.connect_timeout, call).await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) => return End::Failed(format!("hub refused the stream: {status}")),
+            Err(_) => return End::Failed("the hub did not answer in time".into()),
+        };
+        self.counters.connected.store(true, Ordering::Relaxed);
+        tracing::info!(hub = %cfg.hub, node = %cfg.node, "connected to the hub");
+        let mut ticks = tokio::time::interval(cfg.heartbeat);
+        ticks.reset();
+        let mut progressed = false;
+        loop {
+            if self.closed && self.in_flight.is_empty() && self.queue.is_empty() {
+                // A last heartbeat so the hub's counters are final.
+                let _ = tx.try_send(self.heartbeat());
+                drop(tx);
+                // Let the hub read it before the stream closes.
+                let _ = timeout(Duration::from_secs(2), inbound.message()).await;
+                return End::Done;
+            }
+            let can_send = self.in_flight.len() < self.config.window && !self.closed;
+            tokio::select! {
+                msg = inbound.message() => match msg {
+                    Ok(Some(m)) => {
+                        progressed = true;
+                        self.on_message(m, &tx);
+                    }
+                    Ok(None) => return self.broke(progressed, "the hub closed the stream".into()),
+                    Err(status) => return self.broke(progressed, format!("{status}")),
+                },
+                first = self.queue.recv(), if can_send => match first {
+                    Some(e) => {
+                        let batch = self.gather(e).await;
+                        if tx.try_send(batch).is_err() {
+                            return self.broke(progressed, "the stream's send queue is full".into());
+                        }
+                    }
+                    None => self.closed = true,
+                },
+                _ = ticks.tick() => {
+                    // A full send queue means the hub is not reading: skipping a
+                    // heartbeat is fine, the next one carries the same counters.
+                    let _ = tx.try_send(self.heartbeat());
+                }
+            }
+        }
+    }
+
+    fn broke(&self, progressed: bool, why: String) -> End {
+        if progressed {
+            End::Broke(why)
+        } else {
+            End::Failed(why)
+        }
+    }
+
+    /// One batch: `first` and whatever else arrives within the linger time,
+    /// up to the entry and byte limits.
+    async fn gather(&mut self, first: Entry) -> WorkerMessage {
+        use prost::Message as _;
+        let deadline = Instant::now() + self.config.linger;
+        let mut bytes = first.encoded_len();
+        let mut entries = vec![first];
+        while entries.len() < self.config.batch && bytes < self.config.batch_bytes {
+            match self.queue.try_recv() {
+                Ok(e) => {
+                    bytes += e.encoded_len();
+                    entries.push(e);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    break;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            match timeout_at(deadline, self.queue.recv()).await {
+                Ok(Some(e)) => {
+                    bytes += e.encoded_len();
+                    entries.push(e);
+                }
+                Ok(None) => {
+                    self.closed = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let n = entries.len() as u64;
+        self.in_flight.push_back((seq, n));
+        self.counters.entries_sent.fetch_add(n, Ordering::Relaxed);
+        WorkerMessage {
+            kind: Some(worker_message::Kind::Batch(EntryBatch { seq, entries })),
+        }
+    }
+
+    fn on_message(&mut self, m: HubMessage, tx: &mpsc::Sender<WorkerMessage>) {
+        match m.kind {
+            Some(hub_message::Kind::Ack(ack)) => {
+                while let Some(&(seq, n)) = self.in_flight.front() {
+                    if seq > ack.seq {
+                        break;
+                    }
+                    self.in_flight.pop_front();
+                    self.counters.entries_acked.fetch_add(n, Ordering::Relaxed);
+                    self.counters.queued.fetch_sub(n, Ordering::Relaxed);
+                }
+            }
+            Some(hub_message::Kind::Config(c)) => {
+                tracing::info!(version = c.version, "configuration from the hub");
+                self.config_tx.send_replace(Some(c));
+            }
+            Some(hub_message::Kind::PcapRequest(r)) => {
+                // This worker keeps no raw packets: say so rather than stay silent.
+                let _ = tx.try_send(WorkerMessage {
+                    kind: Some(worker_message::Kind::Pcap(PcapChunk {
+                        request_id: r.request_id,
+                        packets: Vec::new(),
+                        last: true,
+                        error: "this worker keeps no raw packets".into(),
+                    })),
+                });
+            }
+            None => {}
+        }
+    }
+}
+
+/// A transport error with its causes: tonic's top-level message alone is "transport error".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
