@@ -2,7 +2,10 @@
 # Captures for the per-protocol benchmark: real servers and load generators on
 # loopback, recorded by dumpcap. Usage: protocols.sh OUT_DIR (needs root).
 # Writes redis.pcapng (redis-benchmark, pipelined), http2.pcapng (h2load
-# against nghttpd) and dns.pcapng (a Python client against dnsmasq).
+# against nghttpd), dns.pcapng (a Python client against dnsmasq), grpc.pcapng
+# (h2load posting gRPC calls to a grpcio server), postgres.pcapng (pgbench
+# against a throw-away server) and mixed.pcapng (all of them merged in time
+# order, one file with every protocol), each with NAME.port for tshark.
 set -euo pipefail
 out=$1
 mkdir -p "$out"
@@ -65,3 +68,38 @@ for i in range(100000):
     except socket.timeout:
         pass
 PY
+
+# gRPC: 40k unary calls posted by h2load (4 connections, 10 streams each) to a
+# grpcio server; each call's body is one length-prefixed protobuf message.
+port=$(free_port)
+python3 "$(dirname "$0")/../../tap-cli/tests/peers/grpc_peer.py" serve "$port" >/dev/null 2>&1 &
+pids+=($!)
+wait_port "$port"
+# field 1 (string) "bench": the greeter's request.
+printf '\x00\x00\x00\x00\x07\x0a\x05bench' >"$work/call.bin"
+capture grpc "tcp port $port" h2load -n 40000 -c 4 -m 10 -d "$work/call.bin" \
+  -H 'content-type: application/grpc' -H 'te: trailers' \
+  "http://127.0.0.1:$port/demo.Greeter/SayHello"
+
+# PostgreSQL: pgbench's select-only script over the extended protocol, 4
+# clients x 25k transactions, against a server initialised for this run (as
+# nobody: PostgreSQL refuses root).
+port=$(free_port)
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+pgdata="$work/pgdata"
+mkdir -p "$pgdata"
+chown nobody: "$work" "$pgdata"
+nobody=(setpriv --reuid="$(id -u nobody)" --regid="$(id -g nobody)" --clear-groups --)
+"${nobody[@]}" "$pgbin/initdb" -D "$pgdata" -U postgres --auth=trust --no-sync --no-locale -E UTF8 >/dev/null
+# setpriv execs the server, so $! is the postmaster itself and SIGINT stops it.
+"${nobody[@]}" "$pgbin/postgres" -D "$pgdata" -k "$pgdata" -p "$port" \
+  -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=off >/dev/null 2>&1 &
+pgpid=$!
+pids+=($pgpid)
+wait_port "$port"
+pgbench -h 127.0.0.1 -p "$port" -U postgres -i -s 1 -q postgres >/dev/null 2>&1
+capture postgres "tcp port $port" pgbench -h 127.0.0.1 -p "$port" -U postgres -n -S -M extended -c 4 -t 25000 postgres
+kill -INT "$pgpid"; wait "$pgpid" 2>/dev/null || true
+
+# Every protocol in one file, merged in time order: how a node's traffic looks.
+mergecap -F pcapng -w "$out/mixed.pcapng" "$out"/{redis,http2,dns,grpc,postgres}.pcapng

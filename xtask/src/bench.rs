@@ -76,19 +76,16 @@ pub fn run(transactions: u64, protocols_only: bool) -> Result<()> {
 
     let ours = measure(&kubetap, &["read", "--json", &path(&big)])?;
     // The summary line says how many entries kubetap made: all transactions, or the bench is void.
-    let entries = ours.stderr.lines().find_map(|l| {
-        l.split(", ")
-            .find_map(|f| f.strip_suffix(" entries")?.parse::<u64>().ok())
-    });
-    if entries != Some(transactions) {
+    let entries = entries_in(&ours.stderr);
+    if entries != transactions {
         bail!(
-            "kubetap made {entries:?} entries from {transactions} transactions: {}",
+            "kubetap made {entries} entries from {transactions} transactions: {}",
             ours.stderr
         );
     }
     let ours_small = measure(&kubetap, &["read", "--json", "--quiet", &path(&small)])?;
     eprintln!("xtask: running tshark on the same file (this takes a while)");
-    let tshark = measure(
+    let tshark_http = measure(
         Path::new("tshark"),
         &[
             "-n",
@@ -119,7 +116,7 @@ pub fn run(transactions: u64, protocols_only: bool) -> Result<()> {
     );
     for (name, m) in [
         ("kubetap read --json", &ours),
-        ("tshark -Y http -T fields", &tshark),
+        ("tshark -Y http -T fields", &tshark_http),
     ] {
         println!(
             "{name:<28} {:>9.2} {:>10.1} {:>12.0} {:>14.1}",
@@ -131,7 +128,7 @@ pub fn run(transactions: u64, protocols_only: bool) -> Result<()> {
     }
     println!(
         "speed ratio kubetap/tshark: {:.1}x",
-        tshark.seconds / ours.seconds.max(0.001)
+        tshark_http.seconds / ours.seconds.max(0.001)
     );
     println!(
         "kubetap peak RSS: {:.1} MiB on {:.0} MB, {:.1} MiB on {:.0} MB (flat memory: same order whatever the size)",
@@ -149,6 +146,7 @@ struct ProtocolBench {
     name: &'static str,
     transport: &'static str,
     dissector: &'static str,
+    filter: &'static str,
     fields: &'static [&'static str],
 }
 
@@ -157,12 +155,14 @@ const PROTOCOL_BENCHES: &[ProtocolBench] = &[
         name: "redis",
         transport: "tcp",
         dissector: "resp",
+        filter: "resp",
         fields: &["resp.bulk_string.value"],
     },
     ProtocolBench {
         name: "http2",
         transport: "tcp",
         dissector: "http2",
+        filter: "http2",
         fields: &[
             "http2.streamid",
             "http2.headers.method",
@@ -171,23 +171,66 @@ const PROTOCOL_BENCHES: &[ProtocolBench] = &[
         ],
     },
     ProtocolBench {
+        name: "grpc",
+        transport: "tcp",
+        dissector: "http2",
+        filter: "grpc",
+        fields: &[
+            "http2.streamid",
+            "http2.headers.path",
+            "grpc.message_length",
+        ],
+    },
+    ProtocolBench {
+        name: "postgres",
+        transport: "tcp",
+        dissector: "pgsql",
+        filter: "pgsql",
+        fields: &["pgsql.type", "pgsql.query", "pgsql.tag"],
+    },
+    ProtocolBench {
         name: "dns",
         transport: "udp",
         dissector: "dns",
+        filter: "dns",
         fields: &["dns.id", "dns.qry.name", "dns.qry.type", "dns.flags.rcode"],
     },
 ];
 
+/// The entry count from kubetap's summary line ("…, 400002 entries, …").
+fn entries_in(summary: &str) -> u64 {
+    summary
+        .lines()
+        .find_map(|l| {
+            l.split(", ")
+                .find_map(|f| f.strip_suffix(" entries")?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// tshark dissecting `file` as a user would to see `b`'s messages: every
+/// protocol's server port decoded as its protocol, `b`'s display filter and fields.
+fn tshark(file: &Path, decode_as: &[String], b: &ProtocolBench) -> Result<Measured> {
+    let path = file.to_string_lossy().into_owned();
+    let mut args = vec!["-n", "-r", &path];
+    for d in decode_as {
+        args.extend(["-d", d]);
+    }
+    args.extend(["-Y", b.filter, "-T", "fields"]);
+    for f in b.fields {
+        args.extend(["-e", f]);
+    }
+    measure(Path::new("tshark"), &args)
+}
+
 /// Real servers and load generators captured once (xtask/bench/protocols.sh),
-/// then kubetap and tshark timed on each capture.
+/// then kubetap and tshark timed on each protocol's capture and on all of
+/// them merged into one file.
 fn protocols() -> Result<()> {
     let dir = target_dir().join("bench/protocols");
-    if !PROTOCOL_BENCHES
-        .iter()
-        .all(|b| dir.join(format!("{}.pcapng", b.name)).exists())
-    {
+    if !dir.join("mixed.pcapng").exists() {
         eprintln!(
-            "xtask: capturing real Redis, HTTP/2 and DNS load on loopback (cached for later runs)"
+            "xtask: capturing real Redis, HTTP/2, gRPC, PostgreSQL and DNS load on loopback (cached for later runs)"
         );
         exec(
             Command::new("bash")
@@ -196,50 +239,62 @@ fn protocols() -> Result<()> {
         )?;
     }
     let kubetap = target_dir().join("release/kubetap");
-    println!("\nper protocol (real peers' load, captured on lo):");
-    println!(
-        "{:<8} {:>9} {:>12} {:>12} {:>10} {:>10} {:>8}",
-        "protocol", "MB", "entries", "kubetap s", "tshark s", "ratio", "RSS MiB"
-    );
+    let mut decode_as = Vec::new();
     for b in PROTOCOL_BENCHES {
+        let port = std::fs::read_to_string(dir.join(format!("{}.port", b.name)))?;
+        decode_as.push(format!(
+            "{}.port=={},{}",
+            b.transport,
+            port.trim(),
+            b.dissector
+        ));
+    }
+    let header = || {
+        println!(
+            "{:<8} {:>9} {:>12} {:>12} {:>10} {:>10} {:>8}",
+            "protocol", "MB", "entries", "kubetap s", "tshark s", "ratio", "RSS MiB"
+        )
+    };
+    println!("\nper protocol, each on its own capture (real peers' load, captured on lo):");
+    header();
+    for (b, d) in PROTOCOL_BENCHES.iter().zip(&decode_as) {
         let file = dir.join(format!("{}.pcapng", b.name));
-        let port = std::fs::read_to_string(dir.join(format!("{}.port", b.name)))?
-            .trim()
-            .to_string();
-        let path = file.to_string_lossy().into_owned();
-        let ours = measure(&kubetap, &["read", "--json", &path])?;
-        let entries = ours
-            .stderr
-            .lines()
-            .find_map(|l| {
-                l.split(", ")
-                    .find_map(|f| f.strip_suffix(" entries")?.parse::<u64>().ok())
-            })
-            .unwrap_or(0);
-        let decode_as = format!("{}.port=={port},{}", b.transport, b.dissector);
-        let mut args = vec![
-            "-n",
-            "-r",
-            &path,
-            "-d",
-            &decode_as,
-            "-Y",
-            b.dissector,
-            "-T",
-            "fields",
-        ];
-        for f in b.fields {
-            args.extend(["-e", f]);
-        }
-        let tshark = measure(Path::new("tshark"), &args)?;
+        let ours = measure(&kubetap, &["read", "--json", &file.to_string_lossy()])?;
+        let theirs = tshark(&file, std::slice::from_ref(d), b)?;
         let mb = std::fs::metadata(&file)?.len() as f64 / 1e6;
         println!(
-            "{:<8} {mb:>9.1} {entries:>12} {:>12.2} {:>10.2} {:>9.1}x {:>8.1}",
+            "{:<8} {mb:>9.1} {:>12} {:>12.2} {:>10.2} {:>9.1}x {:>8.1}",
             b.name,
+            entries_in(&ours.stderr),
             ours.seconds,
-            tshark.seconds,
-            tshark.seconds / ours.seconds.max(0.001),
+            theirs.seconds,
+            theirs.seconds / ours.seconds.max(0.001),
             ours.rss_mib
+        );
+    }
+
+    // The mixed file: kubetap dissects every protocol in one pass; tshark is
+    // run once per protocol with that protocol's filter, as a user would.
+    let mixed = dir.join("mixed.pcapng");
+    let mb = std::fs::metadata(&mixed)?.len() as f64 / 1e6;
+    let ours = measure(&kubetap, &["read", "--json", &mixed.to_string_lossy()])?;
+    println!(
+        "\nmixed capture ({mb:.0} MB, all five protocols): kubetap read --json {:.2} s, {} entries, peak RSS {:.1} MiB",
+        ours.seconds,
+        entries_in(&ours.stderr),
+        ours.rss_mib
+    );
+    println!(
+        "{:<8} {:>22} {:>10}",
+        "protocol", "tshark -Y <protocol> s", "ratio"
+    );
+    for b in PROTOCOL_BENCHES {
+        let theirs = tshark(&mixed, &decode_as, b)?;
+        println!(
+            "{:<8} {:>22.2} {:>9.1}x",
+            b.name,
+            theirs.seconds,
+            theirs.seconds / ours.seconds.max(0.001)
         );
     }
     Ok(())
