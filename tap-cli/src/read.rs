@@ -4,12 +4,15 @@
 
 use anyhow::Context as _;
 use proto::json::{EntryJson, rfc3339_nanos};
-use proto::v1::{Entry, request, response};
+use proto::v1::{Entry, PcapChunk, PcapRequest, request, response};
+use std::collections::HashSet;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tap_worker::capture::CaptureFile;
+use tap_worker::ring::PacketRing;
 use tap_worker::{Pipeline, PipelineConfig, Stats};
 
 #[derive(clap::Args)]
@@ -41,6 +44,9 @@ pub struct ReadArgs {
     /// Memory the served entries may take; the oldest are evicted beyond it.
     #[arg(long, default_value = "1GiB", requires = "serve")]
     pub memory_budget: bytesize::ByteSize,
+    /// Memory for the file's raw packets, for PCAP export from --serve.
+    #[arg(long, default_value = "256MiB", requires = "serve")]
+    pub pcap_ring: bytesize::ByteSize,
 }
 
 pub fn run(args: &ReadArgs) -> ExitCode {
@@ -99,7 +105,9 @@ fn read(args: &ReadArgs) -> anyhow::Result<ExitCode> {
     let mut failure = None;
     loop {
         match file.next_packet() {
-            Ok(Some(pkt)) => pipeline.packet(&pkt, &mut entries),
+            Ok(Some(pkt)) => {
+                pipeline.packet(&pkt, &mut entries);
+            }
             Ok(None) => break,
             Err(e) => {
                 failure = Some(e);
@@ -170,11 +178,39 @@ fn serve(args: &ReadArgs) -> anyhow::Result<ExitCode> {
     config.dissect.max_body = args.max_body;
     let mut pipeline = Pipeline::new(config);
     let mut file = CaptureFile::open(&args.file)?;
+    // The file's packets answer PCAP exports, as a worker's ring would.
+    let ring = Arc::new(Mutex::new(PacketRing::new(
+        usize::try_from(args.pcap_ring.as_u64()).unwrap_or(usize::MAX),
+    )));
+    let answer = ring.clone();
+    hub.set_source(
+        &args.node,
+        tap_hub::hub::PacketSource::Local(Arc::new(move |req: &PcapRequest| {
+            let flows: HashSet<u64> = req.flow_ids.iter().copied().collect();
+            let packets = answer.lock().unwrap_or_else(|e| e.into_inner()).select(
+                &flows,
+                req.from_ns,
+                req.to_ns,
+            );
+            vec![PcapChunk {
+                request_id: req.request_id,
+                packets,
+                last: true,
+                error: String::new(),
+            }]
+        })),
+    );
     let mut entries = Vec::new();
     let mut failure = None;
     loop {
         match file.next_packet() {
-            Ok(Some(pkt)) => pipeline.packet(&pkt, &mut entries),
+            Ok(Some(pkt)) => {
+                if let Some(flow) = pipeline.packet(&pkt, &mut entries) {
+                    ring.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(&pkt, flow);
+                }
+            }
             Ok(None) => break,
             Err(e) => {
                 failure = Some(e);

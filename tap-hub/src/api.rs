@@ -8,10 +8,12 @@
 //! - `GET /api/stream?filter=` (WebSocket): entries as they arrive.
 //! - `GET /api/servicemap?filter=&window=5m`
 //! - `GET /api/workers`: each worker's state, heartbeat and counters, and the hub's.
+//! - `GET /api/pcap?filter=&window=`: a pcapng of the matching entries' connections.
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text format).
 //!
 //! The API is described in `tap-hub/openapi.yaml`.
 
+use crate::export::ExportError;
 use crate::filter::{Filter, FilterError};
 use crate::hub::Hub;
 use crate::servicemap::ServiceMapBuilder;
@@ -50,6 +52,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/stream", get(stream))
         .route("/api/servicemap", get(servicemap))
         .route("/api/workers", get(workers))
+        .route("/api/pcap", get(pcap))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
         .route("/metrics", get(metrics))
@@ -109,7 +112,7 @@ async fn index() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         "kubetap hub. The web UI arrives in a later step; the API is here:\n\
          /api/entries?filter=&cursor=&limit=\n/api/entries/{id}\n/api/stream?filter= (WebSocket)\n\
-         /api/servicemap?filter=&window=\n/api/workers\n/healthz /readyz /metrics\n",
+         /api/servicemap?filter=&window=\n/api/workers\n/api/pcap?filter=&window=\n/healthz /readyz /metrics\n",
     )
 }
 
@@ -291,6 +294,65 @@ async fn live(hub: Arc<Hub>, filter: Filter, mut socket: WebSocket) {
     }
 }
 
+/// A time window parameter (`30s`, `5m`, `2h`), absent or empty for none.
+fn parse_window(w: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    match w.filter(|w| !w.is_empty()) {
+        None => Ok(None),
+        Some(w) => humantime::parse_duration(w).map(Some).map_err(|e| {
+            ApiError::bad(format!("invalid window {w:?}: {e} (examples: 30s, 5m, 2h)"))
+        }),
+    }
+}
+
+async fn pcap(
+    State(hub): State<Arc<Hub>>,
+    Query(q): Query<MapQuery>,
+) -> Result<Response, ApiError> {
+    let filter = parse_filter(q.filter.as_deref())?;
+    let window = parse_window(q.window.as_deref())?;
+    let export = crate::export::export(&hub, filter, window, now_ns())
+        .await
+        .map_err(|e| match e {
+            ExportError::NothingMatches => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            ExportError::TooManyFlows(_) => ApiError::bad(e.to_string()),
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        })?;
+    // Header values must be visible ASCII.
+    let problems: String = export
+        .problems
+        .join("; ")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(2000)
+        .collect();
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "application/x-pcapng".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"kubetap.pcapng\"".to_string(),
+            ),
+        ],
+        export.pcapng,
+    )
+        .into_response();
+    let h = response.headers_mut();
+    h.insert("x-kubetap-connections", export.connections.into());
+    h.insert("x-kubetap-packets", export.packets.into());
+    if !problems.is_empty()
+        && let Ok(v) = problems.parse()
+    {
+        h.insert("x-kubetap-problems", v);
+    }
+    Ok(response)
+}
+
 #[derive(Deserialize)]
 struct MapQuery {
     filter: Option<String>,
@@ -302,12 +364,7 @@ async fn servicemap(
     Query(q): Query<MapQuery>,
 ) -> Result<Response, ApiError> {
     let filter = parse_filter(q.filter.as_deref())?;
-    let window = match q.window.as_deref().filter(|w| !w.is_empty()) {
-        None => None,
-        Some(w) => Some(humantime::parse_duration(w).map_err(|e| {
-            ApiError::bad(format!("invalid window {w:?}: {e} (examples: 30s, 5m, 2h)"))
-        })?),
-    };
+    let window = parse_window(q.window.as_deref())?;
     let map = tokio::task::spawn_blocking(move || {
         let now = now_ns();
         let since = window.map(|w| now.saturating_sub(w.as_nanos() as u64));

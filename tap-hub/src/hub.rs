@@ -3,13 +3,14 @@
 //! it, `api` reads it.
 
 use crate::store::{Store, StoreConfig, StoreError, StoreStats};
-use proto::v1::{Entry, WorkerConfig, WorkerCounters};
-use std::collections::BTreeMap;
+use proto::v1::{Entry, HubMessage, PcapChunk, PcapRequest, WorkerConfig, WorkerCounters};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
+use tonic::Status;
 
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -77,11 +78,30 @@ pub struct WorkerState {
 /// A new entry for the live stream.
 pub type LiveEntry = (u64, Arc<Entry>);
 
+/// Where a node's raw packets come from, for PCAP export.
+#[derive(Clone)]
+pub enum PacketSource {
+    /// A connected worker: the request goes down its stream, chunks come back.
+    Worker {
+        instance: String,
+        stream: mpsc::Sender<Result<HubMessage, Status>>,
+    },
+    /// This process keeps the packets itself (`kubetap read --serve`).
+    Local(LocalPackets),
+}
+
+/// Answers a PCAP request from packets this process holds.
+pub type LocalPackets = Arc<dyn Fn(&PcapRequest) -> Vec<PcapChunk> + Send + Sync>;
+
 pub struct Hub {
     store: RwLock<Store>,
     workers: Mutex<BTreeMap<String, WorkerState>>,
     live: broadcast::Sender<LiveEntry>,
     worker_config: watch::Sender<WorkerConfig>,
+    sources: Mutex<HashMap<String, PacketSource>>,
+    /// PCAP exports waiting for workers' chunks, by request id.
+    pcap_waiters: Mutex<HashMap<u64, mpsc::Sender<PcapChunk>>>,
+    next_pcap_request: AtomicU64,
     pub counters: HubCounters,
     pub config: HubConfig,
     pub started: SystemTime,
@@ -97,6 +117,9 @@ impl Hub {
             workers: Mutex::new(BTreeMap::new()),
             live,
             worker_config,
+            sources: Mutex::new(HashMap::new()),
+            pcap_waiters: Mutex::new(HashMap::new()),
+            next_pcap_request: AtomicU64::new(1),
             counters: HubCounters::default(),
             config,
             started: SystemTime::now(),
@@ -174,4 +197,49 @@ impl Hub {
         config.version = self.worker_config.borrow().version + 1;
         self.worker_config.send_replace(config);
     }
+
+    pub fn set_source(&self, node: &str, source: PacketSource) {
+        lock(&self.sources).insert(node.to_string(), source);
+    }
+
+    /// Forgets a worker's stream as a packet source, unless a newer stream
+    /// of the same node replaced it already.
+    pub fn drop_source(&self, node: &str, instance: &str) {
+        let mut sources = lock(&self.sources);
+        if matches!(sources.get(node), Some(PacketSource::Worker { instance: i, .. }) if i == instance)
+        {
+            sources.remove(node);
+        }
+    }
+
+    pub fn source(&self, node: &str) -> Option<PacketSource> {
+        lock(&self.sources).get(node).cloned()
+    }
+
+    /// A new PCAP request id and the channel its chunks will arrive on.
+    pub fn pcap_waiter(&self) -> (u64, mpsc::Receiver<PcapChunk>) {
+        let id = self.next_pcap_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(64);
+        lock(&self.pcap_waiters).insert(id, tx);
+        (id, rx)
+    }
+
+    pub fn end_pcap_waiter(&self, id: u64) {
+        lock(&self.pcap_waiters).remove(&id);
+    }
+
+    /// Hands a worker's chunk to the export waiting for it (none: dropped).
+    pub async fn deliver_pcap(&self, chunk: PcapChunk) {
+        let waiter = lock(&self.pcap_waiters).get(&chunk.request_id).cloned();
+        match waiter {
+            Some(w) => {
+                let _ = w.send(chunk).await;
+            }
+            None => tracing::debug!(request = chunk.request_id, "PCAP chunk nobody waits for"),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -11,7 +11,7 @@
 //! undecodable or oversized message) ends that client's stream with a status
 //! saying why; it never touches the others.
 
-use crate::hub::{Hub, WorkerState};
+use crate::hub::{Hub, PacketSource, WorkerState};
 use proto::v1::hub_server::{Hub as HubService, HubServer};
 use proto::v1::{Ack, HubMessage, WorkerMessage, hub_message, worker_message};
 use std::net::SocketAddr;
@@ -105,8 +105,16 @@ impl HubService for Ingest {
                 kind: Some(hub_message::Kind::Config(first_config)),
             }))
             .await;
+        hub.set_source(
+            &node,
+            PacketSource::Worker {
+                instance: hello.instance.clone(),
+                stream: tx.clone(),
+            },
+        );
         tokio::spawn(async move {
             let end = serve(&hub, &node, &mut inbound, &tx, &mut config).await;
+            hub.drop_source(&node, &hello.instance);
             let mut workers = hub.workers();
             if let Some(w) = workers.get_mut(&node)
                 && w.instance == hello.instance
@@ -244,9 +252,7 @@ async fn serve(
                     }
                 }
             }
-            Some(worker_message::Kind::Pcap(chunk)) => {
-                tracing::debug!(%node, request = chunk.request_id, "PCAP chunk nobody asked for");
-            }
+            Some(worker_message::Kind::Pcap(chunk)) => hub.deliver_pcap(chunk).await,
             Some(worker_message::Kind::Hello(_)) => {
                 hub.counters.bad_messages.fetch_add(1, Ordering::Relaxed);
                 let status = Status::invalid_argument("hello sent twice on one stream");

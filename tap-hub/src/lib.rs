@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod export;
 pub mod filter;
 pub mod hub;
 pub mod ingest;

@@ -78,7 +78,7 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
         }
     }
 
-    /// Feeds one datagram sent from `src` to `dst`.
+    /// Feeds one datagram sent from `src` to `dst`; returns its flow's id.
     #[allow(clippy::too_many_arguments)]
     pub fn datagram(
         &mut self,
@@ -89,7 +89,7 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
         dst_port: u16,
         payload: &[u8],
         out: &mut Vec<H::Out>,
-    ) {
+    ) -> Option<u64> {
         self.stats.datagrams += 1;
         self.sweep(ts_ns, out);
         let from = SocketAddr::new(src, src_port);
@@ -98,9 +98,7 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
         if !self.flows.contains_key(&key) {
             self.create(key, from, to, ts_ns, out);
         }
-        let Some(flow) = self.flows.get_mut(&key) else {
-            return;
-        };
+        let flow = self.flows.get_mut(&key)?;
         let dir = if from == flow.info.client {
             Direction::ToServer
         } else {
@@ -111,6 +109,7 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
         flow.bytes[dir.index()] += payload.len() as u64;
         flow.handler
             .on_datagram(&flow.info, dir, ts_ns, payload, out);
+        Some(flow.info.id)
     }
 
     /// Closes every flow (end of capture).

@@ -12,6 +12,7 @@ pub mod dissect;
 pub mod pair;
 pub mod pipeline;
 pub mod reassembly;
+pub mod ring;
 pub mod ship;
 
 pub use pipeline::{Pipeline, PipelineConfig, Stats};

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tap_worker::capture::CaptureFile;
+use tap_worker::ring::PacketRing;
 use tap_worker::ship::{ShipConfig, Shipper};
 use tap_worker::{Pipeline, PipelineConfig, Stats};
 
@@ -35,6 +36,13 @@ struct Args {
     /// Seconds to wait at the end for the hub to acknowledge everything.
     #[arg(long, default_value_t = 30)]
     finish_timeout: u64,
+    /// Memory for raw packets kept for PCAP export (e.g. 64MiB; 0 keeps none).
+    #[arg(long, default_value = "64MiB")]
+    pcap_ring: bytesize::ByteSize,
+    /// After the file is shipped, keep answering the hub's PCAP requests
+    /// for this many seconds.
+    #[arg(long, default_value_t = 0)]
+    linger: u64,
 }
 
 fn main() -> ExitCode {
@@ -84,7 +92,12 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         queue: args.queue,
         ..Default::default()
     };
-    let shipper = runtime.block_on(async { Shipper::start(config, source) });
+    let ring = (args.pcap_ring.as_u64() > 0).then(|| {
+        Arc::new(Mutex::new(PacketRing::new(
+            usize::try_from(args.pcap_ring.as_u64()).unwrap_or(usize::MAX),
+        )))
+    });
+    let shipper = runtime.block_on(async { Shipper::start(config, source, ring.clone()) });
     let mut file = CaptureFile::open(&args.file)?;
     let mut pipeline = Pipeline::new(PipelineConfig {
         node: args.node.clone(),
@@ -105,7 +118,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                         std::thread::sleep(wait);
                     }
                 }
-                pipeline.packet(&pkt, &mut out);
+                if let (Some(flow), Some(ring)) = (pipeline.packet(&pkt, &mut out), &ring) {
+                    ring.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(&pkt, flow);
+                }
             }
             Ok(None) => break,
             Err(e) => {
@@ -123,6 +140,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     ship(&shipper, &mut out, args.pace.is_some())?;
     *stats.lock().unwrap_or_else(|e| e.into_inner()) = pipeline.stats();
     let counters = shipper.counters();
+    if args.linger > 0 {
+        runtime.block_on(tokio::time::sleep(Duration::from_secs(args.linger)));
+    }
     let finished = runtime.block_on(shipper.finish(Duration::from_secs(args.finish_timeout)));
     let s = pipeline.stats();
     eprintln!(

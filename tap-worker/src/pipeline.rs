@@ -100,8 +100,10 @@ impl Pipeline {
         }
     }
 
-    /// Feeds one packet; entries it completes are appended to `out`.
-    pub fn packet(&mut self, pkt: &Packet<'_>, out: &mut Vec<Entry>) {
+    /// Feeds one packet; entries it completes are appended to `out`. Returns
+    /// the id of the TCP connection or UDP flow the packet belongs to (the
+    /// `flow_id` of its entries), for the raw-packet ring.
+    pub fn packet(&mut self, pkt: &Packet<'_>, out: &mut Vec<Entry>) -> Option<u64> {
         self.packets += 1;
         self.bytes += u64::from(pkt.orig_len);
         self.last_ts_ns = self.last_ts_ns.max(pkt.ts_ns);
@@ -109,28 +111,35 @@ impl Pipeline {
         let udp = &mut self.udp;
         let emitted = &mut self.emitted;
         let r = self.decoder.decode(pkt, |d| match &d.transport {
-            Transport::Tcp(seg) => {
-                tcp.segment(pkt.ts_ns, d.src, d.dst, seg, emitted);
-                true
-            }
+            Transport::Tcp(seg) => (true, tcp.segment(pkt.ts_ns, d.src, d.dst, seg, emitted)),
             Transport::Udp {
                 src_port,
                 dst_port,
                 payload,
-            } => {
+            } => (
+                false,
                 udp.datagram(
                     pkt.ts_ns, d.src, *src_port, d.dst, *dst_port, payload, emitted,
-                );
-                false
-            }
+                ),
+            ),
         });
-        match r {
-            Ok(true) => self.tcp_packets += 1,
-            Ok(false) => self.udp_packets += 1,
-            Err(Skip::Malformed(reason)) => tracing::debug!(%reason, "malformed packet"),
-            Err(_) => {}
-        }
+        let flow = match r {
+            Ok((true, flow)) => {
+                self.tcp_packets += 1;
+                flow
+            }
+            Ok((false, flow)) => {
+                self.udp_packets += 1;
+                flow
+            }
+            Err(Skip::Malformed(reason)) => {
+                tracing::debug!(%reason, "malformed packet");
+                None
+            }
+            Err(_) => None,
+        };
         self.collect(out);
+        flow
     }
 
     /// End of input: closes every connection and emits what they still hold.

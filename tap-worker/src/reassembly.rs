@@ -13,7 +13,7 @@
 //!   time; every limit that bites is counted in [`ReassemblyStats`].
 
 use crate::decode::TcpSegment;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 /// Which way bytes travel on a connection.
@@ -251,8 +251,16 @@ pub struct Reassembler<H, F> {
     config: ReassemblyConfig,
     next_id: u64,
     idle: IdleSweep,
+    /// Connections closed lately and their ids, oldest first: the last ACK
+    /// after both FINs (or a stray RST) still belongs to its connection in
+    /// the raw-packet ring. Bounded by [`RECENTLY_CLOSED`].
+    closed: HashMap<FlowKey, u64>,
+    closed_order: VecDeque<FlowKey>,
     pub stats: ReassemblyStats,
 }
+
+/// Closed connections remembered for their trailing packets.
+const RECENTLY_CLOSED: usize = 1024;
 
 impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
     /// `new_handler` makes the handler for each new connection.
@@ -263,6 +271,8 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
             config,
             next_id: 1,
             idle: IdleSweep::default(),
+            closed: HashMap::new(),
+            closed_order: VecDeque::new(),
             stats: ReassemblyStats::default(),
         }
     }
@@ -272,7 +282,8 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
         self.flows.len()
     }
 
-    /// Feeds one TCP segment sent from `src` to `dst` at `ts_ns`.
+    /// Feeds one TCP segment sent from `src` to `dst` at `ts_ns`; returns the
+    /// id of the connection it belongs to (None when it starts none).
     pub fn segment(
         &mut self,
         ts_ns: u64,
@@ -280,7 +291,7 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
         dst: IpAddr,
         seg: &TcpSegment<'_>,
         out: &mut Vec<H::Out>,
-    ) {
+    ) -> Option<u64> {
         self.stats.segments += 1;
         self.sweep(ts_ns, out);
         let from = SocketAddr::new(src, seg.src_port);
@@ -301,14 +312,14 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
         }
         if !self.flows.contains_key(&key) {
             if seg.payload.is_empty() && !seg.syn {
-                // A bare ACK, FIN or RST of a connection we do not know starts nothing.
-                return;
+                // A bare ACK, FIN or RST of a connection we do not know starts
+                // nothing; it may be the tail of one that just closed.
+                return self.closed.get(&key).copied();
             }
             self.create(key, from, to, ts_ns, seg, out);
         }
-        let Some(flow) = self.flows.get_mut(&key) else {
-            return;
-        };
+        let flow = self.flows.get_mut(&key)?;
+        let id = flow.info.id;
         flow.last_ts_ns = ts_ns;
         let dir = if from == flow.info.client {
             Direction::ToServer
@@ -325,6 +336,7 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
         if let Some(reason) = done {
             self.close(key, reason, out);
         }
+        Some(id)
     }
 
     /// Closes every connection (end of capture), flushing what is buffered as gaps.
@@ -384,6 +396,14 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
         let Some(mut flow) = self.flows.remove(&key) else {
             return;
         };
+        if self.closed_order.len() == RECENTLY_CLOSED
+            && let Some(old) = self.closed_order.pop_front()
+        {
+            self.closed.remove(&old);
+        }
+        if self.closed.insert(key, flow.info.id).is_none() {
+            self.closed_order.push_back(key);
+        }
         let mut ctx = Ctx {
             stats: &mut self.stats,
             config: &self.config,

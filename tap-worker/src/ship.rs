@@ -8,19 +8,24 @@
 //! capture cannot queue is dropped and counted (`queue_drops`), never held in
 //! memory without bound. Heartbeats carry every counter to the hub each second.
 //!
+//! The hub may ask for the raw packets of some connections (PCAP export);
+//! they come from the worker's packet ring (`ring`), in chunks on the same
+//! stream.
+//!
 //! When the stream breaks the task reconnects with jittered exponential
 //! backoff. Batches in flight at that moment are counted as `lost_in_flight`
 //! and not sent again: the hub may have stored them, and an entry stored twice
 //! would mislead a user as much as a lost one; the counter says how many.
 
+use crate::ring::PacketRing;
 use proto::v1::hub_client::HubClient;
 use proto::v1::{
     Entry, EntryBatch, Heartbeat, Hello, HubMessage, PcapChunk, WorkerConfig, WorkerCounters,
     WorkerMessage, hub_message, worker_message,
 };
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -110,8 +115,16 @@ pub struct Shipper {
 }
 
 impl Shipper {
-    /// Starts the shipping task on the current tokio runtime.
-    pub fn start(config: ShipConfig, source: CounterSource) -> Shipper {
+    /// Starts the shipping task on the current tokio runtime; `ring` answers
+    /// the hub's PCAP requests (None: this worker keeps no raw packets).
+    pub fn start(
+        mut config: ShipConfig,
+        source: CounterSource,
+        ring: Option<Arc<Mutex<PacketRing>>>,
+    ) -> Shipper {
+        if ring.is_some() && !config.capabilities.iter().any(|c| c == "pcap") {
+            config.capabilities.push("pcap".into());
+        }
         let (queue, rx) = mpsc::channel(config.queue.max(1));
         let counters = Arc::new(ShipCounters::default());
         let (config_tx, config_rx) = watch::channel(None);
@@ -127,6 +140,7 @@ impl Shipper {
                 next_seq: 1,
                 in_flight: VecDeque::new(),
                 closed: false,
+                ring,
             }
             .run(),
         );
@@ -210,6 +224,7 @@ struct Link {
     in_flight: VecDeque<(u64, u64)>,
     /// The queue is closed: ship what is left, then stop.
     closed: bool,
+    ring: Option<Arc<Mutex<PacketRing>>>,
 }
 
 /// Why a session ended.
@@ -334,7 +349,9 @@ impl Link {
                 msg = inbound.message() => match msg {
                     Ok(Some(m)) => {
                         progressed = true;
-                        self.on_message(m, &tx);
+                        if !self.on_message(m, &tx).await {
+                            return self.broke(progressed, "the stream's send queue closed".into());
+                        }
                     }
                     Ok(None) => return self.broke(progressed, "the hub closed the stream".into()),
                     Err(status) => return self.broke(progressed, format!("{status}")),
@@ -407,7 +424,8 @@ impl Link {
         }
     }
 
-    fn on_message(&mut self, m: HubMessage, tx: &mpsc::Sender<WorkerMessage>) {
+    /// Handles one message from the hub; false when the stream can no longer be written.
+    async fn on_message(&mut self, m: HubMessage, tx: &mpsc::Sender<WorkerMessage>) -> bool {
         match m.kind {
             Some(hub_message::Kind::Ack(ack)) => {
                 while let Some(&(seq, n)) = self.in_flight.front() {
@@ -424,18 +442,62 @@ impl Link {
                 self.config_tx.send_replace(Some(c));
             }
             Some(hub_message::Kind::PcapRequest(r)) => {
-                // This worker keeps no raw packets: say so rather than stay silent.
-                let _ = tx.try_send(WorkerMessage {
-                    kind: Some(worker_message::Kind::Pcap(PcapChunk {
-                        request_id: r.request_id,
-                        packets: Vec::new(),
-                        last: true,
-                        error: "this worker keeps no raw packets".into(),
-                    })),
-                });
+                for chunk in self.pcap_chunks(&r) {
+                    let msg = WorkerMessage {
+                        kind: Some(worker_message::Kind::Pcap(chunk)),
+                    };
+                    if tx.send(msg).await.is_err() {
+                        return false;
+                    }
+                }
             }
             None => {}
         }
+        true
+    }
+
+    /// The answer to a PCAP request: the ring's packets in chunks of at most
+    /// `batch_bytes`, the last one marked (and saying what the ring lost).
+    fn pcap_chunks(&self, r: &proto::v1::PcapRequest) -> Vec<PcapChunk> {
+        let chunk = |packets, last, error: String| PcapChunk {
+            request_id: r.request_id,
+            packets,
+            last,
+            error,
+        };
+        let Some(ring) = &self.ring else {
+            return vec![chunk(
+                Vec::new(),
+                true,
+                "this worker keeps no raw packets".into(),
+            )];
+        };
+        let flows: HashSet<u64> = r.flow_ids.iter().copied().collect();
+        let (packets, stats) = {
+            let ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+            (ring.select(&flows, r.from_ns, r.to_ns), ring.stats())
+        };
+        let note = match stats.oldest_ts_ns {
+            Some(oldest) if stats.evicted_packets > 0 && r.from_ns < oldest => format!(
+                "the packet ring ({} packets evicted so far) no longer holds packets before {}",
+                stats.evicted_packets,
+                proto::json::rfc3339_nanos(oldest)
+            ),
+            _ => String::new(),
+        };
+        let mut out = Vec::new();
+        let mut cur = Vec::new();
+        let mut bytes = 0;
+        for p in packets {
+            bytes += p.data.len() + 32;
+            cur.push(p);
+            if bytes >= self.config.batch_bytes {
+                out.push(chunk(std::mem::take(&mut cur), false, String::new()));
+                bytes = 0;
+            }
+        }
+        out.push(chunk(cur, true, note));
+        out
     }
 }
 

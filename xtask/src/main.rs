@@ -30,14 +30,16 @@ enum Task {
     },
     /// Setup, then kubetap's main job: real HTTP traffic on loopback, captured and dissected.
     Demo,
-    /// Setup, then time `kubetap read` against tshark on a large generated capture.
+    /// Setup, then time `kubetap read` against tshark (a large generated
+    /// capture, and real peers' captures per protocol), and the hub's ingest
+    /// and query latency.
     Bench {
-        /// HTTP transactions in the generated capture.
+        /// HTTP transactions in the generated capture (and entries for the hub).
         #[arg(long, default_value_t = 1_000_000)]
         transactions: u64,
-        /// Only the per-protocol part (Redis, HTTP/2, DNS captured from real peers).
-        #[arg(long)]
-        protocols_only: bool,
+        /// Run only this part.
+        #[arg(long, value_enum)]
+        only: Option<bench::Part>,
     },
     /// Run every fuzz target (cargo-fuzz, nightly).
     Fuzz {
@@ -52,10 +54,7 @@ fn main() -> Result<()> {
         Task::Setup => setup::all(),
         Task::Test { fuzz_seconds } => test(fuzz_seconds),
         Task::Demo => demo(),
-        Task::Bench {
-            transactions,
-            protocols_only,
-        } => bench::run(transactions, protocols_only),
+        Task::Bench { transactions, only } => bench::run(transactions, only),
         Task::Fuzz { seconds } => fuzz(seconds),
     }
 }

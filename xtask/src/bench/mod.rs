@@ -1,6 +1,9 @@
 //! `cargo xtask bench`: `kubetap read --json` against tshark's HTTP dissector
 //! on the same large generated capture, in one invocation; ratios, throughput
-//! and peak RSS (GNU time's maximum resident set size).
+//! and peak RSS (GNU time's maximum resident set size). Then each protocol
+//! against tshark on real peers' captures, and the hub (`hub`).
+
+mod hub;
 
 use crate::{cargo, exec, root, setup, synth, target_dir};
 use anyhow::{Context as _, Result, bail};
@@ -63,12 +66,34 @@ fn capture(transactions: u64) -> Result<(PathBuf, u64)> {
     Ok((path, size))
 }
 
-pub fn run(transactions: u64, protocols_only: bool) -> Result<()> {
+/// A part of the benchmark, to run only that one.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// kubetap read against tshark on a generated HTTP/1 capture.
+    Read,
+    /// Each protocol against tshark on real peers' captures, and all merged.
+    Protocols,
+    /// Ingest from worker processes into one hub, and query latency.
+    Hub,
+}
+
+pub fn run(transactions: u64, only: Option<Part>) -> Result<()> {
     setup::all()?;
     run_cargo_release()?;
-    if protocols_only {
-        return protocols();
+    let want = |p: Part| only.is_none_or(|o| o == p);
+    if want(Part::Read) {
+        read(transactions)?;
     }
+    if want(Part::Protocols) {
+        protocols()?;
+    }
+    if want(Part::Hub) {
+        hub::run(transactions)?;
+    }
+    Ok(())
+}
+
+fn read(transactions: u64) -> Result<()> {
     let kubetap = target_dir().join("release/kubetap");
     let (big, big_size) = capture(transactions)?;
     let (small, small_size) = capture((transactions / 10).max(1))?;
@@ -137,7 +162,7 @@ pub fn run(transactions: u64, protocols_only: bool) -> Result<()> {
         ours_small.rss_mib,
         small_size as f64 / 1e6
     );
-    protocols()
+    Ok(())
 }
 
 /// One protocol of the per-protocol benchmark: tshark's decode-as protocol and
@@ -303,7 +328,16 @@ fn protocols() -> Result<()> {
 fn run_cargo_release() -> Result<()> {
     exec(
         cargo()
-            .args(["build", "--release", "-p", "tap-cli"])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "tap-cli",
+                "-p",
+                "tap-hub",
+                "-p",
+                "tap-worker",
+            ])
             .current_dir(root()),
     )
 }

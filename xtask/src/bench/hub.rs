@@ -1,0 +1,244 @@
+//! The hub's part of `cargo xtask bench`: ingest from several real worker
+//! processes into one real hub, then query latency over everything stored.
+//!
+//! Ingest is reported per hub CPU second (the hub's user+system time from
+//! /proc while the workers stream), since on a 2-core machine the workers'
+//! own dissection shares the cores; the reference run is the same workers'
+//! work without a hub (`kubetap read --json` of the same files), so the ratio
+//! says how many workers' output one hub core keeps up with.
+
+use super::{Measured, measure};
+use crate::{synth, target_dir};
+use anyhow::{Context as _, Result, bail};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WORKERS: u64 = 4;
+
+/// Kills the hub when the bench ends, however it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// (user+system CPU seconds, peak RSS MiB) of a running process.
+fn cpu_and_rss(pid: u32) -> Result<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses.
+    let after = stat.rsplit_once(')').context("/proc stat")?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let hwm_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("VmHWM")?
+        .parse()?;
+    // USER_HZ is 100 on Linux.
+    Ok((ticks / 100.0, hwm_kib / 1024.0))
+}
+
+/// A GET on the hub's API; the body.
+fn get(addr: &str, path_and_query: &str) -> Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    write!(
+        s,
+        "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").context("no HTTP head")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!(
+            "GET {path_and_query}: {}",
+            head.lines().next().unwrap_or("")
+        );
+    }
+    Ok(body.to_string())
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn captures(per_worker: u64) -> Result<Vec<PathBuf>> {
+    let dir = target_dir().join("bench/hub");
+    std::fs::create_dir_all(&dir)?;
+    (0..WORKERS)
+        .map(|i| {
+            let path = dir.join(format!("worker{i}-{per_worker}.pcap"));
+            if !path.exists() {
+                let tmp = path.with_extension("partial");
+                synth::generate(&tmp, per_worker, 100 + i)?;
+                std::fs::rename(&tmp, &path)?;
+            }
+            Ok(path)
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn run(entries: u64) -> Result<()> {
+    let per_worker = (entries / WORKERS).max(1);
+    let files = captures(per_worker)?;
+    let release = target_dir().join("release");
+    let kubetap = release.join("kubetap");
+    let (hub_bin, worker_bin) = (release.join("tap-hub"), release.join("tap-worker"));
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+
+    // Reference: the workers' own work, one after the other, without a hub.
+    let mut reference = 0.0;
+    for f in &files {
+        let m: Measured = measure(&kubetap, &["read", "--json", "--quiet", &s(f)])?;
+        reference += m.seconds;
+    }
+
+    let grpc = free_port()?;
+    let http = free_port()?;
+    let api = format!("127.0.0.1:{http}");
+    let mut hub = Guard(
+        Command::new(&hub_bin)
+            .args(["--grpc", &format!("127.0.0.1:{grpc}"), "--listen", &api])
+            .args(["--memory-budget", "8GiB"])
+            .env("KUBETAP_LOG", "warn")
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting tap-hub")?,
+    );
+    let stderr = hub.0.stderr.take().context("hub stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    lines
+        .next()
+        .transpose()?
+        .filter(|l| l.contains("workers connect"))
+        .context("tap-hub did not start")?;
+    std::thread::spawn(move || for _ in lines {});
+    let pid = hub.0.id();
+    let (cpu0, _) = cpu_and_rss(pid)?;
+    let started = Instant::now();
+    let workers: Vec<Child> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            Command::new(&worker_bin)
+                .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
+                .args(["--node", &format!("node-{i}"), "--file", &s(f)])
+                .env("KUBETAP_LOG", "warn")
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting tap-worker")
+        })
+        .collect::<Result<_>>()?;
+    let mut acked = 0u64;
+    for w in workers {
+        let out = w.wait_with_output()?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            bail!("tap-worker failed: {text}");
+        }
+        acked += text
+            .lines()
+            .find_map(|l| {
+                l.split(", ").find_map(|f| {
+                    f.strip_suffix(" acknowledged by the hub")?
+                        .parse::<u64>()
+                        .ok()
+                })
+            })
+            .unwrap_or(0);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let (cpu1, rss) = cpu_and_rss(pid)?;
+    let hub_cpu = cpu1 - cpu0;
+    let workers_body = get(&api, "/api/workers")?;
+    let stored = workers_body
+        .split("\"entries_in_memory\":")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    if stored != acked {
+        bail!("the hub stores {stored} entries but acknowledged {acked}");
+    }
+    let memory_bytes = workers_body
+        .split("\"memory_bytes\":")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0);
+
+    println!(
+        "\nhub ingest: {WORKERS} tap-worker processes -> one tap-hub over gRPC, {acked} HTTP entries"
+    );
+    println!(
+        "  wall {wall:.2} s ({:.0} entries/s end to end, workers dissecting on the same 2 cores)",
+        acked as f64 / wall
+    );
+    println!(
+        "  hub CPU {hub_cpu:.2} s: {:.0} entries per hub CPU second (goal 200000); hub peak RSS {rss:.0} MiB, store {:.0} MiB ({:.0} bytes/entry)",
+        acked as f64 / hub_cpu.max(0.001),
+        memory_bytes / (1 << 20) as f64,
+        memory_bytes / acked.max(1) as f64
+    );
+    println!(
+        "  reference: the same files through kubetap read --json, no hub: {reference:.2} s; the hub costs {:.2} CPU s per CPU s of dissection",
+        hub_cpu / reference.max(0.001)
+    );
+
+    println!("query latency over {acked} stored entries (median of 5, HTTP round trip included):");
+    for (name, filter, path) in [
+        (
+            "selective",
+            "http && request.method == \"POST\" && request.path.startsWith(\"/api/v1/orders?customer=4242\")",
+            "/api/entries",
+        ),
+        ("broad", "http && response.status == 200", "/api/entries"),
+        ("no match", "response.status == 599", "/api/entries"),
+        ("service map, all", "http", "/api/servicemap"),
+    ] {
+        let q = format!("{path}?filter={}", encode(filter));
+        let mut times = Vec::new();
+        let mut body = String::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            body = get(&api, &q)?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let scanned = body
+            .split("\"scanned\":")
+            .nth(1)
+            .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+            .unwrap_or("-")
+            .to_string();
+        println!(
+            "  {name:<18} {:>9.1} ms (goal < 100 ms)  scanned {scanned:>8}  `{filter}`",
+            median(times)
+        );
+    }
+    drop(hub);
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
