@@ -141,7 +141,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     *stats.lock().unwrap_or_else(|e| e.into_inner()) = pipeline.stats();
     let counters = shipper.counters();
     if args.linger > 0 {
-        runtime.block_on(tokio::time::sleep(Duration::from_secs(args.linger)));
+        let linger = Duration::from_secs(args.linger);
+        runtime.block_on(async { tokio::time::sleep(linger).await });
     }
     let finished = runtime.block_on(shipper.finish(Duration::from_secs(args.finish_timeout)));
     let s = pipeline.stats();

@@ -1,0 +1,250 @@
+//! PCAP export, end to end with tshark as the oracle: real HTTP traffic
+//! (curl and Python on loopback) captured by dumpcap, then served by
+//! `kubetap read --serve` and by a real hub fed by two real workers; the
+//! pcapng from `/api/pcap?filter=…` must hold exactly the connections of the
+//! entries the filter selects, each with every packet the original capture
+//! has of it.
+
+mod peers;
+
+use peers::{Peer, TempDir, free_port, require, run};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// GET on the API: status and body.
+fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head[9..12].parse().unwrap();
+    let body = raw[split + 4..].to_vec();
+    // The API answers whole bodies (no chunking) or chunked JSON; de-chunk the latter.
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[eol + 2..eol + 2 + n]);
+            rest = &rest[eol + 4 + n..];
+        }
+        return (status, out);
+    }
+    (status, body)
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Client ports of the connections of the entries `filter` selects, per node.
+fn selected(port: u16, filter: &str) -> BTreeMap<String, BTreeSet<u16>> {
+    let (status, body) = get(
+        port,
+        &format!("/api/entries?limit=1000&filter={}", encode(filter)),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["next_cursor"].is_null(), "more than one page");
+    let mut out: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
+    for e in v["entries"].as_array().unwrap() {
+        out.entry(e["node"].as_str().unwrap().to_string())
+            .or_default()
+            .insert(e["src"]["port"].as_u64().unwrap() as u16);
+    }
+    out
+}
+
+/// Per (interface name, client port): frames in a capture, by tshark.
+fn frames(file: &Path, server: u16) -> BTreeMap<(String, u16), usize> {
+    let out = run(Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(["-T", "fields", "-e", "frame.interface_name"])
+        .args(["-e", "tcp.srcport", "-e", "tcp.dstport"]));
+    let mut m = BTreeMap::new();
+    for line in String::from_utf8(out).unwrap().lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (a, b): (u16, u16) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+        let client = if a == server { b } else { a };
+        *m.entry((f[0].to_string(), client)).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The export for `filter` must hold, per node, exactly the selected
+/// connections with all of their frames from `original`.
+fn check_export(port: u16, filter: &str, original: &Path, server: u16, dir: &TempDir) {
+    let want = selected(port, filter);
+    assert!(!want.is_empty(), "the filter {filter:?} selects nothing");
+    let (status, body) = get(port, &format!("/api/pcap?filter={}", encode(filter)));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let file = dir.path(&format!("export-{}.pcapng", want.len()));
+    std::fs::write(&file, &body).unwrap();
+    let got = frames(&file, server);
+    let source: BTreeMap<u16, usize> = frames(original, server)
+        .into_iter()
+        .map(|((_, port), n)| (port, n))
+        .collect();
+    let mut expected = BTreeMap::new();
+    for (node, ports) in &want {
+        for p in ports {
+            expected.insert((node.clone(), *p), source[p]);
+        }
+    }
+    assert_eq!(got, expected, "filter {filter:?}");
+}
+
+fn capture(dir: &TempDir) -> (PathBuf, u16) {
+    let port = free_port();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/capture_http.sh");
+    run(Command::new("bash")
+        .arg(script)
+        .arg(&dir.0)
+        .arg(port.to_string()));
+    (dir.path("lo.pcapng"), port)
+}
+
+/// A process whose stderr the test reads.
+fn spawn_piped(cmd: &mut Command) -> Peer {
+    Peer(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")),
+    )
+}
+
+/// Waits for a line containing `needle` on a child's stderr.
+fn wait_line(peer: &mut Peer, needle: &str) {
+    let stderr = peer.0.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let started = Instant::now();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains(needle) {
+            // Keep draining so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no {needle:?}");
+    }
+    panic!("the process ended before printing {needle:?}");
+}
+
+/// A binary of another workspace package, built beside this test.
+fn sibling(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build -p {name}` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn read_serve_exports_exactly_the_selected_connections() {
+    if !require(&["dumpcap", "tshark", "curl", "python3"]) {
+        return;
+    }
+    let dir = TempDir::new("pcap-export-serve");
+    let (file, server) = capture(&dir);
+    let port = free_port();
+    let mut serve = spawn_piped(
+        Command::new(env!("CARGO_BIN_EXE_kubetap"))
+            .args(["read", "--serve", "--port", &port.to_string()])
+            .arg(&file),
+    );
+    wait_line(&mut serve, "all entries loaded");
+    for filter in [
+        "http",
+        "response.status == 404",
+        "request.path.startsWith(\"/json\")",
+    ] {
+        check_export(port, filter, &file, server, &dir);
+    }
+    let (status, body) = get(port, &format!("/api/pcap?filter={}", encode("dns")));
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+}
+
+#[test]
+fn a_hub_merges_the_packets_of_several_workers() {
+    if !require(&["dumpcap", "tshark", "curl", "python3"]) {
+        return;
+    }
+    let dir = TempDir::new("pcap-export-workers");
+    let (file, server) = capture(&dir);
+    let (grpc, http) = (free_port(), free_port());
+    let mut hub = spawn_piped(
+        Command::new(sibling("tap-hub"))
+            .args(["--grpc", &format!("127.0.0.1:{grpc}")])
+            .args(["--listen", &format!("127.0.0.1:{http}")]),
+    );
+    wait_line(&mut hub, "workers connect");
+    // Each worker ships the file and stays to answer PCAP requests.
+    let _workers: Vec<Peer> = ["w1", "w2"]
+        .iter()
+        .map(|node| {
+            Peer::spawn(
+                Command::new(sibling("tap-worker"))
+                    .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
+                    .args(["--node", node, "--linger", "120", "--file"])
+                    .arg(&file),
+            )
+        })
+        .collect();
+    let total = peers::kubetap_entries(&file).len();
+    let started = Instant::now();
+    loop {
+        let (_, body) = get(http, "/api/workers");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let received: u64 = v["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["entries_received"].as_u64().unwrap())
+            .sum();
+        if received == 2 * total as u64 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the hub got {received} of {} entries",
+            2 * total
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for filter in [
+        "response.status == 404",
+        "node == \"w2\" && request.path.startsWith(\"/json\")",
+        "http",
+    ] {
+        check_export(http, filter, &file, server, &dir);
+    }
+}
