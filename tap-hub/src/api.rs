@@ -9,6 +9,8 @@
 //! - `GET /api/servicemap?filter=&window=5m`
 //! - `GET /api/workers`: each worker's state, heartbeat and counters, and the hub's.
 //! - `GET /api/pcap?filter=&window=`: a pcapng of the matching entries' connections.
+//! - `GET /api/config`, `PUT /api/config`: what workers capture; a change
+//!   reaches every connected worker at once.
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text format).
 //!
 //! The API is described in `tap-hub/openapi.yaml`.
@@ -24,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use proto::json::{EntryJson, rfc3339_nanos};
+use proto::v1::{CaptureSettings, RedactionRule, WorkerConfig};
 use serde::Deserialize;
 use serde_json::json;
 use std::fmt::Write as _;
@@ -53,6 +56,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/servicemap", get(servicemap))
         .route("/api/workers", get(workers))
         .route("/api/pcap", get(pcap))
+        .route("/api/config", get(get_config).put(put_config))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
         .route("/metrics", get(metrics))
@@ -351,6 +355,101 @@ async fn pcap(
         h.insert("x-kubetap-problems", v);
     }
     Ok(response)
+}
+
+/// The workers' configuration in JSON.
+#[derive(serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigJson {
+    #[serde(default, skip_deserializing)]
+    version: u64,
+    /// Pod name regexes to capture; empty: all.
+    #[serde(default)]
+    target_pods: Vec<String>,
+    #[serde(default)]
+    target_namespaces: Vec<String>,
+    #[serde(default)]
+    redaction: Vec<RuleJson>,
+    #[serde(default)]
+    capture: CaptureJson,
+}
+
+#[derive(serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleJson {
+    #[serde(default)]
+    field: String,
+    #[serde(default)]
+    pattern: String,
+}
+
+#[derive(serde::Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CaptureJson {
+    #[serde(default)]
+    max_body: u64,
+    #[serde(default)]
+    pcap_ring_bytes: u64,
+}
+
+async fn get_config(State(hub): State<Arc<Hub>>) -> Json<ConfigJson> {
+    let c = hub.worker_config().borrow().clone();
+    let capture = c.capture.unwrap_or_default();
+    Json(ConfigJson {
+        version: c.version,
+        target_pods: c.target_pods,
+        target_namespaces: c.target_namespaces,
+        redaction: c
+            .redaction
+            .into_iter()
+            .map(|r| RuleJson {
+                field: r.field,
+                pattern: r.pattern,
+            })
+            .collect(),
+        capture: CaptureJson {
+            max_body: capture.max_body,
+            pcap_ring_bytes: capture.pcap_ring_bytes,
+        },
+    })
+}
+
+/// Replaces the workers' configuration. Regexes are checked here, so a
+/// mistake is a 400 and not a worker that captures nothing.
+async fn put_config(
+    State(hub): State<Arc<Hub>>,
+    body: axum::body::Bytes,
+) -> Result<Json<ConfigJson>, ApiError> {
+    let c: ConfigJson = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(format!("invalid configuration: {e}")))?;
+    for p in c
+        .target_pods
+        .iter()
+        .chain(c.redaction.iter().map(|r| &r.pattern))
+    {
+        if !p.is_empty() {
+            regex::Regex::new(p)
+                .map_err(|e| ApiError::bad(format!("invalid regular expression {p:?}: {e}")))?;
+        }
+    }
+    hub.set_worker_config(WorkerConfig {
+        version: 0,
+        target_pods: c.target_pods,
+        target_namespaces: c.target_namespaces,
+        redaction: c
+            .redaction
+            .into_iter()
+            .map(|r| RedactionRule {
+                field: r.field,
+                pattern: r.pattern,
+            })
+            .collect(),
+        capture: Some(CaptureSettings {
+            max_body: c.capture.max_body,
+            pcap_ring_bytes: c.capture.pcap_ring_bytes,
+        }),
+    });
+    Ok(get_config(State(hub)).await)
 }
 
 #[derive(Deserialize)]

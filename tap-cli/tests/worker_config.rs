@@ -1,0 +1,109 @@
+//! The hub pushes the workers' configuration: a worker gets it when it
+//! connects, and again, at once, when a user changes it through
+//! `PUT /api/config`; a bad configuration is refused with a 400. A real hub
+//! (in-process, on loopback) and the worker's real shipping stage.
+
+use proto::v1::WorkerCounters;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+use tap_worker::ship::{ShipConfig, Shipper};
+
+fn request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (head[9..12].parse().unwrap(), body.to_string())
+}
+
+#[test]
+fn workers_get_the_configuration_on_connect_and_on_every_change() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hub = tap_hub::Hub::open(Default::default()).unwrap();
+    let (grpc, http) = rt.block_on(async {
+        (
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        )
+    });
+    let (grpc_port, http_port) = (
+        grpc.local_addr().unwrap().port(),
+        http.local_addr().unwrap().port(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    rt.spawn(tap_hub::serve(hub, Some(grpc), http, async {
+        let _ = stopped.await;
+    }));
+    let shipper = rt.block_on(async {
+        Shipper::start(
+            ShipConfig {
+                hub: format!("http://127.0.0.1:{grpc_port}"),
+                node: "n1".into(),
+                ..Default::default()
+            },
+            Arc::new(WorkerCounters::default),
+            None,
+        )
+    });
+    let mut config = shipper.config();
+    let wait_version = |config: &mut tokio::sync::watch::Receiver<_>, v: u64| {
+        rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                config.wait_for(|c: &Option<proto::v1::WorkerConfig>| {
+                    c.as_ref().is_some_and(|c| c.version == v)
+                }),
+            )
+            .await
+            .expect("the configuration did not arrive")
+            .unwrap()
+            .clone()
+            .unwrap()
+        })
+    };
+    assert_eq!(
+        wait_version(&mut config, 1).target_pods,
+        Vec::<String>::new()
+    );
+
+    let (status, body) = request(
+        http_port,
+        "PUT",
+        "/api/config",
+        r#"{"target_pods":["^checkout-"],"target_namespaces":["shop"],"redaction":[{"field":"request.headers.authorization","pattern":""}],"capture":{"max_body":4096}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let c = wait_version(&mut config, 2);
+    assert_eq!(c.target_pods, ["^checkout-"]);
+    assert_eq!(c.target_namespaces, ["shop"]);
+    assert_eq!(c.redaction[0].field, "request.headers.authorization");
+    assert_eq!(c.capture.unwrap().max_body, 4096);
+
+    // Mistakes are refused and change nothing.
+    for bad in [
+        r#"{"target_pods":["(unclosed"]}"#,
+        r#"{"target_podz":[]}"#,
+        "not json",
+    ] {
+        let (status, body) = request(http_port, "PUT", "/api/config", bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("\"error\""), "{body}");
+    }
+    let (status, body) = request(http_port, "GET", "/api/config", "");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["target_pods"][0], "^checkout-");
+
+    rt.block_on(shipper.finish(Duration::from_secs(5))).unwrap();
+    let _ = stop.send(());
+}
