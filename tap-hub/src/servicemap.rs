@@ -1302,7 +1302,7 @@ mod tests {
                 "postgres ok",
                 with_response(
                     e(Protocol::Postgres),
-                    response::Kind::Postgres(Box::new(PostgresResponse::default())),
+                    response::Kind::Postgres(Box::default()),
                 ),
                 false,
             ),
@@ -1340,7 +1340,7 @@ mod tests {
                 "kafka ok",
                 with_response(
                     with_request(e(Protocol::Kafka), kafka_req(1)),
-                    response::Kind::Kafka(Box::new(KafkaResponse::default())),
+                    response::Kind::Kafka(Box::default()),
                 ),
                 false,
             ),
