@@ -58,6 +58,8 @@ pub struct HubCounters {
 pub struct WorkerState {
     pub node: String,
     pub instance: String,
+    /// The hub's id of the worker's current stream (see [`Hub::new_session`]).
+    pub session: u64,
     pub version: String,
     pub capabilities: Vec<String>,
     pub connected: bool,
@@ -83,7 +85,7 @@ pub type LiveEntry = (u64, Arc<Entry>);
 pub enum PacketSource {
     /// A connected worker: the request goes down its stream, chunks come back.
     Worker {
-        instance: String,
+        session: u64,
         stream: mpsc::Sender<Result<HubMessage, Status>>,
     },
     /// This process keeps the packets itself (`kubetap read --serve`).
@@ -102,6 +104,7 @@ pub struct Hub {
     /// PCAP exports waiting for workers' chunks, by request id.
     pcap_waiters: Mutex<HashMap<u64, mpsc::Sender<PcapChunk>>>,
     next_pcap_request: AtomicU64,
+    next_session: AtomicU64,
     pub counters: HubCounters,
     pub config: HubConfig,
     pub started: SystemTime,
@@ -120,6 +123,7 @@ impl Hub {
             sources: Mutex::new(HashMap::new()),
             pcap_waiters: Mutex::new(HashMap::new()),
             next_pcap_request: AtomicU64::new(1),
+            next_session: AtomicU64::new(1),
             counters: HubCounters::default(),
             config,
             started: SystemTime::now(),
@@ -198,15 +202,22 @@ impl Hub {
         self.worker_config.send_replace(config);
     }
 
+    /// A new id for a worker's stream. A worker that reconnects keeps its
+    /// instance id, and its old stream may end after the new one began: what
+    /// the old stream's end undoes is decided by this id, not the instance.
+    pub fn new_session(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
     pub fn set_source(&self, node: &str, source: PacketSource) {
         lock(&self.sources).insert(node.to_string(), source);
     }
 
     /// Forgets a worker's stream as a packet source, unless a newer stream
     /// of the same node replaced it already.
-    pub fn drop_source(&self, node: &str, instance: &str) {
+    pub fn drop_source(&self, node: &str, session: u64) {
         let mut sources = lock(&self.sources);
-        if matches!(sources.get(node), Some(PacketSource::Worker { instance: i, .. }) if i == instance)
+        if matches!(sources.get(node), Some(PacketSource::Worker { session: s, .. }) if *s == session)
         {
             sources.remove(node);
         }

@@ -94,7 +94,8 @@ impl HubService for Ingest {
             ));
         }
         hub.counters.sessions.fetch_add(1, Ordering::Relaxed);
-        register(&hub, &node, &hello, remote);
+        let session = hub.new_session();
+        register(&hub, &node, &hello, remote, session);
         tracing::info!(%node, instance = %hello.instance, remote = ?remote, "worker connected");
 
         let (tx, rx) = mpsc::channel::<Result<HubMessage, Status>>(64);
@@ -108,16 +109,16 @@ impl HubService for Ingest {
         hub.set_source(
             &node,
             PacketSource::Worker {
-                instance: hello.instance.clone(),
+                session,
                 stream: tx.clone(),
             },
         );
         tokio::spawn(async move {
             let end = serve(&hub, &node, &mut inbound, &tx, &mut config).await;
-            hub.drop_source(&node, &hello.instance);
+            hub.drop_source(&node, session);
             let mut workers = hub.workers();
             if let Some(w) = workers.get_mut(&node)
-                && w.instance == hello.instance
+                && w.session == session
             {
                 w.connected = false;
                 w.disconnected_at = Some(SystemTime::now());
@@ -141,7 +142,13 @@ fn reject(hub: &Hub, status: Status) -> Status {
     status
 }
 
-fn register(hub: &Hub, node: &str, hello: &proto::v1::Hello, remote: Option<SocketAddr>) {
+fn register(
+    hub: &Hub,
+    node: &str,
+    hello: &proto::v1::Hello,
+    remote: Option<SocketAddr>,
+    session: u64,
+) {
     let now = SystemTime::now();
     let mut workers = hub.workers();
     let w = workers
@@ -149,6 +156,7 @@ fn register(hub: &Hub, node: &str, hello: &proto::v1::Hello, remote: Option<Sock
         .or_insert_with(|| WorkerState {
             node: node.to_string(),
             instance: hello.instance.clone(),
+            session,
             version: String::new(),
             capabilities: Vec::new(),
             connected: false,
@@ -168,6 +176,7 @@ fn register(hub: &Hub, node: &str, hello: &proto::v1::Hello, remote: Option<Sock
         w.instance = hello.instance.clone();
         w.counters = Default::default();
     }
+    w.session = session;
     w.version = hello.version.clone();
     w.capabilities = hello.capabilities.clone();
     w.connected = true;

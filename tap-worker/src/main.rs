@@ -27,8 +27,8 @@ struct Args {
     /// Capture file (pcap or pcapng) to dissect and ship; '-' reads stdin.
     #[arg(long, value_name = "FILE")]
     file: PathBuf,
-    /// Replay the file at the pace it was recorded (times SPEED).
-    #[arg(long, value_name = "SPEED")]
+    /// Replay the file at the pace it was recorded (times SPEED, > 0).
+    #[arg(long, value_name = "SPEED", value_parser = positive)]
     pace: Option<f64>,
     /// Entries waiting for the hub, at most; with --pace, entries beyond it are dropped and counted.
     #[arg(long, default_value_t = 64 * 1024)]
@@ -60,6 +60,15 @@ fn main() -> ExitCode {
             eprintln!("tap-worker: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a speed: use a number above 0, e.g. 1 or 0.5"
+        )),
     }
 }
 
@@ -111,7 +120,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     loop {
         match file.next_packet() {
             Ok(Some(pkt)) => {
-                if let Some(speed) = args.pace.filter(|s| *s > 0.0) {
+                if let Some(speed) = args.pace {
                     let first = *first_ts.get_or_insert(pkt.ts_ns);
                     let due = Duration::from_nanos(pkt.ts_ns.saturating_sub(first)).div_f64(speed);
                     if let Some(wait) = due.checked_sub(started.elapsed()) {
