@@ -26,9 +26,18 @@ static ENTRIES: LazyLock<Vec<Entry>> = LazyLock::new(|| {
         })
     };
     let headers = vec![
-        Header { name: "Content-Type".into(), value: "application/json".into() },
-        Header { name: "accept".into(), value: "a".into() },
-        Header { name: "Accept".into(), value: "b".into() },
+        Header {
+            name: "Content-Type".into(),
+            value: "application/json".into(),
+        },
+        Header {
+            name: "accept".into(),
+            value: "a".into(),
+        },
+        Header {
+            name: "Accept".into(),
+            value: "b".into(),
+        },
     ];
     let entry = |protocol: Protocol, req: request::Kind, resp: response::Kind| Entry {
         id: "0000000000000001-0".into(),
@@ -56,27 +65,82 @@ static ENTRIES: LazyLock<Vec<Entry>> = LazyLock::new(|| {
                 }
                 .into(),
             ),
-            response::Kind::Http(HttpResponse { status: 503, headers, ..Default::default() }.into()),
+            response::Kind::Http(
+                HttpResponse {
+                    status: 503,
+                    headers,
+                    ..Default::default()
+                }
+                .into(),
+            ),
         ),
         entry(
             Protocol::Grpc,
-            request::Kind::Grpc(GrpcRequest { path: "/a.B/C".into(), ..Default::default() }.into()),
-            response::Kind::Grpc(GrpcResponse { status: Some(14), ..Default::default() }.into()),
+            request::Kind::Grpc(
+                GrpcRequest {
+                    path: "/a.B/C".into(),
+                    ..Default::default()
+                }
+                .into(),
+            ),
+            response::Kind::Grpc(
+                GrpcResponse {
+                    status: Some(14),
+                    ..Default::default()
+                }
+                .into(),
+            ),
         ),
         entry(
             Protocol::Redis,
-            request::Kind::Redis(RedisRequest { command: "GET".into(), ..Default::default() }.into()),
-            response::Kind::Redis(RedisResponse { is_error: true, ..Default::default() }.into()),
+            request::Kind::Redis(
+                RedisRequest {
+                    command: "GET".into(),
+                    ..Default::default()
+                }
+                .into(),
+            ),
+            response::Kind::Redis(
+                RedisResponse {
+                    is_error: true,
+                    ..Default::default()
+                }
+                .into(),
+            ),
         ),
         entry(
             Protocol::Dns,
-            request::Kind::Dns(DnsRequest { name: "example.com".into(), ..Default::default() }.into()),
-            response::Kind::Dns(DnsResponse { rcode: 3, ..Default::default() }.into()),
+            request::Kind::Dns(
+                DnsRequest {
+                    name: "example.com".into(),
+                    ..Default::default()
+                }
+                .into(),
+            ),
+            response::Kind::Dns(
+                DnsResponse {
+                    rcode: 3,
+                    ..Default::default()
+                }
+                .into(),
+            ),
         ),
         entry(
             Protocol::Tcp,
-            request::Kind::Stream(StreamSide { bytes: 10, ..Default::default() }.into()),
-            response::Kind::Stream(StreamSide { ended: "fin".into(), ..Default::default() }.into()),
+            request::Kind::Stream(
+                StreamSide {
+                    bytes: 10,
+                    ..Default::default()
+                }
+                .into(),
+            ),
+            response::Kind::Stream(
+                StreamSide {
+                    ended: "fin".into(),
+                    ..Default::default()
+                }
+                .into(),
+            ),
         ),
         Entry::default(),
     ]
@@ -92,14 +156,21 @@ fuzz_target!(|data: &[u8]| {
                 let bound = f.min_ts_ns(now);
                 for e in ENTRIES.iter() {
                     if f.matches(e, now) {
-                        assert!(bound.is_none_or(|b| e.ts_ns >= b), "{src:?} matched below its bound");
+                        assert!(
+                            bound.is_none_or(|b| e.ts_ns >= b),
+                            "{src:?} matched below its bound"
+                        );
                     }
                 }
             }
         }
         Err(e) => {
             assert!(e.column >= 1, "{src:?}: column {}", e.column);
-            assert!(e.column <= src.chars().count() + 1, "{src:?}: column {}", e.column);
+            assert!(
+                e.column <= src.chars().count() + 1,
+                "{src:?}: column {}",
+                e.column
+            );
         }
     }
 });

@@ -140,7 +140,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         n += 1;
-        if n % 256 == 0 {
+        if n.is_multiple_of(256) {
             *stats.lock().unwrap_or_else(|e| e.into_inner()) = pipeline.stats();
         }
         ship(&shipper, &mut out, args.pace.is_some())?;

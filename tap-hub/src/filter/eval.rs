@@ -238,6 +238,11 @@ enum Fast {
     /// An integer field against an integer literal.
     Int(CmpOp, Field, i128),
     Ts(CmpOp, Rhs),
+    /// `s.contains("…")`, `.startsWith`, `.endsWith` on a string field.
+    StrOp(StrOp, Field, Box<str>),
+    Matches(Field, Regex),
+    /// `"gap" in flags`.
+    Listed(Field, Box<str>),
     Cmp(CmpOp, Field, Rhs),
     In(Field, Box<[Const]>),
     Not(Box<Fast>),
@@ -287,6 +292,23 @@ impl Fast {
                     rhs => Fast::Cmp(op, f, rhs),
                 }
             }
+            Node::Str(op, args) => match &**args {
+                [Node::Field(f), Node::Const(Const::Str(x))] if is_str_field(*f) => {
+                    Fast::StrOp(*op, *f, x.clone())
+                }
+                _ => return None,
+            },
+            Node::Matches(x, re) => match &**x {
+                Node::Field(f) if is_str_field(*f) => Fast::Matches(*f, re.clone()),
+                _ => return None,
+            },
+            Node::In(args) => match &**args {
+                [
+                    Node::Const(Const::Str(x)),
+                    Node::Field(f @ (Field::Flags | Field::Redacted)),
+                ] => Fast::Listed(*f, x.clone()),
+                _ => return None,
+            },
             Node::InConst(x, items) => match &**x {
                 Node::Field(f) if is_str_field(*f) => {
                     let strs: Option<Box<[Box<str>]>> = items
@@ -319,6 +341,20 @@ impl Fast {
             },
             Fast::StrIn(f, items) => {
                 str_field(e, *f).is_some_and(|v| items.iter().any(|i| v == &**i))
+            }
+            Fast::StrOp(op, f, x) => str_field(e, *f).is_some_and(|v| match op {
+                StrOp::Contains => v.contains(&**x),
+                StrOp::StartsWith => v.starts_with(&**x),
+                StrOp::EndsWith => v.ends_with(&**x),
+            }),
+            Fast::Matches(f, re) => str_field(e, *f).is_some_and(|v| re.is_match(v)),
+            Fast::Listed(f, x) => {
+                let list = if *f == Field::Flags {
+                    &e.flags
+                } else {
+                    &e.redacted
+                };
+                list.iter().any(|v| v == &**x)
             }
             Fast::Int(op, f, n) => int_field(e, *f).is_some_and(|v| holds(*op, v.cmp(n))),
             Fast::Ts(op, rhs) => {
@@ -1050,7 +1086,10 @@ fn convert(c: Conversion, v: Val<'_>) -> Val<'_> {
         Conversion::Int => match v {
             Val::Int(_) => v,
             Val::UInt(u) => i64::try_from(u).map_or(Val::Absent, Val::Int),
-            Val::Double(d) if d.is_finite() && d > -9.3e18 && d < 9.3e18 => {
+            // i64's range is [-2^63, 2^63).
+            Val::Double(d)
+                if (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&d) =>
+            {
                 Val::Int(d.trunc() as i64)
             }
             Val::Ts(t) => Val::Int(t.div_euclid(1_000_000_000)),
@@ -1061,7 +1100,7 @@ fn convert(c: Conversion, v: Val<'_>) -> Val<'_> {
         Conversion::UInt => match v {
             Val::UInt(_) => v,
             Val::Int(i) => u64::try_from(i).map_or(Val::Absent, Val::UInt),
-            Val::Double(d) if d.is_finite() && d >= 0.0 && d < 1.8e19 => {
+            Val::Double(d) if (0.0..18_446_744_073_709_551_616.0).contains(&d) => {
                 Val::UInt(d.trunc() as u64)
             }
             _ => with_str(&v, |s| s.trim().parse().map_or(Val::Absent, Val::UInt))

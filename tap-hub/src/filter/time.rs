@@ -246,7 +246,7 @@ mod tests {
         );
         assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Ok(0));
         assert_eq!(parse_timestamp("1969-12-31T23:59:59Z"), Ok(-1_000_000_000));
-        assert_eq!(parse_timestamp("2024-02-29T00:00:00Z").is_ok(), true);
+        assert!(parse_timestamp("2024-02-29T00:00:00Z").is_ok());
         for text in [
             "2023-02-29T00:00:00Z",
             "2026-13-01T00:00:00Z",
