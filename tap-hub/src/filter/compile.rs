@@ -20,7 +20,7 @@ pub(super) const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// overflow the caller's.
 const PARSER_STACK: usize = 64 << 20;
 
-/// Cel's own limit on nested expressions, a backstop behind ours.
+/// CEL's own limit on nested expressions, a backstop behind ours.
 const CEL_RECURSION_LIMIT: u16 = 250;
 
 const FIELDS: &str = "id, ts, node, protocol, src, dst, tls, elapsed_us, request_size, \
@@ -411,6 +411,14 @@ impl Compiler<'_> {
             }
         };
         segs.reverse();
+        // Each selection on a value nests a node: `x.a.b.c` is as deep as `((x.a).b).c`.
+        let depth = depth + segs.len();
+        if depth > MAX_DEPTH {
+            return Err(self.err(
+                self.start_col(e),
+                format!("filter nested too deeply: more than {MAX_DEPTH} levels"),
+            ));
+        }
         let (mut node, mut ty, rest) = match root {
             Some((name, id)) => {
                 let (node, ty, used) = self.root_field(name, id, &segs)?;
@@ -516,9 +524,7 @@ impl Compiler<'_> {
             )),
             (node, Ty::Map) => Ok((Node::Select(Box::new(node), field.into()), Ty::Str)),
             (Node::Json(path), _) => {
-                let mut path = path.into_vec();
-                path.push(Seg::Key(field.into()));
-                Ok((Node::Json(path.into()), Ty::Dyn))
+                Ok((Node::Json(extend(path, Seg::Key(field.into()))), Ty::Dyn))
             }
             (node, Ty::Dyn) => Ok((Node::Select(Box::new(node), field.into()), Ty::Dyn)),
             (_, ty) => Err(self.err(
@@ -794,14 +800,11 @@ impl Compiler<'_> {
             (Node::Field(Field::Headers(dir)), _, Node::Const(Const::Str(name))) => {
                 Ok((Node::Header(dir, name.to_ascii_lowercase().into()), Ty::Str))
             }
-            (Node::Json(path), _, Node::Const(c @ (Const::Str(_) | Const::Int(_)))) => {
-                let mut path = path.into_vec();
-                path.push(match c {
-                    Const::Str(k) => Seg::Key(k),
-                    Const::Int(i) => Seg::Index(i),
-                    _ => Seg::Index(-1),
-                });
-                Ok((Node::Json(path.into()), Ty::Dyn))
+            (Node::Json(path), _, Node::Const(Const::Str(k))) => {
+                Ok((Node::Json(extend(path, Seg::Key(k))), Ty::Dyn))
+            }
+            (Node::Json(path), _, Node::Const(Const::Int(i))) => {
+                Ok((Node::Json(extend(path, Seg::Index(i))), Ty::Dyn))
             }
             (na, Ty::Map, ni) if ti.is_text() => Ok((Node::Index(Box::new([na, ni])), Ty::Str)),
             (na, Ty::List(elem), ni) if matches!(ti, Ty::Num | Ty::Dyn) => {
@@ -1034,6 +1037,13 @@ fn regex_reason(e: &regex::Error) -> String {
         regex::Error::CompiledTooBig(_) => "too large".to_string(),
         other => other.to_string(),
     }
+}
+
+/// A JSON path one step longer: `request.questions` and `[0]`.
+fn extend(path: Box<[Seg]>, seg: Seg) -> Box<[Seg]> {
+    let mut path = path.into_vec();
+    path.push(seg);
+    path.into()
 }
 
 fn is_operator(name: &str) -> bool {

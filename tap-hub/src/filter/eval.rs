@@ -224,8 +224,9 @@ impl Program {
 /// `now()`, and, or, not), evaluated without the general evaluator's context.
 /// A scan over stored entries waits on memory: the fewer instructions and
 /// stack writes between one entry's load and the next's, the more loads the
-/// CPU keeps in flight (about three times as many as the general evaluator).
-/// The comparisons themselves are the general ones.
+/// CPU keeps in flight (`http` over a million stored entries takes half the
+/// time it takes through the general evaluator). The comparisons themselves
+/// are the general ones, and the tests check that both forms agree.
 #[derive(Debug)]
 enum Fast {
     Const(bool),

@@ -27,6 +27,11 @@
 //! Each protocol name is also a condition of its own: `http` means
 //! `protocol == "http"`, `dns || redis` means either.
 //!
+//! The protocol-specific `request.…` and `response.…` fields are read from
+//! the entry's JSON form, which costs microseconds per entry rather than
+//! nanoseconds; conditions joined by `&&` and `||` run cheapest first, so in
+//! `request.command == "GET" && redis` only Redis entries pay it.
+//!
 //! # Operators and functions
 //!
 //! - `==`, `!=`, `<`, `<=`, `>`, `>=`; numbers of any kind compare with each other.

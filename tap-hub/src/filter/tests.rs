@@ -695,12 +695,16 @@ fn filters_are_shared_across_threads() {
 fn deep_and_long_filters_are_errors_not_crashes() {
     // These would overflow a stack if nothing bounded them.
     let long_chain = vec!["1"; 2000].join("+");
-    let unary = "!".repeat(3000) + "http";
+    let unary = "!".repeat(3001) + "http";
+    let minus = "-".repeat(3000) + "elapsed_us > 0";
     let ternary = "http ? http : ".repeat(290) + "http";
     let selects = "request".to_string() + &".a".repeat(2000);
-    for src in [long_chain, unary, ternary, selects] {
+    for src in [long_chain, unary, minus, ternary, selects] {
         let _ = Filter::parse(&src);
     }
+    let e =
+        Filter::parse(&format!("request.x.exists(f, f{} == 1)", ".a".repeat(1000))).unwrap_err();
+    assert!(e.message.contains("nested"), "{e}");
     let e = Filter::parse(&"[".repeat(5000)).unwrap_err();
     assert!(e.message.contains("too long"), "{e}");
 }
