@@ -237,8 +237,12 @@ mod tests {
             }),
             ..Default::default()
         };
-        // "GET", the headers' buffer, and four 1-to-6-byte strings of 32 bytes each.
-        let want = allocation(3) + allocation(2 * size_of::<Header>()) + 4 * 32;
+        // The boxed request, "GET", the headers' buffer, and four 1-to-6-byte
+        // strings of 32 bytes each.
+        let want = allocation(size_of::<HttpRequest>())
+            + allocation(3)
+            + allocation(2 * size_of::<Header>())
+            + 4 * 32;
         assert_eq!(entry.heap(), want);
         assert_eq!(
             arc_entry(&entry),
