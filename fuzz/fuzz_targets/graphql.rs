@@ -55,10 +55,10 @@ fuzz_target!(|data: &[u8]| {
     let mut e = Entry {
         protocol: proto::v1::Protocol::Http as i32,
         request: Some(Request {
-            kind: Some(request::Kind::Http(req)),
+            kind: Some(request::Kind::Http(Box::new(req))),
         }),
         response: Some(Response {
-            kind: Some(response::Kind::Http(resp)),
+            kind: Some(response::Kind::Http(Box::new(resp))),
         }),
         ..Default::default()
     };
