@@ -41,69 +41,62 @@ impl Serialize for EntryJson<'_> {
         m.serialize_entry("response_size", &e.response_size)?;
         m.serialize_entry("flow_id", crate::FlowHex::new(e.flow_id).as_str())?;
         m.serialize_entry("stream_id", &e.stream_id)?;
-        match e.request.as_ref().and_then(|r| r.kind.as_ref()) {
-            Some(request::Kind::Http(r)) => {
-                m.serialize_entry("request", &http::HttpRequestJson(r))?
-            }
-            Some(request::Kind::Stream(s)) => m.serialize_entry("request", &StreamSideJson(s))?,
-            Some(request::Kind::Grpc(r)) => {
-                m.serialize_entry("request", &grpc::GrpcRequestJson(r))?
-            }
-            Some(request::Kind::Dns(r)) => m.serialize_entry("request", &dns::DnsRequestJson(r))?,
-            Some(request::Kind::Redis(r)) => {
-                m.serialize_entry("request", &redis::RedisRequestJson(r))?
-            }
-            Some(request::Kind::Amqp(r)) => {
-                m.serialize_entry("request", &amqp::AmqpMethodJson(r))?
-            }
-            Some(request::Kind::Postgres(r)) => {
-                m.serialize_entry("request", &postgres::PostgresRequestJson(r))?
-            }
-            Some(request::Kind::Websocket(r)) => {
-                m.serialize_entry("request", &websocket::WebSocketMessageJson(r))?
-            }
-            Some(request::Kind::Graphql(r)) => {
-                m.serialize_entry("request", &graphql::GraphqlRequestJson(r))?
-            }
-            Some(request::Kind::Kafka(r)) => {
-                m.serialize_entry("request", &kafka::KafkaRequestJson(r))?
-            }
-            None => m.serialize_entry("request", &())?,
-        }
-        match e.response.as_ref().and_then(|r| r.kind.as_ref()) {
-            Some(response::Kind::Http(r)) => {
-                m.serialize_entry("response", &http::HttpResponseJson(r))?
-            }
-            Some(response::Kind::Stream(s)) => m.serialize_entry("response", &StreamSideJson(s))?,
-            Some(response::Kind::Grpc(r)) => {
-                m.serialize_entry("response", &grpc::GrpcResponseJson(r))?
-            }
-            Some(response::Kind::Dns(r)) => {
-                m.serialize_entry("response", &dns::DnsResponseJson(r))?
-            }
-            Some(response::Kind::Redis(r)) => {
-                m.serialize_entry("response", &redis::RedisResponseJson(r))?
-            }
-            Some(response::Kind::Amqp(r)) => {
-                m.serialize_entry("response", &amqp::AmqpMethodJson(r))?
-            }
-            Some(response::Kind::Postgres(r)) => {
-                m.serialize_entry("response", &postgres::PostgresResponseJson(r))?
-            }
-            Some(response::Kind::Websocket(r)) => {
-                m.serialize_entry("response", &websocket::WebSocketMessageJson(r))?
-            }
-            Some(response::Kind::Graphql(r)) => {
-                m.serialize_entry("response", &graphql::GraphqlResponseJson(r))?
-            }
-            Some(response::Kind::Kafka(r)) => {
-                m.serialize_entry("response", &kafka::KafkaResponseJson(r))?
-            }
-            None => m.serialize_entry("response", &())?,
-        }
+        m.serialize_entry("request", &RequestJson(e))?;
+        m.serialize_entry("response", &ResponseJson(e))?;
         m.serialize_entry("redacted", &e.redacted)?;
         m.serialize_entry("flags", &e.flags)?;
         m.end()
+    }
+}
+
+/// The `request` member of an entry's JSON form alone (null when absent):
+/// the filter language reads protocol-specific fields from it.
+pub struct RequestJson<'a>(pub &'a Entry);
+
+impl Serialize for RequestJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        match e.request.as_ref().and_then(|r| r.kind.as_ref()) {
+            Some(request::Kind::Http(r)) => s.serialize_some(&http::HttpRequestJson(r)),
+            Some(request::Kind::Stream(side)) => s.serialize_some(&StreamSideJson(side)),
+            Some(request::Kind::Grpc(r)) => s.serialize_some(&grpc::GrpcRequestJson(r)),
+            Some(request::Kind::Dns(r)) => s.serialize_some(&dns::DnsRequestJson(r)),
+            Some(request::Kind::Redis(r)) => s.serialize_some(&redis::RedisRequestJson(r)),
+            Some(request::Kind::Amqp(r)) => s.serialize_some(&amqp::AmqpMethodJson(r)),
+            Some(request::Kind::Postgres(r)) => s.serialize_some(&postgres::PostgresRequestJson(r)),
+            Some(request::Kind::Websocket(r)) => {
+                s.serialize_some(&websocket::WebSocketMessageJson(r))
+            }
+            Some(request::Kind::Graphql(r)) => s.serialize_some(&graphql::GraphqlRequestJson(r)),
+            Some(request::Kind::Kafka(r)) => s.serialize_some(&kafka::KafkaRequestJson(r)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// The `response` member of an entry's JSON form alone (null when absent).
+pub struct ResponseJson<'a>(pub &'a Entry);
+
+impl Serialize for ResponseJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        match e.response.as_ref().and_then(|r| r.kind.as_ref()) {
+            Some(response::Kind::Http(r)) => s.serialize_some(&http::HttpResponseJson(r)),
+            Some(response::Kind::Stream(side)) => s.serialize_some(&StreamSideJson(side)),
+            Some(response::Kind::Grpc(r)) => s.serialize_some(&grpc::GrpcResponseJson(r)),
+            Some(response::Kind::Dns(r)) => s.serialize_some(&dns::DnsResponseJson(r)),
+            Some(response::Kind::Redis(r)) => s.serialize_some(&redis::RedisResponseJson(r)),
+            Some(response::Kind::Amqp(r)) => s.serialize_some(&amqp::AmqpMethodJson(r)),
+            Some(response::Kind::Postgres(r)) => {
+                s.serialize_some(&postgres::PostgresResponseJson(r))
+            }
+            Some(response::Kind::Websocket(r)) => {
+                s.serialize_some(&websocket::WebSocketMessageJson(r))
+            }
+            Some(response::Kind::Graphql(r)) => s.serialize_some(&graphql::GraphqlResponseJson(r)),
+            Some(response::Kind::Kafka(r)) => s.serialize_some(&kafka::KafkaResponseJson(r)),
+            None => s.serialize_none(),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! field is read; a comparison of common fields allocates nothing.
 
 use super::time;
-use proto::json::EntryJson;
+use proto::json::{EntryJson, RequestJson, ResponseJson};
 use proto::v1::{Entry, Header, Protocol, request, response};
 use regex::Regex;
 use serde_json::Value as Json;
@@ -170,19 +170,51 @@ enum Val<'a> {
     List(Vec<Val<'a>>),
 }
 
-/// What one evaluation reads: the entry, the query's time, and the entry's
-/// JSON form once something asked for it.
+/// What one evaluation reads: the entry, the query's time, and the JSON form
+/// of its request, response or whole once something asked for it.
 struct Ctx<'a> {
     e: &'a Entry,
     now: i64,
     json: OnceCell<Option<Json>>,
+    request: OnceCell<Option<Json>>,
+    response: OnceCell<Option<Json>>,
 }
 
 impl<'a> Ctx<'a> {
-    fn json(&'a self) -> Option<&'a Json> {
-        self.json
-            .get_or_init(|| serde_json::to_value(EntryJson(self.e)).ok())
-            .as_ref()
+    fn new(e: &'a Entry, now: i64) -> Self {
+        Ctx {
+            e,
+            now,
+            json: OnceCell::new(),
+            request: OnceCell::new(),
+            response: OnceCell::new(),
+        }
+    }
+
+    /// The JSON value at the start of `path`, and the rest of the path. A
+    /// path into `request` or `response` (all of them, from the compiler)
+    /// serializes only that side: a fraction of the entry's tree.
+    fn json_root<'p>(&'a self, path: &'p [Seg]) -> (Option<&'a Json>, &'p [Seg]) {
+        match path.first() {
+            Some(Seg::Key(k)) if &**k == "request" => (
+                self.request
+                    .get_or_init(|| serde_json::to_value(RequestJson(self.e)).ok())
+                    .as_ref(),
+                &path[1..],
+            ),
+            Some(Seg::Key(k)) if &**k == "response" => (
+                self.response
+                    .get_or_init(|| serde_json::to_value(ResponseJson(self.e)).ok())
+                    .as_ref(),
+                &path[1..],
+            ),
+            _ => (
+                self.json
+                    .get_or_init(|| serde_json::to_value(EntryJson(self.e)).ok())
+                    .as_ref(),
+                path,
+            ),
+        }
     }
 }
 
@@ -209,11 +241,7 @@ impl Program {
 
     /// The general evaluator, whether or not the filter has a fast form.
     pub(super) fn matches_in_general(&self, e: &Entry, now: i64) -> bool {
-        let cx = Ctx {
-            e,
-            now,
-            json: OnceCell::new(),
-        };
+        let cx = Ctx::new(e, now);
         // Grows only inside exists()/all(); empty costs nothing.
         let mut vars = Vec::new();
         self.root.test(&cx, &mut vars)
@@ -518,11 +546,7 @@ fn static_value(n: &Node, now: i64) -> Option<Val<'_>> {
         return None;
     }
     let e = Entry::default();
-    let cx = Ctx {
-        e: &e,
-        now,
-        json: OnceCell::new(),
-    };
+    let cx = Ctx::new(&e, now);
     match n.eval(&cx, &mut Vec::new()) {
         Val::Ts(t) => Some(Val::Ts(t)),
         _ => None,
@@ -653,10 +677,11 @@ impl Node {
                 None => Val::Absent,
             },
             Node::Json(path) => {
-                let Some(mut v) = cx.json() else {
+                let (root, path) = cx.json_root(path);
+                let Some(mut v) = root else {
                     return Val::Absent;
                 };
-                for seg in path.iter() {
+                for seg in path {
                     let next = match seg {
                         Seg::Key(k) => v.get(&**k),
                         Seg::Index(i) => usize::try_from(*i).ok().and_then(|i| v.get(i)),
