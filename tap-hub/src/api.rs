@@ -179,8 +179,7 @@ fn query(
     let mut last_seq = None;
     let mut partial = false;
     let mut more = false;
-    let store = hub.store();
-    let result = store.scan_back(cursor, |seq, e| {
+    let result = hub.scan_back(cursor, |seq, e| {
         if found == limit {
             more = true;
             return ControlFlow::Break(());
@@ -204,7 +203,6 @@ fn query(
         }
         ControlFlow::Continue(())
     });
-    drop(store);
     if let Err(e) = result {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -468,8 +466,7 @@ async fn servicemap(
         let now = now_ns();
         let since = window.map(|w| now.saturating_sub(w.as_nanos() as u64));
         let mut builder = ServiceMapBuilder::default();
-        let store = hub.store();
-        let result = store.scan_back(None, |_, e| {
+        let result = hub.scan_back(None, |_, e| {
             if let Some(since) = since {
                 if e.ts_ns < since.saturating_sub(TS_SLACK_NS) {
                     return ControlFlow::Break(());

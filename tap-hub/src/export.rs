@@ -67,7 +67,7 @@ fn select(
 ) -> Result<BTreeMap<String, NodeFlows>, ExportError> {
     let mut nodes: BTreeMap<String, NodeFlows> = BTreeMap::new();
     let mut count = 0usize;
-    hub.store().scan_back(None, |_, e| {
+    hub.scan_back(None, |_, e| {
         if since_ns.is_some_and(|s| e.ts_ns < s) {
             return ControlFlow::Continue(());
         }

@@ -5,7 +5,7 @@
 use crate::store::{Store, StoreConfig, StoreError, StoreStats};
 use proto::v1::{Entry, HubMessage, PcapChunk, PcapRequest, WorkerConfig, WorkerCounters};
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
@@ -139,6 +139,39 @@ impl Hub {
         self.store.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Scans the store newest first from below `before`, taking its lock for
+    /// a bounded number of entries at a time, so that a long query never
+    /// holds ingest (which needs the lock to store a batch) for long.
+    pub fn scan_back(
+        &self,
+        before: Option<u64>,
+        mut f: impl FnMut(u64, &Entry) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        const CHUNK: usize = 16_384;
+        let mut before = before;
+        loop {
+            let mut seen = 0usize;
+            let mut stopped = false;
+            let mut last = None;
+            self.store().scan_back(before, |seq, e| {
+                if seen == CHUNK {
+                    return ControlFlow::Break(());
+                }
+                seen += 1;
+                last = Some(seq);
+                if f(seq, e).is_break() {
+                    stopped = true;
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            })?;
+            if stopped || seen < CHUNK || last.is_none_or(|s| s <= 1) {
+                return Ok(());
+            }
+            before = last;
+        }
+    }
+
     pub fn store_stats(&self) -> StoreStats {
         self.store().stats()
     }
@@ -253,4 +286,42 @@ impl Hub {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_scan_sees_every_entry_once_newest_first() {
+        let hub = Hub::open(HubConfig::default()).unwrap();
+        for _ in 0..5 {
+            hub.insert("n1", vec![Entry::default(); 10_000]).unwrap();
+        }
+        let mut seqs = Vec::new();
+        hub.scan_back(None, |seq, _| {
+            seqs.push(seq);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(seqs.len(), 50_000);
+        assert!(
+            seqs.windows(2).all(|w| w[0] == w[1] + 1),
+            "not newest first, once each"
+        );
+        // From a cursor, and stopping early, across a chunk boundary.
+        let mut n = 0;
+        hub.scan_back(Some(40_000), |seq, e| {
+            assert!(seq < 40_000);
+            assert_eq!(e.id, seq.to_string());
+            n += 1;
+            if n == 20_000 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+        assert_eq!(n, 20_000);
+    }
 }
