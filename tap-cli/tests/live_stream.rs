@@ -5,7 +5,7 @@
 
 mod peers;
 
-use peers::{Peer, TempDir, free_port, kubetap_entries, require, run};
+use peers::{Peer, TempDir, free_port, kubetap_entries, require, run, sibling};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,17 +27,6 @@ async def main(url, want, out):
 
 asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
 "#;
-
-fn sibling(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build -p {name}` (cargo xtask test does)",
-        path.display()
-    );
-    path
-}
 
 /// Waits for a line containing `needle` on the child's stdout, or its
 /// stderr when stdout is not piped.

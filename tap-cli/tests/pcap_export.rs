@@ -7,7 +7,7 @@
 
 mod peers;
 
-use peers::{Peer, TempDir, free_port, require, run};
+use peers::{Peer, TempDir, free_port, require, run, sibling};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -154,18 +154,6 @@ fn wait_line(peer: &mut Peer, needle: &str) {
         assert!(started.elapsed() < Duration::from_secs(60), "no {needle:?}");
     }
     panic!("the process ended before printing {needle:?}");
-}
-
-/// A binary of another workspace package, built beside this test.
-fn sibling(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build -p {name}` (cargo xtask test does)",
-        path.display()
-    );
-    path
 }
 
 #[test]

@@ -228,3 +228,16 @@ pub fn kubetap_entries(file: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// A binary of another workspace package (tap-hub, tap-worker), built beside
+/// this test's own.
+pub fn sibling(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build -p {name}` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
