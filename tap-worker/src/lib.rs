@@ -3,7 +3,7 @@
 //! together by `pipeline`; `ship` streams the entries to the hub. Each stage
 //! is a plain module with a narrow input and output type so the same code
 //! serves a capture file and (later) a live interface or TLS plaintext.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod capture;
 pub mod datagram;

@@ -1,8 +1,12 @@
-//! Capture: where packets come from. Today a pcap or pcapng file (or stdin);
-//! the AF_PACKET ring joins in step 4. Every source yields [`Packet`]s that
+//! Capture: where packets come from. A pcap or pcapng file (or stdin), or a
+//! live interface through an AF_PACKET TPACKET_V3 ring (`live`, with its
+//! classic BPF filter built by `bpf`). Every source yields [`Packet`]s that
 //! borrow the source's buffer until the next call.
 
+pub mod bpf;
 pub mod file;
+#[allow(unsafe_code)]
+pub mod live;
 
 pub use file::{CaptureError, CaptureFile};
 
