@@ -1,0 +1,96 @@
+//! kubetap's test harness (a dev-dependency only): Kubernetes-shaped network
+//! topologies built from network namespaces, with real servers and clients
+//! running inside them, torn down when the test ends — also when it panics.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use testkit::{Node, require_root};
+//!
+//! if !require_root() {
+//!     return;
+//! }
+//! let node = Node::new("doc").unwrap(); // netns kt-doc-<pid>-<n>, bridge cbr0 on a /24
+//! let web = node.pod("web").unwrap(); // netns kt-doc-<pid>-<n>-web, eth0 = web.ip
+//! let client = node.pod("client").unwrap();
+//! let _server = web
+//!     .spawn(web.command("python3").args(["-m", "http.server", "8080"]))
+//!     .unwrap();
+//! node.wait_for_tcp(web.addr(8080), Duration::from_secs(10)).unwrap();
+//! let out = client
+//!     .command("curl")
+//!     .arg(format!("http://{}:8080/", web.ip))
+//!     .output()
+//!     .unwrap();
+//! assert!(out.status.success());
+//! // A capture on web.host_veth / web.host_ifindex, opened inside
+//! // `node.in_netns(…)`, sees that exchange.
+//! ```
+//!
+//! - `pods`: `Node` (a namespace with bridge `cbr0`, the pods' gateway) and
+//!   `Pod` (a namespace whose `eth0` is a veth into the bridge), as a CNI
+//!   bridge plugin lays out a real node. Nothing reaches the host's namespace.
+//! - `netns`: named namespaces via `ip netns`, `in_netns` to run code on a
+//!   thread inside one, and `cleanup_stale` for what crashed runs left.
+//! - `process`: `Process`, a child killed with its process group on drop.
+//!
+//! Departures from the first sketch of this API: `Node::command(program)`
+//! returns a fresh `Command` rather than prefixing one (a `Command` cannot
+//! gain a prefix after it is made); `Pod::spawn` refuses commands not built by
+//! that pod's `command`, so a server cannot start in the host namespace by
+//! mistake; setns goes through rustix's safe wrapper, so the crate forbids
+//! unsafe code.
+//!
+//! Tests that use this skip with a printed `SKIPPED:` reason when they cannot
+//! run (not root, no `ip`), and fail instead under `KUBETAP_REQUIRE_PEERS=1`,
+//! which `cargo xtask test` sets.
+#![forbid(unsafe_code)]
+
+pub mod netns;
+pub mod pods;
+pub mod process;
+
+pub use netns::{NetnsError, cleanup_stale, in_netns, spawn_in_netns};
+pub use pods::{Node, Pod, PodError};
+pub use process::Process;
+
+use std::process::Command;
+
+fn missing(tools: &[&str]) -> Result<(), String> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("needs root: network namespaces, veths and bridges".into());
+    }
+    for tool in ["ip"].iter().chain(tools) {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Err(format!(
+                "needs {tool}, which is not installed (cargo xtask setup installs it)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// True when this process is root and `ip` plus every program in `tools` is
+/// on the PATH. Otherwise prints `SKIPPED: <reason>` and returns false — or
+/// panics with the reason under `KUBETAP_REQUIRE_PEERS=1`, so that a run
+/// meant to cover everything cannot pass by skipping.
+pub fn require(tools: &[&str]) -> bool {
+    match missing(tools) {
+        Ok(()) => true,
+        Err(why) if std::env::var("KUBETAP_REQUIRE_PEERS").is_ok_and(|v| v == "1") => {
+            panic!("netns test cannot run: {why}")
+        }
+        Err(why) => {
+            eprintln!("SKIPPED: netns test: {why}");
+            false
+        }
+    }
+}
+
+/// `require(&[])`: root and `ip`.
+pub fn require_root() -> bool {
+    require(&[])
+}
