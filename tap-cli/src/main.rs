@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod read;
+mod tap;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Dissect a pcap or pcapng capture file ('-' for stdin) into request/response entries.
     Read(read::ReadArgs),
+    /// Capture live traffic: `tap --local` on this host, with the hub and its API in the same process.
+    Tap(tap::TapArgs),
     /// Print kubetap's version.
     Version,
 }
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Read(args) => read::run(&args),
+        Command::Tap(args) => tap::run(&args),
         Command::Version => {
             println!("kubetap {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -221,6 +221,37 @@ impl Hub {
         result
     }
 
+    /// A worker in this process (`kubetap tap --local`): shown in the workers
+    /// panel like a remote one, its counters set directly instead of by
+    /// heartbeats.
+    pub fn report_local(&self, node: &str, counters: WorkerCounters, entries_received: u64) {
+        let now = SystemTime::now();
+        let mut workers = self.workers();
+        let w = workers
+            .entry(node.to_string())
+            .or_insert_with(|| WorkerState {
+                node: node.to_string(),
+                instance: "in-process".into(),
+                session: 0,
+                version: env!("CARGO_PKG_VERSION").into(),
+                capabilities: vec!["entries".into(), "pcap".into()],
+                connected: true,
+                remote: Some("in-process".into()),
+                connected_at: now,
+                disconnected_at: None,
+                last_heartbeat: None,
+                sessions: 1,
+                restarts: 0,
+                batches: 0,
+                entries_received: 0,
+                counters: WorkerCounters::default(),
+                last_error: None,
+            });
+        w.last_heartbeat = Some(now);
+        w.entries_received = entries_received;
+        w.counters = counters;
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEntry> {
         self.live.subscribe()
     }

@@ -70,8 +70,9 @@ impl Default for DissectConfig {
     }
 }
 
-/// A protocol's parser for one TCP connection.
-pub trait Dissector {
+/// A protocol's parser for one TCP connection. `Send`: live capture runs
+/// the pipeline on its capture threads.
+pub trait Dissector: Send {
     fn on_data(
         &mut self,
         flow: &FlowInfo,
@@ -115,7 +116,7 @@ pub struct Handoff {
 }
 
 /// A protocol's parser for one UDP flow.
-pub trait DatagramDissector {
+pub trait DatagramDissector: Send {
     fn on_datagram(
         &mut self,
         flow: &FlowInfo,
