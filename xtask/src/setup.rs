@@ -32,6 +32,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("rabbitmq-server", "rabbitmq-server"),
     ("amqp-tools", "amqp-publish"),
     ("python3-pip", "pip3"),
+    // Network namespaces, veths and bridges for live capture and testkit's pods;
+    // setpriv (util-linux) runs the no-privilege checks as nobody.
+    ("iproute2", "ip"),
+    ("util-linux", "setpriv"),
 ];
 
 /// Python modules the real-peer tests import, pinned to versions with wheels
