@@ -4,8 +4,7 @@
 
 use anyhow::Context as _;
 use proto::json::{EntryJson, rfc3339_nanos};
-use proto::v1::{Entry, PcapChunk, PcapRequest, request, response};
-use std::collections::HashSet;
+use proto::v1::{Entry, PcapRequest, request, response};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -186,18 +185,7 @@ fn serve(args: &ReadArgs) -> anyhow::Result<ExitCode> {
     hub.set_source(
         &args.node,
         tap_hub::hub::PacketSource::Local(Arc::new(move |req: &PcapRequest| {
-            let flows: HashSet<u64> = req.flow_ids.iter().copied().collect();
-            let packets = answer.lock().unwrap_or_else(|e| e.into_inner()).select(
-                &flows,
-                req.from_ns,
-                req.to_ns,
-            );
-            vec![PcapChunk {
-                request_id: req.request_id,
-                packets,
-                last: true,
-                error: String::new(),
-            }]
+            vec![answer.lock().unwrap_or_else(|e| e.into_inner()).answer(req)]
         })),
     );
     let mut entries = Vec::new();

@@ -6,8 +6,7 @@
 //! shown in the workers panel, and PCAP export reads the raw-packet ring.
 
 use anyhow::{Context as _, bail};
-use proto::v1::{Entry, PcapChunk, PcapRequest, WorkerCounters};
-use std::collections::HashSet;
+use proto::v1::{Entry, PcapRequest, WorkerCounters};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -162,14 +161,7 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
     hub.set_source(
         &args.node,
         tap_hub::hub::PacketSource::Local(Arc::new(move |req: &PcapRequest| {
-            let flows: HashSet<u64> = req.flow_ids.iter().copied().collect();
-            let packets = lock(&answer).select(&flows, req.from_ns, req.to_ns);
-            vec![PcapChunk {
-                request_id: req.request_id,
-                packets,
-                last: true,
-                error: String::new(),
-            }]
+            vec![lock(&answer).answer(req)]
         })),
     );
     let shared = Arc::new(Mutex::new(Shared {

@@ -5,7 +5,7 @@
 //! a time window and merges what every worker sends into one pcapng.
 
 use crate::capture::Packet;
-use proto::v1::RawPacket;
+use proto::v1::{PcapChunk, PcapRequest, RawPacket};
 use std::collections::{HashSet, VecDeque};
 
 struct Stored {
@@ -91,6 +91,27 @@ impl PacketRing {
                 data: p.data.to_vec(),
             })
             .collect()
+    }
+
+    /// The whole answer to a PCAP request, as one last chunk; `error` says
+    /// when the ring no longer holds the start of the requested window.
+    pub fn answer(&self, req: &PcapRequest) -> PcapChunk {
+        let flows: HashSet<u64> = req.flow_ids.iter().copied().collect();
+        let stats = self.stats();
+        let error = match stats.oldest_ts_ns {
+            Some(oldest) if stats.evicted_packets > 0 && req.from_ns < oldest => format!(
+                "the packet ring ({} packets evicted so far) no longer holds packets before {}",
+                stats.evicted_packets,
+                proto::json::rfc3339_nanos(oldest)
+            ),
+            _ => String::new(),
+        };
+        PcapChunk {
+            request_id: req.request_id,
+            packets: self.select(&flows, req.from_ns, req.to_ns),
+            last: true,
+            error,
+        }
     }
 
     pub fn stats(&self) -> RingStats {

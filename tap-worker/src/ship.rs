@@ -23,7 +23,7 @@ use proto::v1::{
     Entry, EntryBatch, Heartbeat, Hello, HubMessage, PcapChunk, WorkerConfig, WorkerCounters,
     WorkerMessage, hub_message, worker_message,
 };
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -472,23 +472,11 @@ impl Link {
                 "this worker keeps no raw packets".into(),
             )];
         };
-        let flows: HashSet<u64> = r.flow_ids.iter().copied().collect();
-        let (packets, stats) = {
-            let ring = ring.lock().unwrap_or_else(|e| e.into_inner());
-            (ring.select(&flows, r.from_ns, r.to_ns), ring.stats())
-        };
-        let note = match stats.oldest_ts_ns {
-            Some(oldest) if stats.evicted_packets > 0 && r.from_ns < oldest => format!(
-                "the packet ring ({} packets evicted so far) no longer holds packets before {}",
-                stats.evicted_packets,
-                proto::json::rfc3339_nanos(oldest)
-            ),
-            _ => String::new(),
-        };
+        let answer = ring.lock().unwrap_or_else(|e| e.into_inner()).answer(r);
         let mut out = Vec::new();
         let mut cur = Vec::new();
         let mut bytes = 0;
-        for p in packets {
+        for p in answer.packets {
             bytes += p.data.len() + 32;
             cur.push(p);
             if bytes >= self.config.batch_bytes {
@@ -496,7 +484,7 @@ impl Link {
                 bytes = 0;
             }
         }
-        out.push(chunk(cur, true, note));
+        out.push(chunk(cur, true, answer.error));
         out
     }
 }
