@@ -1,20 +1,20 @@
 //! `kubetap tap --local`: live capture on this host with the hub in the same
-//! process. One capture thread per interface (AF_PACKET ring) feeds one
-//! pipeline (one flow table: a flow seen on two interfaces is one flow);
-//! entries go through a bounded queue to the in-process hub without a gRPC
-//! hop (which would itself be captured on `lo`), the worker's counters are
-//! shown in the workers panel, and PCAP export reads the raw-packet ring.
+//! process. The worker's live capture (`tap_worker::tap`) feeds a bounded
+//! queue that this thread moves into the in-process hub, without a gRPC hop
+//! (which would itself be captured on `lo`); the worker's counters are shown
+//! in the workers panel, and PCAP export reads the raw-packet ring.
 
 use anyhow::{Context as _, bail};
 use proto::v1::{Entry, PcapRequest, WorkerCounters};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tap_worker::capture::live::{LiveCapture, LiveConfig, LiveError, LiveStats};
+use tap_worker::PipelineConfig;
+use tap_worker::capture::live::LiveConfig;
 use tap_worker::ring::PacketRing;
-use tap_worker::{Pipeline, PipelineConfig, Stats};
+use tap_worker::tap::{LiveTap, Sink};
 
 #[derive(clap::Args)]
 pub struct TapArgs {
@@ -85,14 +85,6 @@ fn default_interfaces() -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-/// What the capture threads share: the pipeline (one flow table, so a flow
-/// seen on two interfaces is one flow) and the raw-packet ring.
-struct Shared {
-    pipeline: Pipeline,
-    ring: Arc<Mutex<PacketRing>>,
-    entries: Vec<Entry>,
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -111,17 +103,33 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
     if interfaces.is_empty() {
         bail!("no network interface is up besides loopback; capture loopback with `-i lo`");
     }
-    // Open every capture first: a missing privilege or interface is said
-    // before anything starts.
-    let mut captures = Vec::new();
-    for name in &interfaces {
-        let config = LiveConfig {
-            block_size: usize::try_from(args.block_size.as_u64()).unwrap_or(usize::MAX),
-            block_count: args.blocks,
-            ..LiveConfig::new(name.clone())
-        };
-        captures.push(LiveCapture::open(config)?);
-    }
+    let mut config = PipelineConfig {
+        node: args.node.clone(),
+        ..Default::default()
+    };
+    config.dissect.max_body = args.max_body;
+    let (queue, queued) = std::sync::mpsc::sync_channel::<Entry>(args.queue.max(1));
+    let queue_drops = Arc::new(AtomicU64::new(0));
+    let sink: Sink = {
+        let (queue, drops) = (Mutex::new(queue), queue_drops.clone());
+        Arc::new(move |e| offer(&lock(&queue), &drops, e))
+    };
+    let ring = Arc::new(Mutex::new(PacketRing::new(
+        usize::try_from(args.pcap_ring.as_u64()).unwrap_or(usize::MAX),
+    )));
+    let live = LiveTap::start(
+        interfaces
+            .iter()
+            .map(|name| LiveConfig {
+                block_size: usize::try_from(args.block_size.as_u64()).unwrap_or(usize::MAX),
+                block_count: args.blocks,
+                ..LiveConfig::new(name.clone())
+            })
+            .collect(),
+        config,
+        ring.clone(),
+        sink,
+    )?;
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let hub = tap_hub::Hub::open(tap_hub::HubConfig {
@@ -148,91 +156,66 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
             stop.store(true, Ordering::Relaxed);
         }))
     };
-
-    let mut config = PipelineConfig {
-        node: args.node.clone(),
-        ..Default::default()
-    };
-    config.dissect.max_body = args.max_body;
-    let ring = Arc::new(Mutex::new(PacketRing::new(
-        usize::try_from(args.pcap_ring.as_u64()).unwrap_or(usize::MAX),
-    )));
-    let answer = ring.clone();
+    let answer = ring;
     hub.set_source(
         &args.node,
         tap_hub::hub::PacketSource::Local(Arc::new(move |req: &PcapRequest| {
             vec![lock(&answer).answer(req)]
         })),
     );
-    let shared = Arc::new(Mutex::new(Shared {
-        pipeline: Pipeline::new(config),
-        ring,
-        entries: Vec::new(),
-    }));
-    let live_stats: Arc<Mutex<Vec<LiveStats>>> =
-        Arc::new(Mutex::new(vec![LiveStats::default(); captures.len()]));
-    let (queue, queued) = std::sync::mpsc::sync_channel::<Entry>(args.queue.max(1));
-    let queue_drops = Arc::new(AtomicU64::new(0));
-    let store = {
-        let (hub, shared, live_stats, queue_drops, node) = (
-            hub.clone(),
-            shared.clone(),
-            live_stats.clone(),
-            queue_drops.clone(),
-            args.node.clone(),
-        );
-        std::thread::Builder::new()
-            .name("store".into())
-            .spawn(move || store(&hub, &node, queued, &shared, &live_stats, &queue_drops))
-            .context("starting the store thread")?
-    };
     eprintln!(
         "kubetap: capturing on {}; the API (the UI arrives in a later step) at http://{addr}/ — Ctrl-C stops",
         interfaces.join(", ")
     );
 
-    let threads: Vec<_> = captures
-        .into_iter()
-        .enumerate()
-        .map(|(i, cap)| {
-            let (shared, queue, stop, live_stats, drops) = (
-                shared.clone(),
-                queue.clone(),
-                stop.clone(),
-                live_stats.clone(),
-                queue_drops.clone(),
-            );
-            std::thread::Builder::new()
-                .name(format!("capture-{}", cap.interface()))
-                .spawn(move || capture(cap, i, &shared, &queue, &drops, &stop, &live_stats))
-        })
-        .collect::<Result<_, _>>()
-        .context("starting the capture threads")?;
-    let mut failed = false;
-    for t in threads {
-        if let Ok(Err(e)) = t.join() {
+    // This thread moves entries into the hub and reports the worker's
+    // counters, until Ctrl-C or until every capture has ended.
+    let mut stored = 0u64;
+    let mut reported: Option<std::time::Instant> = None;
+    let report = |stored: u64| {
+        let counters = WorkerCounters {
+            queue_drops: queue_drops.load(Ordering::Relaxed),
+            entries_sent: stored,
+            ..live.counters()
+        };
+        hub.report_local(&args.node, counters, stored);
+    };
+    let store = |batch: Vec<Entry>, stored: &mut u64| {
+        *stored += batch.len() as u64;
+        if let Err(e) = hub.insert(&args.node, batch) {
             eprintln!("kubetap: {e}");
-            failed = true;
+        }
+    };
+    while !stop.load(Ordering::Relaxed) && !live.finished() {
+        if let Ok(e) = queued.recv_timeout(Duration::from_millis(50)) {
+            let mut batch = vec![e];
+            batch.extend(queued.try_iter().take(511));
+            store(batch, &mut stored);
+        }
+        if reported.is_none_or(|r| r.elapsed() >= Duration::from_secs(1)) {
+            reported = Some(std::time::Instant::now());
+            report(stored);
         }
     }
-    // Every capture ended (Ctrl-C, or their interfaces went away): flush the
-    // connections into the store, then stop.
-    {
-        let mut s = lock(&shared);
-        let Shared {
-            pipeline, entries, ..
-        } = &mut *s;
-        pipeline.finish(entries);
-        for e in entries.drain(..) {
-            offer(&queue, &queue_drops, e);
-        }
-    }
-    drop(queue);
-    let _ = store.join();
-    stop.store(true, Ordering::Relaxed);
+    let s = live.pipeline_stats();
+    let kernel_drops = live.kernel_drops();
+    // Stopping flushes the open connections into the queue: store them too.
+    let final_counters = live.counters();
+    let errors = live.stop();
+    store(queued.try_iter().collect(), &mut stored);
+    hub.report_local(
+        &args.node,
+        WorkerCounters {
+            queue_drops: queue_drops.load(Ordering::Relaxed),
+            entries_sent: stored,
+            ..final_counters
+        },
+        stored,
+    );
     server.abort();
-    let s = lock(&shared).pipeline.stats();
-    let kernel_drops: u64 = lock(&live_stats).iter().map(|l| l.kernel_drops).sum();
+    for e in &errors {
+        eprintln!("kubetap: {e}");
+    }
     eprintln!(
         "kubetap: {} packets, {} entries, {} dropped by the kernel (ring full), {} at the store's queue, {} at other bounds, {} parse errors",
         s.packets,
@@ -242,10 +225,10 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
         s.drops(),
         s.parse_errors
     );
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
+    Ok(if errors.is_empty() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 
@@ -254,107 +237,4 @@ fn offer(queue: &SyncSender<Entry>, drops: &AtomicU64, e: Entry) {
     if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = queue.try_send(e) {
         drops.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// Moves queued entries into the hub in batches, and reports the worker's
-/// counters to it every second, until every capture thread is done.
-fn store(
-    hub: &tap_hub::Hub,
-    node: &str,
-    queued: Receiver<Entry>,
-    shared: &Mutex<Shared>,
-    live_stats: &Mutex<Vec<LiveStats>>,
-    queue_drops: &AtomicU64,
-) {
-    let mut batch = Vec::with_capacity(512);
-    let mut stored = 0u64;
-    // None: report at once, so the worker is listed from the start.
-    let mut reported: Option<std::time::Instant> = None;
-    loop {
-        let done = match queued.recv_timeout(Duration::from_millis(50)) {
-            Ok(e) => {
-                batch.push(e);
-                batch.extend(queued.try_iter().take(511));
-                false
-            }
-            Err(RecvTimeoutError::Timeout) => false,
-            Err(RecvTimeoutError::Disconnected) => true,
-        };
-        if !batch.is_empty() {
-            stored += batch.len() as u64;
-            if let Err(e) = hub.insert(node, std::mem::take(&mut batch)) {
-                eprintln!("kubetap: {e}");
-            }
-        }
-        if done || reported.is_none_or(|r| r.elapsed() >= Duration::from_secs(1)) {
-            reported = Some(std::time::Instant::now());
-            let s: Stats = lock(shared).pipeline.stats();
-            let kernel_drops: u64 = lock(live_stats).iter().map(|l| l.kernel_drops).sum();
-            let counters = WorkerCounters {
-                packets: s.packets,
-                bytes: s.bytes,
-                entries: s.entries,
-                parse_errors: s.parse_errors,
-                drops: s.drops() + kernel_drops,
-                queue_drops: queue_drops.load(Ordering::Relaxed),
-                gap_bytes: s.gap_bytes(),
-                entries_sent: stored,
-                ..Default::default()
-            };
-            hub.report_local(node, counters, stored);
-        }
-        if done {
-            return;
-        }
-    }
-}
-
-/// One interface's capture loop, until Ctrl-C or the interface goes away.
-fn capture(
-    mut cap: LiveCapture,
-    index: usize,
-    shared: &Mutex<Shared>,
-    queue: &SyncSender<Entry>,
-    queue_drops: &AtomicU64,
-    stop: &AtomicBool,
-    live_stats: &Mutex<Vec<LiveStats>>,
-) -> Result<(), LiveError> {
-    let mut n: u64 = 0;
-    let result = loop {
-        if stop.load(Ordering::Relaxed) {
-            break Ok(());
-        }
-        match cap.next_packet(Duration::from_millis(200)) {
-            Ok(Some(pkt)) => {
-                let mut s = lock(shared);
-                let Shared {
-                    pipeline,
-                    ring,
-                    entries,
-                } = &mut *s;
-                if let Some(flow) = pipeline.packet(&pkt, entries) {
-                    lock(ring).push(&pkt, flow);
-                }
-                for e in entries.drain(..) {
-                    offer(queue, queue_drops, e);
-                }
-            }
-            Ok(None) => {}
-            Err(LiveError::InterfaceGone { interface }) => {
-                eprintln!("kubetap: interface {interface} went away; its capture ends");
-                break Ok(());
-            }
-            Err(e) => break Err(e),
-        }
-        n += 1;
-        if n.is_multiple_of(1024)
-            && let Ok(st) = cap.stats()
-        {
-            lock(live_stats)[index] = st;
-        }
-    };
-    if let Ok(st) = cap.stats() {
-        lock(live_stats)[index] = st;
-    }
-    result
 }

@@ -143,6 +143,9 @@ fn local_mode_captures_live_traffic_into_its_hub() {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(&file)
+        // Decode the server's port as HTTP: a client port tshark ties to
+        // another protocol would otherwise hide the request.
+        .args(["-d", &format!("tcp.port=={web},http")])
         .args([
             "-Y",
             "http.request",

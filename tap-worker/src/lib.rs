@@ -14,5 +14,6 @@ pub mod pipeline;
 pub mod reassembly;
 pub mod ring;
 pub mod ship;
+pub mod tap;
 
 pub use pipeline::{Pipeline, PipelineConfig, Stats};

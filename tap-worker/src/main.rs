@@ -1,7 +1,7 @@
-//! The tap-worker binary (one per node): dissects traffic and streams the
-//! entries to the hub. Live capture (AF_PACKET) arrives in step 4; today the
-//! worker reads a capture file, optionally at the pace it was recorded, which
-//! is how the hub's tests drive real worker processes.
+//! The tap-worker binary (one per node): captures live traffic on the given
+//! interfaces (`--interface`, AF_PACKET) or replays a capture file (`--file`,
+//! optionally at the pace it was recorded, which is how the hub's tests drive
+//! real worker processes), dissects it and streams the entries to the hub.
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -11,8 +11,10 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tap_worker::capture::CaptureFile;
+use tap_worker::capture::live::LiveConfig;
 use tap_worker::ring::PacketRing;
 use tap_worker::ship::{ShipConfig, Shipper};
+use tap_worker::tap::LiveTap;
 use tap_worker::{Pipeline, PipelineConfig, Stats};
 
 #[derive(Parser)]
@@ -25,8 +27,22 @@ struct Args {
     #[arg(long, default_value = "local")]
     node: String,
     /// Capture file (pcap or pcapng) to dissect and ship; '-' reads stdin.
-    #[arg(long, value_name = "FILE")]
-    file: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "interfaces",
+        conflicts_with = "interfaces"
+    )]
+    file: Option<PathBuf>,
+    /// Capture live on this interface (repeat for several) until SIGTERM.
+    #[arg(long = "interface", short = 'i', value_name = "IF")]
+    interfaces: Vec<String>,
+    /// Live capture ring per interface: blocks of this size...
+    #[arg(long, default_value = "1MiB")]
+    block_size: bytesize::ByteSize,
+    /// ...and this many of them.
+    #[arg(long, default_value_t = 4)]
+    blocks: usize,
     /// Replay the file at the pace it was recorded (times SPEED, > 0).
     #[arg(long, value_name = "SPEED", value_parser = positive)]
     pace: Option<f64>,
@@ -84,12 +100,118 @@ fn counters(s: &Stats) -> WorkerCounters {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
+        .context("starting the async runtime")
+}
+
+/// Live capture until SIGTERM/Ctrl-C or until every interface is gone.
+fn live(args: &Args) -> anyhow::Result<ExitCode> {
+    let runtime = runtime()?;
+    let counters = Arc::new(Mutex::new(WorkerCounters::default()));
+    let source = {
+        let counters = counters.clone();
+        Arc::new(move || counters.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    };
+    let config = ShipConfig {
+        hub: args.hub.clone(),
+        node: args.node.clone(),
+        queue: args.queue,
+        ..Default::default()
+    };
+    let ring = Arc::new(Mutex::new(PacketRing::new(
+        usize::try_from(args.pcap_ring.as_u64()).unwrap_or(usize::MAX),
+    )));
+    let mut pipeline = PipelineConfig {
+        node: args.node.clone(),
+        ..Default::default()
+    };
+    pipeline.dissect.max_body = 1 << 20;
+    let shipper =
+        Arc::new(runtime.block_on(async { Shipper::start(config, source, Some(ring.clone())) }));
+    let sink: tap_worker::tap::Sink = {
+        let shipper = shipper.clone();
+        Arc::new(move |e| {
+            shipper.offer(e);
+        })
+    };
+    let tap = LiveTap::start(
+        args.interfaces
+            .iter()
+            .map(|name| LiveConfig {
+                block_size: usize::try_from(args.block_size.as_u64()).unwrap_or(usize::MAX),
+                block_count: args.blocks,
+                ..LiveConfig::new(name.clone())
+            })
+            .collect(),
+        pipeline,
+        ring,
+        sink,
+    )?;
+    eprintln!(
+        "tap-worker: capturing on {}, shipping to {}",
+        tap.interfaces().join(", "),
+        args.hub
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        runtime.spawn(async move {
+            shutdown().await;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) && !tap.finished() {
+        *counters.lock().unwrap_or_else(|e| e.into_inner()) = tap.counters();
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    *counters.lock().unwrap_or_else(|e| e.into_inner()) = tap.counters();
+    let errors = tap.stop();
+    for e in &errors {
+        eprintln!("tap-worker: {e}");
+    }
+    let shipper = Arc::try_unwrap(shipper)
+        .map_err(|_| anyhow::anyhow!("the capture still holds the shipper"))?;
+    let c = shipper.counters();
+    let finished = runtime.block_on(shipper.finish(Duration::from_secs(args.finish_timeout)));
+    eprintln!(
+        "tap-worker: {} acknowledged by the hub, {} dropped at the queue, {} lost in flight",
+        c.entries_acked.load(std::sync::atomic::Ordering::Relaxed),
+        c.queue_drops.load(std::sync::atomic::Ordering::Relaxed),
+        c.lost_in_flight.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    finished?;
+    Ok(if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Ctrl-C or SIGTERM (what Kubernetes sends a pod it stops).
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if !args.interfaces.is_empty() {
+        return live(&args);
+    }
+    let runtime = runtime()?;
     let stats = Arc::new(Mutex::new(Stats::default()));
     let source = {
         let stats = stats.clone();
@@ -107,7 +229,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         )))
     });
     let shipper = runtime.block_on(async { Shipper::start(config, source, ring.clone()) });
-    let mut file = CaptureFile::open(&args.file)?;
+    let path = args
+        .file
+        .as_deref()
+        .context("give a capture file (--file) or interfaces to capture on (--interface)")?;
+    let mut file = CaptureFile::open(path)?;
     let mut pipeline = Pipeline::new(PipelineConfig {
         node: args.node.clone(),
         ..Default::default()
