@@ -114,7 +114,7 @@ fn live(args: &Args) -> anyhow::Result<ExitCode> {
     let counters = Arc::new(Mutex::new(WorkerCounters::default()));
     let source = {
         let counters = counters.clone();
-        Arc::new(move || counters.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        Arc::new(move || *counters.lock().unwrap_or_else(|e| e.into_inner()))
     };
     let config = ShipConfig {
         hub: args.hub.clone(),
