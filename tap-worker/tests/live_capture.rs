@@ -455,10 +455,12 @@ fn the_filter_passes_only_the_targets_and_can_be_replaced() {
     let targets = Targets {
         ips: vec![pair.ipaddr(12), pair.v6(2).parse().unwrap()],
         ports: vec![7000],
+        ..Default::default()
     };
     let only_b2 = Targets {
         ips: vec![pair.ipaddr(2)],
         ports: vec![],
+        ..Default::default()
     };
     let (first, second, third, stats) = pair.in_a(move || {
         let mut config = LiveConfig::new("kt-a");
@@ -544,6 +546,7 @@ fn a_full_ring_drops_and_the_counters_add_up() {
     let targets = Targets {
         ips: vec![pair.ipaddr(2)],
         ports: vec![9000],
+        ..Default::default()
     };
     let (frames, stats) = pair.in_a(move || {
         let mut config = LiveConfig::new("kt-a");
@@ -656,6 +659,7 @@ fn a_downed_interface_pauses_the_capture_without_ending_it() {
     let targets = Targets {
         ips: vec![pair.ipaddr(2)],
         ports: vec![9000],
+        ..Default::default()
     };
     let (quiet, after) = pair.in_a(move || {
         let mut config = LiveConfig::new("kt-a");
@@ -818,6 +822,7 @@ fn fanout_gives_each_flow_to_one_socket() {
     let targets = Targets {
         ips: vec![pair.ipaddr(2)],
         ports: vec![9000],
+        ..Default::default()
     };
     let group = 0x6b00 + pair.n as u16;
     let (got, stats) = pair.in_a(move || {
@@ -923,6 +928,7 @@ fn a_vlan_tag_is_kept_in_both_directions_and_filtered() {
     let targets = Targets {
         ips: vec![pair.ipaddr(2)],
         ports: vec![9000],
+        ..Default::default()
     };
     let frames = pair.in_a(move || {
         let mut config = LiveConfig::new("kt-a");
@@ -986,6 +992,7 @@ fn a_raw_ip_interface_is_captured_and_filtered() {
     let targets = Targets {
         ips: vec![remote.parse().unwrap()],
         ports: vec![9000],
+        ..Default::default()
     };
     let (frames, link_type) = pair.in_a(move || {
         let mut config = LiveConfig::new("kt-tun");
@@ -1027,6 +1034,7 @@ fn throughput() {
     let targets = Targets {
         ips: vec![pair.ipaddr(2)],
         ports: vec![9000],
+        ..Default::default()
     };
     pair.in_a(move || {
         // 1. Live: read while python floods.

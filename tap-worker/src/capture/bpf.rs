@@ -9,7 +9,10 @@
 //! - it is IPv4 or IPv6, untagged or under one 802.1Q / 802.1ad tag (the
 //!   kernel usually strips the tag into metadata before the filter runs, but
 //!   not always, so both layouts are matched), and
-//! - its source or destination address is one of `ips`, and
+//! - its source or destination address is one of `ips`, and the other
+//!   address is not one of `exclude` (packets between two watched pods are
+//!   captured on one pod's interface only, so no packet is counted twice),
+//!   and
 //! - `ports` is empty, or it is TCP or UDP with a source or destination port
 //!   in `ports`. Packets whose ports cannot be seen are decided by address
 //!   only: IPv4 fragments after the first (the decoder reassembles them), and
@@ -29,12 +32,15 @@ use std::net::IpAddr;
 /// The kernel's limit on a classic BPF program (`BPF_MAXINSNS`).
 pub const MAX_INSNS: usize = 4096;
 
-/// What a capture is for: packets to or from any of `ips`, and, when `ports`
-/// is not empty, to or from any of `ports`.
+/// What a capture is for: packets to or from any of `ips` whose other end is
+/// not one of `exclude`, and, when `ports` is not empty, to or from any of
+/// `ports`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Targets {
     pub ips: Vec<IpAddr>,
     pub ports: Vec<u16>,
+    /// Peers whose traffic with `ips` is captured elsewhere.
+    pub exclude: Vec<IpAddr>,
 }
 
 /// One classic BPF instruction, laid out as the kernel's `struct sock_filter`.
@@ -106,23 +112,11 @@ pub fn compile(
     framing: Framing,
     snaplen: u32,
 ) -> Result<Vec<Insn>, FilterError> {
-    let mut v4: Vec<u32> = Vec::new();
-    let mut v6: Vec<[u32; 4]> = Vec::new();
-    for ip in &targets.ips {
-        match ip.to_canonical() {
-            IpAddr::V4(a) => v4.push(u32::from(a)),
-            IpAddr::V6(a) => {
-                let o = a.octets();
-                v6.push(std::array::from_fn(|i| {
-                    u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
-                }));
-            }
-        }
-    }
-    v4.sort_unstable();
-    v4.dedup();
-    v6.sort_unstable();
-    v6.dedup();
+    let (v4, v6) = split(&targets.ips);
+    let (mut x4, mut x6) = split(&targets.exclude);
+    // A target is never its own exclusion.
+    x4.retain(|a| v4.binary_search(a).is_err());
+    x6.retain(|a| v6.binary_search(a).is_err());
     let mut ports: Vec<u32> = targets.ports.iter().map(|&p| u32::from(p)).collect();
     ports.sort_unstable();
     ports.dedup();
@@ -178,9 +172,9 @@ pub fn compile(
     for (label, is_v6, base) in sections {
         a.place(label);
         if is_v6 {
-            ipv6_section(&mut a, &v6, &ports, base, snaplen, reject);
+            ipv6_section(&mut a, (&v6, &x6), &ports, base, snaplen, reject);
         } else {
-            ipv4_section(&mut a, &v4, &ports, base, snaplen, reject);
+            ipv4_section(&mut a, (&v4, &x4), &ports, base, snaplen, reject);
         }
     }
     a.place(reject);
@@ -189,8 +183,8 @@ pub fn compile(
     let prog = a.assemble();
     if prog.len() > MAX_INSNS {
         return Err(FilterError::TooLarge {
-            ipv4: v4.len(),
-            ipv6: v6.len(),
+            ipv4: v4.len() + x4.len(),
+            ipv6: v6.len() + x6.len(),
             ports: ports.len(),
             insns: prog.len(),
         });
@@ -198,15 +192,86 @@ pub fn compile(
     Ok(prog)
 }
 
+/// Sorted, deduplicated IPv4 and IPv6 addresses as the words the filter loads.
+fn split(ips: &[IpAddr]) -> (Vec<u32>, Vec<[u32; 4]>) {
+    let mut v4: Vec<u32> = Vec::new();
+    let mut v6: Vec<[u32; 4]> = Vec::new();
+    for ip in ips {
+        match ip.to_canonical() {
+            IpAddr::V4(a) => v4.push(u32::from(a)),
+            IpAddr::V6(a) => {
+                let o = a.octets();
+                v6.push(std::array::from_fn(|i| {
+                    u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+                }));
+            }
+        }
+    }
+    v4.sort_unstable();
+    v4.dedup();
+    v6.sort_unstable();
+    v6.dedup();
+    (v4, v6)
+}
+
+/// The address test shared by both families: one end in `ips` and the
+/// other not in `exclude`. `load(a, off, list, hit)` jumps to `hit` when the
+/// address at `off` is in `list` and falls through otherwise. Before an
+/// address is tested against `exclude` its last word is loaded, so a packet
+/// cut inside that address is dropped rather than let through because its
+/// first word matched nothing.
+fn address_test<T>(
+    a: &mut Asm,
+    (ips, exclude): (&[T], &[T]),
+    (src, dst, width): (u32, u32, u32),
+    reject: Label,
+    load: impl Fn(&mut Asm, u32, &[T], Label),
+) -> Label {
+    let ip_ok = a.label();
+    if exclude.is_empty() {
+        for off in [src, dst] {
+            load(a, off, ips, ip_ok);
+        }
+        a.ja(reject);
+        return ip_ok;
+    }
+    let try_dst = a.label();
+    let src_own = a.label();
+    let dst_own = a.label();
+    load(a, src, ips, src_own);
+    a.ja(try_dst);
+    a.place(src_own);
+    if width > 4 {
+        a.stmt(LD_W_ABS, dst + width - 4);
+    }
+    load(a, dst, exclude, try_dst);
+    a.ja(ip_ok);
+    a.place(try_dst);
+    load(a, dst, ips, dst_own);
+    a.ja(reject);
+    a.place(dst_own);
+    if width > 4 {
+        a.stmt(LD_W_ABS, src + width - 4);
+    }
+    load(a, src, exclude, reject);
+    a.ja(ip_ok);
+    ip_ok
+}
+
 /// IPv4 header at `b`: addresses at b+12 / b+16, flags and fragment offset at
 /// b+6, protocol at b+9, the header length in the low nibble of b.
-fn ipv4_section(a: &mut Asm, ips: &[u32], ports: &[u32], b: u32, snaplen: u32, reject: Label) {
-    let ip_ok = a.label();
-    for off in [b + 12, b + 16] {
+fn ipv4_section(
+    a: &mut Asm,
+    ips: (&[u32], &[u32]),
+    ports: &[u32],
+    b: u32,
+    snaplen: u32,
+    reject: Label,
+) {
+    let ip_ok = address_test(a, ips, (b + 12, b + 16, 4), reject, |a, off, list, hit| {
         a.stmt(LD_W_ABS, off);
-        a.any_of(ips, ip_ok, |a, &ip, hit| a.jeq(ip, hit, Next));
-    }
-    a.ja(reject);
+        a.any_of(list, hit, |a, &ip, hit| a.jeq(ip, hit, Next));
+    });
     a.place(ip_ok);
     if ports.is_empty() {
         a.stmt(RET_K, snaplen);
@@ -229,10 +294,16 @@ fn ipv4_section(a: &mut Asm, ips: &[u32], ports: &[u32], b: u32, snaplen: u32, r
 
 /// IPv6 header at `b`: next header at b+6, addresses at b+8 / b+24, the
 /// TCP/UDP header at b+40 when there are no extension headers.
-fn ipv6_section(a: &mut Asm, ips: &[[u32; 4]], ports: &[u32], b: u32, snaplen: u32, reject: Label) {
-    let ip_ok = a.label();
-    for off in [b + 8, b + 24] {
-        a.any_of(ips, ip_ok, |a, ip, hit| {
+fn ipv6_section(
+    a: &mut Asm,
+    ips: (&[[u32; 4]], &[[u32; 4]]),
+    ports: &[u32],
+    b: u32,
+    snaplen: u32,
+    reject: Label,
+) {
+    let ip_ok = address_test(a, ips, (b + 8, b + 24, 16), reject, |a, off, list, hit| {
+        a.any_of(list, hit, |a, ip, hit| {
             let miss = a.label();
             for (i, &word) in ip.iter().enumerate() {
                 a.stmt(LD_W_ABS, off + 4 * i as u32);
@@ -244,8 +315,7 @@ fn ipv6_section(a: &mut Asm, ips: &[[u32; 4]], ports: &[u32], b: u32, snaplen: u
             }
             a.place(miss);
         });
-    }
-    a.ja(reject);
+    });
     a.place(ip_ok);
     if ports.is_empty() {
         a.stmt(RET_K, snaplen);
@@ -622,6 +692,7 @@ mod tests {
         Targets {
             ips: vec![IpAddr::V4(Ipv4Addr::from(POD)), IpAddr::V6(POD6)],
             ports: ports.to_vec(),
+            ..Default::default()
         }
     }
 
@@ -707,11 +778,53 @@ mod tests {
         }
     }
 
+    /// Between two watched pods a packet is captured on one pod's interface
+    /// only: here POD's capture leaves POD<->OTHER to OTHER's.
+    #[test]
+    fn excluded_peers() {
+        let t = Targets {
+            ips: vec![IpAddr::V4(Ipv4Addr::from(POD)), IpAddr::V6(POD6)],
+            ports: vec![],
+            exclude: vec![
+                IpAddr::V4(Ipv4Addr::from(OTHER)),
+                IpAddr::V6(OTHER6),
+                // A target listed as excluded stays a target.
+                IpAddr::V4(Ipv4Addr::from(POD)),
+            ],
+        };
+        let v4 = |src, dst| eth(0x0800, &ipv4(src, dst, 17, 0, 0, &udp(1, 2)));
+        let v6 = |src, dst| eth(0x86dd, &ipv6(src, dst, 17, &udp(1, 2)));
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+            ("v4 pod to peer", v4(POD, PEER), true),
+            ("v4 peer to pod", v4(PEER, POD), true),
+            ("v4 pod to excluded", v4(POD, OTHER), false),
+            ("v4 excluded to pod", v4(OTHER, POD), false),
+            ("v4 pod to itself", v4(POD, POD), true),
+            ("v4 excluded to peer", v4(OTHER, PEER), false),
+            ("v6 pod to peer", v6(POD6, PEER6), true),
+            ("v6 peer to pod", v6(PEER6, POD6), true),
+            ("v6 pod to excluded", v6(POD6, OTHER6), false),
+            ("v6 excluded to pod", v6(OTHER6, POD6), false),
+            ("v6 pod to peer, cut inside the peer", v6(POD6, PEER6)[..14 + 38].to_vec(), false),
+            ("vlan v4 excluded to pod", tagged(&v4(OTHER, POD), 0x8100), false),
+            ("vlan v4 peer to pod", tagged(&v4(PEER, POD), 0x8100), true),
+        ];
+        for (name, pkt, want) in cases {
+            assert_eq!(passes(&t, Framing::Ethernet, &pkt), want, "{name}");
+            assert_eq!(reference(&t, &pkt), want, "{name}: reference");
+            if u16::from_be_bytes([pkt[12], pkt[13]]) != 0x8100 {
+                assert_eq!(passes(&t, Framing::RawIp, &pkt[14..]), want, "{name}, raw IP");
+            }
+        }
+    }
+
     #[test]
     fn only_one_family() {
         let only_v4 = Targets {
             ips: vec![IpAddr::V4(Ipv4Addr::from(POD))],
             ports: vec![],
+            ..Default::default()
         };
         let v6_pkt = eth(0x86dd, &ipv6(POD6, PEER6, 17, &udp(1, 2)));
         assert!(!passes(&only_v4, Framing::Ethernet, &v6_pkt));
@@ -724,6 +837,7 @@ mod tests {
         let mapped = Targets {
             ips: vec![IpAddr::V6(Ipv4Addr::from(POD).to_ipv6_mapped())],
             ports: vec![],
+            ..Default::default()
         };
         assert!(passes(
             &mapped,
@@ -737,6 +851,7 @@ mod tests {
         let none = Targets {
             ips: vec![],
             ports: vec![80],
+            ..Default::default()
         };
         let pkt = eth(0x0800, &ipv4(POD, PEER, 6, 0, 0, &tcp(80, 80)));
         assert_eq!(
@@ -770,6 +885,7 @@ mod tests {
                 .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)))
                 .collect(),
             ports: vec![],
+            ..Default::default()
         };
         let err = compile(&t, Framing::Ethernet, SNAP).unwrap_err();
         let msg = err.to_string();
@@ -780,6 +896,7 @@ mod tests {
                 .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)))
                 .collect(),
             ports: vec![80, 443],
+            ..Default::default()
         };
         check(&compile(&t, Framing::Ethernet, SNAP).unwrap());
     }
@@ -805,21 +922,34 @@ mod tests {
                 None => false,
             }
         };
-        let addr_ok = |at: usize, len: usize| -> Option<bool> {
-            let bytes = pkt.get(at..at + len)?;
-            Some(ips.iter().any(|ip| match ip {
+        let exclude: Vec<IpAddr> = t
+            .exclude
+            .iter()
+            .map(|i| i.to_canonical())
+            .filter(|i| !ips.contains(i))
+            .collect();
+        let is_in = |list: &[IpAddr], bytes: &[u8]| {
+            list.iter().any(|ip| match ip {
                 IpAddr::V4(a) => a.octets()[..] == *bytes,
                 IpAddr::V6(a) => a.octets()[..] == *bytes,
-            }))
+            })
+        };
+        let family = |ip: &IpAddr, len: usize| matches!((ip, len), (IpAddr::V4(_), 4) | (IpAddr::V6(_), 16));
+        // One end a target, the other not excluded; with nothing excluded
+        // (of this family) a source match decides before the destination is read.
+        let hit = |src: usize, len: usize| -> bool {
+            let dst = src + len;
+            let x: Vec<IpAddr> = exclude.iter().filter(|i| family(i, len)).copied().collect();
+            let Some(s) = pkt.get(src..src + len) else { return false };
+            if x.is_empty() && is_in(&ips, s) {
+                return true;
+            }
+            let Some(d) = pkt.get(dst..dst + len) else { return false };
+            (is_in(&ips, s) && !is_in(&x, d)) || (is_in(&ips, d) && !is_in(&x, s))
         };
         match ethertype {
             0x0800 => {
-                let hit = match addr_ok(l3 + 12, 4) {
-                    Some(true) => true,
-                    Some(false) => addr_ok(l3 + 16, 4) == Some(true),
-                    None => false,
-                };
-                if !hit {
+                if !hit(l3 + 12, 4) {
                     return false;
                 }
                 if t.ports.is_empty() || be16(pkt, l3 + 6).unwrap() & 0x1fff != 0 {
@@ -828,12 +958,7 @@ mod tests {
                 matches!(pkt[l3 + 9], 6 | 17) && port_ok(l3 + 4 * usize::from(pkt[l3] & 0xf))
             }
             0x86dd => {
-                let hit = match addr_ok(l3 + 8, 16) {
-                    Some(true) => true,
-                    Some(false) => addr_ok(l3 + 24, 16) == Some(true),
-                    None => false,
-                };
-                if !hit {
+                if !hit(l3 + 8, 16) {
                     return false;
                 }
                 if t.ports.is_empty() {
@@ -915,13 +1040,18 @@ mod tests {
                 proptest::collection::vec(any::<[u8; 4]>(), 1..400),
                 proptest::collection::vec(any::<[u8; 16]>().prop_map(Ipv6Addr::from), 1..30),
                 proptest::collection::vec(any::<u16>(), 0..60),
-            ).prop_flat_map(|(v4s, v6s, ports)| {
+                proptest::collection::vec(any::<[u8; 4]>(), 0..20),
+                proptest::collection::vec(any::<[u8; 16]>().prop_map(Ipv6Addr::from), 0..4),
+            ).prop_flat_map(|(v4s, v6s, ports, x4s, x6s)| {
                 let t = Targets {
                     ips: v4s.iter().map(|&a| IpAddr::from(a)).chain(v6s.iter().map(|&a| IpAddr::V6(a))).collect(),
                     ports: ports.clone(),
+                    exclude: x4s.iter().map(|&a| IpAddr::from(a)).chain(x6s.iter().map(|&a| IpAddr::V6(a))).collect(),
                 };
                 let nonempty_ports = if ports.is_empty() { vec![80] } else { ports };
-                (Just(t), proptest::collection::vec(arb_packet(v4s, v6s, nonempty_ports), 64))
+                let all4 = v4s.into_iter().chain(x4s).collect();
+                let all6 = v6s.into_iter().chain(x6s).collect();
+                (Just(t), proptest::collection::vec(arb_packet(all4, all6, nonempty_ports), 64))
             })
         ) {
             let prog = match compile(&t, Framing::Ethernet, SNAP) {
