@@ -11,6 +11,7 @@ pub mod decode;
 pub mod dissect;
 pub mod pair;
 pub mod pipeline;
+pub mod pods;
 pub mod reassembly;
 pub mod ring;
 pub mod ship;
