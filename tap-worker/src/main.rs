@@ -1,5 +1,6 @@
 //! The tap-worker binary (one per node): captures live traffic on the given
-//! interfaces (`--interface`, AF_PACKET) or replays a capture file (`--file`,
+//! interfaces (`--interface`, AF_PACKET) or of the given pods (`--pods`, on
+//! their host veths, following the list as it changes), or replays a capture file (`--file`,
 //! optionally at the pace it was recorded, which is how the hub's tests drive
 //! real worker processes), dissects it and streams the entries to the hub.
 
@@ -14,7 +15,7 @@ use tap_worker::capture::CaptureFile;
 use tap_worker::capture::live::LiveConfig;
 use tap_worker::ring::PacketRing;
 use tap_worker::ship::{ShipConfig, Shipper};
-use tap_worker::tap::LiveTap;
+use tap_worker::tap::{LiveTap, PodSource, PodWatch};
 use tap_worker::{Pipeline, PipelineConfig, Stats};
 
 #[derive(Parser)]
@@ -30,13 +31,18 @@ struct Args {
     #[arg(
         long,
         value_name = "FILE",
-        required_unless_present = "interfaces",
-        conflicts_with = "interfaces"
+        required_unless_present_any = ["interfaces", "pods"],
+        conflicts_with_all = ["interfaces", "pods"]
     )]
     file: Option<PathBuf>,
     /// Capture live on this interface (repeat for several) until SIGTERM.
     #[arg(long = "interface", short = 'i', value_name = "IF")]
     interfaces: Vec<String>,
+    /// Capture the pods listed in this JSON file (`[{"name", "namespace",
+    /// "ips": [...], "node"}]`) on their host veths, following the file as
+    /// it changes; pods of other nodes (`node` not this --node) are left alone.
+    #[arg(long, value_name = "FILE")]
+    pods: Option<PathBuf>,
     /// Live capture ring per interface: blocks of this size...
     #[arg(long, default_value = "1MiB")]
     block_size: bytesize::ByteSize,
@@ -138,24 +144,33 @@ fn live(args: &Args) -> anyhow::Result<ExitCode> {
             shipper.offer(e);
         })
     };
-    let tap = LiveTap::start(
-        args.interfaces
-            .iter()
-            .map(|name| LiveConfig {
-                block_size: usize::try_from(args.block_size.as_u64()).unwrap_or(usize::MAX),
-                block_count: args.blocks,
-                ..LiveConfig::new(name.clone())
-            })
-            .collect(),
+    let template = |name: &str| LiveConfig {
+        block_size: usize::try_from(args.block_size.as_u64()).unwrap_or(usize::MAX),
+        block_count: args.blocks,
+        ..LiveConfig::new(name)
+    };
+    let mut tap = LiveTap::start(
+        args.interfaces.iter().map(|name| template(name)).collect(),
         pipeline,
         ring,
         sink,
     )?;
-    eprintln!(
-        "tap-worker: capturing on {}, shipping to {}",
-        tap.interfaces().join(", "),
-        args.hub
-    );
+    let mut watch = match &args.pods {
+        Some(path) => Some(
+            PodWatch::new(
+                PodSource::File(path.clone()),
+                Some(args.node.clone()),
+                template(""),
+            )
+            .context("opening a netlink socket to find pod interfaces")?,
+        ),
+        None => None,
+    };
+    let what = match &args.pods {
+        Some(p) => format!("the pods listed in {}", p.display()),
+        None => format!("on {}", tap.interfaces().join(", ")),
+    };
+    eprintln!("tap-worker: capturing {what}, shipping to {}", args.hub);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -164,7 +179,18 @@ fn live(args: &Args) -> anyhow::Result<ExitCode> {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
     }
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) && !tap.finished() {
+    let mut last_tick: Option<Instant> = None;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Some(w) = watch.as_mut() {
+            if last_tick.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                last_tick = Some(Instant::now());
+                for line in w.tick(&mut tap) {
+                    eprintln!("tap-worker: {line}");
+                }
+            }
+        } else if tap.finished() {
+            break;
+        }
         *counters.lock().unwrap_or_else(|e| e.into_inner()) = tap.counters();
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -208,7 +234,7 @@ async fn shutdown() {
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if !args.interfaces.is_empty() {
+    if !args.interfaces.is_empty() || args.pods.is_some() {
         return live(&args);
     }
     let runtime = runtime()?;

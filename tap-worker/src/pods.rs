@@ -265,7 +265,8 @@ impl Resolver {
     /// The id this namespace gives the namespace open as `file` (-1: none).
     fn nsid(&mut self, file: &std::fs::File) -> io::Result<i32> {
         let mut msg = NsidMessage::default();
-        msg.attributes.push(NsidAttribute::Fd(file.as_raw_fd() as u32));
+        msg.attributes
+            .push(NsidAttribute::Fd(file.as_raw_fd() as u32));
         let seq = self.next_seq();
         let replies = request(
             &self.socket,
@@ -395,7 +396,10 @@ impl Names {
         if self.by_ip.is_empty() {
             return;
         }
-        for end in [entry.src.as_mut(), entry.dst.as_mut()].into_iter().flatten() {
+        for end in [entry.src.as_mut(), entry.dst.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             if end.pod.is_some() {
                 continue;
             }

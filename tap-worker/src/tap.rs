@@ -3,16 +3,36 @@
 //! pipeline (one flow table, so a connection seen on two interfaces is one
 //! connection) and the raw-packet ring, and hands each entry to a sink that
 //! never blocks capture (the worker's shipping queue, or local mode's store
-//! queue). Used by `tap-worker --interface` and `kubetap tap --local`.
+//! queue). Used by `tap-worker` and `kubetap tap --local`.
+//!
+//! Interfaces can be added and removed while the others run; [`PodWatch`]
+//! does that for a list of target pods, capturing each on its host veth:
+//!
+//! - A capture's filter passes its pod's traffic except traffic with pods
+//!   whose captures started earlier (`Targets::exclude`): a packet between
+//!   two watched pods crosses both their veths, and is taken on the older
+//!   capture only, so it is counted once and both directions of a
+//!   connection are read by one thread, in order. Existing filters never
+//!   change when a pod is added (no moment where both take a packet); when a
+//!   watched pod is dropped, the captures that excluded it widen after it
+//!   has stopped.
+//! - A pod deleted while watched takes its veth with it: that capture ends
+//!   (`InterfaceGone`), the others keep running, and the pod is looked for
+//!   again if it is still listed.
 
+use crate::capture::bpf::Targets;
 use crate::capture::live::{LiveCapture, LiveConfig, LiveError, LiveStats};
+use crate::pods::{Names, Resolver, TargetPod};
 use crate::ring::PacketRing;
 use crate::{Pipeline, PipelineConfig, Stats};
 use proto::v1::{Entry, WorkerCounters};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Where entries go; must not block (drop and count instead).
 pub type Sink = Arc<dyn Fn(Entry) + Send + Sync>;
@@ -20,20 +40,33 @@ pub type Sink = Arc<dyn Fn(Entry) + Send + Sync>;
 struct Shared {
     pipeline: Pipeline,
     entries: Vec<Entry>,
+    names: Names,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A filter waiting for its capture thread to install it.
+type PendingFilter = Arc<Mutex<Option<Option<Targets>>>>;
+
+struct Running {
+    interface: String,
+    filter: Option<Targets>,
+    pending: PendingFilter,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<LiveStats>>,
+    thread: JoinHandle<Result<(), LiveError>>,
+}
+
 /// Running captures; [`LiveTap::stop`] ends them.
 pub struct LiveTap {
     shared: Arc<Mutex<Shared>>,
-    stats: Arc<Mutex<Vec<LiveStats>>>,
-    interfaces: Vec<String>,
-    threads: Vec<JoinHandle<Result<(), LiveError>>>,
-    stop: Arc<AtomicBool>,
+    ring: Arc<Mutex<PacketRing>>,
     sink: Sink,
+    captures: Vec<Running>,
+    /// Counters of captures that have ended.
+    retired: LiveStats,
 }
 
 impl LiveTap {
@@ -48,61 +81,171 @@ impl LiveTap {
     ) -> Result<LiveTap, LiveError> {
         let captures = interfaces
             .into_iter()
-            .map(LiveCapture::open)
+            .map(|c| {
+                let filter = c.filter.clone();
+                LiveCapture::open(c).map(|cap| (cap, filter))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let names = captures.iter().map(|c| c.interface().to_string()).collect();
-        let shared = Arc::new(Mutex::new(Shared {
-            pipeline: Pipeline::new(pipeline),
-            entries: Vec::new(),
-        }));
-        let stats = Arc::new(Mutex::new(vec![LiveStats::default(); captures.len()]));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        for (i, cap) in captures.into_iter().enumerate() {
-            let (shared, ring, stats, stop, sink) = (
-                shared.clone(),
-                ring.clone(),
-                stats.clone(),
-                stop.clone(),
-                sink.clone(),
-            );
-            let name = format!("capture-{}", cap.interface());
-            let t = std::thread::Builder::new()
-                .name(name)
-                .spawn(move || capture(cap, i, &shared, &ring, &stats, &stop, &*sink))
-                .map_err(|error| LiveError::Io {
-                    interface: String::new(),
-                    what: "starting a capture thread",
-                    error,
-                })?;
-            threads.push(t);
+        let mut tap = LiveTap::idle(pipeline, ring, sink);
+        for (cap, filter) in captures {
+            tap.spawn(cap, filter)?;
         }
-        Ok(LiveTap {
-            shared,
-            stats,
-            interfaces: names,
-            threads,
-            stop,
-            sink,
-        })
+        Ok(tap)
     }
 
-    pub fn interfaces(&self) -> &[String] {
-        &self.interfaces
+    /// A tap capturing nothing yet; [`LiveTap::add`] starts captures.
+    pub fn idle(pipeline: PipelineConfig, ring: Arc<Mutex<PacketRing>>, sink: Sink) -> LiveTap {
+        LiveTap {
+            shared: Arc::new(Mutex::new(Shared {
+                pipeline: Pipeline::new(pipeline),
+                entries: Vec::new(),
+                names: Names::default(),
+            })),
+            ring,
+            sink,
+            captures: Vec::new(),
+            retired: LiveStats::default(),
+        }
+    }
+
+    /// Opens one more interface and starts capturing on it.
+    pub fn add(&mut self, config: LiveConfig) -> Result<(), LiveError> {
+        let filter = config.filter.clone();
+        let cap = LiveCapture::open(config)?;
+        self.spawn(cap, filter)
+    }
+
+    fn spawn(&mut self, cap: LiveCapture, filter: Option<Targets>) -> Result<(), LiveError> {
+        let interface = cap.interface().to_string();
+        let pending: PendingFilter = Arc::new(Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(LiveStats::default()));
+        let worker = Worker {
+            shared: self.shared.clone(),
+            ring: self.ring.clone(),
+            sink: self.sink.clone(),
+            pending: pending.clone(),
+            stop: stop.clone(),
+            stats: stats.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("capture-{interface}"))
+            .spawn(move || worker.run(cap))
+            .map_err(|error| LiveError::Io {
+                interface: interface.clone(),
+                what: "starting a capture thread",
+                error,
+            })?;
+        self.captures.push(Running {
+            interface,
+            filter,
+            pending,
+            stop,
+            stats,
+            thread,
+        });
+        Ok(())
+    }
+
+    /// Stops the capture on `interface` (after what it has read so far is
+    /// processed); returns the error it had ended with, if any.
+    pub fn remove(&mut self, interface: &str) -> Option<LiveError> {
+        let i = self
+            .captures
+            .iter()
+            .position(|c| c.interface == interface)?;
+        let c = self.captures.swap_remove(i);
+        c.stop.store(true, Ordering::Relaxed);
+        self.retire(c)
+    }
+
+    fn retire(&mut self, c: Running) -> Option<LiveError> {
+        let result = c.thread.join();
+        let s = *lock(&c.stats);
+        self.retired.packets += s.packets;
+        self.retired.kernel_drops += s.kernel_drops;
+        self.retired.freeze_count += s.freeze_count;
+        self.retired.delivered += s.delivered;
+        match result {
+            Ok(r) => r.err(),
+            Err(_) => Some(LiveError::Io {
+                interface: c.interface,
+                what: "capturing",
+                error: std::io::Error::other("the capture thread panicked"),
+            }),
+        }
+    }
+
+    /// Captures that have ended on their own (their interface went away, or
+    /// an error), removed from the tap: each interface with its error.
+    pub fn reap(&mut self) -> Vec<(String, Option<LiveError>)> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.captures.len() {
+            if self.captures[i].thread.is_finished() {
+                let c = self.captures.swap_remove(i);
+                let name = c.interface.clone();
+                out.push((name, self.retire(c)));
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// Replaces the filter of the capture on `interface`; its thread installs
+    /// it within one poll (200 ms).
+    pub fn set_filter(&mut self, interface: &str, filter: Option<Targets>) {
+        if let Some(c) = self.captures.iter_mut().find(|c| c.interface == interface)
+            && c.filter != filter
+        {
+            c.filter = filter.clone();
+            *lock(&c.pending) = Some(filter);
+        }
+    }
+
+    /// The filter the capture on `interface` runs (or is about to).
+    pub fn filter(&self, interface: &str) -> Option<&Targets> {
+        self.captures
+            .iter()
+            .find(|c| c.interface == interface)
+            .and_then(|c| c.filter.as_ref())
+    }
+
+    /// Names given to entries' ends from now on.
+    pub fn set_names(&self, names: Names) {
+        lock(&self.shared).names = names;
+    }
+
+    pub fn interfaces(&self) -> Vec<String> {
+        self.captures.iter().map(|c| c.interface.clone()).collect()
     }
 
     /// Whether every capture has ended (its interface went away, or an error).
     pub fn finished(&self) -> bool {
-        self.threads.iter().all(JoinHandle::is_finished)
+        self.captures.iter().all(|c| c.thread.is_finished())
     }
 
     pub fn pipeline_stats(&self) -> Stats {
         lock(&self.shared).pipeline.stats()
     }
 
+    /// The kernel's counters over all captures, ended ones included.
+    pub fn live_stats(&self) -> LiveStats {
+        let mut t = self.retired;
+        for c in &self.captures {
+            let s = *lock(&c.stats);
+            t.packets += s.packets;
+            t.kernel_drops += s.kernel_drops;
+            t.freeze_count += s.freeze_count;
+            t.delivered += s.delivered;
+        }
+        t
+    }
+
     /// Packets the kernel dropped because a ring was full, over all interfaces.
     pub fn kernel_drops(&self) -> u64 {
-        lock(&self.stats).iter().map(|s| s.kernel_drops).sum()
+        self.live_stats().kernel_drops
     }
 
     /// The capture's side of the worker's counters.
@@ -121,65 +264,308 @@ impl LiveTap {
 
     /// Ends every capture, flushes the connections into the sink, and
     /// returns the errors captures ended with.
-    pub fn stop(self) -> Vec<LiveError> {
-        self.stop.store(true, Ordering::Relaxed);
-        let errors = self
-            .threads
-            .into_iter()
-            .filter_map(|t| t.join().ok().and_then(Result::err))
-            .collect();
+    pub fn stop(mut self) -> Vec<LiveError> {
+        for c in &self.captures {
+            c.stop.store(true, Ordering::Relaxed);
+        }
+        let mut errors = Vec::new();
+        for c in std::mem::take(&mut self.captures) {
+            errors.extend(self.retire(c));
+        }
         let mut s = lock(&self.shared);
-        let Shared { pipeline, entries } = &mut *s;
+        let Shared {
+            pipeline,
+            entries,
+            names,
+        } = &mut *s;
         pipeline.finish(entries);
-        for e in entries.drain(..) {
+        for mut e in entries.drain(..) {
+            names.annotate(&mut e);
             (self.sink)(e);
         }
         errors
     }
 }
 
-/// One interface's capture loop, until stopped or the interface goes away.
-fn capture(
-    mut cap: LiveCapture,
-    index: usize,
-    shared: &Mutex<Shared>,
-    ring: &Mutex<PacketRing>,
-    stats: &Mutex<Vec<LiveStats>>,
-    stop: &AtomicBool,
-    sink: &(dyn Fn(Entry) + Send + Sync),
-) -> Result<(), LiveError> {
-    let mut n: u64 = 0;
-    let result = loop {
-        if stop.load(Ordering::Relaxed) {
-            break Ok(());
-        }
-        match cap.next_packet(Duration::from_millis(200)) {
-            Ok(Some(pkt)) => {
-                let mut s = lock(shared);
-                let Shared { pipeline, entries } = &mut *s;
-                if let Some(flow) = pipeline.packet(&pkt, entries) {
-                    lock(ring).push(&pkt, flow);
-                }
-                for e in entries.drain(..) {
-                    sink(e);
-                }
-            }
-            Ok(None) => {}
-            Err(LiveError::InterfaceGone { interface }) => {
-                tracing::warn!(%interface, "interface went away; its capture ends");
+/// What one capture thread holds.
+struct Worker {
+    shared: Arc<Mutex<Shared>>,
+    ring: Arc<Mutex<PacketRing>>,
+    sink: Sink,
+    pending: PendingFilter,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<LiveStats>>,
+}
+
+impl Worker {
+    /// One interface's capture loop, until stopped or the interface goes away.
+    fn run(self, mut cap: LiveCapture) -> Result<(), LiveError> {
+        let mut n: u64 = 0;
+        let result = loop {
+            if self.stop.load(Ordering::Relaxed) {
                 break Ok(());
             }
-            Err(e) => break Err(e),
+            if let Some(filter) = lock(&self.pending).take()
+                && let Err(e) = cap.set_filter(filter.as_ref())
+            {
+                break Err(e);
+            }
+            match cap.next_packet(Duration::from_millis(200)) {
+                Ok(Some(pkt)) => {
+                    let mut s = lock(&self.shared);
+                    let Shared {
+                        pipeline,
+                        entries,
+                        names,
+                    } = &mut *s;
+                    if let Some(flow) = pipeline.packet(&pkt, entries) {
+                        lock(&self.ring).push(&pkt, flow);
+                    }
+                    for mut e in entries.drain(..) {
+                        names.annotate(&mut e);
+                        (self.sink)(e);
+                    }
+                }
+                Ok(None) => {}
+                Err(LiveError::InterfaceGone { interface }) => {
+                    tracing::warn!(%interface, "interface went away; its capture ends");
+                    break Ok(());
+                }
+                Err(e) => break Err(e),
+            }
+            n += 1;
+            if n.is_multiple_of(1024)
+                && let Ok(st) = cap.stats()
+            {
+                *lock(&self.stats) = st;
+            }
+        };
+        if let Ok(st) = cap.stats() {
+            *lock(&self.stats) = st;
         }
-        n += 1;
-        if n.is_multiple_of(1024)
-            && let Ok(st) = cap.stats()
-        {
-            lock(stats)[index] = st;
-        }
-    };
-    if let Ok(st) = cap.stats() {
-        lock(stats)[index] = st;
+        result
     }
-    result
+}
+
+/// Where the target pods come from.
+#[derive(Debug, Clone)]
+pub enum PodSource {
+    /// A JSON file ([`crate::pods::load`]), read again whenever it changes.
+    File(PathBuf),
+    /// A fixed list.
+    List(Vec<TargetPod>),
+}
+
+/// One pod's capture, as [`PodWatch`] runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodCapture {
+    pub interface: String,
+    /// `namespace/name` of the pods behind the interface (normally one).
+    pub pods: Vec<String>,
+    pub ips: Vec<IpAddr>,
+}
+
+/// Keeps a [`LiveTap`] capturing the target pods of this node: call
+/// [`PodWatch::tick`] every second or so.
+pub struct PodWatch {
+    source: PodSource,
+    node: Option<String>,
+    template: LiveConfig,
+    resolver: Resolver,
+    file_stamp: Option<(SystemTime, u64)>,
+    pods: Vec<TargetPod>,
+    /// Captures in the order they started (the exclusion order).
+    captures: Vec<PodCapture>,
+    unresolved: Vec<String>,
+    /// The pod list changed since the tap last got its names.
+    renamed: bool,
+}
+
+impl PodWatch {
+    /// `node`: this worker's node (pods listed for another node are left
+    /// alone; pods without a node are looked for here). `template`: ring
+    /// sizes and snap length for each capture. Make it on the thread (and so
+    /// in the network namespace) that captures.
+    pub fn new(
+        source: PodSource,
+        node: Option<String>,
+        template: LiveConfig,
+    ) -> std::io::Result<PodWatch> {
+        let pods = match &source {
+            PodSource::List(l) => l.clone(),
+            PodSource::File(_) => Vec::new(),
+        };
+        Ok(PodWatch {
+            source,
+            node,
+            template,
+            resolver: Resolver::new()?,
+            file_stamp: None,
+            pods,
+            captures: Vec::new(),
+            unresolved: Vec::new(),
+            renamed: true,
+        })
+    }
+
+    /// The pods being captured, oldest capture first.
+    pub fn captures(&self) -> &[PodCapture] {
+        &self.captures
+    }
+
+    /// Target pods of this node whose interface was not found (yet).
+    pub fn unresolved(&self) -> &[String] {
+        &self.unresolved
+    }
+
+    /// Re-reads the pod list if it changed; a bad list is reported and the
+    /// last good one kept.
+    fn reload(&mut self) -> Option<String> {
+        let PodSource::File(path) = &self.source else {
+            return None;
+        };
+        let stamp = std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+        if stamp == self.file_stamp && stamp.is_some() {
+            return None;
+        }
+        self.file_stamp = stamp;
+        match crate::pods::load(path) {
+            Ok(pods) => {
+                self.pods = pods;
+                self.renamed = true;
+                None
+            }
+            Err(e) => Some(format!("{e}; keeping the previous list")),
+        }
+    }
+
+    /// Brings the captures in line with the pod list and the node's
+    /// interfaces; returns what changed, one line each, for the log.
+    pub fn tick(&mut self, tap: &mut LiveTap) -> Vec<String> {
+        let mut log = Vec::new();
+        log.extend(self.reload());
+        for (interface, error) in tap.reap() {
+            match error {
+                Some(e) => log.push(format!("capture on {interface} ended: {e}")),
+                None => log.push(format!("{interface} went away; its capture ended")),
+            }
+        }
+        let local: Vec<&TargetPod> = self
+            .pods
+            .iter()
+            .filter(|p| match (&p.node, &self.node) {
+                (Some(n), Some(me)) => n == me,
+                _ => true,
+            })
+            .collect();
+        let ips: Vec<IpAddr> = local.iter().flat_map(|p| p.ips.iter().copied()).collect();
+        let found = match self.resolver.resolve(&ips) {
+            Ok(f) => f,
+            Err(e) => {
+                log.push(format!("cannot look up the pods' interfaces: {e}"));
+                return log;
+            }
+        };
+        // interface -> (pods, ips), in a stable order.
+        let mut wanted: BTreeMap<String, (Vec<String>, Vec<IpAddr>)> = BTreeMap::new();
+        let mut unresolved = Vec::new();
+        for p in &local {
+            let mut any = false;
+            for ip in &p.ips {
+                if let Some(i) = found.get(&ip.to_canonical()) {
+                    let w = wanted.entry(i.name.clone()).or_default();
+                    if !w.0.contains(&p.id()) {
+                        w.0.push(p.id());
+                    }
+                    w.1.push(ip.to_canonical());
+                    any = true;
+                }
+            }
+            if !any {
+                unresolved.push(p.id());
+            }
+        }
+        for id in &unresolved {
+            if !self.unresolved.contains(id) {
+                log.push(format!("pod {id}: no interface on this node (yet)"));
+            }
+        }
+        self.unresolved = unresolved;
+
+        // Drop captures whose interface is gone from the tap or no longer
+        // wanted (or now holds other IPs).
+        let running: Vec<String> = tap.interfaces();
+        let mut kept = Vec::new();
+        let mut dropped = false;
+        for c in std::mem::take(&mut self.captures) {
+            let still = wanted
+                .get(&c.interface)
+                .is_some_and(|(_, ips)| *ips == c.ips)
+                && running.contains(&c.interface);
+            if still {
+                kept.push(c);
+            } else {
+                if let Some(e) = tap.remove(&c.interface) {
+                    log.push(format!("capture on {} ended: {e}", c.interface));
+                }
+                log.push(format!(
+                    "stopped capturing {} on {}",
+                    c.pods.join(", "),
+                    c.interface
+                ));
+                dropped = true;
+            }
+        }
+        self.captures = kept;
+        if dropped {
+            // Captures that excluded a dropped pod take its traffic now.
+            for i in 0..self.captures.len() {
+                let filter = self.filter_for(i);
+                tap.set_filter(&self.captures[i].interface, Some(filter));
+            }
+        }
+        // New pods: each excludes the pods captured before it.
+        for (interface, (pods, ips)) in wanted {
+            if self.captures.iter().any(|c| c.interface == interface) {
+                continue;
+            }
+            self.captures.push(PodCapture {
+                interface: interface.clone(),
+                pods: pods.clone(),
+                ips,
+            });
+            let filter = self.filter_for(self.captures.len() - 1);
+            let config = LiveConfig {
+                interface: interface.clone(),
+                filter: Some(filter),
+                ..self.template.clone()
+            };
+            match tap.add(config) {
+                Ok(()) => log.push(format!("capturing {} on {interface}", pods.join(", "))),
+                Err(e) => {
+                    self.captures.pop();
+                    log.push(format!("cannot capture {}: {e}", pods.join(", ")));
+                }
+            }
+        }
+        if std::mem::take(&mut self.renamed) {
+            tap.set_names(Names::new(&self.pods));
+        }
+        log
+    }
+
+    /// The filter of the i-th capture: its IPs, minus traffic with the pods
+    /// captured before it.
+    fn filter_for(&self, i: usize) -> Targets {
+        Targets {
+            ips: self.captures[i].ips.clone(),
+            ports: Vec::new(),
+            exclude: self.captures[..i]
+                .iter()
+                .flat_map(|c| c.ips.iter().copied())
+                .collect(),
+        }
+    }
 }

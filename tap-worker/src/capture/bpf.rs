@@ -814,7 +814,11 @@ mod tests {
             assert_eq!(passes(&t, Framing::Ethernet, &pkt), want, "{name}");
             assert_eq!(reference(&t, &pkt), want, "{name}: reference");
             if u16::from_be_bytes([pkt[12], pkt[13]]) != 0x8100 {
-                assert_eq!(passes(&t, Framing::RawIp, &pkt[14..]), want, "{name}, raw IP");
+                assert_eq!(
+                    passes(&t, Framing::RawIp, &pkt[14..]),
+                    want,
+                    "{name}, raw IP"
+                );
             }
         }
     }
@@ -934,17 +938,22 @@ mod tests {
                 IpAddr::V6(a) => a.octets()[..] == *bytes,
             })
         };
-        let family = |ip: &IpAddr, len: usize| matches!((ip, len), (IpAddr::V4(_), 4) | (IpAddr::V6(_), 16));
+        let family =
+            |ip: &IpAddr, len: usize| matches!((ip, len), (IpAddr::V4(_), 4) | (IpAddr::V6(_), 16));
         // One end a target, the other not excluded; with nothing excluded
         // (of this family) a source match decides before the destination is read.
         let hit = |src: usize, len: usize| -> bool {
             let dst = src + len;
             let x: Vec<IpAddr> = exclude.iter().filter(|i| family(i, len)).copied().collect();
-            let Some(s) = pkt.get(src..src + len) else { return false };
+            let Some(s) = pkt.get(src..src + len) else {
+                return false;
+            };
             if x.is_empty() && is_in(&ips, s) {
                 return true;
             }
-            let Some(d) = pkt.get(dst..dst + len) else { return false };
+            let Some(d) = pkt.get(dst..dst + len) else {
+                return false;
+            };
             (is_in(&ips, s) && !is_in(&x, d)) || (is_in(&ips, d) && !is_in(&x, s))
         };
         match ethertype {

@@ -1,0 +1,314 @@
+//! A worker given target pods (`tap-worker --pods FILE`) inside a testkit node
+//! (network namespaces on a bridge, like a CNI bridge) with a real hub:
+//!
+//! - it finds each target pod's host veth itself, names the pods in the
+//!   entries, and leaves other pods' traffic and pods of other nodes alone;
+//! - a pod added to the list while running is picked up;
+//! - traffic between two watched pods makes exactly one entry per request,
+//!   and its exported packets have no duplicates (no packet counted twice);
+//! - a watched pod deleted mid-capture ends only its own capture: the others
+//!   keep producing entries.
+
+mod peers;
+
+use peers::{Peer, sibling};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+use testkit::{Node, Pod, require, require_root};
+
+fn http_get(node: &Node, port: u16, path: &str) -> Vec<u8> {
+    let path = path.to_string();
+    node.in_netns(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        raw.split_off(at + 4)
+    })
+    .unwrap()
+}
+
+fn api(node: &Node, port: u16, path: &str) -> serde_json::Value {
+    serde_json::from_slice(&http_get(node, port, path)).unwrap()
+}
+
+fn curl(from: &Pod, to: &Pod, path: &str) {
+    let ok = from
+        .command("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            &format!("http://{}:8080{path}", to.ip),
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "curl {} -> {}{path}", from.name, to.name);
+}
+
+/// Waits for a worker log line containing `what`.
+fn wait_log(lines: &Receiver<String>, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) if l.contains(what) => return,
+            Ok(_) => {}
+            Err(_) => panic!("the worker never logged {what:?}"),
+        }
+    }
+}
+
+/// The http entries the hub holds for `filter`, oldest first, once there
+/// are `n` of them (and no more after a short wait).
+fn entries(node: &Node, port: u16, filter: &str, n: usize) -> Vec<serde_json::Value> {
+    let q: String = form_urlencoded::byte_serialize(filter.as_bytes()).collect();
+    let started = Instant::now();
+    let mut settled: Option<Instant> = None;
+    loop {
+        let v = api(node, port, &format!("/api/entries?filter={q}&limit=1000"));
+        let mut got = v["entries"].as_array().unwrap().clone();
+        if got.len() >= n {
+            let s = *settled.get_or_insert_with(Instant::now);
+            if s.elapsed() > Duration::from_millis(1500) {
+                got.reverse();
+                return got;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} of {n} entries for {filter} arrived",
+            got.len()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn pod_json(p: &Pod, node: &str) -> serde_json::Value {
+    serde_json::json!({"name": p.name, "namespace": "shop", "ips": [p.ip.to_string()], "node": node})
+}
+
+#[test]
+fn a_worker_follows_its_target_pods() {
+    if !require_root() || !require(&["python3", "curl", "tshark"]) {
+        return;
+    }
+    let node = Node::new("tg").unwrap();
+    let web = node.pod("web").unwrap();
+    let api_pod = node.pod("api").unwrap();
+    let client = node.pod("client").unwrap();
+    let other = node.pod("other").unwrap();
+    let elsewhere = node.pod("elsewhere").unwrap();
+    let servers: Vec<_> = [&web, &api_pod, &other, &elsewhere]
+        .iter()
+        .map(|p| {
+            p.spawn(
+                p.command("python3")
+                    .args(["-m", "http.server", "8080", "--bind", &p.ip.to_string()])
+                    .current_dir(std::env::temp_dir())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )
+            .unwrap()
+        })
+        .collect();
+    for p in [&web, &api_pod, &other, &elsewhere] {
+        node.wait_for_tcp(p.addr(8080), Duration::from_secs(10))
+            .unwrap();
+    }
+
+    let dir = std::env::temp_dir().join(format!("kt-targets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("pods.json");
+    // `elsewhere` is listed for another node: this worker leaves it alone.
+    let write_list = |pods: Vec<serde_json::Value>| {
+        let tmp = dir.join("pods.json.new");
+        std::fs::write(&tmp, serde_json::to_vec(&pods).unwrap()).unwrap();
+        std::fs::rename(&tmp, &list).unwrap();
+    };
+    write_list(vec![
+        pod_json(&web, "node-a"),
+        pod_json(&elsewhere, "node-b"),
+    ]);
+
+    let (grpc, http) = (18798, 18799);
+    let mut hub = Peer(
+        node.command(sibling("tap-hub").to_str().unwrap())
+            .args(["--grpc", &format!("127.0.0.1:{grpc}")])
+            .args(["--listen", &format!("127.0.0.1:{http}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut hub_lines = BufReader::new(hub.0.stderr.take().unwrap()).lines();
+    assert!(
+        hub_lines
+            .next()
+            .unwrap()
+            .unwrap()
+            .contains("workers connect")
+    );
+    std::thread::spawn(move || for _ in hub_lines {});
+    let mut worker = Peer(
+        node.command(sibling("tap-worker").to_str().unwrap())
+            .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
+            .args(["--node", "node-a", "--pods", list.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, lines) = channel();
+    let stderr = worker.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("worker: {l}");
+            let _ = tx.send(l);
+        }
+    });
+    wait_log(&lines, &format!("capturing shop/web on {}", web.host_veth));
+
+    // 1. client -> web is watched; other -> elsewhere and client -> other are not.
+    for i in 0..4 {
+        curl(&client, &web, &format!("/web-{i}"));
+        curl(&other, &elsewhere, &format!("/elsewhere-{i}"));
+        curl(&client, &other, &format!("/other-{i}"));
+    }
+    let got = entries(&node, http, "protocol == \"http\"", 4);
+    assert_eq!(got.len(), 4, "only the watched pod's requests: {got:#?}");
+    for (i, e) in got.iter().enumerate() {
+        assert_eq!(e["request"]["path"], format!("/web-{i}"));
+        assert_eq!(e["src"]["ip"], client.ip.to_string());
+        assert_eq!(
+            e["src"]["pod"],
+            serde_json::Value::Null,
+            "client is not listed"
+        );
+        assert_eq!(e["dst"]["ip"], web.ip.to_string());
+        assert_eq!(e["dst"]["pod"], "web");
+        assert_eq!(e["dst"]["namespace"], "shop");
+        assert_eq!(e["node"], "node-a");
+    }
+
+    // 2. api joins the list while the worker runs.
+    write_list(vec![
+        pod_json(&web, "node-a"),
+        pod_json(&api_pod, "node-a"),
+        pod_json(&elsewhere, "node-b"),
+    ]);
+    wait_log(
+        &lines,
+        &format!("capturing shop/api on {}", api_pod.host_veth),
+    );
+    // Both ends watched: web -> api crosses both veths.
+    for i in 0..5 {
+        curl(&web, &api_pod, &format!("/both-{i}"));
+        curl(&api_pod, &web, &format!("/back-{i}"));
+        curl(&client, &api_pod, &format!("/api-{i}"));
+    }
+    let both = entries(
+        &node,
+        http,
+        "request.path.startsWith(\"/both\") || request.path.startsWith(\"/back\")",
+        10,
+    );
+    assert_eq!(
+        both.len(),
+        10,
+        "one entry per request between watched pods: {both:#?}"
+    );
+    for e in &both {
+        let flags = e["flags"].as_array().unwrap();
+        assert!(flags.is_empty(), "clean connection expected: {e}");
+        let (s, d) = (
+            e["src"]["pod"].as_str().unwrap(),
+            e["dst"]["pod"].as_str().unwrap(),
+        );
+        let path = e["request"]["path"].as_str().unwrap();
+        if path.starts_with("/both") {
+            assert_eq!((s, d), ("web", "api"));
+        } else {
+            assert_eq!((s, d), ("api", "web"));
+        }
+    }
+    let to_api = entries(&node, http, "request.path.startsWith(\"/api-\")", 5);
+    assert_eq!(to_api.len(), 5);
+
+    // No packet counted twice: the web<->api connections' packets, exported
+    // from the worker's ring, hold each TCP segment once.
+    let filter: String = form_urlencoded::byte_serialize(
+        b"request.path.startsWith(\"/both\") || request.path.startsWith(\"/back\")",
+    )
+    .collect();
+    let pcap = http_get(&node, http, &format!("/api/pcap?filter={filter}"));
+    let file = dir.join("both.pcapng");
+    std::fs::write(&file, &pcap).unwrap();
+    let out = std::process::Command::new("tshark")
+        .args(["-r", file.to_str().unwrap(), "-T", "fields"])
+        .args([
+            "-e",
+            "ip.src",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "tcp.seq_raw",
+            "-e",
+            "tcp.ack_raw",
+        ])
+        .args(["-e", "tcp.flags", "-e", "tcp.len", "-e", "ip.id"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    // 10 connections: at least SYN, SYN-ACK, ACK, request, response, FINs.
+    assert!(frames.len() >= 10 * 7, "{} frames", frames.len());
+    let mut unique = frames.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), frames.len(), "a packet was captured twice");
+
+    // 3. web is deleted: its capture ends, api's goes on.
+    let web_veth = web.host_veth.clone();
+    node.remove_pod(web).unwrap();
+    wait_log(&lines, &web_veth);
+    for i in 0..3 {
+        curl(&client, &api_pod, &format!("/after-{i}"));
+    }
+    let after = entries(&node, http, "request.path.startsWith(\"/after-\")", 3);
+    assert_eq!(after.len(), 3);
+    assert!(after.iter().all(|e| e["dst"]["pod"] == "api"));
+    wait_log(&lines, "pod shop/web: no interface on this node");
+
+    // The worker's counters: nothing dropped, everything it made ingested.
+    let w = api(&node, http, "/api/workers");
+    let c = &w["workers"][0]["counters"];
+    assert_eq!(c["drops"], 0, "{w}");
+    assert!(worker.0.try_wait().unwrap().is_none(), "the worker exited");
+    std::process::Command::new("kill")
+        .args(["-TERM", &worker.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = worker.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let _ = hub.0.kill();
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
