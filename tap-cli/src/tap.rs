@@ -14,7 +14,7 @@ use std::time::Duration;
 use tap_worker::PipelineConfig;
 use tap_worker::capture::live::LiveConfig;
 use tap_worker::ring::PacketRing;
-use tap_worker::tap::{LiveTap, Sink};
+use tap_worker::tap::{LiveTap, PodSource, PodWatch, Sink};
 
 #[derive(clap::Args)]
 pub struct TapArgs {
@@ -26,6 +26,16 @@ pub struct TapArgs {
     /// interface that is up, except loopback (`-i lo` captures loopback).
     #[arg(long = "interface", short = 'i', value_name = "IF")]
     pub interfaces: Vec<String>,
+    /// Capture the pods listed in this JSON file (`[{"name", "namespace",
+    /// "ips": [...]}]`) on their host veths, following the file as it
+    /// changes; entries name the pods.
+    #[arg(long, value_name = "FILE", conflicts_with = "interfaces")]
+    pub pods: Option<std::path::PathBuf>,
+    /// Capture inside this network namespace (e.g. /run/netns/NODE: a node
+    /// of veth pods, as `cargo xtask demo` makes); the API stays on this
+    /// host's 127.0.0.1.
+    #[arg(long, value_name = "PATH")]
+    pub netns: Option<std::path::PathBuf>,
     /// Port of the API (and later the UI), on 127.0.0.1.
     #[arg(long, default_value_t = 8899)]
     pub port: u16,
@@ -65,9 +75,25 @@ pub fn run(args: &TapArgs) -> ExitCode {
     }
 }
 
-/// Interfaces that are up, from /sys/class/net (loopback left out).
-fn default_interfaces() -> anyhow::Result<Vec<String>> {
+/// Interfaces that are up, from /sys/class/net (loopback left out). Inside
+/// another network namespace (`in_netns`) /sys still shows this host's, so
+/// the thread's own list (/proc/thread-self/net/dev) is used, all of it.
+fn default_interfaces(in_netns: bool) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
+    if in_netns {
+        let dev = std::fs::read_to_string("/proc/thread-self/net/dev")
+            .context("listing network interfaces")?;
+        for line in dev.lines().skip(2) {
+            if let Some((name, _)) = line.split_once(':') {
+                let name = name.trim();
+                if name != "lo" {
+                    out.push(name.to_string());
+                }
+            }
+        }
+        out.sort();
+        return Ok(out);
+    }
     for d in std::fs::read_dir("/sys/class/net").context("listing network interfaces")? {
         let name = d?.file_name().to_string_lossy().into_owned();
         if name == "lo" {
@@ -95,14 +121,6 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
             "only local mode exists yet: run `kubetap tap --local` (cluster mode arrives with the Kubernetes commands)"
         );
     }
-    let interfaces = if args.interfaces.is_empty() {
-        default_interfaces()?
-    } else {
-        args.interfaces.clone()
-    };
-    if interfaces.is_empty() {
-        bail!("no network interface is up besides loopback; capture loopback with `-i lo`");
-    }
     let mut config = PipelineConfig {
         node: args.node.clone(),
         ..Default::default()
@@ -117,20 +135,6 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
     let ring = Arc::new(Mutex::new(PacketRing::new(
         usize::try_from(args.pcap_ring.as_u64()).unwrap_or(usize::MAX),
     )));
-    let live = LiveTap::start(
-        interfaces
-            .iter()
-            .map(|name| LiveConfig {
-                block_size: usize::try_from(args.block_size.as_u64()).unwrap_or(usize::MAX),
-                block_count: args.blocks,
-                ..LiveConfig::new(name.clone())
-            })
-            .collect(),
-        config,
-        ring.clone(),
-        sink,
-    )?;
-
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let hub = tap_hub::Hub::open(tap_hub::HubConfig {
         store: tap_hub::store::StoreConfig {
@@ -156,6 +160,42 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
             stop.store(true, Ordering::Relaxed);
         }))
     };
+    // Everything captured from here on is in --netns; the API socket above
+    // stays on this host. Threads started below inherit the namespace.
+    if let Some(ns) = &args.netns {
+        tap_worker::capture::live::enter_netns(ns)
+            .with_context(|| format!("entering the network namespace {}", ns.display()))?;
+    }
+    let template = |name: &str| LiveConfig {
+        block_size: usize::try_from(args.block_size.as_u64()).unwrap_or(usize::MAX),
+        block_count: args.blocks,
+        ..LiveConfig::new(name)
+    };
+    let (mut live, mut watch, what) = match &args.pods {
+        Some(path) => {
+            let watch = PodWatch::new(PodSource::File(path.clone()), None, template(""))
+                .context("opening a netlink socket to find pod interfaces")?;
+            let what = format!("the pods listed in {}", path.display());
+            (LiveTap::idle(config, ring.clone(), sink), Some(watch), what)
+        }
+        None => {
+            let interfaces = if !args.interfaces.is_empty() {
+                args.interfaces.clone()
+            } else {
+                default_interfaces(args.netns.is_some())?
+            };
+            if interfaces.is_empty() {
+                bail!("no network interface is up besides loopback; capture loopback with `-i lo`");
+            }
+            let live = LiveTap::start(
+                interfaces.iter().map(|name| template(name)).collect(),
+                config,
+                ring.clone(),
+                sink,
+            )?;
+            (live, None, format!("on {}", interfaces.join(", ")))
+        }
+    };
     let answer = ring;
     hub.set_source(
         &args.node,
@@ -163,16 +203,13 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
             vec![lock(&answer).answer(req)]
         })),
     );
-    eprintln!(
-        "kubetap: capturing on {}; the API (the UI arrives in a later step) at http://{addr}/ — Ctrl-C stops",
-        interfaces.join(", ")
-    );
+    eprintln!("kubetap: capturing {what}; the UI at http://{addr}/ — Ctrl-C stops");
 
     // This thread moves entries into the hub and reports the worker's
     // counters, until Ctrl-C or until every capture has ended.
     let mut stored = 0u64;
     let mut reported: Option<std::time::Instant> = None;
-    let report = |stored: u64| {
+    let report = |live: &LiveTap, stored: u64| {
         let counters = WorkerCounters {
             queue_drops: queue_drops.load(Ordering::Relaxed),
             entries_sent: stored,
@@ -186,7 +223,18 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
             eprintln!("kubetap: {e}");
         }
     };
-    while !stop.load(Ordering::Relaxed) && !live.finished() {
+    let mut ticked: Option<std::time::Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(w) = watch.as_mut() {
+            if ticked.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                ticked = Some(std::time::Instant::now());
+                for line in w.tick(&mut live) {
+                    eprintln!("kubetap: {line}");
+                }
+            }
+        } else if live.finished() {
+            break;
+        }
         if let Ok(e) = queued.recv_timeout(Duration::from_millis(50)) {
             let mut batch = vec![e];
             batch.extend(queued.try_iter().take(511));
@@ -194,7 +242,7 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
         }
         if reported.is_none_or(|r| r.elapsed() >= Duration::from_secs(1)) {
             reported = Some(std::time::Instant::now());
-            report(stored);
+            report(&live, stored);
         }
     }
     let s = live.pipeline_stats();

@@ -57,13 +57,18 @@ fn curl(from: &Pod, to: &Pod, path: &str) {
 
 /// Waits for a worker log line containing `what`.
 fn wait_log(lines: &Receiver<String>, what: &str) {
+    wait_logs(lines, &[what]);
+}
+
+/// Waits for log lines containing each of `what`, in any order.
+fn wait_logs(lines: &Receiver<String>, what: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let mut missing: Vec<&str> = what.to_vec();
+    while !missing.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(left) {
-            Ok(l) if l.contains(what) => return,
-            Ok(_) => {}
-            Err(_) => panic!("the worker never logged {what:?}"),
+            Ok(l) => missing.retain(|w| !l.contains(w)),
+            Err(_) => panic!("never logged {missing:?}"),
         }
     }
 }
@@ -310,5 +315,101 @@ fn a_worker_follows_its_target_pods() {
     assert!(status.success(), "{status}");
     let _ = hub.0.kill();
     drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `kubetap tap --local --netns NODE --pods FILE`: local mode capturing a
+/// node's pods from this host, the API on this host's loopback.
+#[test]
+fn local_mode_taps_pods_of_another_namespace() {
+    if !require_root() || !require(&["python3", "curl"]) {
+        return;
+    }
+    let node = Node::new("lt").unwrap();
+    let web = node.pod("web").unwrap();
+    let client = node.pod("client").unwrap();
+    let _server = web
+        .spawn(
+            web.command("python3")
+                .args(["-m", "http.server", "8080", "--bind", &web.ip.to_string()])
+                .current_dir(std::env::temp_dir())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap();
+    node.wait_for_tcp(web.addr(8080), Duration::from_secs(10))
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("kt-localpods-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("pods.json");
+    std::fs::write(
+        &list,
+        serde_json::to_vec(&vec![pod_json(&web, "local"), pod_json(&client, "local")]).unwrap(),
+    )
+    .unwrap();
+    let port = peers::free_port();
+    let mut kubetap = Peer(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubetap"))
+            .args([
+                "tap",
+                "--local",
+                "--no-browser",
+                "--port",
+                &port.to_string(),
+            ])
+            .args([
+                "--netns",
+                testkit::netns::netns_path(node.netns()).to_str().unwrap(),
+            ])
+            .args(["--pods", list.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, lines) = channel();
+    let stderr = kubetap.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("kubetap: {l}");
+            let _ = tx.send(l);
+        }
+    });
+    wait_logs(&lines, &["capturing shop/client", "capturing shop/web"]);
+    for i in 0..3 {
+        curl(&client, &web, &format!("/local-{i}"));
+    }
+    // The API is on this host's loopback, not the node's.
+    let host_get = |path: &str| -> serde_json::Value {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap()
+    };
+    let started = Instant::now();
+    let got = loop {
+        let v = host_get("/api/entries?filter=protocol%20%3D%3D%20%22http%22");
+        let got = v["entries"].as_array().unwrap().clone();
+        if got.len() >= 3 {
+            break got;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{v}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(got.len(), 3, "{got:#?}");
+    for e in &got {
+        assert_eq!(e["src"]["pod"], "client");
+        assert_eq!(e["dst"]["pod"], "web");
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &kubetap.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kubetap.0.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
 }

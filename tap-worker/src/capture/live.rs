@@ -955,10 +955,8 @@ fn total_memory() -> u64 {
 }
 
 /// Moves the calling thread into the network namespace at `path` (e.g.
-/// `/run/netns/NAME`), so that sockets it opens afterwards live there. For
-/// tests and tools that capture inside another namespace; other threads keep
-/// theirs.
-#[doc(hidden)]
+/// `/run/netns/NAME`), so that sockets it opens afterwards live there, and
+/// threads it starts afterwards start there; other threads keep theirs.
 pub fn enter_netns(path: &Path) -> io::Result<()> {
     let file = std::fs::File::open(path)?;
     // SAFETY: `file` is an open namespace file for the duration of the call;
