@@ -251,13 +251,16 @@ impl LiveTap {
     /// The capture's side of the worker's counters.
     pub fn counters(&self) -> WorkerCounters {
         let s = self.pipeline_stats();
+        let k = self.live_stats();
         WorkerCounters {
             packets: s.packets,
             bytes: s.bytes,
             entries: s.entries,
             parse_errors: s.parse_errors,
-            drops: s.drops() + self.kernel_drops(),
+            drops: s.drops() + k.kernel_drops,
             gap_bytes: s.gap_bytes(),
+            kernel_packets: k.packets,
+            kernel_drops: k.kernel_drops,
             ..Default::default()
         }
     }
@@ -326,7 +329,12 @@ impl Worker {
                         (self.sink)(e);
                     }
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    // Idle: bring the counters up to date.
+                    if let Ok(st) = cap.stats() {
+                        *lock(&self.stats) = st;
+                    }
+                }
                 Err(LiveError::InterfaceGone { interface }) => {
                     tracing::warn!(%interface, "interface went away; its capture ends");
                     break Ok(());
