@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Where entries go; must not block (drop and count instead).
 pub type Sink = Arc<dyn Fn(Entry) + Send + Sync>;
@@ -304,6 +304,7 @@ impl Worker {
     /// One interface's capture loop, until stopped or the interface goes away.
     fn run(self, mut cap: LiveCapture) -> Result<(), LiveError> {
         let mut n: u64 = 0;
+        let mut refreshed = Instant::now();
         let result = loop {
             if self.stop.load(Ordering::Relaxed) {
                 break Ok(());
@@ -342,10 +343,13 @@ impl Worker {
                 Err(e) => break Err(e),
             }
             n += 1;
-            if n.is_multiple_of(1024)
+            // Counters are read from the kernel at least twice a second.
+            if n.is_multiple_of(64)
+                && refreshed.elapsed() >= Duration::from_millis(500)
                 && let Ok(st) = cap.stats()
             {
                 *lock(&self.stats) = st;
+                refreshed = Instant::now();
             }
         };
         if let Ok(st) = cap.stats() {

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod demo;
 mod setup;
 mod synth;
 
@@ -28,8 +29,9 @@ enum Task {
         #[arg(long, default_value_t = 10)]
         fuzz_seconds: u64,
     },
-    /// Setup, then kubetap's main job: real HTTP traffic on loopback, captured and dissected.
-    Demo,
+    /// Setup, then kubetap's main job: a microservice shop in network-namespace
+    /// pods under load, watched by `kubetap tap --local`, UI on port 8899.
+    Demo(demo::DemoArgs),
     /// Setup, then time `kubetap read` against tshark (a large generated
     /// capture, and real peers' captures per protocol), and the hub's ingest
     /// and query latency.
@@ -53,7 +55,7 @@ fn main() -> Result<()> {
     match cli.task {
         Task::Setup => setup::all(),
         Task::Test { fuzz_seconds } => test(fuzz_seconds),
-        Task::Demo => demo(),
+        Task::Demo(args) => demo(&args),
         Task::Bench { transactions, only } => bench::run(transactions, only),
         Task::Fuzz { seconds } => fuzz(seconds),
     }
@@ -109,6 +111,19 @@ fn test(fuzz_seconds: u64) -> Result<()> {
         eprintln!("xtask: not root: tests that capture on lo will print SKIPPED with the reason");
     }
     let (passed, failed) = run_tests(&mut tests)?;
+    if setup::is_root() {
+        // The demo's shop for 20 s: every protocol must show up between the right pods.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let args = demo::DemoArgs {
+            port,
+            seconds: Some(20),
+            check: true,
+            debug: true,
+        };
+        demo::run(&args, &target_dir().join("debug/kubetap"))?;
+    }
     fuzz(fuzz_seconds)?;
     // One closing line for whoever reads the end of the log (CI does).
     println!("tests: {passed} passed, {failed} failed");
@@ -147,39 +162,21 @@ fn run_tests(cmd: &mut Command) -> Result<(u64, u64)> {
     Ok((passed, failed))
 }
 
-fn demo() -> Result<()> {
+fn demo(args: &demo::DemoArgs) -> Result<()> {
     setup::all()?;
-    exec(cargo().args(["build", "--release", "-p", "tap-cli"]))?;
+    let kubetap = if args.debug {
+        exec(cargo().args(["build", "-p", "tap-cli"]))?;
+        target_dir().join("debug/kubetap")
+    } else {
+        exec(cargo().args(["build", "--release", "-p", "tap-cli"]))?;
+        target_dir().join("release/kubetap")
+    };
     if !setup::is_root() {
-        bail!("the demo captures on the loopback interface, which needs root: run it with sudo");
+        bail!(
+            "the demo makes network namespaces and captures in them, which needs root: run it with sudo"
+        );
     }
-    let dir = target_dir().join("demo");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    eprintln!(
-        "xtask: making real HTTP traffic on 127.0.0.1:{port} (curl and Python against a Python server) and capturing it"
-    );
-    exec(
-        Command::new("bash")
-            .arg(root().join("tap-cli/tests/peers/capture_http.sh"))
-            .arg(&dir)
-            .arg(port.to_string()),
-    )?;
-    let file = dir.join("lo.pcapng");
-    let kubetap = target_dir().join("release/kubetap");
-    eprintln!("\nxtask: kubetap read {}\n", file.display());
-    exec(Command::new(&kubetap).arg("read").arg(&file))?;
-    eprintln!(
-        "\nxtask: the same entries as JSON lines: {} read --json {}",
-        kubetap.display(),
-        file.display()
-    );
-    eprintln!(
-        "xtask: now serving them through the hub's API on http://127.0.0.1:8899/ (try /api/entries?filter=http, /api/servicemap); the browser UI arrives with the UI step. Ctrl-C stops it."
-    );
-    exec(Command::new(&kubetap).arg("read").arg("--serve").arg(&file))?;
-    Ok(())
+    demo::run(args, &kubetap)
 }
 
 fn fuzz(seconds: u64) -> Result<()> {

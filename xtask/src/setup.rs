@@ -45,6 +45,9 @@ const PYTHON_MODULES: &[(&str, &str)] = &[
     ("websockets", "websockets==15.0.1"),
     ("graphql", "graphql-core==3.2.8"),
     ("kafka", "kafka-python==2.2.15"),
+    // The demo shop's clients (pure Python).
+    ("redis", "redis==5.2.1"),
+    ("pg8000", "pg8000==1.31.2"),
 ];
 
 fn have(command: &str) -> bool {
