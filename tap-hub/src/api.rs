@@ -4,6 +4,8 @@
 //!
 //! - `GET /api/entries?filter=&cursor=&limit=`: newest first; `next_cursor`
 //!   continues where the page ended.
+//! - `GET /api/rows?filter=&cursor=&limit=`: the same, as compact summary
+//!   rows (the UI's traffic list), up to 50,000 a page.
 //! - `GET /api/entries/{id}`: one entry in full.
 //! - `GET /api/stream?filter=` (WebSocket): entries as they arrive.
 //! - `GET /api/servicemap?filter=&window=5m`
@@ -11,7 +13,11 @@
 //! - `GET /api/pcap?filter=&window=`: a pcapng of the matching entries' connections.
 //! - `GET /api/config`, `PUT /api/config`: what workers capture; a change
 //!   reaches every connected worker at once.
+//! - `GET /api/filter/check?filter=`: whether a filter parses (the UI's
+//!   filter bar, as the user types).
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text format).
+//! - Every other path outside `/api/` is the web UI (`ui`); an unknown
+//!   `/api/…` path is a JSON 404.
 //!
 //! The API is described in `tap-hub/openapi.yaml`.
 
@@ -21,12 +27,12 @@ use crate::hub::Hub;
 use crate::servicemap::ServiceMapBuilder;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use proto::json::{EntryJson, rfc3339_nanos};
-use proto::v1::{CaptureSettings, RedactionRule, WorkerConfig};
+use proto::v1::{CaptureSettings, Endpoint, Entry, Protocol, RedactionRule, WorkerConfig};
 use serde::Deserialize;
 use serde_json::json;
 use std::fmt::Write as _;
@@ -39,6 +45,11 @@ use tokio::sync::broadcast::error::RecvError;
 /// Entries per page when the query does not say.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
+/// Summary rows are small (~150 bytes): the UI loads long histories in pages this large.
+const DEFAULT_ROWS_LIMIT: usize = 1000;
+const MAX_ROWS_LIMIT: usize = 50_000;
+/// A row's `path` is cut to this many bytes (SQL text can be long); `path_cut` says so.
+const ROW_PATH_MAX: usize = 1024;
 /// A query scans at most this long before it answers with what it found and
 /// a cursor to continue (`partial`): a needle in a huge disk log does not
 /// hold the store for minutes.
@@ -49,8 +60,9 @@ const TS_SLACK_NS: u64 = 60_000_000_000;
 
 pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
-        .route("/", get(index))
         .route("/api/entries", get(entries))
+        .route("/api/rows", get(rows))
+        .route("/api/filter/check", get(check_filter))
         .route("/api/entries/{id}", get(entry))
         .route("/api/stream", get(stream))
         .route("/api/servicemap", get(servicemap))
@@ -60,8 +72,21 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
         .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see /") })
+        .fallback(fallback)
         .with_state(hub)
+}
+
+/// Unknown API paths are a JSON 404; every other path is the web UI's.
+async fn fallback(method: Method, uri: Uri) -> Response {
+    let path = uri.path();
+    if path == "/api" || path.starts_with("/api/") {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such endpoint; the API is described in tap-hub/openapi.yaml",
+        )
+        .into_response();
+    }
+    crate::ui::serve(&method, &uri)
 }
 
 fn now_ns() -> u64 {
@@ -111,15 +136,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn index() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "kubetap hub. The web UI arrives in a later step; the API is here:\n\
-         /api/entries?filter=&cursor=&limit=\n/api/entries/{id}\n/api/stream?filter= (WebSocket)\n\
-         /api/servicemap?filter=&window=\n/api/workers\n/api/pcap?filter=&window=\n/healthz /readyz /metrics\n",
-    )
-}
-
 #[derive(Deserialize)]
 struct EntriesQuery {
     filter: Option<String>,
@@ -131,10 +147,12 @@ fn parse_filter(src: Option<&str>) -> Result<Filter, ApiError> {
     Ok(Filter::parse(src.unwrap_or(""))?)
 }
 
-async fn entries(
-    State(hub): State<Arc<Hub>>,
-    Query(q): Query<EntriesQuery>,
-) -> Result<Response, ApiError> {
+/// A page query's filter, cursor and limit (`default` and `max` for the limit).
+fn page_params(
+    q: &EntriesQuery,
+    default: usize,
+    max: usize,
+) -> Result<(Filter, Option<u64>, usize), ApiError> {
     let filter = parse_filter(q.filter.as_deref())?;
     let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
@@ -145,27 +163,156 @@ async fn entries(
         })?),
     };
     let limit = match q.limit.as_deref() {
-        None => DEFAULT_LIMIT,
+        None => default,
         Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            Ok(n) if (1..=max).contains(&n) => n,
             _ => {
                 return Err(ApiError::bad(format!(
-                    "invalid limit {l:?}: a number from 1 to {MAX_LIMIT}"
+                    "invalid limit {l:?}: a number from 1 to {max}"
                 )));
             }
         },
     };
-    tokio::task::spawn_blocking(move || query(&hub, &filter, cursor, limit))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    Ok((filter, cursor, limit))
 }
 
-/// One page of entries, written as JSON while the store is scanned.
+async fn entries(
+    State(hub): State<Arc<Hub>>,
+    Query(q): Query<EntriesQuery>,
+) -> Result<Response, ApiError> {
+    let (filter, cursor, limit) = page_params(&q, DEFAULT_LIMIT, MAX_LIMIT)?;
+    tokio::task::spawn_blocking(move || {
+        query(
+            &hub,
+            &filter,
+            cursor,
+            limit,
+            b"{\"entries\":[",
+            |out, _, e| {
+                // Writing to a Vec cannot fail.
+                let _ = serde_json::to_writer(out, &EntryJson(e));
+            },
+        )
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+/// The columns of `/api/rows`, in the order each row lists them.
+const ROW_COLUMNS: &str = r#"["id","ts_us","protocol","src","dst","method","path","path_cut","status","elapsed_us","request_size","response_size","tls","flags","node"]"#;
+
+/// `/api/rows`: what the UI's traffic list shows of each entry, as arrays
+/// (a tenth of the entry's JSON form, so that a browser can hold a history
+/// of hundreds of thousands). The full entry is `/api/entries/{id}`.
+async fn rows(
+    State(hub): State<Arc<Hub>>,
+    Query(q): Query<EntriesQuery>,
+) -> Result<Response, ApiError> {
+    let (filter, cursor, limit) = page_params(&q, DEFAULT_ROWS_LIMIT, MAX_ROWS_LIMIT)?;
+    let head = format!("{{\"columns\":{ROW_COLUMNS},\"rows\":[");
+    tokio::task::spawn_blocking(move || {
+        query(
+            &hub,
+            &filter,
+            cursor,
+            limit,
+            head.as_bytes(),
+            |out, seq, e| {
+                let _ = serde_json::to_writer(out, &row(seq, e));
+            },
+        )
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+type EndpointRow<'a> = (
+    &'a str,
+    u32,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
+/// One row of `/api/rows`, in [`ROW_COLUMNS`]' order.
+#[allow(clippy::type_complexity)]
+fn row(
+    seq: u64,
+    e: &Entry,
+) -> (
+    u64,
+    u64,
+    &'static str,
+    Option<EndpointRow<'_>>,
+    Option<EndpointRow<'_>>,
+    Option<&str>,
+    Option<&str>,
+    bool,
+    Option<i64>,
+    Option<u64>,
+    u64,
+    u64,
+    bool,
+    &[String],
+    &str,
+) {
+    let protocol = Protocol::try_from(e.protocol).unwrap_or(Protocol::Unspecified);
+    let path = e.path();
+    let cut = path.is_some_and(|p| p.len() > ROW_PATH_MAX);
+    let path = path.map(|p| &p[..p.floor_char_boundary(ROW_PATH_MAX)]);
+    (
+        seq,
+        e.ts_ns / 1000,
+        protocol.name(),
+        endpoint_row(e.src.as_ref()),
+        endpoint_row(e.dst.as_ref()),
+        e.method(),
+        path,
+        cut,
+        e.status(),
+        e.elapsed_ns.map(|ns| ns / 1000),
+        e.request_size,
+        e.response_size,
+        e.tls,
+        &e.flags,
+        &e.node,
+    )
+}
+
+fn endpoint_row(ep: Option<&Endpoint>) -> Option<EndpointRow<'_>> {
+    ep.map(|ep| {
+        (
+            ep.ip.as_str(),
+            ep.port,
+            ep.pod.as_deref(),
+            ep.namespace.as_deref(),
+            ep.service.as_deref(),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+struct CheckQuery {
+    filter: Option<String>,
+}
+
+/// `{"ok": true}` for a filter that parses, else the 400 a query would get.
+async fn check_filter(Query(q): Query<CheckQuery>) -> Result<Response, ApiError> {
+    let filter = tokio::task::spawn_blocking(move || parse_filter(q.filter.as_deref()))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(json!({"ok": true, "matches_all": filter.is_all()})).into_response())
+}
+
+/// One page of entries, written as JSON while the store is scanned: `head`
+/// opens the object and its array, `write` adds one matching entry.
 fn query(
     hub: &Hub,
     filter: &Filter,
     cursor: Option<u64>,
     limit: usize,
+    head: &[u8],
+    mut write: impl FnMut(&mut Vec<u8>, u64, &Entry),
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let now = now_ns();
@@ -173,7 +320,7 @@ fn query(
         .min_ts_ns(now)
         .map(|ts| ts.saturating_sub(TS_SLACK_NS));
     let mut body = Vec::with_capacity(64 << 10);
-    body.extend_from_slice(b"{\"entries\":[");
+    body.extend_from_slice(head);
     let mut found = 0usize;
     let mut scanned = 0u64;
     let mut last_seq = None;
@@ -193,8 +340,7 @@ fn query(
             if found > 0 {
                 body.push(b',');
             }
-            // Writing to a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut body, &EntryJson(e));
+            write(&mut body, seq, e);
             found += 1;
         }
         if scanned.is_multiple_of(4096) && started.elapsed() > SCAN_BUDGET {
@@ -462,10 +608,12 @@ async fn servicemap(
 ) -> Result<Response, ApiError> {
     let filter = parse_filter(q.filter.as_deref())?;
     let window = parse_window(q.window.as_deref())?;
-    let map = tokio::task::spawn_blocking(move || {
+    let (map, span) = tokio::task::spawn_blocking(move || {
         let now = now_ns();
         let since = window.map(|w| now.saturating_sub(w.as_nanos() as u64));
         let mut builder = ServiceMapBuilder::default();
+        // The capture times of the oldest and newest entry mapped, for rates.
+        let mut span: Option<(u64, u64)> = None;
         let result = hub.scan_back(None, |_, e| {
             if let Some(since) = since {
                 if e.ts_ns < since.saturating_sub(TS_SLACK_NS) {
@@ -477,15 +625,36 @@ async fn servicemap(
             }
             if filter.matches(e, now) {
                 builder.add(e);
+                span = Some(span.map_or((e.ts_ns, e.ts_ns), |(first, last)| {
+                    (first.min(e.ts_ns), last.max(e.ts_ns))
+                }));
             }
             ControlFlow::Continue(())
         });
-        result.map(|()| builder.build())
+        result.map(|()| (builder.build(), span))
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(Json(map).into_response())
+    let ts = |ns: u64| rfc3339_nanos(ns).to_string();
+    Ok(Json(MapJson {
+        map,
+        first_ts: span.map(|(first, _)| ts(first)),
+        last_ts: span.map(|(_, last)| ts(last)),
+        window_s: window.map(|w| w.as_secs_f64()),
+    })
+    .into_response())
+}
+
+/// The service map with the time it covers, so that the UI can show rates:
+/// requests over the window when there is one, else over first_ts..last_ts.
+#[derive(serde::Serialize)]
+struct MapJson {
+    #[serde(flatten)]
+    map: crate::servicemap::ServiceMap,
+    first_ts: Option<String>,
+    last_ts: Option<String>,
+    window_s: Option<f64>,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -528,6 +697,8 @@ async fn workers(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
                     "drops": c.drops,
                     "queue_drops": c.queue_drops,
                     "lost_in_flight": c.lost_in_flight,
+                    "kernel_packets": c.kernel_packets,
+                    "kernel_drops": c.kernel_drops,
                     "entries_sent": c.entries_sent,
                     "queued": c.queued,
                     "reconnects": c.reconnects,
@@ -733,4 +904,248 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use proto::v1::{HttpRequest, HttpResponse, request, response};
+    use tower::ServiceExt as _;
+
+    const T0: u64 = 1_795_203_410_000_000_000;
+
+    fn http(ts_ns: u64, path: &str, status: u32, dst_pod: Option<&str>) -> Entry {
+        Entry {
+            ts_ns,
+            node: "node-1".into(),
+            protocol: Protocol::Http as i32,
+            src: Some(Endpoint {
+                ip: "10.0.0.1".into(),
+                port: 40000,
+                ..Default::default()
+            }),
+            dst: Some(Endpoint {
+                ip: "10.0.0.2".into(),
+                port: 8080,
+                pod: dst_pod.map(Into::into),
+                namespace: dst_pod.map(|_| "shop".into()),
+                service: None,
+            }),
+            elapsed_ns: Some(1_234_567),
+            request_size: 100,
+            response_size: 2000,
+            request: Some(proto::v1::Request {
+                kind: Some(request::Kind::Http(Box::new(HttpRequest {
+                    method: "GET".into(),
+                    path: path.into(),
+                    version: "1.1".into(),
+                    ..Default::default()
+                }))),
+            }),
+            response: Some(proto::v1::Response {
+                kind: Some(response::Kind::Http(Box::new(HttpResponse {
+                    status,
+                    version: "1.1".into(),
+                    ..Default::default()
+                }))),
+            }),
+            flags: vec!["gap".into()],
+            ..Default::default()
+        }
+    }
+
+    /// A hub holding, oldest first: /a 200, a 2000-byte path 404 (with an
+    /// `é` across byte 1024), /c 500 to a pod, and an entry with no endpoints.
+    fn hub() -> (Arc<Hub>, String) {
+        let hub = Hub::open(crate::HubConfig::default()).unwrap();
+        let long = format!("/{}é{}", "x".repeat(1022), "y".repeat(975));
+        let mut bare = http(T0 + 3_000_000_000, "/d", 200, None);
+        bare.src = None;
+        bare.dst = None;
+        hub.insert(
+            "node-1",
+            vec![
+                http(T0, "/a", 200, None),
+                http(T0 + 1_000_000_000, &long, 404, None),
+                http(T0 + 2_000_000_000, "/c", 500, Some("web-1")),
+                bare,
+            ],
+        )
+        .unwrap();
+        (hub, long)
+    }
+
+    async fn get(hub: &Arc<Hub>, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let response = router(hub.clone())
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, headers, body.to_vec())
+    }
+
+    async fn get_json(hub: &Arc<Hub>, uri: &str) -> (StatusCode, serde_json::Value) {
+        let (status, _, body) = get(hub, uri).await;
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn rows_summarize_entries_newest_first_in_pages() {
+        let (hub, long) = hub();
+        let (status, page) = get_json(&hub, "/api/rows?limit=2").await;
+        assert_eq!(status, StatusCode::OK);
+        let columns: Vec<&str> = page["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(columns.len(), 15);
+        let rows = page["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 2);
+        let col = |row: &serde_json::Value, name: &str| {
+            row[columns.iter().position(|c| *c == name).unwrap()].clone()
+        };
+        // Newest first: the bare entry (seq 4), then /c (seq 3).
+        assert_eq!(col(&rows[0], "id"), json!(4));
+        assert_eq!(col(&rows[0], "src"), json!(null));
+        assert_eq!(col(&rows[1], "id"), json!(3));
+        assert_eq!(col(&rows[1], "ts_us"), json!((T0 + 2_000_000_000) / 1000));
+        assert_eq!(col(&rows[1], "protocol"), json!("http"));
+        assert_eq!(
+            col(&rows[1], "src"),
+            json!(["10.0.0.1", 40000, null, null, null])
+        );
+        assert_eq!(
+            col(&rows[1], "dst"),
+            json!(["10.0.0.2", 8080, "web-1", "shop", null])
+        );
+        assert_eq!(col(&rows[1], "method"), json!("GET"));
+        assert_eq!(col(&rows[1], "path"), json!("/c"));
+        assert_eq!(col(&rows[1], "path_cut"), json!(false));
+        assert_eq!(col(&rows[1], "status"), json!(500));
+        assert_eq!(col(&rows[1], "elapsed_us"), json!(1234));
+        assert_eq!(col(&rows[1], "request_size"), json!(100));
+        assert_eq!(col(&rows[1], "response_size"), json!(2000));
+        assert_eq!(col(&rows[1], "tls"), json!(false));
+        assert_eq!(col(&rows[1], "flags"), json!(["gap"]));
+        assert_eq!(col(&rows[1], "node"), json!("node-1"));
+        // The full entry agrees with its row.
+        let (_, entry) = get_json(&hub, "/api/entries/3").await;
+        assert_eq!(entry["request"]["path"], json!("/c"));
+
+        let cursor = page["next_cursor"].as_str().unwrap().to_string();
+        let (_, rest) = get_json(&hub, &format!("/api/rows?limit=50000&cursor={cursor}")).await;
+        let rest = rest["rows"].as_array().unwrap().clone();
+        assert_eq!(rest.len(), 2);
+        assert_eq!(col(&rest[0], "id"), json!(2));
+        // The long path is cut before the `é` that straddles byte 1024.
+        let cut = col(&rest[0], "path");
+        assert_eq!(cut.as_str().unwrap(), &long[..1023]);
+        assert_eq!(col(&rest[0], "path_cut"), json!(true));
+        assert_eq!(col(&rest[1], "id"), json!(1));
+
+        let (_, matching) = get_json(&hub, "/api/rows?filter=response.status%20%3E%3D%20400").await;
+        let ids: Vec<_> = matching["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| col(r, "id"))
+            .collect();
+        assert_eq!(ids, [json!(3), json!(2)]);
+        assert_eq!(matching["next_cursor"], json!(null));
+    }
+
+    #[tokio::test]
+    async fn rows_refuse_bad_limits_and_filters() {
+        let (hub, _) = hub();
+        for limit in ["0", "50001", "x"] {
+            let (status, body) = get_json(&hub, &format!("/api/rows?limit={limit}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{limit}");
+            assert!(body["error"].as_str().unwrap().contains("1 to 50000"));
+        }
+        let (status, body) = get_json(&hub, "/api/rows?filter=protocol%20%3D%3D").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["column"], json!(12));
+    }
+
+    #[tokio::test]
+    async fn filter_check_answers_like_a_query() {
+        let (hub, _) = hub();
+        let (status, body) = get_json(
+            &hub,
+            "/api/filter/check?filter=http%20and%20response.status%20%3E%20499",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, json!({"ok": true, "matches_all": false}));
+        let (status, body) = get_json(&hub, "/api/filter/check?filter=").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["matches_all"], json!(true));
+        // The same error, at the same column, as /api/entries gives.
+        for uri in ["/api/filter/check", "/api/entries"] {
+            let (status, body) =
+                get_json(&hub, &format!("{uri}?filter=src.nope%20%3D%3D%201")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(body["column"], json!(5), "{uri}: {body}");
+            assert!(body["error"].as_str().unwrap().contains("nope"), "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn servicemap_says_what_time_it_covers() {
+        let (hub, _) = hub();
+        let (status, map) =
+            get_json(&hub, "/api/servicemap?filter=response.status%20%3C%20500").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(map["entries"], json!(3));
+        assert_eq!(map["first_ts"], json!(rfc3339_nanos(T0).to_string()));
+        assert_eq!(
+            map["last_ts"],
+            json!(rfc3339_nanos(T0 + 3_000_000_000).to_string())
+        );
+        assert_eq!(map["window_s"], json!(null));
+        assert!(map["edges"].as_array().is_some_and(|e| !e.is_empty()));
+        let (_, empty) = get_json(&hub, "/api/servicemap?filter=dns&window=5m").await;
+        assert_eq!(empty["first_ts"], json!(null));
+        assert_eq!(empty["window_s"], json!(300.0));
+    }
+
+    #[tokio::test]
+    async fn other_paths_are_the_ui_and_unknown_api_paths_json() {
+        let (hub, _) = hub();
+        for uri in ["/", "/map?filter=http", "/workers"] {
+            let (status, headers, body) = get(&hub, uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+            assert!(
+                headers[header::CONTENT_SECURITY_POLICY]
+                    .to_str()
+                    .unwrap()
+                    .contains("script-src 'self'")
+            );
+            let html = String::from_utf8_lossy(&body);
+            assert!(html.contains("<html"));
+            // The built UI's page carries a nonce for its style sheet, in the policy too.
+            if let Some((_, rest)) = html.split_once(r#"name="kubetap-csp-nonce" content=""#) {
+                let nonce = rest.split('"').next().unwrap();
+                assert_eq!(nonce.len(), 32, "{nonce}");
+                let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+                assert!(csp.contains(&format!("'nonce-{nonce}'")), "{csp}");
+            }
+        }
+        for uri in ["/api/nope", "/api", "/api/entries/1/more"] {
+            let (status, body) = get_json(&hub, uri).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+            assert!(body["error"].as_str().is_some(), "{uri}");
+        }
+        let (status, _, _) = get(&hub, "/healthz").await;
+        assert_eq!(status, StatusCode::OK);
+    }
 }

@@ -1,8 +1,8 @@
 //! kubetap's hub: takes entries from every node's worker over gRPC (`ingest`),
 //! keeps them within a memory and disk budget (`store`), answers queries in
 //! the filter language (`filter`), draws who talks to whom (`servicemap`) and
-//! serves all of it over HTTP on the UI port (`api`). `hub` is the state they
-//! share; `serve` runs the two servers.
+//! serves all of it over HTTP on the UI port (`api`), with the browser UI
+//! (`ui`). `hub` is the state they share; `serve` runs the two servers.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod serve;
 pub mod servicemap;
 pub mod store;
+pub mod ui;
 
 pub use hub::{Hub, HubConfig};
 pub use serve::serve;

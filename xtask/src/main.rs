@@ -6,6 +6,7 @@ mod bench;
 mod demo;
 mod setup;
 mod synth;
+mod web;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ struct Cli {
 enum Task {
     /// Install everything the build and the tests need (idempotent, non-interactive).
     Setup,
+    /// Build the web UI (web/dist), then the workspace, which embeds it.
+    Build,
     /// Setup, then fmt check, clippy, every test and a short fuzz run.
     Test {
         /// Seconds each fuzz target runs.
@@ -54,6 +57,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
         Task::Setup => setup::all(),
+        Task::Build => web::build().and_then(|()| exec(cargo().args(["build", "--workspace"]))),
         Task::Test { fuzz_seconds } => test(fuzz_seconds),
         Task::Demo(args) => demo(&args),
         Task::Bench { transactions, only } => bench::run(transactions, only),
@@ -93,6 +97,7 @@ fn cargo() -> Command {
 
 fn test(fuzz_seconds: u64) -> Result<()> {
     setup::all()?;
+    web::build()?;
     exec(cargo().args(["fmt", "--all", "--check"]))?;
     exec(cargo().args([
         "clippy",
@@ -111,6 +116,8 @@ fn test(fuzz_seconds: u64) -> Result<()> {
         eprintln!("xtask: not root: tests that capture on lo will print SKIPPED with the reason");
     }
     let (passed, failed) = run_tests(&mut tests)?;
+    let (web_passed, web_failed) = web::test()?;
+    let (passed, failed) = (passed + web_passed, failed + web_failed);
     if setup::is_root() {
         // The demo's shop for 20 s: every protocol must show up between the right pods.
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -164,6 +171,7 @@ fn run_tests(cmd: &mut Command) -> Result<(u64, u64)> {
 
 fn demo(args: &demo::DemoArgs) -> Result<()> {
     setup::all()?;
+    web::build()?;
     let kubetap = if args.debug {
         exec(cargo().args(["build", "-p", "tap-cli"]))?;
         target_dir().join("debug/kubetap")

@@ -36,6 +36,11 @@ const PACKAGES: &[(&str, &str)] = &[
     // setpriv (util-linux) runs the no-privilege checks as nobody.
     ("iproute2", "ip"),
     ("util-linux", "setpriv"),
+    // The web UI's browser tests drive Debian's Chromium (never a downloaded one).
+    ("chromium", "chromium"),
+    // The web UI's build (Vite); machines of this kind come with Node.js and npm.
+    ("nodejs", "node"),
+    ("npm", "npm"),
 ];
 
 /// Python modules the real-peer tests import, pinned to versions with wheels

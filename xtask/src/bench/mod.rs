@@ -4,6 +4,7 @@
 //! against tshark on real peers' captures, and the hub (`hub`).
 
 mod hub;
+mod live;
 
 use crate::{cargo, exec, root, setup, synth, target_dir};
 use anyhow::{Context as _, Result, bail};
@@ -75,6 +76,10 @@ pub enum Part {
     Protocols,
     /// Ingest from worker processes into one hub, and query latency.
     Hub,
+    /// Live capture's loss-free packet rate on a veth, against tcpdump.
+    Live,
+    /// The web UI with 500,000 entries in a hub: first rows, filters, scrolling.
+    Web,
 }
 
 pub fn run(transactions: u64, only: Option<Part>) -> Result<()> {
@@ -89,6 +94,12 @@ pub fn run(transactions: u64, only: Option<Part>) -> Result<()> {
     }
     if want(Part::Hub) {
         hub::run(transactions)?;
+    }
+    if want(Part::Live) {
+        live::run()?;
+    }
+    if want(Part::Web) {
+        crate::web::bench()?;
     }
     Ok(())
 }

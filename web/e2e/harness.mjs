@@ -1,0 +1,152 @@
+// What the browser tests and the benchmark share: the kubetap binary, a hub
+// started from it, headless Chromium (Debian's, driven by playwright-core:
+// no browser download), free ports, and the artifacts folder under target/.
+
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const root = path.resolve(webDir, '..');
+export const targetDir = process.env.CARGO_TARGET_DIR
+  ? path.resolve(process.env.CARGO_TARGET_DIR)
+  : path.join(root, 'target');
+export const chromiumPath = process.env.KUBETAP_CHROMIUM ?? '/usr/bin/chromium';
+
+export function kubetapBin(profile = 'debug') {
+  return process.env.KUBETAP_BIN ?? path.join(targetDir, profile, 'kubetap');
+}
+
+export function artifactsDir(name = 'web-artifacts') {
+  const dir = process.env.KUBETAP_WEB_ARTIFACTS ?? path.join(targetDir, name);
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** Why the browser tests cannot run here, or null. */
+export function missingPrerequisite({ capture = true } = {}) {
+  if (!fs.existsSync(chromiumPath)) return `no Chromium at ${chromiumPath} (cargo xtask setup installs Debian's chromium)`;
+  if (!fs.existsSync(kubetapBin())) return `no kubetap binary at ${kubetapBin()} (cargo build -p tap-cli)`;
+  if (capture) {
+    if (process.getuid?.() !== 0) return 'capturing on lo needs root';
+    if (spawnSync('sh', ['-c', 'command -v tcpdump']).status !== 0) return 'tcpdump is not installed';
+  }
+  return null;
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts kubetap with `args` and resolves once its stderr has a line
+ * containing `ready`; rejects with its output if it exits or takes longer
+ * than `timeoutMs`.
+ */
+export function startKubetap(args, { ready, timeoutMs = 120_000, bin = kubetapBin(), log } = {}) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    const logStream = log ? fs.createWriteStream(log) : null;
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`kubetap ${args.join(' ')} was not ready in ${timeoutMs} ms:\n${stderr}`));
+    }, timeoutMs);
+    const stop = () =>
+      new Promise((done) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return done();
+        proc.once('exit', () => done());
+        proc.kill('SIGTERM');
+        setTimeout(() => proc.kill('SIGKILL'), 5000).unref();
+      });
+    proc.stderr.on('data', (chunk) => {
+      logStream?.write(chunk);
+      if (stderr.length < 1 << 16) stderr += chunk;
+      if (stderr.includes(ready)) {
+        clearTimeout(timer);
+        resolve({ proc, stop, stderr: () => stderr });
+      }
+    });
+    proc.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      logStream?.end();
+      reject(new Error(`kubetap ${args.join(' ')} exited (${code ?? signal}):\n${stderr}`));
+    });
+    proc.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+/** `kubetap read FILE --serve` on a free port; resolves with the hub's URL once every entry is in. */
+export async function serveCapture(file, extra = [], opts = {}) {
+  const port = await freePort();
+  const hub = await startKubetap(
+    ['read', file, '--serve', '--no-browser', '--port', String(port), ...extra],
+    { ready: 'all entries loaded', ...opts },
+  );
+  return { ...hub, url: `http://127.0.0.1:${port}` };
+}
+
+/** Headless Chromium with a fresh, empty profile, removed on close. */
+export async function launchBrowser(viewport = { width: 1400, height: 900 }) {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'kubetap-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: chromiumPath,
+    headless: true,
+    viewport,
+    acceptDownloads: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  return {
+    context,
+    async close() {
+      await context.close().catch(() => {});
+      fs.rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** GETs a JSON document from the hub. */
+export async function api(base, pathAndQuery) {
+  const res = await fetch(base + pathAndQuery);
+  const body = await res.json();
+  if (!res.ok) throw Object.assign(new Error(`${pathAndQuery}: ${res.status} ${body.error}`), { body, status: res.status });
+  return body;
+}
+
+/** Every row `/api/rows` gives for a filter, newest first. */
+export async function allRows(base, filter = '') {
+  const rows = [];
+  let cursor = '';
+  for (;;) {
+    const q = new URLSearchParams({ filter, limit: '50000' });
+    if (cursor) q.set('cursor', cursor);
+    const page = await api(base, `/api/rows?${q}`);
+    for (const r of page.rows) rows.push(r);
+    if (!page.next_cursor) return rows;
+    cursor = page.next_cursor;
+  }
+}

@@ -1,0 +1,138 @@
+// kubetap's web UI: the traffic list, the service map and the workers panel,
+// under one filter bar. Served by the hub (tap-hub/src/ui.rs); talks only to
+// the hub's API on the same origin.
+
+import { render } from 'preact';
+import { useEffect, useLayoutEffect, useMemo, useState } from 'preact/hooks';
+import { pcap } from './api';
+import { FilterBar } from './FilterBar';
+import { navigate, type Route, useRoute, type View } from './route';
+import { ServiceMapView } from './ServiceMapView';
+import { Traffic, type TrafficStatus } from './traffic';
+import { TrafficView } from './TrafficView';
+import { WorkersView } from './WorkersView';
+import './style.css';
+
+const TABS: { view: View; label: string }[] = [
+  { view: 'traffic', label: 'Traffic' },
+  { view: 'map', label: 'Service map' },
+  { view: 'workers', label: 'Workers' },
+];
+
+function App() {
+  const route = useRoute();
+  const [version, setVersion] = useState(0);
+  const traffic = useMemo(() => new Traffic(() => setVersion((v) => v + 1)), []);
+  const [status, setStatus] = useState<TrafficStatus>(traffic.status);
+
+  // The list follows the filter, whichever view is shown, so going back to it
+  // is instant; started before the browser paints, so no frame is lost.
+  useLayoutEffect(() => {
+    traffic.start(route.filter);
+    return () => traffic.stop();
+  }, [route.filter]);
+  useEffect(() => setStatus({ ...traffic.status }), [version]);
+
+  useEffect(() => {
+    document.title = route.filter ? `kubetap — ${route.filter}` : 'kubetap';
+  }, [route.filter]);
+
+  const filterError = status.error?.status === 400 ? status.error : null;
+
+  return (
+    <div class="app">
+      <header class="top">
+        <a
+          class="brand"
+          href="/"
+          onClick={(e) => {
+            e.preventDefault();
+            navigate({ view: 'traffic', entry: null });
+          }}
+        >
+          kubetap
+        </a>
+        <nav class="tabs" role="tablist">
+          {TABS.map((t) => (
+            <a
+              key={t.view}
+              role="tab"
+              aria-selected={route.view === t.view}
+              class={`tab${route.view === t.view ? ' on' : ''}`}
+              href={t.view === 'traffic' ? '/' : `/${t.view}`}
+              data-testid={`tab-${t.view}`}
+              onClick={(e) => {
+                e.preventDefault();
+                navigate({ view: t.view });
+              }}
+            >
+              {t.label}
+            </a>
+          ))}
+        </nav>
+        <PcapButton route={route} />
+      </header>
+      <FilterBar
+        value={route.filter}
+        error={filterError}
+        onApply={(f) => navigate({ filter: f, entry: null })}
+      />
+      <main class="content">
+        {route.view === 'traffic' && (
+          <TrafficView route={route} traffic={traffic} status={status} version={version} />
+        )}
+        {route.view === 'map' && <ServiceMapView route={route} />}
+        {route.view === 'workers' && <WorkersView />}
+      </main>
+    </div>
+  );
+}
+
+/** Downloads a pcapng of the entries the filter (and window) select. */
+function PcapButton({ route }: { route: Route }) {
+  const [busy, setBusy] = useState(false);
+  const [note, setNote] = useState<string | null>(null);
+  const download = async () => {
+    setBusy(true);
+    setNote(null);
+    try {
+      const p = await pcap(route.filter, route.window);
+      const url = URL.createObjectURL(p.blob);
+      const a = document.createElement('a');
+      a.href = url;
+      a.download = 'kubetap.pcapng';
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      setNote(
+        `${p.connections ?? '?'} connections, ${p.packets ?? '?'} packets` +
+          (p.problems ? ` — some nodes could not send everything: ${p.problems}` : ''),
+      );
+    } catch (e) {
+      setNote(e instanceof Error ? e.message : String(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="pcap">
+      <button
+        class="btn"
+        data-testid="pcap"
+        disabled={busy}
+        title="A pcapng of the connections of the entries the filter selects"
+        onClick={() => void download()}
+      >
+        {busy ? 'Exporting…' : '⇩ PCAP'}
+      </button>
+      {note && (
+        <span class="pcap-note" data-testid="pcap-note">
+          {note}
+        </span>
+      )}
+    </div>
+  );
+}
+
+render(<App />, document.getElementById('app')!);

@@ -1,0 +1,324 @@
+//! Live capture: the highest packet rate a capture takes on a veth pair with
+//! zero loss, for kubetap (local mode: capture, dissect, store) and for
+//! `tcpdump -w /dev/null`, in the same run on the same veth.
+//!
+//! Two testkit pods on a node; the sender pod sends DNS queries over UDP (so
+//! every packet is dissected into an entry) at a paced rate to the receiver
+//! pod, whose host veth is captured. The rate doubles until the capture
+//! loses packets (kernel ring drops, or kubetap's entry queue), then a
+//! bisection finds the last loss-free rate. The sender runs on one core and
+//! the capture on the other; a rate the sender cannot reach is reported as
+//! such. Both use a 4 MiB ring (tcpdump -B 4096; kubetap 4 x 1 MiB blocks).
+
+use crate::target_dir;
+use anyhow::{Context as _, Result, bail};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{Ipv4Addr, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use testkit::{Node, Pod};
+
+/// How long each rate is offered.
+const STEP: Duration = Duration::from_secs(3);
+
+struct Outcome {
+    /// Packets per second the sender reached.
+    sent_pps: f64,
+    lost: u64,
+    /// Peak RSS of the capture process, bytes.
+    rss: u64,
+}
+
+pub fn run() -> Result<()> {
+    if !crate::setup::is_root() {
+        bail!("the live capture benchmark makes network namespaces: run it as root");
+    }
+    let node = Node::new("bench").context("making the bench node")?;
+    let sender = node.pod("sender")?;
+    let receiver = node.pod("receiver")?;
+    let kubetap = target_dir().join("release/kubetap");
+    for (label, payload) in [
+        ("DNS queries, 94-byte frames", 52),
+        ("1400-byte frames", 1358),
+    ] {
+        let frame = 14 + 20 + 8 + payload;
+        eprintln!(
+            "\nxtask: live capture on a veth, {label}: raising the rate until the first loss"
+        );
+        let ours = search(|rate| kubetap_step(&node, &sender, &receiver, &kubetap, payload, rate))?;
+        let theirs = search(|rate| tcpdump_step(&node, &sender, &receiver, payload, rate))?;
+        let gbit = |pps: f64| pps * frame as f64 * 8.0 / 1e9;
+        let line = |who: &str, r: &Search| {
+            format!(
+                "{who:<22} {:>9.0} packets/s {:>6.2} Gbit/s loss-free{}, peak RSS {:.1} MiB",
+                r.best,
+                gbit(r.best),
+                if r.sender_limited {
+                    " (the sender's limit: no loss seen)"
+                } else {
+                    ""
+                },
+                r.rss as f64 / (1 << 20) as f64
+            )
+        };
+        println!("live capture, {label}:");
+        println!("  {}", line("kubetap tap --local", &ours));
+        println!("  {}", line("tcpdump -w /dev/null", &theirs));
+        println!(
+            "  ratio: {:.2}x tcpdump's loss-free rate",
+            ours.best / theirs.best.max(1.0)
+        );
+    }
+    Ok(())
+}
+
+struct Search {
+    best: f64,
+    sender_limited: bool,
+    rss: u64,
+}
+
+/// Doubles the rate from 25k packets/s until a loss (or the sender's limit),
+/// then bisects five times.
+fn search(mut step: impl FnMut(f64) -> Result<Outcome>) -> Result<Search> {
+    let mut rate = 25_000.0;
+    let mut best = 0.0;
+    let mut rss = 0;
+    let bad = loop {
+        let o = step(rate)?;
+        rss = rss.max(o.rss);
+        eprintln!(
+            "xtask:   offered {rate:>9.0}/s, sent {:>9.0}/s, lost {}",
+            o.sent_pps, o.lost
+        );
+        if o.lost > 0 {
+            break rate;
+        }
+        best = o.sent_pps;
+        if o.sent_pps < rate * 0.9 {
+            return Ok(Search {
+                best,
+                sender_limited: true,
+                rss,
+            });
+        }
+        rate *= 2.0;
+    };
+    let mut lo = best;
+    let mut hi = bad;
+    for _ in 0..5 {
+        let mid = (lo + hi) / 2.0;
+        let o = step(mid)?;
+        rss = rss.max(o.rss);
+        eprintln!(
+            "xtask:   offered {mid:>9.0}/s, sent {:>9.0}/s, lost {}",
+            o.sent_pps, o.lost
+        );
+        if o.lost > 0 {
+            hi = mid;
+        } else {
+            lo = o.sent_pps.min(mid);
+        }
+    }
+    Ok(Search {
+        best: lo,
+        sender_limited: false,
+        rss,
+    })
+}
+
+/// Sends DNS-query datagrams of `payload` bytes from `sender` to
+/// `receiver`:53 at `rate` per second for `STEP`; returns the rate reached.
+fn send(sender: &Pod, receiver: &Pod, payload: usize, rate: f64) -> Result<f64> {
+    let dst = receiver.ip;
+    let src = sender.ip;
+    sender
+        .in_netns(move || -> Result<f64> {
+            let sockets: Vec<UdpSocket> = (0..16)
+                .map(|_| -> Result<UdpSocket> {
+                    let s = UdpSocket::bind((src, 0))?;
+                    s.connect((dst, 53))?;
+                    Ok(s)
+                })
+                .collect::<Result<_>>()?;
+            let mut msg = dns_query(payload);
+            let started = Instant::now();
+            let mut sent: u64 = 0;
+            while started.elapsed() < STEP {
+                // Packets due by now, sent in a burst; then wait a little.
+                let due = (started.elapsed().as_secs_f64() * rate) as u64;
+                while sent < due {
+                    let id = (sent as u16).to_be_bytes();
+                    msg[0] = id[0];
+                    msg[1] = id[1];
+                    let s = &sockets[(sent % 16) as usize];
+                    // A full socket buffer is the sender's limit, not a loss.
+                    if s.send(&msg).is_ok() {
+                        sent += 1;
+                    } else {
+                        break;
+                    }
+                    if sent.is_multiple_of(256) && started.elapsed() >= STEP {
+                        break;
+                    }
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Ok(sent as f64 / started.elapsed().as_secs_f64())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+}
+
+/// A DNS query for a name that fills `payload` bytes.
+fn dns_query(payload: usize) -> Vec<u8> {
+    let mut m = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    let name_len = payload.saturating_sub(12 + 4 + 2).max(3);
+    let mut left = name_len;
+    while left > 0 {
+        let label = left.min(63);
+        m.push(label as u8);
+        m.extend(std::iter::repeat_n(b'a', label));
+        left = left.saturating_sub(label + 1);
+    }
+    m.push(0);
+    m.extend_from_slice(&[0, 1, 0, 1]);
+    m.truncate(payload.max(m.len()));
+    m
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn get(port: u16, path: &str) -> Result<serde_json::Value> {
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok(serde_json::from_str(body)?)
+}
+
+fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn interrupt(child: &mut Child) -> Result<()> {
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    child.wait()?;
+    Ok(())
+}
+
+fn kubetap_step(
+    node: &Node,
+    sender: &Pod,
+    receiver: &Pod,
+    kubetap: &std::path::Path,
+    payload: usize,
+    rate: f64,
+) -> Result<Outcome> {
+    let port = free_port()?;
+    let mut child = Command::new(kubetap)
+        .args([
+            "tap",
+            "--local",
+            "--no-browser",
+            "--port",
+            &port.to_string(),
+        ])
+        .arg("--netns")
+        .arg(testkit::netns::netns_path(node.netns()))
+        .args(["-i", &receiver.host_veth, "--memory-budget", "64MiB"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting kubetap")?;
+    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    if !lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("capturing on"))
+    {
+        bail!("kubetap did not start capturing");
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let sent_pps = send(sender, receiver, payload, rate)?;
+    // Let the capture drain its ring and report.
+    std::thread::sleep(Duration::from_millis(1500));
+    let w = get(port, "/api/workers")?;
+    let c = &w["workers"][0]["counters"];
+    let n = |k: &str| c[k].as_u64().unwrap_or(0);
+    let lost = n("kernel_drops") + n("queue_drops");
+    let rss = peak_rss(child.id());
+    interrupt(&mut child)?;
+    Ok(Outcome {
+        sent_pps,
+        lost,
+        rss,
+    })
+}
+
+fn tcpdump_step(
+    node: &Node,
+    sender: &Pod,
+    receiver: &Pod,
+    payload: usize,
+    rate: f64,
+) -> Result<Outcome> {
+    let mut child = node
+        .command("tcpdump")
+        .args([
+            "-i",
+            &receiver.host_veth,
+            "-w",
+            "/dev/null",
+            "-B",
+            "4096",
+            "-n",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting tcpdump")?;
+    let mut stderr = BufReader::new(child.stderr.take().context("stderr")?);
+    let mut line = String::new();
+    while stderr.read_line(&mut line)? > 0 && !line.contains("listening on") {
+        line.clear();
+    }
+    let sent_pps = send(sender, receiver, payload, rate)?;
+    std::thread::sleep(Duration::from_millis(500));
+    // `ip netns exec` execs tcpdump in place: the pid is tcpdump's.
+    let rss = peak_rss(child.id());
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest)?;
+    child.wait()?;
+    // "N packets dropped by kernel"
+    let lost = rest
+        .lines()
+        .find(|l| l.contains("dropped by kernel"))
+        .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .with_context(|| format!("tcpdump's summary: {rest}"))?;
+    Ok(Outcome {
+        sent_pps,
+        lost,
+        rss,
+    })
+}
