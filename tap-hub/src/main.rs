@@ -1,6 +1,10 @@
 //! The tap-hub binary: parses its flags and runs the hub library's servers.
 
 use anyhow::Context as _;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;

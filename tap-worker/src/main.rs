@@ -5,6 +5,10 @@
 //! real worker processes), dissects it and streams the entries to the hub.
 
 use anyhow::Context as _;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use proto::v1::{Entry, WorkerCounters};
 use std::path::PathBuf;
