@@ -8,30 +8,11 @@
 
 mod peers;
 
-use peers::{Peer, sibling};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use peers::{Peer, node, sibling};
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use testkit::{Node, require, require_root};
-
-fn get(node: &Node, port: u16, path: &str) -> serde_json::Value {
-    let path = path.to_string();
-    node.in_netns(move || {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        let (_, body) = raw.split_once("\r\n\r\n").unwrap();
-        serde_json::from_str(body).unwrap()
-    })
-    .unwrap()
-}
 
 #[test]
 fn a_worker_on_a_node_captures_its_pods() {
@@ -46,18 +27,7 @@ fn a_worker_on_a_node_captures_its_pods() {
 
     // The hub on the node, reachable from the worker there.
     let (grpc, http) = (18698, 18699);
-    let mut hub = Peer(
-        node.command(sibling("tap-hub").to_str().unwrap())
-            .args(["--grpc", &format!("127.0.0.1:{grpc}")])
-            .args(["--listen", &format!("127.0.0.1:{http}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(hub.0.stderr.take().unwrap()).lines();
-    assert!(lines.next().unwrap().unwrap().contains("workers connect"));
-    std::thread::spawn(move || for _ in lines {});
+    let mut hub = node::hub(&node, grpc, http, &[]);
 
     // The worker watches the web pod's host veth.
     let mut worker = Peer(
@@ -84,23 +54,7 @@ fn a_worker_on_a_node_captures_its_pods() {
     );
     std::thread::spawn(move || for _ in lines {});
 
-    let _servers: Vec<_> = [&web, &other_web]
-        .iter()
-        .map(|p| {
-            p.spawn(
-                p.command("python3")
-                    .args(["-m", "http.server", "8080", "--bind", &p.ip.to_string()])
-                    .current_dir(std::env::temp_dir())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null()),
-            )
-            .unwrap()
-        })
-        .collect();
-    node.wait_for_tcp(web.addr(8080), Duration::from_secs(10))
-        .unwrap();
-    node.wait_for_tcp(other_web.addr(8080), Duration::from_secs(10))
-        .unwrap();
+    let _servers = node::http_servers(&node, &[&web, &other_web], 8080);
     let paths = ["/", "/nope-1", "/", "/nope-2", "/nope-3"];
     for p in paths {
         let ok = client
@@ -130,7 +84,7 @@ fn a_worker_on_a_node_captures_its_pods() {
 
     let started = Instant::now();
     let entries = loop {
-        let v = get(&node, http, "/api/entries?filter=http&limit=100");
+        let v = node::api(&node, http, "/api/entries?filter=http&limit=100");
         let entries = v["entries"].as_array().unwrap().clone();
         if entries.len() >= paths.len() && started.elapsed() > Duration::from_secs(2) {
             break entries;
@@ -170,7 +124,7 @@ fn a_worker_on_a_node_captures_its_pods() {
     assert!(entries.iter().all(|e| e["node"] == "node-a"));
 
     // The worker's counters reached the hub.
-    let w = get(&node, http, "/api/workers");
+    let w = node::api(&node, http, "/api/workers");
     let c = &w["workers"][0]["counters"];
     assert!(c["packets"].as_u64().unwrap() > 0, "{w}");
     // Every entry the worker made (the readiness probes' empty connections

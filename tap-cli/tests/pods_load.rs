@@ -13,29 +13,11 @@
 
 mod peers;
 
-use peers::{Peer, sibling};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use peers::{Peer, node, sibling};
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use testkit::{Node, Pod, require, require_root};
-
-fn api(node: &Node, port: u16, path: &str) -> serde_json::Value {
-    let path = path.to_string();
-    node.in_netns(move || {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap()
-    })
-    .unwrap()
-}
 
 /// Runs h2load from `client` against `server`; returns (requests answered
 /// 2xx, requests started).
@@ -68,7 +50,7 @@ fn settled(node: &Node, port: u16, worker: &str) -> (serde_json::Value, serde_js
     let started = Instant::now();
     let mut last = None;
     loop {
-        let w = api(node, port, "/api/workers");
+        let w = node::api(node, port, "/api/workers");
         let c = w["workers"]
             .as_array()
             .unwrap()
@@ -97,7 +79,7 @@ fn count(node: &Node, port: u16, filter: &str) -> u64 {
     let mut total = 0;
     let mut cursor = String::new();
     loop {
-        let v = api(
+        let v = node::api(
             node,
             port,
             &format!("/api/entries?filter={q}&limit=1000{cursor}"),
@@ -145,19 +127,7 @@ fn counters_add_up_under_load() {
     .unwrap();
 
     let (grpc, http) = (18898, 18899);
-    let mut hub = Peer(
-        node.command(sibling("tap-hub").to_str().unwrap())
-            .args(["--grpc", &format!("127.0.0.1:{grpc}")])
-            .args(["--listen", &format!("127.0.0.1:{http}")])
-            .args(["--memory-budget", "1GiB"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(hub.0.stderr.take().unwrap()).lines();
-    assert!(lines.next().unwrap().unwrap().contains("workers connect"));
-    std::thread::spawn(move || for _ in lines {});
+    let mut hub = node::hub(&node, grpc, http, &["--memory-budget", "1GiB"]);
     let start_worker = |name: &str, ring: &[&str]| -> Peer {
         let mut worker = Peer(
             node.command(sibling("tap-worker").to_str().unwrap())

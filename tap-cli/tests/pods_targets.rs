@@ -11,35 +11,13 @@
 
 mod peers;
 
-use peers::{Peer, sibling};
+use peers::{Peer, node, sibling};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 use testkit::{Node, Pod, require, require_root};
-
-fn http_get(node: &Node, port: u16, path: &str) -> Vec<u8> {
-    let path = path.to_string();
-    node.in_netns(move || {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        raw.split_off(at + 4)
-    })
-    .unwrap()
-}
-
-fn api(node: &Node, port: u16, path: &str) -> serde_json::Value {
-    serde_json::from_slice(&http_get(node, port, path)).unwrap()
-}
 
 fn curl(from: &Pod, to: &Pod, path: &str) {
     let ok = from
@@ -80,7 +58,7 @@ fn entries(node: &Node, port: u16, filter: &str, n: usize) -> Vec<serde_json::Va
     let started = Instant::now();
     let mut settled: Option<Instant> = None;
     loop {
-        let v = api(node, port, &format!("/api/entries?filter={q}&limit=1000"));
+        let v = node::api(node, port, &format!("/api/entries?filter={q}&limit=1000"));
         let mut got = v["entries"].as_array().unwrap().clone();
         if got.len() >= n {
             let s = *settled.get_or_insert_with(Instant::now);
@@ -113,23 +91,7 @@ fn a_worker_follows_its_target_pods() {
     let client = node.pod("client").unwrap();
     let other = node.pod("other").unwrap();
     let elsewhere = node.pod("elsewhere").unwrap();
-    let servers: Vec<_> = [&web, &api_pod, &other, &elsewhere]
-        .iter()
-        .map(|p| {
-            p.spawn(
-                p.command("python3")
-                    .args(["-m", "http.server", "8080", "--bind", &p.ip.to_string()])
-                    .current_dir(std::env::temp_dir())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null()),
-            )
-            .unwrap()
-        })
-        .collect();
-    for p in [&web, &api_pod, &other, &elsewhere] {
-        node.wait_for_tcp(p.addr(8080), Duration::from_secs(10))
-            .unwrap();
-    }
+    let servers = node::http_servers(&node, &[&web, &api_pod, &other, &elsewhere], 8080);
 
     let dir = std::env::temp_dir().join(format!("kt-targets-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -146,24 +108,7 @@ fn a_worker_follows_its_target_pods() {
     ]);
 
     let (grpc, http) = (18798, 18799);
-    let mut hub = Peer(
-        node.command(sibling("tap-hub").to_str().unwrap())
-            .args(["--grpc", &format!("127.0.0.1:{grpc}")])
-            .args(["--listen", &format!("127.0.0.1:{http}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut hub_lines = BufReader::new(hub.0.stderr.take().unwrap()).lines();
-    assert!(
-        hub_lines
-            .next()
-            .unwrap()
-            .unwrap()
-            .contains("workers connect")
-    );
-    std::thread::spawn(move || for _ in hub_lines {});
+    let mut hub = node::hub(&node, grpc, http, &[]);
     let mut worker = Peer(
         node.command(sibling("tap-worker").to_str().unwrap())
             .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
@@ -255,7 +200,7 @@ fn a_worker_follows_its_target_pods() {
         b"request.path.startsWith(\"/both\") || request.path.startsWith(\"/back\")",
     )
     .collect();
-    let pcap = http_get(&node, http, &format!("/api/pcap?filter={filter}"));
+    let pcap = node::get(&node, http, &format!("/api/pcap?filter={filter}"));
     let file = dir.join("both.pcapng");
     std::fs::write(&file, &pcap).unwrap();
     let out = std::process::Command::new("tshark")
@@ -303,7 +248,7 @@ fn a_worker_follows_its_target_pods() {
     wait_log(&lines, "pod shop/web: no interface on this node");
 
     // The worker's counters: nothing dropped, everything it made ingested.
-    let w = api(&node, http, "/api/workers");
+    let w = node::api(&node, http, "/api/workers");
     let c = &w["workers"][0]["counters"];
     assert_eq!(c["drops"], 0, "{w}");
     assert!(worker.0.try_wait().unwrap().is_none(), "the worker exited");
@@ -328,17 +273,7 @@ fn local_mode_taps_pods_of_another_namespace() {
     let node = Node::new("lt").unwrap();
     let web = node.pod("web").unwrap();
     let client = node.pod("client").unwrap();
-    let _server = web
-        .spawn(
-            web.command("python3")
-                .args(["-m", "http.server", "8080", "--bind", &web.ip.to_string()])
-                .current_dir(std::env::temp_dir())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )
-        .unwrap();
-    node.wait_for_tcp(web.addr(8080), Duration::from_secs(10))
-        .unwrap();
+    let _server = node::http_servers(&node, &[&web], 8080);
     let dir = std::env::temp_dir().join(format!("kt-localpods-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let list = dir.join("pods.json");

@@ -241,3 +241,5 @@ pub fn sibling(name: &str) -> PathBuf {
     );
     path
 }
+
+pub mod node;

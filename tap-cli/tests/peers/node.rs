@@ -1,0 +1,75 @@
+//! For tests on a testkit node: a `tap-hub` inside the node, the API read from
+//! inside it, Python HTTP servers in pods.
+
+use super::{Peer, sibling};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::Duration;
+use testkit::{Node, Pod, Process};
+
+/// GET `path` from 127.0.0.1:`port` inside `node`'s namespace; the body.
+pub fn get(node: &Node, port: u16, path: &str) -> Vec<u8> {
+    let path = path.to_string();
+    node.in_netns(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        raw.split_off(at + 4)
+    })
+    .unwrap()
+}
+
+/// The hub's JSON answer to `path`.
+pub fn api(node: &Node, port: u16, path: &str) -> serde_json::Value {
+    serde_json::from_slice(&get(node, port, path)).unwrap()
+}
+
+/// A `tap-hub` inside `node` (gRPC on `grpc`, API on `http`), once it listens.
+pub fn hub(node: &Node, grpc: u16, http: u16, extra: &[&str]) -> Peer {
+    let mut hub = Peer(
+        node.command(sibling("tap-hub").to_str().unwrap())
+            .args(["--grpc", &format!("127.0.0.1:{grpc}")])
+            .args(["--listen", &format!("127.0.0.1:{http}")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(hub.0.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("workers connect"), "{first}");
+    std::thread::spawn(move || for _ in lines {});
+    hub
+}
+
+/// `python3 -m http.server PORT` in each pod, on its address, once they answer.
+pub fn http_servers(node: &Node, pods: &[&Pod], port: u16) -> Vec<Process> {
+    let servers = pods
+        .iter()
+        .map(|p| {
+            p.spawn(
+                p.command("python3")
+                    .args(["-m", "http.server", &port.to_string()])
+                    .args(["--bind", &p.ip.to_string()])
+                    .current_dir(std::env::temp_dir())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )
+            .unwrap()
+        })
+        .collect();
+    for p in pods {
+        node.wait_for_tcp(p.addr(port), Duration::from_secs(10))
+            .unwrap();
+    }
+    servers
+}
