@@ -34,6 +34,10 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long addresses read from a pod's namespace are trusted.
+const ADDRESS_TTL: Duration = Duration::from_secs(30);
 
 /// A pod to watch, as the CLI or the hub describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -107,11 +111,19 @@ struct PeerLink {
     netnsid: i32,
 }
 
+/// A namespace's netns id here, when its addresses were read, and the
+/// addresses with their interface indexes.
+type NamespaceAddresses = (i32, Instant, Vec<(u32, IpAddr)>);
+
 /// Finds pods' host interfaces; keeps a netlink socket in the namespace it
 /// was made in (the worker's), so make it on the thread that captures.
 pub struct Resolver {
     socket: Socket,
     seq: u32,
+    /// Addresses read from each namespace (by device and inode), with the
+    /// netns id it had and when: a namespace is entered again only when its
+    /// id changed or the reading is older than [`ADDRESS_TTL`].
+    cache: HashMap<(u64, u64), NamespaceAddresses>,
     /// Extra places to look for namespaces (tests); `/run/netns` and
     /// `/proc/*/ns/net` are always searched.
     pub netns_dirs: Vec<PathBuf>,
@@ -122,6 +134,7 @@ impl Resolver {
         Ok(Resolver {
             socket: route_socket()?,
             seq: 0,
+            cache: HashMap::new(),
             netns_dirs: Vec::new(),
         })
     }
@@ -139,7 +152,10 @@ impl Resolver {
             return Ok(out);
         }
         let wanted: HashSet<IpAddr> = ips.iter().map(|ip| ip.to_canonical()).collect();
-        for path in self.namespaces() {
+        let namespaces = self.namespaces();
+        let present: HashSet<(u64, u64)> = namespaces.iter().map(|(_, key)| *key).collect();
+        self.cache.retain(|key, _| present.contains(key));
+        for (path, key) in namespaces {
             let Ok(file) = std::fs::File::open(&path) else {
                 continue; // the process or namespace went away
             };
@@ -147,17 +163,25 @@ impl Resolver {
             if !nsids.contains(&nsid) {
                 continue;
             }
-            // Entering a namespace is per thread: a short-lived thread does
-            // it and this one stays where it is.
-            let addrs = std::thread::scope(|s| {
-                s.spawn(|| -> io::Result<Vec<(u32, IpAddr)>> {
-                    crate::capture::live::enter_netns(&path)?;
-                    addresses(&route_socket()?)
-                })
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("namespace reader panicked")))
-            });
-            let Ok(addrs) = addrs else { continue };
+            let addrs = match self.cache.get(&key) {
+                Some((id, at, addrs)) if *id == nsid && at.elapsed() < ADDRESS_TTL => addrs.clone(),
+                _ => {
+                    // Entering a namespace is per thread: a short-lived
+                    // thread does it and this one stays where it is.
+                    let read = std::thread::scope(|s| {
+                        s.spawn(|| -> io::Result<Vec<(u32, IpAddr)>> {
+                            crate::capture::live::enter_netns(&path)?;
+                            addresses(&route_socket()?)
+                        })
+                        .join()
+                        .unwrap_or_else(|_| Err(io::Error::other("namespace reader panicked")))
+                    });
+                    let Ok(addrs) = read else { continue };
+                    self.cache
+                        .insert(key, (nsid, Instant::now(), addrs.clone()));
+                    addrs
+                }
+            };
             for (ifindex, ip) in addrs {
                 let ip = ip.to_canonical();
                 if !wanted.contains(&ip) {
@@ -183,9 +207,9 @@ impl Resolver {
         Ok(out)
     }
 
-    /// Every namespace file to look into, one path per namespace, leaving
-    /// out this thread's own.
-    fn namespaces(&self) -> Vec<PathBuf> {
+    /// Every namespace file to look into, one path per namespace (with the
+    /// namespace's device and inode), leaving out this thread's own.
+    fn namespaces(&self) -> Vec<(PathBuf, (u64, u64))> {
         let own = std::fs::metadata("/proc/thread-self/ns/net")
             .map(|m| (m.dev(), m.ino()))
             .ok();
@@ -196,7 +220,7 @@ impl Resolver {
             if let Ok(m) = std::fs::metadata(&p)
                 && seen.insert((m.dev(), m.ino()))
             {
-                out.push(p);
+                out.push((p, (m.dev(), m.ino())));
             }
         };
         let dirs = self
