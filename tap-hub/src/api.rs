@@ -402,14 +402,22 @@ async fn stream(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let filter = parse_filter(q.filter.as_deref())?;
-    Ok(ws.on_upgrade(move |socket| live(hub, filter, socket)))
+    // Subscribed before the handshake's answer goes out: an entry stored
+    // after the client sees the stream open is always in it (the UI asks
+    // for history only then, so nothing falls between the two).
+    let feed = hub.subscribe();
+    Ok(ws.on_upgrade(move |socket| live(hub, filter, feed, socket)))
 }
 
 /// Sends each new matching entry as `{"type":"entry","entry":{…}}`; a client
 /// too slow to keep up is told how many it missed with
 /// `{"type":"dropped","count":N}` (also counted in `/metrics`).
-async fn live(hub: Arc<Hub>, filter: Filter, mut socket: WebSocket) {
-    let mut feed = hub.subscribe();
+async fn live(
+    hub: Arc<Hub>,
+    filter: Filter,
+    mut feed: tokio::sync::broadcast::Receiver<crate::hub::LiveEntry>,
+    mut socket: WebSocket,
+) {
     loop {
         tokio::select! {
             got = feed.recv() => {
