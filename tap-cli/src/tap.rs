@@ -173,6 +173,9 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
     };
     let (mut live, mut watch, what) = match &args.pods {
         Some(path) => {
+            // A wrong path or a bad list is an error at once; later changes
+            // to the file are followed (and a bad one reported, not fatal).
+            tap_worker::pods::load(path)?;
             let watch = PodWatch::new(PodSource::File(path.clone()), None, template(""))
                 .context("opening a netlink socket to find pod interfaces")?;
             let what = format!("the pods listed in {}", path.display());

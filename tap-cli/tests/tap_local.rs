@@ -196,6 +196,28 @@ fn local_mode_says_what_is_wrong() {
         "{err}"
     );
 
+    // A pod list that is missing, or not a pod list.
+    let dir = TempDir::new("tap-pods");
+    let bad = dir.path("pods.json");
+    std::fs::write(&bad, r#"[{"name": "web", "ips": ["10.0.0.300"]}]"#).unwrap();
+    for (list, says) in [
+        (dir.path("missing.json"), "reading the pod list"),
+        (bad, "is not valid"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubetap"))
+            .args(["tap", "--local", "--port", &free_port().to_string()])
+            .arg("--pods")
+            .arg(&list)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(says) && err.contains(&*list.to_string_lossy()),
+            "{err}"
+        );
+    }
+
     let out = Command::new(env!("CARGO_BIN_EXE_kubetap"))
         .args(["tap"])
         .output()

@@ -412,7 +412,9 @@ impl PodWatch {
             node,
             template,
             resolver: Resolver::new()?,
-            file_stamp: None,
+            // Unlike any file's, and unlike a missing file's (None): the
+            // first tick reads the list, or says once that it cannot.
+            file_stamp: Some((SystemTime::UNIX_EPOCH, u64::MAX)),
             pods,
             captures: Vec::new(),
             unresolved: Vec::new(),
@@ -439,7 +441,7 @@ impl PodWatch {
         let stamp = std::fs::metadata(path)
             .ok()
             .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
-        if stamp == self.file_stamp && stamp.is_some() {
+        if stamp == self.file_stamp {
             return None;
         }
         self.file_stamp = stamp;
