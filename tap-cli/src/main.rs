@@ -1,6 +1,7 @@
 //! The `kubetap` command. Thin: parses arguments and calls into the libraries.
 #![forbid(unsafe_code)]
 
+mod local;
 mod read;
 mod tap;
 

@@ -143,22 +143,8 @@ fn read(args: &ReadArgs) -> anyhow::Result<ExitCode> {
 fn serve(args: &ReadArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let hub = tap_hub::Hub::open(tap_hub::HubConfig {
-        store: tap_hub::store::StoreConfig {
-            memory_budget: args.memory_budget.as_u64(),
-            disk: None,
-        },
-        ..Default::default()
-    })
-    .context("opening the entry store")?;
-    let addr = format!("127.0.0.1:{}", args.port);
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(&addr))
-        .with_context(|| {
-            format!(
-                "cannot listen on {addr} (is another kubetap running? pick another with --port)"
-            )
-        })?;
+    let (hub, listener, addr) =
+        crate::local::hub(&runtime, args.memory_budget.as_u64(), args.port)?;
     let server = runtime.spawn(tap_hub::serve(
         hub.clone(),
         None,

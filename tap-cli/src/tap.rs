@@ -136,22 +136,7 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
         usize::try_from(args.pcap_ring.as_u64()).unwrap_or(usize::MAX),
     )));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let hub = tap_hub::Hub::open(tap_hub::HubConfig {
-        store: tap_hub::store::StoreConfig {
-            memory_budget: args.memory_budget.as_u64(),
-            disk: None,
-        },
-        ..Default::default()
-    })
-    .context("opening the entry store")?;
-    let addr = format!("127.0.0.1:{}", args.port);
-    let http = runtime
-        .block_on(tokio::net::TcpListener::bind(&addr))
-        .with_context(|| {
-            format!(
-                "cannot listen on {addr} (is another kubetap running? pick another with --port)"
-            )
-        })?;
+    let (hub, http, addr) = crate::local::hub(&runtime, args.memory_budget.as_u64(), args.port)?;
     let stop = Arc::new(AtomicBool::new(false));
     let server = {
         let stop = stop.clone();
