@@ -8,9 +8,7 @@
 
 mod peers;
 
-use peers::{Peer, node, sibling};
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
+use peers::node;
 use std::time::{Duration, Instant};
 use testkit::{Node, require, require_root};
 
@@ -30,29 +28,13 @@ fn a_worker_on_a_node_captures_its_pods() {
     let mut hub = node::hub(&node, grpc, http, &[]);
 
     // The worker watches the web pod's host veth.
-    let mut worker = Peer(
-        node.command(sibling("tap-worker").to_str().unwrap())
-            .args([
-                "--hub",
-                &format!("http://127.0.0.1:{grpc}"),
-                "--node",
-                "node-a",
-            ])
-            .args(["-i", &web.host_veth])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let mut worker = node::worker(
+        &node,
+        grpc,
+        "node-a",
+        &["-i", &web.host_veth],
+        "capturing on",
     );
-    let mut lines = BufReader::new(worker.0.stderr.take().unwrap()).lines();
-    assert!(
-        lines
-            .by_ref()
-            .map_while(Result::ok)
-            .any(|l| l.contains("capturing on")),
-        "the worker did not start"
-    );
-    std::thread::spawn(move || for _ in lines {});
 
     let _servers = node::http_servers(&node, &[&web, &other_web], 8080);
     let paths = ["/", "/nope-1", "/", "/nope-2", "/nope-3"];

@@ -13,8 +13,7 @@
 
 mod peers;
 
-use peers::{Peer, node, sibling};
-use std::io::{BufRead, BufReader};
+use peers::{Peer, node};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use testkit::{Node, Pod, require, require_root};
@@ -129,26 +128,9 @@ fn counters_add_up_under_load() {
     let (grpc, http) = (18898, 18899);
     let mut hub = node::hub(&node, grpc, http, &["--memory-budget", "1GiB"]);
     let start_worker = |name: &str, ring: &[&str]| -> Peer {
-        let mut worker = Peer(
-            node.command(sibling("tap-worker").to_str().unwrap())
-                .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
-                .args(["--node", name, "--pods", list.to_str().unwrap()])
-                .args(ring)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let mut lines = BufReader::new(worker.0.stderr.take().unwrap()).lines();
-        assert!(
-            lines
-                .by_ref()
-                .map_while(Result::ok)
-                .any(|l| l.contains("capturing load/server on")),
-            "the worker did not find the pod"
-        );
-        std::thread::spawn(move || for _ in lines {});
-        worker
+        let mut args = vec!["--pods", list.to_str().unwrap()];
+        args.extend_from_slice(ring);
+        node::worker(&node, grpc, name, &args, "capturing load/server on")
     };
     let stop = |mut worker: Peer| {
         std::process::Command::new("kill")

@@ -73,3 +73,28 @@ pub fn http_servers(node: &Node, pods: &[&Pod], port: u16) -> Vec<Process> {
     }
     servers
 }
+
+/// A `tap-worker` inside `node` shipping to the hub's gRPC port as node
+/// `name` with `args`, once it has logged a line containing `ready`.
+pub fn worker(node: &Node, grpc: u16, name: &str, args: &[&str], ready: &str) -> Peer {
+    let mut worker = Peer(
+        node.command(sibling("tap-worker").to_str().unwrap())
+            .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
+            .args(["--node", name])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(worker.0.stderr.take().unwrap()).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains(ready)),
+        "the worker never logged {ready:?}"
+    );
+    std::thread::spawn(move || for _ in lines {});
+    worker
+}
