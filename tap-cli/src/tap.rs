@@ -54,6 +54,12 @@ pub struct TapArgs {
     /// ...and this many of them.
     #[arg(long, default_value_t = 4)]
     pub blocks: usize,
+    /// Sockets per interface, 1 to 64: with more than one, the interface's
+    /// packets are spread over that many threads by a PACKET_FANOUT flow
+    /// hash (both directions of a connection go to the same one), each
+    /// with its own connection table. Up to the cores it may use.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub fanout: u16,
     /// Body bytes kept per message.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub max_body: usize,
@@ -164,7 +170,11 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
             let watch = PodWatch::new(PodSource::File(path.clone()), None, template(""))
                 .context("opening a netlink socket to find pod interfaces")?;
             let what = format!("the pods listed in {}", path.display());
-            (LiveTap::idle(config, ring.clone(), sink), Some(watch), what)
+            (
+                LiveTap::idle(config, args.fanout, ring.clone(), sink),
+                Some(watch),
+                what,
+            )
         }
         None => {
             let interfaces = if !args.interfaces.is_empty() {
@@ -178,6 +188,7 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
             let live = LiveTap::start(
                 interfaces.iter().map(|name| template(name)).collect(),
                 config,
+                args.fanout,
                 ring.clone(),
                 sink,
             )?;

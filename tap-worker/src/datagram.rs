@@ -3,7 +3,7 @@
 //! flows (by count and idle time) whose handlers see each datagram in order.
 
 use crate::reassembly::{
-    CloseReason, Direction, FlowEnd, FlowInfo, FlowKey, IdleSweep, oldest_flow,
+    CloseReason, Direction, FlowEnd, FlowIds, FlowInfo, FlowKey, IdleSweep, oldest_flow,
 };
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -61,7 +61,7 @@ pub struct DatagramFlows<H, F> {
     flows: HashMap<FlowKey, Flow<H>>,
     new_handler: F,
     config: DatagramConfig,
-    next_id: u64,
+    ids: FlowIds,
     idle: IdleSweep,
     pub stats: DatagramStats,
 }
@@ -72,10 +72,15 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
             flows: HashMap::new(),
             new_handler,
             config,
-            next_id: ID_BASE,
+            ids: FlowIds::default(),
             idle: IdleSweep::default(),
             stats: DatagramStats::default(),
         }
+    }
+
+    /// Takes flow ids from `ids` from now on (`ID_BASE` set on each).
+    pub fn share_ids(&mut self, ids: FlowIds) {
+        self.ids = ids;
     }
 
     /// Feeds one datagram sent from `src` to `dst`; returns its flow's id.
@@ -142,13 +147,12 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
             (from, to)
         };
         let info = FlowInfo {
-            id: self.next_id,
+            id: ID_BASE | self.ids.next(),
             client,
             server,
             first_ts_ns: ts_ns,
             midstream: false,
         };
-        self.next_id += 1;
         self.stats.flows += 1;
         let handler = (self.new_handler)(&info);
         self.flows.insert(

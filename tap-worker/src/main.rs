@@ -53,6 +53,12 @@ struct Args {
     /// ...and this many of them.
     #[arg(long, default_value_t = 4)]
     blocks: usize,
+    /// Sockets per interface, 1 to 64: with more than one, the interface's
+    /// packets are spread over that many threads by a PACKET_FANOUT flow
+    /// hash (both directions of a connection go to the same one), each
+    /// with its own connection table. Up to the cores it may use.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    fanout: u16,
     /// Replay the file at the pace it was recorded (times SPEED, > 0).
     #[arg(long, value_name = "SPEED", value_parser = positive)]
     pace: Option<f64>,
@@ -156,6 +162,7 @@ fn live(args: &Args) -> anyhow::Result<ExitCode> {
     let mut tap = LiveTap::start(
         args.interfaces.iter().map(|name| template(name)).collect(),
         pipeline,
+        args.fanout,
         ring,
         sink,
     )?;

@@ -6,7 +6,7 @@ use crate::capture::Packet;
 use crate::datagram::{DatagramConfig, DatagramFlows, DatagramStats};
 use crate::decode::{DecodeStats, Decoder, DefragConfig, Skip, Transport};
 use crate::dissect::{Connection, Datagrams, DissectConfig, Emit};
-use crate::reassembly::{FlowInfo, Reassembler, ReassemblyConfig, ReassemblyStats};
+use crate::reassembly::{FlowIds, FlowInfo, Reassembler, ReassemblyConfig, ReassemblyStats};
 use proto::v1::Entry;
 use std::sync::Arc;
 
@@ -18,6 +18,9 @@ pub struct PipelineConfig {
     pub reassembly: ReassemblyConfig,
     pub datagram: DatagramConfig,
     pub defrag: DefragConfig,
+    /// Where flow ids come from; pipelines side by side (fanout) made from
+    /// clones of one config share the counter, so their ids never collide.
+    pub ids: FlowIds,
 }
 
 /// Everything the pipeline counted; the summary `kubetap read` prints.
@@ -38,6 +41,42 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds another pipeline's counts to these.
+    pub fn absorb(&mut self, o: &Stats) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.tcp_packets += o.tcp_packets;
+        self.udp_packets += o.udp_packets;
+        self.entries += o.entries;
+        self.parse_errors += o.parse_errors;
+        self.unclaimed_connections += o.unclaimed_connections;
+        self.dissect_dropped += o.dissect_dropped;
+        let (d, od) = (&mut self.decode, &o.decode);
+        d.malformed += od.malformed;
+        d.unsupported_link += od.unsupported_link;
+        d.not_tcp_udp += od.not_tcp_udp;
+        d.fragments += od.fragments;
+        d.fragments_reassembled += od.fragments_reassembled;
+        d.fragments_dropped += od.fragments_dropped;
+        let (r, or) = (&mut self.reassembly, &o.reassembly);
+        r.segments += or.segments;
+        r.flows += or.flows;
+        r.flows_expired += or.flows_expired;
+        r.flows_evicted += or.flows_evicted;
+        r.retransmitted_segments += or.retransmitted_segments;
+        r.overlap_bytes += or.overlap_bytes;
+        r.out_of_order_segments += or.out_of_order_segments;
+        r.gaps += or.gaps;
+        r.gap_bytes += or.gap_bytes;
+        r.buffer_limit_hits += or.buffer_limit_hits;
+        r.buffered_bytes += or.buffered_bytes;
+        let (u, ou) = (&mut self.udp, &o.udp);
+        u.datagrams += ou.datagrams;
+        u.flows += ou.flows;
+        u.flows_expired += ou.flows_expired;
+        u.flows_evicted += ou.flows_evicted;
+    }
+
     /// Bytes the capture lost inside connections (holes reported as gaps).
     pub fn gap_bytes(&self) -> u64 {
         self.reassembly.gap_bytes
@@ -82,11 +121,15 @@ impl Pipeline {
             Box::new(move |_flow: &FlowInfo| Connection::new(dissect.clone()));
         let new_datagrams: NewDatagrams =
             Box::new(move |_flow: &FlowInfo| Datagrams::new(for_udp.clone()));
+        let mut tcp = Reassembler::new(config.reassembly, new_conn);
+        let mut udp = DatagramFlows::new(config.datagram, new_datagrams);
+        tcp.share_ids(config.ids.clone());
+        udp.share_ids(config.ids);
         Pipeline {
             node: config.node,
             decoder: Decoder::new(config.defrag),
-            tcp: Reassembler::new(config.reassembly, new_conn),
-            udp: DatagramFlows::new(config.datagram, new_datagrams),
+            tcp,
+            udp,
             emitted: Vec::new(),
             parse_errors: 0,
             unclaimed: 0,

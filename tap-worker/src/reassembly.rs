@@ -15,6 +15,8 @@
 use crate::decode::TcpSegment;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Which way bytes travel on a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -249,7 +251,7 @@ pub struct Reassembler<H, F> {
     flows: HashMap<FlowKey, Flow<H>>,
     new_handler: F,
     config: ReassemblyConfig,
-    next_id: u64,
+    ids: FlowIds,
     idle: IdleSweep,
     /// Connections closed lately and their ids, oldest first: the last ACK
     /// after both FINs (or a stray RST) still belongs to its connection in
@@ -257,6 +259,18 @@ pub struct Reassembler<H, F> {
     closed: HashMap<FlowKey, u64>,
     closed_order: VecDeque<FlowKey>,
     pub stats: ReassemblyStats,
+}
+
+/// Where flow ids come from: a counter that pipelines side by side (fanout)
+/// share, so their ids never collide. A clone shares the counter.
+#[derive(Debug, Clone, Default)]
+pub struct FlowIds(Arc<AtomicU64>);
+
+impl FlowIds {
+    /// The next id: 1, 2, ...
+    pub fn next(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::Relaxed) + 1
+    }
 }
 
 /// Closed connections remembered for their trailing packets.
@@ -269,12 +283,17 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
             flows: HashMap::new(),
             new_handler,
             config,
-            next_id: 1,
+            ids: FlowIds::default(),
             idle: IdleSweep::default(),
             closed: HashMap::new(),
             closed_order: VecDeque::new(),
             stats: ReassemblyStats::default(),
         }
+    }
+
+    /// Takes connection ids from `ids` from now on.
+    pub fn share_ids(&mut self, ids: FlowIds) {
+        self.ids = ids;
     }
 
     /// Connections tracked right now.
@@ -371,13 +390,12 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
             (from, to)
         };
         let info = FlowInfo {
-            id: self.next_id,
+            id: self.ids.next(),
             client,
             server,
             first_ts_ns: ts_ns,
             midstream: !seg.syn,
         };
-        self.next_id += 1;
         self.stats.flows += 1;
         let handler = (self.new_handler)(&info);
         self.flows.insert(

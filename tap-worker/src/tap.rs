@@ -1,9 +1,16 @@
-//! Live capture on a set of interfaces into one pipeline: a thread per
-//! interface reads its AF_PACKET ring (`capture::live`), feeds the shared
-//! pipeline (one flow table, so a connection seen on two interfaces is one
-//! connection) and the raw-packet ring, and hands each entry to a sink that
-//! never blocks capture (the worker's shipping queue, or local mode's store
-//! queue). Used by `tap-worker` and `kubetap tap --local`.
+//! Live capture on a set of interfaces: a thread per capture socket reads
+//! its AF_PACKET ring (`capture::live`), feeds a pipeline and the raw-packet
+//! ring, and hands each entry to a sink that never blocks capture (the
+//! worker's shipping queue, or local mode's store queue). Used by
+//! `tap-worker` and `kubetap tap --local`.
+//!
+//! By default every interface's socket feeds one shared pipeline (one flow
+//! table, so a connection whose packets cross two interfaces is still one
+//! connection). With fanout, each interface has N sockets in a
+//! `PACKET_FANOUT` group, each with its own thread and pipeline: the
+//! kernel's flow hash is symmetric, so both directions of a connection
+//! reach the same socket, and N cores share the work. The pipelines share
+//! one flow id counter, so ids stay unique.
 //!
 //! Interfaces can be added and removed while the others run; [`PodWatch`]
 //! does that for a list of target pods, capturing each on its host veth:
@@ -21,7 +28,7 @@
 //!   again if it is still listed.
 
 use crate::capture::bpf::Targets;
-use crate::capture::live::{LiveCapture, LiveConfig, LiveError, LiveStats};
+use crate::capture::live::{Fanout, LiveCapture, LiveConfig, LiveError, LiveStats};
 use crate::pods::{Names, Resolver, TargetPod};
 use crate::ring::PacketRing;
 use crate::{Pipeline, PipelineConfig, Stats};
@@ -37,10 +44,37 @@ use std::time::{Duration, Instant, SystemTime};
 /// Where entries go; must not block (drop and count instead).
 pub type Sink = Arc<dyn Fn(Entry) + Send + Sync>;
 
+/// Most sockets per interface.
+pub const MAX_FANOUT: u16 = 64;
+
 struct Shared {
     pipeline: Pipeline,
     entries: Vec<Entry>,
     names: Names,
+}
+
+impl Shared {
+    fn new(config: PipelineConfig, names: Names) -> Arc<Mutex<Shared>> {
+        Arc::new(Mutex::new(Shared {
+            pipeline: Pipeline::new(config),
+            entries: Vec::new(),
+            names,
+        }))
+    }
+
+    /// Closes every connection and hands what they held to `sink`.
+    fn finish(&mut self, sink: &Sink) {
+        let Shared {
+            pipeline,
+            entries,
+            names,
+        } = self;
+        pipeline.finish(entries);
+        for mut e in entries.drain(..) {
+            names.annotate(&mut e);
+            sink(e);
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -50,100 +84,170 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A filter waiting for its capture thread to install it.
 type PendingFilter = Arc<Mutex<Option<Option<Targets>>>>;
 
+/// One socket's thread.
+struct Socket {
+    pending: PendingFilter,
+    stats: Arc<Mutex<LiveStats>>,
+    /// Its own pipeline, when the interface is fanned out.
+    own: Option<Arc<Mutex<Shared>>>,
+    thread: JoinHandle<Result<(), LiveError>>,
+}
+
+/// One interface's capture: one socket, or a fanout group of them.
 struct Running {
     interface: String,
     filter: Option<Targets>,
-    pending: PendingFilter,
     stop: Arc<AtomicBool>,
-    stats: Arc<Mutex<LiveStats>>,
-    thread: JoinHandle<Result<(), LiveError>>,
+    sockets: Vec<Socket>,
 }
 
 /// Running captures; [`LiveTap::stop`] ends them.
 pub struct LiveTap {
+    config: PipelineConfig,
+    /// The pipeline captures without fanout share.
     shared: Arc<Mutex<Shared>>,
+    names: Names,
+    /// Sockets per interface.
+    fanout: u16,
     ring: Arc<Mutex<PacketRing>>,
     sink: Sink,
     captures: Vec<Running>,
-    /// Counters of captures that have ended.
+    /// Counters of captures that have ended, and of their own pipelines.
     retired: LiveStats,
+    retired_pipelines: Stats,
 }
 
 impl LiveTap {
     /// Opens every interface first (a missing privilege or interface fails
-    /// before anything runs), then starts a capture thread for each; packets
-    /// are kept in `ring` for PCAP export.
+    /// before anything runs), then starts capturing on each; packets are
+    /// kept in `ring` for PCAP export. `fanout`: sockets (and threads) per
+    /// interface, 1 to [`MAX_FANOUT`].
     pub fn start(
         interfaces: Vec<LiveConfig>,
         pipeline: PipelineConfig,
+        fanout: u16,
         ring: Arc<Mutex<PacketRing>>,
         sink: Sink,
     ) -> Result<LiveTap, LiveError> {
-        let captures = interfaces
+        let mut tap = LiveTap::idle(pipeline, fanout, ring, sink);
+        let opened = interfaces
             .into_iter()
-            .map(|c| {
-                let filter = c.filter.clone();
-                LiveCapture::open(c).map(|cap| (cap, filter))
-            })
+            .map(|c| tap.open(c))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut tap = LiveTap::idle(pipeline, ring, sink);
-        for (cap, filter) in captures {
-            tap.spawn(cap, filter)?;
+        for (sockets, filter) in opened {
+            tap.spawn(sockets, filter)?;
         }
         Ok(tap)
     }
 
     /// A tap capturing nothing yet; [`LiveTap::add`] starts captures.
-    pub fn idle(pipeline: PipelineConfig, ring: Arc<Mutex<PacketRing>>, sink: Sink) -> LiveTap {
+    pub fn idle(
+        pipeline: PipelineConfig,
+        fanout: u16,
+        ring: Arc<Mutex<PacketRing>>,
+        sink: Sink,
+    ) -> LiveTap {
+        let fanout = fanout.clamp(1, MAX_FANOUT);
+        let config = pipeline;
         LiveTap {
-            shared: Arc::new(Mutex::new(Shared {
-                pipeline: Pipeline::new(pipeline),
-                entries: Vec::new(),
-                names: Names::default(),
-            })),
+            shared: Shared::new(config.clone(), Names::default()),
+            config,
+            names: Names::default(),
+            fanout,
             ring,
             sink,
             captures: Vec::new(),
             retired: LiveStats::default(),
+            retired_pipelines: Stats::default(),
         }
     }
 
     /// Opens one more interface and starts capturing on it.
     pub fn add(&mut self, config: LiveConfig) -> Result<(), LiveError> {
-        let filter = config.filter.clone();
-        let cap = LiveCapture::open(config)?;
-        self.spawn(cap, filter)
+        let (sockets, filter) = self.open(config)?;
+        self.spawn(sockets, filter)
     }
 
-    fn spawn(&mut self, cap: LiveCapture, filter: Option<Targets>) -> Result<(), LiveError> {
-        let interface = cap.interface().to_string();
-        let pending: PendingFilter = Arc::new(Mutex::new(None));
+    /// Opens an interface's sockets: one, or a new fanout group of them.
+    fn open(&self, config: LiveConfig) -> Result<(Vec<LiveCapture>, Option<Targets>), LiveError> {
+        let filter = config.filter.clone();
+        if self.fanout == 1 {
+            return Ok((vec![LiveCapture::open(config)?], filter));
+        }
+        let first = LiveCapture::open(LiveConfig {
+            fanout: Some(Fanout::New),
+            ..config.clone()
+        })?;
+        let group = first.fanout_group();
+        let mut sockets = vec![first];
+        for _ in 1..self.fanout {
+            sockets.push(LiveCapture::open(LiveConfig {
+                fanout: group.map(Fanout::Join),
+                ..config.clone()
+            })?);
+        }
+        Ok((sockets, filter))
+    }
+
+    /// A pipeline of its own for a fanout socket (sharing the flow ids).
+    fn own_pipeline(&self) -> Arc<Mutex<Shared>> {
+        Shared::new(self.config.clone(), self.names.clone())
+    }
+
+    fn spawn(
+        &mut self,
+        sockets: Vec<LiveCapture>,
+        filter: Option<Targets>,
+    ) -> Result<(), LiveError> {
+        let interface = sockets[0].interface().to_string();
+        let fanned = sockets.len() > 1;
         let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(Mutex::new(LiveStats::default()));
-        let worker = Worker {
-            shared: self.shared.clone(),
-            ring: self.ring.clone(),
-            sink: self.sink.clone(),
-            pending: pending.clone(),
-            stop: stop.clone(),
-            stats: stats.clone(),
-        };
-        let thread = std::thread::Builder::new()
-            .name(format!("capture-{interface}"))
-            .spawn(move || worker.run(cap))
-            .map_err(|error| LiveError::Io {
-                interface: interface.clone(),
-                what: "starting a capture thread",
-                error,
-            })?;
-        self.captures.push(Running {
-            interface,
+        let mut running = Running {
+            interface: interface.clone(),
             filter,
-            pending,
-            stop,
-            stats,
-            thread,
-        });
+            stop: stop.clone(),
+            sockets: Vec::new(),
+        };
+        for (i, cap) in sockets.into_iter().enumerate() {
+            let pending: PendingFilter = Arc::new(Mutex::new(None));
+            let stats = Arc::new(Mutex::new(LiveStats::default()));
+            let own = fanned.then(|| self.own_pipeline());
+            let worker = Worker {
+                shared: own.clone().unwrap_or_else(|| self.shared.clone()),
+                ring: self.ring.clone(),
+                sink: self.sink.clone(),
+                pending: pending.clone(),
+                stop: stop.clone(),
+                stats: stats.clone(),
+            };
+            let name = if fanned {
+                format!("capture-{interface}-{i}")
+            } else {
+                format!("capture-{interface}")
+            };
+            let thread = match std::thread::Builder::new()
+                .name(name)
+                .spawn(move || worker.run(cap))
+            {
+                Ok(t) => t,
+                Err(error) => {
+                    stop.store(true, Ordering::Relaxed);
+                    self.retire(running);
+                    return Err(LiveError::Io {
+                        interface,
+                        what: "starting a capture thread",
+                        error,
+                    });
+                }
+            };
+            running.sockets.push(Socket {
+                pending,
+                stats,
+                own,
+                thread,
+            });
+        }
+        self.captures.push(running);
         Ok(())
     }
 
@@ -159,31 +263,51 @@ impl LiveTap {
         self.retire(c)
     }
 
+    /// Waits for a stopped (or ended) capture's threads, keeps its counters,
+    /// flushes its own pipelines; returns the first error it ended with.
     fn retire(&mut self, c: Running) -> Option<LiveError> {
-        let result = c.thread.join();
-        let s = *lock(&c.stats);
-        self.retired.packets += s.packets;
-        self.retired.kernel_drops += s.kernel_drops;
-        self.retired.freeze_count += s.freeze_count;
-        self.retired.delivered += s.delivered;
-        match result {
-            Ok(r) => r.err(),
-            Err(_) => Some(LiveError::Io {
-                interface: c.interface,
-                what: "capturing",
-                error: std::io::Error::other("the capture thread panicked"),
-            }),
+        let mut first_error = None;
+        for s in c.sockets {
+            let result = s.thread.join();
+            let st = *lock(&s.stats);
+            self.retired.packets += st.packets;
+            self.retired.kernel_drops += st.kernel_drops;
+            self.retired.freeze_count += st.freeze_count;
+            self.retired.delivered += st.delivered;
+            if let Some(own) = s.own {
+                let mut own = lock(&own);
+                own.finish(&self.sink);
+                self.retired_pipelines.absorb(&own.pipeline.stats());
+            }
+            let error = match result {
+                Ok(r) => r.err(),
+                Err(_) => Some(LiveError::Io {
+                    interface: c.interface.clone(),
+                    what: "capturing",
+                    error: std::io::Error::other("the capture thread panicked"),
+                }),
+            };
+            if first_error.is_none() {
+                first_error = error;
+            }
         }
+        first_error
     }
 
     /// Captures that have ended on their own (their interface went away, or
-    /// an error), removed from the tap: each interface with its error.
+    /// an error), removed from the tap: each interface with its error. A
+    /// fanout capture ends with its first socket.
     pub fn reap(&mut self) -> Vec<(String, Option<LiveError>)> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < self.captures.len() {
-            if self.captures[i].thread.is_finished() {
+            if self.captures[i]
+                .sockets
+                .iter()
+                .any(|s| s.thread.is_finished())
+            {
                 let c = self.captures.swap_remove(i);
+                c.stop.store(true, Ordering::Relaxed);
                 let name = c.interface.clone();
                 out.push((name, self.retire(c)));
             } else {
@@ -193,14 +317,16 @@ impl LiveTap {
         out
     }
 
-    /// Replaces the filter of the capture on `interface`; its thread installs
-    /// it within one poll (200 ms).
+    /// Replaces the filter of the capture on `interface`; its threads
+    /// install it within one poll (200 ms).
     pub fn set_filter(&mut self, interface: &str, filter: Option<Targets>) {
         if let Some(c) = self.captures.iter_mut().find(|c| c.interface == interface)
             && c.filter != filter
         {
             c.filter = filter.clone();
-            *lock(&c.pending) = Some(filter);
+            for s in &c.sockets {
+                *lock(&s.pending) = Some(filter.clone());
+            }
         }
     }
 
@@ -213,28 +339,64 @@ impl LiveTap {
     }
 
     /// Names given to entries' ends from now on.
-    pub fn set_names(&self, names: Names) {
-        lock(&self.shared).names = names;
+    pub fn set_names(&mut self, names: Names) {
+        lock(&self.shared).names = names.clone();
+        for s in self.captures.iter().flat_map(|c| &c.sockets) {
+            if let Some(own) = &s.own {
+                lock(own).names = names.clone();
+            }
+        }
+        self.names = names;
     }
 
     pub fn interfaces(&self) -> Vec<String> {
         self.captures.iter().map(|c| c.interface.clone()).collect()
     }
 
-    /// Whether every capture has ended (its interface went away, or an error).
-    pub fn finished(&self) -> bool {
-        self.captures.iter().all(|c| c.thread.is_finished())
+    /// Sockets per interface.
+    pub fn fanout(&self) -> u16 {
+        self.fanout
     }
 
+    /// Whether every capture has ended (its interface went away, or an error).
+    pub fn finished(&self) -> bool {
+        self.captures
+            .iter()
+            .all(|c| c.sockets.iter().all(|s| s.thread.is_finished()))
+    }
+
+    /// The pipelines' counters, added up (ended captures' included).
     pub fn pipeline_stats(&self) -> Stats {
-        lock(&self.shared).pipeline.stats()
+        let mut s = lock(&self.shared).pipeline.stats();
+        s.absorb(&self.retired_pipelines);
+        for own in self
+            .captures
+            .iter()
+            .flat_map(|c| &c.sockets)
+            .filter_map(|s| s.own.as_ref())
+        {
+            s.absorb(&lock(own).pipeline.stats());
+        }
+        s
+    }
+
+    /// Packets each running socket has taken from the kernel, by interface
+    /// (a fanout capture lists one number per socket).
+    pub fn socket_packets(&self) -> Vec<(String, Vec<u64>)> {
+        self.captures
+            .iter()
+            .map(|c| {
+                let n = c.sockets.iter().map(|s| lock(&s.stats).packets).collect();
+                (c.interface.clone(), n)
+            })
+            .collect()
     }
 
     /// The kernel's counters over all captures, ended ones included.
     pub fn live_stats(&self) -> LiveStats {
         let mut t = self.retired;
-        for c in &self.captures {
-            let s = *lock(&c.stats);
+        for s in self.captures.iter().flat_map(|c| &c.sockets) {
+            let s = *lock(&s.stats);
             t.packets += s.packets;
             t.kernel_drops += s.kernel_drops;
             t.freeze_count += s.freeze_count;
@@ -275,17 +437,7 @@ impl LiveTap {
         for c in std::mem::take(&mut self.captures) {
             errors.extend(self.retire(c));
         }
-        let mut s = lock(&self.shared);
-        let Shared {
-            pipeline,
-            entries,
-            names,
-        } = &mut *s;
-        pipeline.finish(entries);
-        for mut e in entries.drain(..) {
-            names.annotate(&mut e);
-            (self.sink)(e);
-        }
+        lock(&self.shared).finish(&self.sink);
         errors
     }
 }

@@ -77,12 +77,23 @@ pub struct LiveConfig {
     pub block_timeout_ms: u32,
     /// Bytes kept of each packet.
     pub snaplen: u32,
-    /// Join this PACKET_FANOUT group (hash of the flow, IP fragments
-    /// reassembled first): sockets on the same interface with the same group
-    /// id share its packets, each flow going to one socket.
-    pub fanout: Option<u16>,
+    /// Join a PACKET_FANOUT group (hash of the flow, IP fragments
+    /// reassembled first): sockets on the same interface in the same group
+    /// share its packets, each flow going to one socket.
+    pub fanout: Option<Fanout>,
     /// Pass only these targets' packets; `None` passes every packet.
     pub filter: Option<Targets>,
+}
+
+/// Which PACKET_FANOUT group a socket joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fanout {
+    /// A new group, with an id the kernel picks among those unused in this
+    /// network namespace ([`LiveCapture::fanout_group`] tells it, for the
+    /// other sockets to join). 0 is a valid id.
+    New,
+    /// The group with this id (made if there is none).
+    Join(u16),
 }
 
 impl LiveConfig {
@@ -247,6 +258,7 @@ pub struct LiveCapture {
     block_timeout: Duration,
     /// Skip PACKET_OUTGOING copies in user space (loopback on old kernels).
     skip_outgoing: bool,
+    fanout_group: Option<u16>,
     held: Option<Held>,
     /// First block not yet looked at.
     cursor: usize,
@@ -392,12 +404,24 @@ impl LiveCapture {
             });
         }
 
-        if let Some(group) = config.fanout {
-            let kind = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+        let mut fanout_group = None;
+        if let Some(fanout) = config.fanout {
+            let mut kind = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+            let group = match fanout {
+                Fanout::New => {
+                    kind |= libc::PACKET_FANOUT_FLAG_UNIQUEID;
+                    0
+                }
+                Fanout::Join(id) => id,
+            };
             let arg: u32 = u32::from(group) | (kind << 16);
             setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg).map_err(io_err(
                 "joining the fanout group (PACKET_FANOUT; every socket of a group needs the same interface and settings)",
             ))?;
+            let mut joined: libc::c_int = 0;
+            getsockopt(&fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &mut joined)
+                .map_err(io_err("reading the fanout group's id"))?;
+            fanout_group = Some((joined & 0xffff) as u16);
         }
 
         Ok(LiveCapture {
@@ -410,6 +434,7 @@ impl LiveCapture {
             snaplen: config.snaplen,
             block_timeout: Duration::from_millis(u64::from(config.block_timeout_ms)),
             skip_outgoing,
+            fanout_group,
             held: None,
             cursor: 0,
             scratch: Vec::new(),
@@ -423,6 +448,11 @@ impl LiveCapture {
     /// The interface's name, as given.
     pub fn interface(&self) -> &str {
         &self.interface
+    }
+
+    /// The PACKET_FANOUT group this socket joined, if any.
+    pub fn fanout_group(&self) -> Option<u16> {
+        self.fanout_group
     }
 
     /// LINKTYPE_* of the packets: Ethernet (also for loopback), or raw IP.
