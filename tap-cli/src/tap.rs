@@ -127,6 +127,9 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
             "only local mode exists yet: run `kubetap tap --local` (cluster mode arrives with the Kubernetes commands)"
         );
     }
+    if let Err(e) = tap_worker::capture::live::disable_transparent_huge_pages() {
+        tracing::debug!(%e, "transparent huge pages stay as the kernel has them");
+    }
     let mut config = PipelineConfig {
         node: args.node.clone(),
         ..Default::default()

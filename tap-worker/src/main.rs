@@ -126,6 +126,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Live capture until SIGTERM/Ctrl-C or until every interface is gone.
 fn live(args: &Args) -> anyhow::Result<ExitCode> {
+    if let Err(e) = tap_worker::capture::live::disable_transparent_huge_pages() {
+        tracing::debug!(%e, "transparent huge pages stay as the kernel has them");
+    }
     let runtime = runtime()?;
     let counters = Arc::new(Mutex::new(WorkerCounters::default()));
     let source = {

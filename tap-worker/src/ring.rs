@@ -8,17 +8,20 @@ use crate::capture::Packet;
 use proto::v1::{PcapChunk, PcapRequest, RawPacket};
 use std::collections::{HashSet, VecDeque};
 
-struct Stored {
+/// Where a kept packet's bytes are in the ring's buffer, and what the PCAP
+/// export needs besides them.
+struct Meta {
     ts_ns: u64,
-    link: u32,
-    orig_len: u32,
     flow: u64,
-    data: Box<[u8]>,
+    start: usize,
+    len: u32,
+    orig_len: u32,
+    link: u32,
 }
 
-/// Bytes a stored packet is counted for: its data and the bookkeeping.
+/// Bytes a stored packet is counted for: its data and its index entry.
 fn cost(data_len: usize) -> usize {
-    data_len + size_of::<Stored>() + 16
+    data_len + size_of::<Meta>()
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -32,10 +35,19 @@ pub struct RingStats {
     pub oldest_ts_ns: Option<u64>,
 }
 
+/// Packets are copied one after another into one buffer of the budget's
+/// size, wrapping at its end (no allocation per packet, and the memory
+/// taken is the budget, touched as it fills); an index in capture order
+/// says where each is. A new packet pushes out the oldest ones until the
+/// budget holds it and its bytes are free.
 pub struct PacketRing {
     budget: usize,
     bytes: usize,
-    packets: VecDeque<Stored>,
+    /// Zeroed lazily by the allocator: pages are touched as packets fill them.
+    buf: Vec<u8>,
+    /// Where the next packet goes.
+    write: usize,
+    index: VecDeque<Meta>,
     evicted_packets: u64,
     evicted_bytes: u64,
 }
@@ -45,50 +57,84 @@ impl PacketRing {
         PacketRing {
             budget: budget_bytes,
             bytes: 0,
-            packets: VecDeque::new(),
+            buf: Vec::new(),
+            write: 0,
+            index: VecDeque::new(),
             evicted_packets: 0,
             evicted_bytes: 0,
         }
     }
 
+    fn evict_oldest(&mut self) {
+        if let Some(old) = self.index.pop_front() {
+            let c = cost(old.len as usize);
+            self.bytes -= c;
+            self.evicted_packets += 1;
+            self.evicted_bytes += c as u64;
+        }
+        if self.index.is_empty() {
+            self.write = 0;
+        }
+    }
+
     pub fn push(&mut self, pkt: &Packet<'_>, flow: u64) {
-        let c = cost(pkt.data.len());
+        let len = pkt.data.len();
+        let c = cost(len);
         if c > self.budget {
             self.evicted_packets += 1;
             self.evicted_bytes += c as u64;
             return;
         }
-        self.bytes += c;
-        self.packets.push_back(Stored {
-            ts_ns: pkt.ts_ns,
-            link: pkt.link,
-            orig_len: pkt.orig_len,
-            flow,
-            data: pkt.data.into(),
-        });
-        while self.bytes > self.budget {
-            let Some(old) = self.packets.pop_front() else {
-                break;
-            };
-            let c = cost(old.data.len());
-            self.bytes -= c;
-            self.evicted_packets += 1;
-            self.evicted_bytes += c as u64;
+        if self.buf.is_empty() {
+            self.buf = vec![0; self.budget];
         }
+        while self.bytes + c > self.budget {
+            self.evict_oldest();
+        }
+        if self.write + len > self.buf.len() {
+            // No room before the end: the oldest packets are the ones from
+            // here to the end; they go, and writing starts over at 0.
+            let tail = self.write;
+            while self.index.front().is_some_and(|m| m.start >= tail) {
+                self.evict_oldest();
+            }
+            self.write = 0;
+        }
+        // The oldest packets are next in the buffer: those in the way go.
+        let end = self.write + len;
+        while self
+            .index
+            .front()
+            .is_some_and(|m| m.start < end && m.start + m.len as usize > self.write)
+        {
+            self.evict_oldest();
+        }
+        let start = self.write;
+        self.buf[start..end].copy_from_slice(pkt.data);
+        self.index.push_back(Meta {
+            ts_ns: pkt.ts_ns,
+            flow,
+            start,
+            len: len as u32,
+            orig_len: pkt.orig_len,
+            link: pkt.link,
+        });
+        self.bytes += c;
+        self.write = end;
     }
 
     /// The kept packets of `flows` captured in `[from_ns, to_ns]` (0 = open),
     /// in capture order.
     pub fn select(&self, flows: &HashSet<u64>, from_ns: u64, to_ns: u64) -> Vec<RawPacket> {
         let to_ns = if to_ns == 0 { u64::MAX } else { to_ns };
-        self.packets
+        self.index
             .iter()
             .filter(|p| flows.contains(&p.flow) && (from_ns..=to_ns).contains(&p.ts_ns))
             .map(|p| RawPacket {
                 ts_ns: p.ts_ns,
                 linktype: p.link,
                 orig_len: p.orig_len,
-                data: p.data.to_vec(),
+                data: self.buf[p.start..p.start + p.len as usize].to_vec(),
             })
             .collect()
     }
@@ -116,11 +162,11 @@ impl PacketRing {
 
     pub fn stats(&self) -> RingStats {
         RingStats {
-            packets: self.packets.len() as u64,
+            packets: self.index.len() as u64,
             bytes: self.bytes as u64,
             evicted_packets: self.evicted_packets,
             evicted_bytes: self.evicted_bytes,
-            oldest_ts_ns: self.packets.front().map(|p| p.ts_ns),
+            oldest_ts_ns: self.index.front().map(|p| p.ts_ns),
         }
     }
 }
@@ -161,6 +207,41 @@ mod tests {
             .map(|p| p.ts_ns)
             .collect();
         assert_eq!(window, [3]);
+    }
+
+    proptest::proptest! {
+        /// Whatever the sizes, the ring keeps the newest packets, intact and
+        /// in order, within its budget, and counts every one it let go.
+        #[test]
+        fn keeps_a_suffix_intact_within_the_budget(
+            budget in 100usize..6000,
+            sizes in proptest::collection::vec(0usize..400, 1..300),
+        ) {
+            let mut r = PacketRing::new(budget);
+            // Packets the budget can hold at all (others are refused at once).
+            let mut fitting: Vec<(u64, Vec<u8>)> = Vec::new();
+            for (i, &n) in sizes.iter().enumerate() {
+                let data: Vec<u8> = (0..n).map(|j| (i * 7 + j) as u8).collect();
+                r.push(&pkt(i as u64, &data), 1);
+                if cost(n) <= budget {
+                    fitting.push((i as u64, data));
+                }
+                let kept = r.select(&HashSet::from([1]), 0, 0);
+                let first = fitting.len() - kept.len();
+                for (k, p) in kept.iter().enumerate() {
+                    proptest::prop_assert_eq!(p.ts_ns, fitting[first + k].0);
+                    proptest::prop_assert_eq!(&p.data, &fitting[first + k].1);
+                }
+                if cost(n) <= budget {
+                    proptest::prop_assert_eq!(kept.last().map(|p| p.ts_ns), Some(i as u64));
+                }
+                let s = r.stats();
+                let held: usize = kept.iter().map(|p| cost(p.data.len())).sum();
+                proptest::prop_assert_eq!(s.bytes as usize, held);
+                proptest::prop_assert!(held <= budget);
+                proptest::prop_assert_eq!(s.packets + s.evicted_packets, i as u64 + 1);
+            }
+        }
     }
 
     #[test]
