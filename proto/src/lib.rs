@@ -2,6 +2,7 @@
 //! produce and the hub stores, and (in `json`) its stable JSON form.
 #![forbid(unsafe_code)]
 
+pub mod heap;
 pub mod json;
 mod summary;
 

@@ -65,6 +65,10 @@ struct Args {
     /// Entries waiting for the hub, at most; with --pace, entries beyond it are dropped and counted.
     #[arg(long, default_value_t = 64 * 1024)]
     queue: usize,
+    /// Memory the entries waiting for the hub may take, at most (each counted
+    /// as the heap it holds); beyond it, as beyond --queue.
+    #[arg(long, default_value = "32MiB")]
+    queue_memory: bytesize::ByteSize,
     /// Seconds to wait at the end for the hub to acknowledge everything.
     #[arg(long, default_value_t = 30)]
     finish_timeout: u64,
@@ -139,6 +143,7 @@ fn live(args: &Args) -> anyhow::Result<ExitCode> {
         hub: args.hub.clone(),
         node: args.node.clone(),
         queue: args.queue,
+        queue_memory: usize::try_from(args.queue_memory.as_u64()).unwrap_or(usize::MAX),
         ..Default::default()
     };
     let ring = Arc::new(Mutex::new(PacketRing::new(
@@ -261,6 +266,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         hub: args.hub.clone(),
         node: args.node.clone(),
         queue: args.queue,
+        queue_memory: usize::try_from(args.queue_memory.as_u64()).unwrap_or(usize::MAX),
         ..Default::default()
     };
     let ring = (args.pcap_ring.as_u64() > 0).then(|| {

@@ -1,7 +1,8 @@
 //! `ship`: the node's last stage — streams entries to the hub over one gRPC
 //! stream (`Hub.Session`, proto/kubetap/v1/hub.proto).
 //!
-//! Entries wait in one bounded queue. A task takes them in batches and sends at
+//! Entries wait in one queue bounded in entries and in memory (each entry
+//! counted as the heap it holds, `proto::heap`). A task takes them in batches and sends at
 //! most `window` batches the hub has not acknowledged yet; the hub acknowledges
 //! a batch once it is stored. So a slow hub slows the worker down end to end:
 //! acks come late, the window stays full, the queue fills, and what a live
@@ -27,7 +28,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 use tokio_stream::wrappers::ReceiverStream;
@@ -43,6 +44,8 @@ pub struct ShipConfig {
     pub node: String,
     /// Entries waiting for the hub, at most.
     pub queue: usize,
+    /// Memory the entries waiting for the hub may take, at most (bytes).
+    pub queue_memory: usize,
     /// Entries per batch, at most.
     pub batch: usize,
     /// Encoded bytes per batch, at most (the hub refuses bigger messages).
@@ -66,6 +69,7 @@ impl Default for ShipConfig {
             hub: "http://127.0.0.1:8898".into(),
             node: "local".into(),
             queue: 64 * 1024,
+            queue_memory: 32 << 20,
             batch: 512,
             batch_bytes: 2 << 20,
             linger: Duration::from_millis(50),
@@ -108,9 +112,42 @@ pub enum ShipError {
     },
 }
 
+/// An entry in the queue, with the memory it holds there (KiB).
+struct Queued {
+    entry: Entry,
+    kib: u32,
+}
+
+/// The queue's memory bound: one permit per KiB of queued entries.
+struct Memory {
+    permits: Arc<Semaphore>,
+    total_kib: u32,
+}
+
+impl Memory {
+    fn new(bytes: usize) -> Memory {
+        let total_kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, Semaphore::MAX_PERMITS as u32);
+        Memory {
+            permits: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+        }
+    }
+
+    /// What `e` holds, in KiB; an entry larger than the whole bound counts
+    /// as the bound (it goes alone).
+    fn cost(&self, e: &Entry) -> u32 {
+        let kib = proto::heap::entry(e).div_ceil(1024);
+        u32::try_from(kib).unwrap_or(u32::MAX).min(self.total_kib)
+    }
+}
+
 /// The sending end of the worker's entry queue and the task that drains it.
 pub struct Shipper {
-    queue: mpsc::Sender<Entry>,
+    queue: mpsc::Sender<Queued>,
+    memory: Memory,
+    runtime: tokio::runtime::Handle,
     counters: Arc<ShipCounters>,
     config: watch::Receiver<Option<WorkerConfig>>,
     task: JoinHandle<()>,
@@ -129,6 +166,8 @@ impl Shipper {
             config.capabilities.push("pcap".into());
         }
         let (queue, rx) = mpsc::channel(config.queue.max(1));
+        let memory = Memory::new(config.queue_memory);
+        let permits = memory.permits.clone();
         let counters = Arc::new(ShipCounters::default());
         let (config_tx, config_rx) = watch::channel(None);
         let hub = config.hub.clone();
@@ -136,6 +175,7 @@ impl Shipper {
             Link {
                 config,
                 queue: rx,
+                permits,
                 counters: counters.clone(),
                 source,
                 config_tx,
@@ -149,6 +189,8 @@ impl Shipper {
         );
         Shipper {
             queue,
+            memory,
+            runtime: tokio::runtime::Handle::current(),
             counters,
             config: config_rx,
             task,
@@ -157,25 +199,41 @@ impl Shipper {
     }
 
     /// Queues an entry without waiting (live capture): when the queue is
-    /// full the entry is dropped and counted, and `false` returned.
+    /// full (in entries or memory) the entry is dropped and counted, and
+    /// `false` returned.
     pub fn offer(&self, e: Entry) -> bool {
-        match self.queue.try_send(e) {
-            Ok(()) => {
-                self.counters.queued.fetch_add(1, Ordering::Relaxed);
-                true
+        let kib = self.memory.cost(&e);
+        let queued = match self.memory.permits.try_acquire_many(kib) {
+            Ok(permit) => {
+                permit.forget();
+                match self.queue.try_send(Queued { entry: e, kib }) {
+                    Ok(()) => true,
+                    Err(_) => {
+                        self.memory.permits.add_permits(kib as usize);
+                        false
+                    }
+                }
             }
-            Err(_) => {
-                self.counters.queue_drops.fetch_add(1, Ordering::Relaxed);
-                false
-            }
+            Err(_) => false,
+        };
+        if queued {
+            self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counters.queue_drops.fetch_add(1, Ordering::Relaxed);
         }
+        queued
     }
 
     /// Queues an entry, waiting for room (a capture file: nothing to lose by
     /// waiting). Call from a thread outside the runtime.
     pub fn blocking_send(&self, e: Entry) -> Result<(), ShipError> {
+        let kib = self.memory.cost(&e);
+        self.runtime
+            .block_on(self.memory.permits.acquire_many(kib))
+            .map_err(|_| ShipError::Stopped)?
+            .forget();
         self.queue
-            .blocking_send(e)
+            .blocking_send(Queued { entry: e, kib })
             .map_err(|_| ShipError::Stopped)?;
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -217,7 +275,9 @@ impl Shipper {
 /// The shipping task's state, kept across reconnects.
 struct Link {
     config: ShipConfig,
-    queue: mpsc::Receiver<Entry>,
+    queue: mpsc::Receiver<Queued>,
+    /// The queue's memory bound: given back as entries leave the queue.
+    permits: Arc<Semaphore>,
     counters: Arc<ShipCounters>,
     source: CounterSource,
     config_tx: watch::Sender<Option<WorkerConfig>>,
@@ -360,8 +420,8 @@ impl Link {
                     Err(status) => return self.broke(progressed, format!("{status}")),
                 },
                 first = self.queue.recv(), if can_send => match first {
-                    Some(e) => {
-                        let batch = self.gather(e).await;
+                    Some(q) => {
+                        let batch = self.gather(q).await;
                         if tx.try_send(batch).is_err() {
                             return self.broke(progressed, "the stream's send queue is full".into());
                         }
@@ -387,16 +447,19 @@ impl Link {
 
     /// One batch: `first` and whatever else arrives within the linger time,
     /// up to the entry and byte limits.
-    async fn gather(&mut self, first: Entry) -> WorkerMessage {
+    async fn gather(&mut self, first: Queued) -> WorkerMessage {
         use prost::Message as _;
         let deadline = Instant::now() + self.config.linger;
-        let mut bytes = first.encoded_len();
-        let mut entries = vec![first];
+        let mut entries = Vec::with_capacity(self.config.batch);
+        let mut bytes = first.entry.encoded_len();
+        self.permits.add_permits(first.kib as usize);
+        entries.push(first.entry);
         while entries.len() < self.config.batch && bytes < self.config.batch_bytes {
             match self.queue.try_recv() {
-                Ok(e) => {
-                    bytes += e.encoded_len();
-                    entries.push(e);
+                Ok(q) => {
+                    bytes += q.entry.encoded_len();
+                    self.permits.add_permits(q.kib as usize);
+                    entries.push(q.entry);
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => {
@@ -499,4 +562,57 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::v1::{Body, HttpRequest, Request, request};
+
+    fn entry_with_body(bytes: usize) -> Entry {
+        Entry {
+            request: Some(Request {
+                kind: Some(request::Kind::Http(Box::new(HttpRequest {
+                    body: Some(Body {
+                        data: vec![b'x'; bytes],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }))),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// No hub answers, so nothing leaves the queue: it takes entries until
+    /// their memory reaches the bound, and drops (and counts) the rest.
+    #[tokio::test]
+    async fn the_queue_is_bounded_in_memory_and_counts_what_it_drops() {
+        let config = ShipConfig {
+            // A port nothing listens on: the shipper keeps retrying.
+            hub: "http://127.0.0.1:9".into(),
+            queue: 10_000,
+            queue_memory: 1 << 20,
+            ..Default::default()
+        };
+        let shipper = Shipper::start(config, Arc::new(WorkerCounters::default), None);
+        let kib = |e: &Entry| proto::heap::entry(e).div_ceil(1024);
+        let big = kib(&entry_with_body(100 << 10));
+        assert!((101..=102).contains(&big), "{big} KiB");
+        let offered = 100;
+        let taken = (0..offered)
+            .filter(|_| shipper.offer(entry_with_body(100 << 10)))
+            .count() as u64;
+        let c = shipper.counters();
+        assert_eq!(taken, 1024 / big);
+        assert_eq!(c.queued.load(Ordering::Relaxed), taken);
+        assert_eq!(c.queue_drops.load(Ordering::Relaxed), offered - taken);
+        // Small entries fill what is left, and no more.
+        let small = (0..10_000)
+            .filter(|_| shipper.offer(entry_with_body(0)))
+            .count() as u64;
+        assert_eq!(small, (1024 - taken * big) / kib(&entry_with_body(0)));
+        // An entry larger than the whole bound is never taken while others wait.
+        assert!(!shipper.offer(entry_with_body(2 << 20)));
+    }
 }

@@ -23,7 +23,6 @@
 //! Not internally synchronized: the hub holds it in a lock.
 
 mod disk;
-mod size;
 #[cfg(test)]
 mod tests;
 
@@ -174,7 +173,7 @@ struct Slot {
 
 /// What one entry in memory costs: its heap and its slot in the ring.
 fn slot_bytes(entry: &Entry) -> u64 {
-    size::arc_entry(entry) + size_of::<Slot>() as u64
+    proto::heap::arc_entry(entry) + size_of::<Slot>() as u64
 }
 
 /// The entry store; see the module docs.

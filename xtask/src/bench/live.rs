@@ -2,6 +2,10 @@
 //! zero loss, for kubetap (local mode: capture, dissect, store) and for
 //! `tcpdump -w /dev/null`, in the same run on the same veth.
 //!
+//! kubetap is measured twice: local mode (capture, dissect, store in one
+//! process) and a `tap-worker` shipping to a `tap-hub` over gRPC, as on a
+//! cluster node, where the worker's RSS is the node's cost.
+//!
 //! Two testkit pods on a node; the sender pod sends DNS queries over UDP (so
 //! every packet is dissected into an entry) at a paced rate to the receiver
 //! pod, whose host veth is captured. The rate doubles until the capture
@@ -37,6 +41,10 @@ pub fn run() -> Result<()> {
     let sender = node.pod("sender")?;
     let receiver = node.pod("receiver")?;
     let kubetap = target_dir().join("release/kubetap");
+    let bins = (
+        target_dir().join("release/tap-worker"),
+        target_dir().join("release/tap-hub"),
+    );
     for (label, payload) in [
         ("DNS queries, 94-byte frames", 52),
         ("1400-byte frames", 1358),
@@ -46,6 +54,7 @@ pub fn run() -> Result<()> {
             "\nxtask: live capture on a veth, {label}: raising the rate until the first loss"
         );
         let ours = search(|rate| kubetap_step(&node, &sender, &receiver, &kubetap, payload, rate))?;
+        let worker = search(|rate| worker_step(&node, &sender, &receiver, &bins, payload, rate))?;
         let theirs = search(|rate| tcpdump_step(&node, &sender, &receiver, payload, rate))?;
         let gbit = |pps: f64| pps * frame as f64 * 8.0 / 1e9;
         let line = |who: &str, r: &Search| {
@@ -63,10 +72,12 @@ pub fn run() -> Result<()> {
         };
         println!("live capture, {label}:");
         println!("  {}", line("kubetap tap --local", &ours));
+        println!("  {}", line("tap-worker -> tap-hub", &worker));
         println!("  {}", line("tcpdump -w /dev/null", &theirs));
         println!(
-            "  ratio: {:.2}x tcpdump's loss-free rate",
-            ours.best / theirs.best.max(1.0)
+            "  ratio: local mode {:.2}x, worker {:.2}x tcpdump's loss-free rate",
+            ours.best / theirs.best.max(1.0),
+            worker.best / theirs.best.max(1.0)
         );
     }
     Ok(())
@@ -266,6 +277,66 @@ fn kubetap_step(
     let lost = n("kernel_drops") + n("queue_drops");
     let rss = peak_rss(child.id());
     interrupt(&mut child)?;
+    Ok(Outcome {
+        sent_pps,
+        lost,
+        rss,
+    })
+}
+
+/// A worker capturing the receiver's veth and shipping to a hub, both in
+/// the node's namespace (the worker's peak RSS is reported); lost: kernel
+/// ring drops, the worker's queue drops and batches lost in flight.
+fn worker_step(
+    node: &Node,
+    sender: &Pod,
+    receiver: &Pod,
+    (worker, hub): &(std::path::PathBuf, std::path::PathBuf),
+    payload: usize,
+    rate: f64,
+) -> Result<Outcome> {
+    let (grpc, api) = (18898, 18899);
+    let mut hub = node
+        .command(&hub.to_string_lossy())
+        .args(["--grpc", &format!("127.0.0.1:{grpc}")])
+        .args(["--listen", &format!("127.0.0.1:{api}")])
+        .args(["--memory-budget", "64MiB"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting tap-hub")?;
+    let mut child = node
+        .command(&worker.to_string_lossy())
+        .args(["--hub", &format!("http://127.0.0.1:{grpc}"), "--node", "bench"])
+        .args(["-i", &receiver.host_veth])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting tap-worker")?;
+    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    if !lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("capturing on"))
+    {
+        let _ = hub.kill();
+        bail!("tap-worker did not start capturing");
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let sent_pps = send(sender, receiver, payload, rate)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let w = node
+        .in_netns(|| get(api, "/api/workers"))
+        .map_err(|e| anyhow::anyhow!("{e}"))??;
+    let c = &w["workers"][0]["counters"];
+    let n = |k: &str| c[k].as_u64().unwrap_or(0);
+    let lost = n("kernel_drops") + n("queue_drops") + n("lost_in_flight");
+    let rss = peak_rss(child.id());
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    child.wait()?;
+    interrupt(&mut hub)?;
     Ok(Outcome {
         sent_pps,
         lost,

@@ -1,5 +1,6 @@
-//! How many bytes of memory a stored entry takes, so that the store's memory
-//! budget is a budget of real heap and not of wire bytes.
+//! How many bytes of memory an entry takes, so that memory budgets (the
+//! hub's store, the worker's shipping queue) are budgets of real heap and
+//! not of wire bytes.
 //!
 //! A deep walk over the entry: each `String` and `Vec` counts its capacity
 //! (not its length: a decoded repeated field keeps the slack of `Vec`'s
@@ -9,7 +10,7 @@
 //! while a large body is about the same in both.
 //!
 //! Measured against a counting allocator on prost-decoded entries of every
-//! protocol (`tests/store_memory.rs`, 4000 entries each): within 0.05% of the
+//! protocol (`tap-hub/tests/store_memory.rs`, 4000 entries each): within 0.05% of the
 //! chunk bytes glibc holds for them. The bytes the program requested are
 //! 15-25% less; the difference is malloc's headers and rounding, which are
 //! real memory. Left out: the unused capacity of the store's ring of slots
@@ -19,7 +20,7 @@
 
 use std::mem::size_of;
 
-use proto::v1::{
+use crate::v1::{
     AmqpMethod, Body, DnsQuestion, DnsRecord, DnsRequest, DnsResponse, Endpoint, Entry,
     GraphqlRequest, GraphqlResponse, GrpcMessage, GrpcRequest, GrpcResponse, Header, HttpRequest,
     HttpResponse, KafkaPartition, KafkaRequest, KafkaResponse, KafkaTopic, PostgresError,
@@ -31,7 +32,7 @@ use proto::v1::{
 /// Bytes glibc's malloc takes for a request of `n` bytes: an 8-byte chunk
 /// header, rounded up to 16, at least 32. jemalloc and musl round to size
 /// classes instead; their average waste is of the same order.
-pub(super) const fn allocation(n: usize) -> u64 {
+pub const fn allocation(n: usize) -> u64 {
     if n == 0 {
         return 0;
     }
@@ -41,8 +42,14 @@ pub(super) const fn allocation(n: usize) -> u64 {
 
 /// Heap bytes of an entry held as `Arc<Entry>`: the Arc's allocation (two
 /// counters and the entry struct) and everything the entry owns.
-pub(super) fn arc_entry(entry: &Entry) -> u64 {
+pub fn arc_entry(entry: &Entry) -> u64 {
     allocation(2 * size_of::<usize>() + size_of::<Entry>()) + entry.heap()
+}
+
+/// Bytes an entry takes held by value (in a queue): the struct and
+/// everything it owns.
+pub fn entry(entry: &Entry) -> u64 {
+    size_of::<Entry>() as u64 + entry.heap()
 }
 
 /// Heap bytes a value owns beyond its own inline size.
