@@ -307,7 +307,12 @@ fn worker_step(
         .context("starting tap-hub")?;
     let mut child = node
         .command(&worker.to_string_lossy())
-        .args(["--hub", &format!("http://127.0.0.1:{grpc}"), "--node", "bench"])
+        .args([
+            "--hub",
+            &format!("http://127.0.0.1:{grpc}"),
+            "--node",
+            "bench",
+        ])
         .args(["-i", &receiver.host_veth])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
