@@ -273,14 +273,20 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
     for e in &errors {
         eprintln!("kubetap: {e}");
     }
+    let copies = final_counters.duplicate_packets;
     eprintln!(
-        "kubetap: {} packets, {} entries, {} dropped by the kernel (ring full), {} at the store's queue, {} at other bounds, {} parse errors",
+        "kubetap: {} packets, {} entries, {} dropped by the kernel (ring full), {} at the store's queue, {} at other bounds, {} parse errors{}",
         s.packets,
         s.entries,
         kernel_drops,
         queue_drops.load(Ordering::Relaxed),
         s.drops(),
-        s.parse_errors
+        s.parse_errors,
+        if copies > 0 {
+            format!("; {copies} copies of packets taken on another interface skipped")
+        } else {
+            String::new()
+        }
     );
     Ok(if errors.is_empty() {
         ExitCode::SUCCESS

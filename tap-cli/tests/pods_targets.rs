@@ -7,7 +7,9 @@
 //! - traffic between two watched pods makes exactly one entry per request,
 //!   and its exported packets have no duplicates (no packet counted twice);
 //! - a watched pod deleted mid-capture ends only its own capture: the others
-//!   keep producing entries.
+//!   keep producing entries;
+//! - without a pod list, a bridge and its ports captured together count each
+//!   packet once (copies on a second interface are skipped and counted).
 
 mod peers;
 
@@ -347,4 +349,109 @@ fn local_mode_taps_pods_of_another_namespace() {
         .unwrap();
     assert!(kubetap.0.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bridge_and_its_ports_captured_together_count_each_packet_once() {
+    if !require_root() || !require(&["python3", "curl"]) {
+        return;
+    }
+    let node = Node::new("dd").unwrap();
+    let web = node.pod("web").unwrap();
+    let client = node.pod("client").unwrap();
+    let _server = node::http_servers(&node, &[&web], 8080);
+    let port = peers::free_port();
+    let mut kubetap = Peer(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubetap"))
+            .args([
+                "tap",
+                "--local",
+                "--no-browser",
+                "--port",
+                &port.to_string(),
+            ])
+            .args([
+                "--netns",
+                testkit::netns::netns_path(node.netns()).to_str().unwrap(),
+            ])
+            // Pod to pod crosses both ports; node to pod the bridge and a port.
+            .args(["-i", &client.host_veth, "-i", &web.host_veth])
+            .args(["-i", node.bridge()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, lines) = channel();
+    let stderr = kubetap.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("kubetap: {l}");
+            let _ = tx.send(l);
+        }
+    });
+    wait_log(&lines, "capturing on");
+    for i in 0..5 {
+        curl(&client, &web, &format!("/pod-{i}"));
+        let ok = node
+            .command("curl")
+            .args(["-s", "-o", "/dev/null"])
+            .arg(format!("http://{}:8080/node-{i}", web.ip))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let host_get = |path: &str| -> serde_json::Value {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap()
+    };
+    let started = Instant::now();
+    let mut settled: Option<Instant> = None;
+    let got = loop {
+        let v = host_get("/api/entries?filter=protocol%20%3D%3D%20%22http%22&limit=100");
+        let got = v["entries"].as_array().unwrap().clone();
+        if got.len() >= 10
+            && settled.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(1)
+        {
+            break got;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{v}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let mut paths: Vec<String> = got
+        .iter()
+        .map(|e| {
+            // The test servers answer 404 for these paths: paired, whole.
+            assert_eq!(e["response"]["status"], 404, "{e}");
+            e["request"]["path"].as_str().unwrap().to_string()
+        })
+        .collect();
+    paths.sort();
+    let mut want: Vec<String> = (0..5)
+        .flat_map(|i| [format!("/node-{i}"), format!("/pod-{i}")])
+        .collect();
+    want.sort();
+    assert_eq!(paths, want, "one entry per request");
+
+    let w = host_get("/api/workers");
+    let c = &w["workers"][0]["counters"];
+    let n = |k: &str| c[k].as_u64().unwrap();
+    assert!(n("duplicate_packets") > 0, "{c}");
+    assert_eq!(
+        n("kernel_packets"),
+        n("packets") + n("kernel_drops") + n("duplicate_packets"),
+        "{c}"
+    );
+    std::process::Command::new("kill")
+        .args(["-INT", &kubetap.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kubetap.0.wait().unwrap().success());
 }

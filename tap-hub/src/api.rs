@@ -707,6 +707,7 @@ async fn workers(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
                     "lost_in_flight": c.lost_in_flight,
                     "kernel_packets": c.kernel_packets,
                     "kernel_drops": c.kernel_drops,
+                    "duplicate_packets": c.duplicate_packets,
                     "entries_sent": c.entries_sent,
                     "queued": c.queued,
                     "reconnects": c.reconnects,

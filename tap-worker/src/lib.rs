@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod datagram;
 pub mod decode;
+pub mod dedup;
 pub mod dissect;
 pub mod pair;
 pub mod pipeline;

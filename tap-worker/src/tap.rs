@@ -12,6 +12,10 @@
 //! reach the same socket, and N cores share the work. The pipelines share
 //! one flow id counter, so ids stay unique.
 //!
+//! Several interfaces given at the start (no pod filters) may see one
+//! packet each (a bridge and its ports): a copy taken on a second interface
+//! is skipped and counted (`dedup`).
+//!
 //! Interfaces can be added and removed while the others run; [`PodWatch`]
 //! does that for a list of target pods, capturing each on its host veth:
 //!
@@ -29,6 +33,7 @@
 
 use crate::capture::bpf::Targets;
 use crate::capture::live::{Fanout, LiveCapture, LiveConfig, LiveError, LiveStats};
+use crate::dedup::Dedup;
 use crate::pods::{Names, Resolver, TargetPod};
 use crate::ring::PacketRing;
 use crate::{Pipeline, PipelineConfig, Stats};
@@ -109,6 +114,11 @@ pub struct LiveTap {
     names: Names,
     /// Sockets per interface.
     fanout: u16,
+    /// Copies of packets seen on two interfaces are skipped (several
+    /// interfaces captured without pod filters).
+    dedup: Option<Arc<Mutex<Dedup>>>,
+    /// The next capture's number, for `dedup`.
+    next_interface: u32,
     ring: Arc<Mutex<PacketRing>>,
     sink: Sink,
     captures: Vec<Running>,
@@ -130,6 +140,9 @@ impl LiveTap {
         sink: Sink,
     ) -> Result<LiveTap, LiveError> {
         let mut tap = LiveTap::idle(pipeline, fanout, ring, sink);
+        if interfaces.len() > 1 {
+            tap.dedup = Some(Arc::new(Mutex::new(Dedup::new())));
+        }
         let opened = interfaces
             .into_iter()
             .map(|c| tap.open(c))
@@ -154,6 +167,8 @@ impl LiveTap {
             config,
             names: Names::default(),
             fanout,
+            dedup: None,
+            next_interface: 0,
             ring,
             sink,
             captures: Vec::new(),
@@ -201,6 +216,8 @@ impl LiveTap {
     ) -> Result<(), LiveError> {
         let interface = sockets[0].interface().to_string();
         let fanned = sockets.len() > 1;
+        let interface_id = self.next_interface;
+        self.next_interface = self.next_interface.wrapping_add(1);
         let stop = Arc::new(AtomicBool::new(false));
         let mut running = Running {
             interface: interface.clone(),
@@ -219,6 +236,8 @@ impl LiveTap {
                 pending: pending.clone(),
                 stop: stop.clone(),
                 stats: stats.clone(),
+                dedup: self.dedup.clone(),
+                interface_id,
             };
             let name = if fanned {
                 format!("capture-{interface}-{i}")
@@ -380,6 +399,11 @@ impl LiveTap {
         s
     }
 
+    /// Packets skipped as copies of packets taken on another interface.
+    pub fn copies(&self) -> u64 {
+        self.dedup.as_ref().map_or(0, |d| lock(d).copies)
+    }
+
     /// Packets each running socket has taken from the kernel, by interface
     /// (a fanout capture lists one number per socket).
     pub fn socket_packets(&self) -> Vec<(String, Vec<u64>)> {
@@ -423,6 +447,7 @@ impl LiveTap {
             gap_bytes: s.gap_bytes(),
             kernel_packets: k.packets,
             kernel_drops: k.kernel_drops,
+            duplicate_packets: self.copies(),
             ..Default::default()
         }
     }
@@ -450,6 +475,9 @@ struct Worker {
     pending: PendingFilter,
     stop: Arc<AtomicBool>,
     stats: Arc<Mutex<LiveStats>>,
+    dedup: Option<Arc<Mutex<Dedup>>>,
+    /// This capture's number, for `dedup`.
+    interface_id: u32,
 }
 
 impl Worker {
@@ -473,18 +501,24 @@ impl Worker {
             idle = false;
             match cap.next_packet(Duration::from_millis(200)) {
                 Ok(Some(pkt)) => {
-                    let mut s = lock(&self.shared);
-                    let Shared {
-                        pipeline,
-                        entries,
-                        names,
-                    } = &mut *s;
-                    if let Some(flow) = pipeline.packet(&pkt, entries) {
-                        lock(&self.ring).push(&pkt, flow);
-                    }
-                    for mut e in entries.drain(..) {
-                        names.annotate(&mut e);
-                        (self.sink)(e);
+                    let copy = self
+                        .dedup
+                        .as_ref()
+                        .is_some_and(|d| lock(d).is_copy(&pkt, self.interface_id));
+                    if !copy {
+                        let mut s = lock(&self.shared);
+                        let Shared {
+                            pipeline,
+                            entries,
+                            names,
+                        } = &mut *s;
+                        if let Some(flow) = pipeline.packet(&pkt, entries) {
+                            lock(&self.ring).push(&pkt, flow);
+                        }
+                        for mut e in entries.drain(..) {
+                            names.annotate(&mut e);
+                            (self.sink)(e);
+                        }
                     }
                 }
                 Ok(None) => {
