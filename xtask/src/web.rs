@@ -161,8 +161,16 @@ pub fn test() -> Result<(u64, u64)> {
             .args(["test", "--", "--reporter=default"])
             .env("NO_COLOR", "1"),
     )?;
-    // The browser tests drive the debug binary, with the UI just built inside.
-    exec(cargo().args(["build", "-p", "tap-cli"]))?;
+    // The browser tests drive the debug binaries, with the UI just built inside.
+    exec(cargo().args([
+        "build",
+        "-p",
+        "tap-cli",
+        "-p",
+        "tap-hub",
+        "-p",
+        "tap-worker",
+    ]))?;
     let mut e2e = Command::new("node");
     e2e.args([
         "--test",
