@@ -242,8 +242,9 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
         // switch each, a tenth of the capture's time at 300k entries/s).
         let batch: Vec<Entry> = queued.try_iter().take(4096).collect();
         // Counters go out before the entries they count (the workers panel
-        // never shows fewer packets than the entries listed imply); at most
-        // 200 times a second, as batches are taken every 5 ms.
+        // never shows fewer packets than the entries listed imply): once per
+        // batch (at most 200 a second when entries trickle in, one per 4,096
+        // entries under load; reading them takes each capture lock briefly).
         if !batch.is_empty() || reported.is_none_or(|r| r.elapsed() >= Duration::from_secs(1)) {
             reported = Some(std::time::Instant::now());
             report(&live, stored);
@@ -254,11 +255,10 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
             store(batch, &mut stored);
         }
     }
-    let s = live.pipeline_stats();
-    let kernel_drops = live.kernel_drops();
     // Stopping flushes the open connections into the queue: store them too.
-    let final_counters = live.counters();
-    let errors = live.stop();
+    let stopped = live.stop();
+    let (s, final_counters, errors) = (stopped.stats, stopped.counters, stopped.errors);
+    let kernel_drops = final_counters.kernel_drops;
     store(queued.try_iter().collect(), &mut stored);
     hub.report_local(
         &args.node,

@@ -47,7 +47,8 @@ impl Default for Dedup {
 impl Dedup {
     pub fn new() -> Dedup {
         Dedup {
-            hasher: foldhash::fast::FixedState::with_seed(0x6b75_6265_7461_7000),
+            // Seeded per process: crafted collisions cannot be aimed at it.
+            hasher: foldhash::fast::FixedState::with_seed(fastrand::u64(..)),
             seen: HashMap::new(),
             order: VecDeque::new(),
             newest_ns: 0,
@@ -104,16 +105,32 @@ impl Dedup {
     /// The hash of an IP packet with the fields a router changes zeroed:
     /// the header is copied to zero them, the rest hashed where it lies.
     fn hash(&mut self, ip: &[u8]) -> Option<u64> {
-        let (mutable, len): (&[usize], usize) = match ip.first()? >> 4 {
-            // TTL, header checksum.
-            4 => (&[8, 10, 11], 20),
-            // Hop limit.
-            6 => (&[7], 40),
+        let (mutable, len, total): (&[usize], usize, usize) = match ip.first()? >> 4 {
+            // TTL, header checksum; the total length.
+            4 => (
+                &[8, 10, 11],
+                20,
+                usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?])),
+            ),
+            // Hop limit; the payload length.
+            6 => (
+                &[7],
+                40,
+                40 + usize::from(u16::from_be_bytes([*ip.get(4)?, *ip.get(5)?])),
+            ),
             _ => return None,
         };
         if ip.len() < len {
             return None;
         }
+        // Ethernet pads short frames: the padding is not the packet's (and
+        // may differ between copies). A length the header cannot vouch for
+        // (0 in a jumbogram) leaves the packet as captured.
+        let ip = if (len..=ip.len()).contains(&total) {
+            &ip[..total]
+        } else {
+            ip
+        };
         self.scratch.clear();
         self.scratch.extend_from_slice(&ip[..len]);
         for &i in mutable {
@@ -196,6 +213,16 @@ mod tests {
         assert_eq!(d.copies, 2);
         // Other bytes are another packet.
         assert!(!d.is_copy(&pkt(1_700, &frame(64, None, b"other")), 2));
+    }
+
+    #[test]
+    fn ethernet_padding_is_not_part_of_the_packet() {
+        let mut d = Dedup::new();
+        let a = frame(64, None, b"q");
+        let mut padded = a.clone();
+        padded.extend_from_slice(&[0xee; 17]);
+        assert!(!d.is_copy(&pkt(1_000, &a), 1));
+        assert!(d.is_copy(&pkt(1_100, &padded), 2));
     }
 
     #[test]

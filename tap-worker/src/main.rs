@@ -213,8 +213,11 @@ fn live(args: &Args) -> anyhow::Result<ExitCode> {
         *counters.lock().unwrap_or_else(|e| e.into_inner()) = tap.counters();
         std::thread::sleep(Duration::from_millis(250));
     }
-    *counters.lock().unwrap_or_else(|e| e.into_inner()) = tap.counters();
-    let errors = tap.stop();
+    // The connections still open are flushed into the queue; the last
+    // heartbeat counts them.
+    let stopped = tap.stop();
+    *counters.lock().unwrap_or_else(|e| e.into_inner()) = stopped.counters;
+    let errors = stopped.errors;
     for e in &errors {
         eprintln!("tap-worker: {e}");
     }

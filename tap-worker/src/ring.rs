@@ -35,16 +35,17 @@ pub struct RingStats {
     pub oldest_ts_ns: Option<u64>,
 }
 
-/// Packets are copied one after another into one buffer of the budget's
-/// size, wrapping at its end (no allocation per packet, and the memory
-/// taken is the budget, touched as it fills); an index in capture order
-/// says where each is. A new packet pushes out the oldest ones until the
-/// budget holds it and its bytes are free.
+/// Packets are copied one after another into one buffer, wrapping at its
+/// end (no allocation per packet); an index in capture order says where
+/// each is. A new packet pushes out the oldest ones until the budget holds
+/// it and its bytes are free. The buffer grows (doubling) up to the budget
+/// as packets come; if memory runs out first, it stays the size it reached.
 pub struct PacketRing {
     budget: usize,
     bytes: usize,
-    /// Zeroed lazily by the allocator: pages are touched as packets fill them.
     buf: Vec<u8>,
+    /// The largest the buffer may grow: the budget, or what the allocator gave.
+    max_buf: usize,
     /// Where the next packet goes.
     write: usize,
     index: VecDeque<Meta>,
@@ -58,6 +59,7 @@ impl PacketRing {
             budget: budget_bytes,
             bytes: 0,
             buf: Vec::new(),
+            max_buf: budget_bytes,
             write: 0,
             index: VecDeque::new(),
             evicted_packets: 0,
@@ -85,13 +87,20 @@ impl PacketRing {
             self.evicted_bytes += c as u64;
             return;
         }
-        if self.buf.is_empty() {
-            self.buf = vec![0; self.budget];
+        // A packet of no bytes still takes one, so that it has a place.
+        let span = len.max(1);
+        if self.write + span > self.buf.len() && self.buf.len() < self.max_buf {
+            self.grow(self.write + span);
+        }
+        if span > self.buf.len() {
+            self.evicted_packets += 1;
+            self.evicted_bytes += c as u64;
+            return;
         }
         while self.bytes + c > self.budget {
             self.evict_oldest();
         }
-        if self.write + len > self.buf.len() {
+        if self.write + span > self.buf.len() {
             // No room before the end: the oldest packets are the ones from
             // here to the end; they go, and writing starts over at 0.
             let tail = self.write;
@@ -101,16 +110,16 @@ impl PacketRing {
             self.write = 0;
         }
         // The oldest packets are next in the buffer: those in the way go.
-        let end = self.write + len;
+        let end = self.write + span;
         while self
             .index
             .front()
-            .is_some_and(|m| m.start < end && m.start + m.len as usize > self.write)
+            .is_some_and(|m| m.start < end && m.start + (m.len as usize).max(1) > self.write)
         {
             self.evict_oldest();
         }
         let start = self.write;
-        self.buf[start..end].copy_from_slice(pkt.data);
+        self.buf[start..start + len].copy_from_slice(pkt.data);
         self.index.push_back(Meta {
             ts_ns: pkt.ts_ns,
             flow,
@@ -121,6 +130,28 @@ impl PacketRing {
         });
         self.bytes += c;
         self.write = end;
+    }
+
+    /// Makes the buffer at least `need` bytes (doubling, at most `max_buf`),
+    /// while nothing has wrapped yet: what it holds stays where it is.
+    fn grow(&mut self, need: usize) {
+        let want = need
+            .max(self.buf.len().saturating_mul(2))
+            .max(64 << 10)
+            .min(self.max_buf);
+        if want <= self.buf.len() {
+            return;
+        }
+        if self.buf.try_reserve_exact(want - self.buf.len()).is_err() {
+            tracing::warn!(
+                budget = self.budget,
+                kept = self.buf.len(),
+                "the packet ring could not grow to its budget: it keeps what fits"
+            );
+            self.max_buf = self.buf.len();
+            return;
+        }
+        self.buf.resize(want, 0);
     }
 
     /// The kept packets of `flows` captured in `[from_ns, to_ns]` (0 = open),
@@ -242,6 +273,37 @@ mod tests {
                 proptest::prop_assert_eq!(s.packets + s.evicted_packets, i as u64 + 1);
             }
         }
+    }
+
+    #[test]
+    fn an_empty_packet_never_lets_a_kept_one_be_overwritten() {
+        // Sizes found by review: an empty packet at the front used to stop
+        // the eviction of the packet behind it, which was then overwritten.
+        let mut r = PacketRing::new(1000);
+        let sizes = [300, 0, 100, 350, 300, 50];
+        let mut pushed = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let data = vec![i as u8 + 1; n];
+            r.push(&pkt(i as u64, &data), 1);
+            pushed.push(data);
+        }
+        let kept = r.select(&HashSet::from([1]), 0, 0);
+        assert!(!kept.is_empty());
+        for p in &kept {
+            assert_eq!(p.data, pushed[p.ts_ns as usize], "packet {}", p.ts_ns);
+        }
+    }
+
+    #[test]
+    fn the_buffer_grows_with_what_it_holds_not_to_the_budget_at_once() {
+        let mut r = PacketRing::new(usize::MAX / 2);
+        r.push(&pkt(1, &[7; 100]), 1);
+        assert!(r.buf.len() <= 64 << 10, "{}", r.buf.len());
+        for i in 0..1000 {
+            r.push(&pkt(i, &[1; 1000]), 1);
+        }
+        assert!(r.buf.len() <= 2 << 20, "{}", r.buf.len());
+        assert_eq!(r.stats().packets, 1001);
     }
 
     #[test]

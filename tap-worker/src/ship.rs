@@ -44,7 +44,8 @@ pub struct ShipConfig {
     pub node: String,
     /// Entries waiting for the hub, at most.
     pub queue: usize,
-    /// Memory the entries waiting for the hub may take, at most (bytes).
+    /// Memory the entries waiting for the hub may take, at most (bytes; up
+    /// to 4 GiB).
     pub queue_memory: usize,
     /// Entries per batch, at most.
     pub batch: usize,
@@ -112,34 +113,34 @@ pub enum ShipError {
     },
 }
 
-/// An entry in the queue, with the memory it holds there (KiB).
+/// An entry in the queue, with the memory it holds there (bytes).
 struct Queued {
     entry: Entry,
-    kib: u32,
+    bytes: u32,
 }
 
-/// The queue's memory bound: one permit per KiB of queued entries.
+/// The queue's memory bound: one permit per byte of queued entries.
 struct Memory {
     permits: Arc<Semaphore>,
-    total_kib: u32,
+    total: u32,
 }
 
 impl Memory {
     fn new(bytes: usize) -> Memory {
-        let total_kib = u32::try_from(bytes.div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .clamp(1, Semaphore::MAX_PERMITS as u32);
+        // A permit count is at most u32::MAX per acquire: bounds up to 4 GiB.
+        let total = u32::try_from(bytes).unwrap_or(u32::MAX).max(1);
         Memory {
-            permits: Arc::new(Semaphore::new(total_kib as usize)),
-            total_kib,
+            permits: Arc::new(Semaphore::new(total as usize)),
+            total,
         }
     }
 
-    /// What `e` holds, in KiB; an entry larger than the whole bound counts
+    /// What `e` holds, in bytes; an entry larger than the whole bound counts
     /// as the bound (it goes alone).
     fn cost(&self, e: &Entry) -> u32 {
-        let kib = proto::heap::entry(e).div_ceil(1024);
-        u32::try_from(kib).unwrap_or(u32::MAX).min(self.total_kib)
+        u32::try_from(proto::heap::entry(e))
+            .unwrap_or(u32::MAX)
+            .min(self.total)
     }
 }
 
@@ -202,14 +203,14 @@ impl Shipper {
     /// full (in entries or memory) the entry is dropped and counted, and
     /// `false` returned.
     pub fn offer(&self, e: Entry) -> bool {
-        let kib = self.memory.cost(&e);
-        let queued = match self.memory.permits.try_acquire_many(kib) {
+        let bytes = self.memory.cost(&e);
+        let queued = match self.memory.permits.try_acquire_many(bytes) {
             Ok(permit) => {
                 permit.forget();
-                match self.queue.try_send(Queued { entry: e, kib }) {
+                match self.queue.try_send(Queued { entry: e, bytes }) {
                     Ok(()) => true,
                     Err(_) => {
-                        self.memory.permits.add_permits(kib as usize);
+                        self.memory.permits.add_permits(bytes as usize);
                         false
                     }
                 }
@@ -227,13 +228,20 @@ impl Shipper {
     /// Queues an entry, waiting for room (a capture file: nothing to lose by
     /// waiting). Call from a thread outside the runtime.
     pub fn blocking_send(&self, e: Entry) -> Result<(), ShipError> {
-        let kib = self.memory.cost(&e);
+        let bytes = self.memory.cost(&e);
+        // If the shipping task is gone, the memory it held never comes back:
+        // stop waiting then.
         self.runtime
-            .block_on(self.memory.permits.acquire_many(kib))
-            .map_err(|_| ShipError::Stopped)?
+            .block_on(async {
+                tokio::select! {
+                    permit = self.memory.permits.acquire_many(bytes) => permit.ok(),
+                    () = self.queue.closed() => None,
+                }
+            })
+            .ok_or(ShipError::Stopped)?
             .forget();
         self.queue
-            .blocking_send(Queued { entry: e, kib })
+            .blocking_send(Queued { entry: e, bytes })
             .map_err(|_| ShipError::Stopped)?;
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -452,13 +460,13 @@ impl Link {
         let deadline = Instant::now() + self.config.linger;
         let mut entries = Vec::with_capacity(self.config.batch);
         let mut bytes = first.entry.encoded_len();
-        self.permits.add_permits(first.kib as usize);
+        self.permits.add_permits(first.bytes as usize);
         entries.push(first.entry);
         while entries.len() < self.config.batch && bytes < self.config.batch_bytes {
             match self.queue.try_recv() {
                 Ok(q) => {
                     bytes += q.entry.encoded_len();
-                    self.permits.add_permits(q.kib as usize);
+                    self.permits.add_permits(q.bytes as usize);
                     entries.push(q.entry);
                     continue;
                 }
@@ -596,22 +604,22 @@ mod tests {
             ..Default::default()
         };
         let shipper = Shipper::start(config, Arc::new(WorkerCounters::default), None);
-        let kib = |e: &Entry| proto::heap::entry(e).div_ceil(1024);
-        let big = kib(&entry_with_body(100 << 10));
-        assert!((101..=102).contains(&big), "{big} KiB");
+        let cost = |e: &Entry| proto::heap::entry(e);
+        let big = cost(&entry_with_body(100 << 10));
+        assert!((100 << 10..101 << 10).contains(&big), "{big} bytes");
         let offered = 100;
         let taken = (0..offered)
             .filter(|_| shipper.offer(entry_with_body(100 << 10)))
             .count() as u64;
         let c = shipper.counters();
-        assert_eq!(taken, 1024 / big);
+        assert_eq!(taken, (1 << 20) / big);
         assert_eq!(c.queued.load(Ordering::Relaxed), taken);
         assert_eq!(c.queue_drops.load(Ordering::Relaxed), offered - taken);
         // Small entries fill what is left, and no more.
         let small = (0..10_000)
             .filter(|_| shipper.offer(entry_with_body(0)))
             .count() as u64;
-        assert_eq!(small, (1024 - taken * big) / kib(&entry_with_body(0)));
+        assert_eq!(small, ((1 << 20) - taken * big) / cost(&entry_with_body(0)));
         // An entry larger than the whole bound is never taken while others wait.
         assert!(!shipper.offer(entry_with_body(2 << 20)));
     }

@@ -6,11 +6,13 @@
 //!
 //! By default every interface's socket feeds one shared pipeline (one flow
 //! table, so a connection whose packets cross two interfaces is still one
-//! connection). With fanout, each interface has N sockets in a
-//! `PACKET_FANOUT` group, each with its own thread and pipeline: the
-//! kernel's flow hash is symmetric, so both directions of a connection
-//! reach the same socket, and N cores share the work. The pipelines share
-//! one flow id counter, so ids stay unique.
+//! connection). With fanout N, each interface has N sockets in a
+//! `PACKET_FANOUT` group, each with its own thread, and the tap N pipelines:
+//! socket i of every interface feeds pipeline i. The kernel's fanout hash is
+//! the flow's symmetric hash, the same on every interface, so both
+//! directions of a connection, on whichever interface, reach pipeline i, and
+//! N cores share the work. The pipelines share one flow id counter, so ids
+//! stay unique.
 //!
 //! Several interfaces given at the start (no pod filters) may see one
 //! packet each (a bridge and its ports): a copy taken on a second interface
@@ -93,8 +95,6 @@ type PendingFilter = Arc<Mutex<Option<Option<Targets>>>>;
 struct Socket {
     pending: PendingFilter,
     stats: Arc<Mutex<LiveStats>>,
-    /// Its own pipeline, when the interface is fanned out.
-    own: Option<Arc<Mutex<Shared>>>,
     thread: JoinHandle<Result<(), LiveError>>,
 }
 
@@ -108,10 +108,8 @@ struct Running {
 
 /// Running captures; [`LiveTap::stop`] ends them.
 pub struct LiveTap {
-    config: PipelineConfig,
-    /// The pipeline captures without fanout share.
-    shared: Arc<Mutex<Shared>>,
-    names: Names,
+    /// Pipeline i takes the packets of socket i of every interface.
+    pipelines: Vec<Arc<Mutex<Shared>>>,
     /// Sockets per interface.
     fanout: u16,
     /// Copies of packets seen on two interfaces are skipped (several
@@ -122,9 +120,8 @@ pub struct LiveTap {
     ring: Arc<Mutex<PacketRing>>,
     sink: Sink,
     captures: Vec<Running>,
-    /// Counters of captures that have ended, and of their own pipelines.
+    /// Counters of captures that have ended.
     retired: LiveStats,
-    retired_pipelines: Stats,
 }
 
 impl LiveTap {
@@ -161,11 +158,11 @@ impl LiveTap {
         sink: Sink,
     ) -> LiveTap {
         let fanout = fanout.clamp(1, MAX_FANOUT);
-        let config = pipeline;
         LiveTap {
-            shared: Shared::new(config.clone(), Names::default()),
-            config,
-            names: Names::default(),
+            // Clones of one config: the pipelines share its flow id counter.
+            pipelines: (0..fanout)
+                .map(|_| Shared::new(pipeline.clone(), Names::default()))
+                .collect(),
             fanout,
             dedup: None,
             next_interface: 0,
@@ -173,7 +170,6 @@ impl LiveTap {
             sink,
             captures: Vec::new(),
             retired: LiveStats::default(),
-            retired_pipelines: Stats::default(),
         }
     }
 
@@ -204,11 +200,6 @@ impl LiveTap {
         Ok((sockets, filter))
     }
 
-    /// A pipeline of its own for a fanout socket (sharing the flow ids).
-    fn own_pipeline(&self) -> Arc<Mutex<Shared>> {
-        Shared::new(self.config.clone(), self.names.clone())
-    }
-
     fn spawn(
         &mut self,
         sockets: Vec<LiveCapture>,
@@ -228,9 +219,8 @@ impl LiveTap {
         for (i, cap) in sockets.into_iter().enumerate() {
             let pending: PendingFilter = Arc::new(Mutex::new(None));
             let stats = Arc::new(Mutex::new(LiveStats::default()));
-            let own = fanned.then(|| self.own_pipeline());
             let worker = Worker {
-                shared: own.clone().unwrap_or_else(|| self.shared.clone()),
+                shared: self.pipelines[i].clone(),
                 ring: self.ring.clone(),
                 sink: self.sink.clone(),
                 pending: pending.clone(),
@@ -262,7 +252,6 @@ impl LiveTap {
             running.sockets.push(Socket {
                 pending,
                 stats,
-                own,
                 thread,
             });
         }
@@ -282,8 +271,8 @@ impl LiveTap {
         self.retire(c)
     }
 
-    /// Waits for a stopped (or ended) capture's threads, keeps its counters,
-    /// flushes its own pipelines; returns the first error it ended with.
+    /// Waits for a stopped (or ended) capture's threads and keeps their
+    /// counters; returns the first error it ended with.
     fn retire(&mut self, c: Running) -> Option<LiveError> {
         let mut first_error = None;
         for s in c.sockets {
@@ -293,11 +282,6 @@ impl LiveTap {
             self.retired.kernel_drops += st.kernel_drops;
             self.retired.freeze_count += st.freeze_count;
             self.retired.delivered += st.delivered;
-            if let Some(own) = s.own {
-                let mut own = lock(&own);
-                own.finish(&self.sink);
-                self.retired_pipelines.absorb(&own.pipeline.stats());
-            }
             let error = match result {
                 Ok(r) => r.err(),
                 Err(_) => Some(LiveError::Io {
@@ -359,13 +343,9 @@ impl LiveTap {
 
     /// Names given to entries' ends from now on.
     pub fn set_names(&mut self, names: Names) {
-        lock(&self.shared).names = names.clone();
-        for s in self.captures.iter().flat_map(|c| &c.sockets) {
-            if let Some(own) = &s.own {
-                lock(own).names = names.clone();
-            }
+        for p in &self.pipelines {
+            lock(p).names = names.clone();
         }
-        self.names = names;
     }
 
     pub fn interfaces(&self) -> Vec<String> {
@@ -386,15 +366,9 @@ impl LiveTap {
 
     /// The pipelines' counters, added up (ended captures' included).
     pub fn pipeline_stats(&self) -> Stats {
-        let mut s = lock(&self.shared).pipeline.stats();
-        s.absorb(&self.retired_pipelines);
-        for own in self
-            .captures
-            .iter()
-            .flat_map(|c| &c.sockets)
-            .filter_map(|s| s.own.as_ref())
-        {
-            s.absorb(&lock(own).pipeline.stats());
+        let mut s = Stats::default();
+        for p in &self.pipelines {
+            s.absorb(&lock(p).pipeline.stats());
         }
         s
     }
@@ -453,8 +427,8 @@ impl LiveTap {
     }
 
     /// Ends every capture, flushes the connections into the sink, and
-    /// returns the errors captures ended with.
-    pub fn stop(mut self) -> Vec<LiveError> {
+    /// returns the errors captures ended with and the final counters.
+    pub fn stop(mut self) -> Stopped {
         for c in &self.captures {
             c.stop.store(true, Ordering::Relaxed);
         }
@@ -462,9 +436,23 @@ impl LiveTap {
         for c in std::mem::take(&mut self.captures) {
             errors.extend(self.retire(c));
         }
-        lock(&self.shared).finish(&self.sink);
-        errors
+        for p in &self.pipelines {
+            lock(p).finish(&self.sink);
+        }
+        Stopped {
+            errors,
+            stats: self.pipeline_stats(),
+            counters: self.counters(),
+        }
     }
+}
+
+/// What [`LiveTap::stop`] leaves: the errors captures ended with, and the
+/// counters once the open connections were flushed.
+pub struct Stopped {
+    pub errors: Vec<LiveError>,
+    pub stats: Stats,
+    pub counters: WorkerCounters,
 }
 
 /// What one capture thread holds.

@@ -987,7 +987,7 @@ fn fanout_spreads_connections_over_sockets_and_keeps_each_whole() {
         std::thread::sleep(Duration::from_millis(500));
         let per_socket = tap.socket_packets();
         let (pipeline, kernel) = (tap.pipeline_stats(), tap.live_stats());
-        (per_socket, pipeline, kernel, tap.stop())
+        (per_socket, pipeline, kernel, tap.stop().errors)
     });
     let _ = server.kill();
     let _ = server.wait();

@@ -296,35 +296,36 @@ fn worker_step(
     rate: f64,
 ) -> Result<Outcome> {
     let (grpc, api) = (18898, 18899);
-    let mut hub = node
-        .command(&hub.to_string_lossy())
-        .args(["--grpc", &format!("127.0.0.1:{grpc}")])
-        .args(["--listen", &format!("127.0.0.1:{api}")])
-        .args(["--memory-budget", "64MiB"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting tap-hub")?;
-    let mut child = node
-        .command(&worker.to_string_lossy())
-        .args([
-            "--hub",
-            &format!("http://127.0.0.1:{grpc}"),
-            "--node",
-            "bench",
-        ])
-        .args(["-i", &receiver.host_veth])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting tap-worker")?;
-    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let mut hub = Reaped(
+        node.command(&hub.to_string_lossy())
+            .args(["--grpc", &format!("127.0.0.1:{grpc}")])
+            .args(["--listen", &format!("127.0.0.1:{api}")])
+            .args(["--memory-budget", "64MiB"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting tap-hub")?,
+    );
+    let mut child = Reaped(
+        node.command(&worker.to_string_lossy())
+            .args([
+                "--hub",
+                &format!("http://127.0.0.1:{grpc}"),
+                "--node",
+                "bench",
+            ])
+            .args(["-i", &receiver.host_veth])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting tap-worker")?,
+    );
+    let mut lines = BufReader::new(child.0.stderr.take().context("stderr")?).lines();
     if !lines
         .by_ref()
         .map_while(Result::ok)
         .any(|l| l.contains("capturing on"))
     {
-        let _ = hub.kill();
         bail!("tap-worker did not start capturing");
     }
     std::thread::spawn(move || for _ in lines {});
@@ -333,20 +334,38 @@ fn worker_step(
     let w = node
         .in_netns(|| get(api, "/api/workers"))
         .map_err(|e| anyhow::anyhow!("{e}"))??;
-    let c = &w["workers"][0]["counters"];
+    // A worker the hub does not list has shipped nothing: not loss-free.
+    let c = w["workers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["node"] == "bench"))
+        .map(|x| x["counters"].clone())
+        .with_context(|| format!("the hub lists no worker: {w}"))?;
     let n = |k: &str| c[k].as_u64().unwrap_or(0);
     let lost = n("kernel_drops") + n("queue_drops") + n("lost_in_flight");
-    let rss = peak_rss(child.id());
+    let rss = peak_rss(child.0.id());
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()?;
-    child.wait()?;
-    interrupt(&mut hub)?;
+    child.0.wait()?;
+    interrupt(&mut hub.0)?;
     Ok(Outcome {
         sent_pps,
         lost,
         rss,
     })
+}
+
+/// A child process killed (if still running) and waited for when dropped,
+/// so a failed step leaves nothing running on its fixed ports.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 fn tcpdump_step(
