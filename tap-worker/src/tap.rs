@@ -473,22 +473,20 @@ impl Worker {
     fn run(self, mut cap: LiveCapture) -> Result<(), LiveError> {
         let mut n: u64 = 0;
         let mut refreshed = Instant::now();
-        let mut idle = false;
+        // Capture time after which the periodic work below is due, so that
+        // a trickle of packets (never idle, rarely 64) still gets it.
+        let mut due_ns: u64 = 0;
         let result = loop {
             if self.stop.load(Ordering::Relaxed) {
                 break Ok(());
             }
-            // A new filter is looked for every 64 packets and when idle,
-            // not on every packet (a lock per packet is measurable here).
-            if (n.is_multiple_of(64) || idle)
-                && let Some(filter) = lock(&self.pending).take()
-                && let Err(e) = cap.set_filter(filter.as_ref())
-            {
-                break Err(e);
-            }
-            idle = false;
+            let (mut periodic, mut idle) = (false, false);
             match cap.next_packet(Duration::from_millis(200)) {
                 Ok(Some(pkt)) => {
+                    if pkt.ts_ns >= due_ns {
+                        periodic = true;
+                        due_ns = pkt.ts_ns.saturating_add(100_000_000);
+                    }
                     let copy = self
                         .dedup
                         .as_ref()
@@ -509,12 +507,10 @@ impl Worker {
                         }
                     }
                 }
+                // Idle: the periodic work, the counters brought up to date.
                 Ok(None) => {
-                    // Idle: bring the counters up to date.
+                    periodic = true;
                     idle = true;
-                    if let Ok(st) = cap.stats() {
-                        *lock(&self.stats) = st;
-                    }
                 }
                 Err(LiveError::InterfaceGone { interface }) => {
                     tracing::warn!(%interface, "interface went away; its capture ends");
@@ -523,13 +519,22 @@ impl Worker {
                 Err(e) => break Err(e),
             }
             n += 1;
-            // Counters are read from the kernel at least twice a second.
-            if n.is_multiple_of(64)
-                && refreshed.elapsed() >= Duration::from_millis(500)
-                && let Ok(st) = cap.stats()
-            {
-                *lock(&self.stats) = st;
-                refreshed = Instant::now();
+            // Every 64 packets, every 100 ms of capture time, and when idle:
+            // a replaced filter is installed (not looked for on every packet:
+            // a lock per packet is measurable here), and the kernel's
+            // counters are read at least twice a second.
+            if periodic || n.is_multiple_of(64) {
+                if let Some(filter) = lock(&self.pending).take()
+                    && let Err(e) = cap.set_filter(filter.as_ref())
+                {
+                    break Err(e);
+                }
+                if (idle || refreshed.elapsed() >= Duration::from_millis(500))
+                    && let Ok(st) = cap.stats()
+                {
+                    *lock(&self.stats) = st;
+                    refreshed = Instant::now();
+                }
             }
         };
         if let Ok(st) = cap.stats() {

@@ -126,7 +126,7 @@ describe('kubetap web UI, live', { skip: missing ? `SKIPPED: ${missing}` : false
     const num = (s) => Number(s.replace(/,/g, ''));
     // The capture goes on (the page's own requests are on lo): the panel's
     // value lies between the API's before and after it was read.
-    for (const k of ['packets', 'entries', 'drops', 'queue_drops', 'parse_errors']) {
+    for (const k of ['kernel_packets', 'kernel_drops', 'duplicate_packets', 'packets', 'entries', 'drops', 'queue_drops', 'parse_errors']) {
       const v = num(row.counters[k]);
       assert.ok(v >= w0.counters[k] && v <= w1.counters[k], `${k}: ${v} not in ${w0.counters[k]}..${w1.counters[k]}`);
     }

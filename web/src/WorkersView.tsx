@@ -7,6 +7,9 @@ import { ApiError, type Workers, workers as fetchWorkers } from './api';
 import { bytes, count } from './format';
 
 const COUNTERS: [keyof Workers['workers'][0]['counters'], string, boolean][] = [
+  ['kernel_packets', 'captured', false],
+  ['kernel_drops', 'ring drops', true],
+  ['duplicate_packets', 'copies skipped', false],
   ['packets', 'packets', false],
   ['bytes', 'bytes', false],
   ['entries', 'entries', false],

@@ -129,6 +129,10 @@ export interface WorkerCounters {
   queued: number;
   reconnects: number;
   gap_bytes: number;
+  /** Live capture: packets the filters passed, those the full ring lost, and copies skipped. */
+  kernel_packets: number;
+  kernel_drops: number;
+  duplicate_packets: number;
 }
 
 export interface Worker {
