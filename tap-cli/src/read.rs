@@ -164,6 +164,9 @@ fn serve(args: &ReadArgs) -> anyhow::Result<ExitCode> {
     let mut pipeline = Pipeline::new(config);
     let mut file = CaptureFile::open(&args.file)?;
     // The file's packets answer PCAP exports, as a worker's ring would.
+    if let Some(e) = tap_worker::ring::budget_error(args.pcap_ring.as_u64()) {
+        anyhow::bail!("--pcap-ring: {e}");
+    }
     let ring = Arc::new(Mutex::new(PacketRing::new(
         usize::try_from(args.pcap_ring.as_u64()).unwrap_or(usize::MAX),
     )));

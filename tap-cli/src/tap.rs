@@ -141,6 +141,9 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
         let (queue, drops) = (Mutex::new(queue), queue_drops.clone());
         Arc::new(move |e| offer(&lock(&queue), &drops, e))
     };
+    if let Some(e) = tap_worker::ring::budget_error(args.pcap_ring.as_u64()) {
+        anyhow::bail!("--pcap-ring: {e}");
+    }
     let ring = Arc::new(Mutex::new(PacketRing::new(
         usize::try_from(args.pcap_ring.as_u64()).unwrap_or(usize::MAX),
     )));

@@ -196,6 +196,21 @@ fn local_mode_says_what_is_wrong() {
         "{err}"
     );
 
+    // A packet ring the machine cannot hold is refused before anything runs.
+    let out = Command::new(env!("CARGO_BIN_EXE_kubetap"))
+        .args(["tap", "--local", "-i", "lo", "--pcap-ring", "1PiB"])
+        .args(["--port", &free_port().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "--pcap-ring: a packet ring of 1.0 PiB is more than half of this machine's memory"
+        ),
+        "{err}"
+    );
+
     // A pod list that is missing, or not a pod list.
     let dir = TempDir::new("tap-pods");
     let bad = dir.path("pods.json");

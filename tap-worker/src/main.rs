@@ -146,6 +146,9 @@ fn live(args: &Args) -> anyhow::Result<ExitCode> {
         queue_memory: usize::try_from(args.queue_memory.as_u64()).unwrap_or(usize::MAX),
         ..Default::default()
     };
+    if let Some(e) = tap_worker::ring::budget_error(args.pcap_ring.as_u64()) {
+        anyhow::bail!("--pcap-ring: {e}");
+    }
     let ring = Arc::new(Mutex::new(PacketRing::new(
         usize::try_from(args.pcap_ring.as_u64()).unwrap_or(usize::MAX),
     )));
@@ -272,6 +275,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         queue_memory: usize::try_from(args.queue_memory.as_u64()).unwrap_or(usize::MAX),
         ..Default::default()
     };
+    if let Some(e) = tap_worker::ring::budget_error(args.pcap_ring.as_u64()) {
+        anyhow::bail!("--pcap-ring: {e}");
+    }
     let ring = (args.pcap_ring.as_u64() > 0).then(|| {
         Arc::new(Mutex::new(PacketRing::new(
             usize::try_from(args.pcap_ring.as_u64()).unwrap_or(usize::MAX),

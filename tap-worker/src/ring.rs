@@ -24,6 +24,26 @@ fn cost(data_len: usize) -> usize {
     data_len + size_of::<Meta>()
 }
 
+/// Half the machine's memory: the most a ring's buffer may take.
+fn memory_limit() -> usize {
+    match crate::capture::live::total_memory() {
+        0 => usize::MAX,
+        n => usize::try_from(n / 2).unwrap_or(usize::MAX),
+    }
+}
+
+/// Why a ring budget cannot be had on this machine, if it cannot.
+pub fn budget_error(budget: u64) -> Option<String> {
+    let limit = memory_limit() as u64;
+    (budget > limit).then(|| {
+        format!(
+            "a packet ring of {} is more than half of this machine's memory ({} in all)",
+            bytesize::ByteSize(budget),
+            bytesize::ByteSize(limit.saturating_mul(2))
+        )
+    })
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RingStats {
     pub packets: u64,
@@ -35,16 +55,18 @@ pub struct RingStats {
     pub oldest_ts_ns: Option<u64>,
 }
 
-/// Packets are copied one after another into one buffer, wrapping at its
-/// end (no allocation per packet); an index in capture order says where
-/// each is. A new packet pushes out the oldest ones until the budget holds
-/// it and its bytes are free. The buffer grows (doubling) up to the budget
-/// as packets come; if memory runs out first, it stays the size it reached.
+/// Packets are copied one after another into one buffer of the budget's
+/// size, wrapping at its end (no allocation per packet); an index in capture
+/// order says where each is. A new packet pushes out the oldest ones until
+/// the budget holds it and its bytes are free. The buffer is allocated
+/// zeroed at the first packet, so the kernel maps its pages as packets fill
+/// them (growing it instead, by copying, stalled the capture long enough to
+/// lose packets); a budget over half the machine's memory is cut to that.
 pub struct PacketRing {
     budget: usize,
     bytes: usize,
     buf: Vec<u8>,
-    /// The largest the buffer may grow: the budget, or what the allocator gave.
+    /// The buffer's size: the budget, at most half the machine's memory.
     max_buf: usize,
     /// Where the next packet goes.
     write: usize,
@@ -59,7 +81,7 @@ impl PacketRing {
             budget: budget_bytes,
             bytes: 0,
             buf: Vec::new(),
-            max_buf: budget_bytes,
+            max_buf: budget_bytes.min(memory_limit()),
             write: 0,
             index: VecDeque::new(),
             evicted_packets: 0,
@@ -89,8 +111,8 @@ impl PacketRing {
         }
         // A packet of no bytes still takes one, so that it has a place.
         let span = len.max(1);
-        if self.write + span > self.buf.len() && self.buf.len() < self.max_buf {
-            self.grow(self.write + span);
+        if self.buf.is_empty() {
+            self.buf = vec![0; self.max_buf];
         }
         if span > self.buf.len() {
             self.evicted_packets += 1;
@@ -130,28 +152,6 @@ impl PacketRing {
         });
         self.bytes += c;
         self.write = end;
-    }
-
-    /// Makes the buffer at least `need` bytes (doubling, at most `max_buf`),
-    /// while nothing has wrapped yet: what it holds stays where it is.
-    fn grow(&mut self, need: usize) {
-        let want = need
-            .max(self.buf.len().saturating_mul(2))
-            .max(64 << 10)
-            .min(self.max_buf);
-        if want <= self.buf.len() {
-            return;
-        }
-        if self.buf.try_reserve_exact(want - self.buf.len()).is_err() {
-            tracing::warn!(
-                budget = self.budget,
-                kept = self.buf.len(),
-                "the packet ring could not grow to its budget: it keeps what fits"
-            );
-            self.max_buf = self.buf.len();
-            return;
-        }
-        self.buf.resize(want, 0);
     }
 
     /// The kept packets of `flows` captured in `[from_ns, to_ns]` (0 = open),
@@ -295,15 +295,13 @@ mod tests {
     }
 
     #[test]
-    fn the_buffer_grows_with_what_it_holds_not_to_the_budget_at_once() {
-        let mut r = PacketRing::new(usize::MAX / 2);
-        r.push(&pkt(1, &[7; 100]), 1);
-        assert!(r.buf.len() <= 64 << 10, "{}", r.buf.len());
-        for i in 0..1000 {
-            r.push(&pkt(i, &[1; 1000]), 1);
-        }
-        assert!(r.buf.len() <= 2 << 20, "{}", r.buf.len());
-        assert_eq!(r.stats().packets, 1001);
+    fn a_budget_beyond_the_machine_is_cut_and_refused_clearly() {
+        let r = PacketRing::new(usize::MAX / 2);
+        assert!(r.max_buf <= memory_limit());
+        assert!(r.buf.is_empty(), "nothing is allocated before a packet");
+        let e = budget_error(1 << 50).expect("a petabyte ring is refused");
+        assert!(e.contains("more than half of this machine's memory"), "{e}");
+        assert_eq!(budget_error(64 << 20), None);
     }
 
     #[test]

@@ -974,7 +974,7 @@ fn page_size() -> usize {
 }
 
 /// Physical memory in bytes, 0 when unknown.
-fn total_memory() -> u64 {
+pub fn total_memory() -> u64 {
     // SAFETY: sysinfo is plain data; all-zero is a valid value.
     let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
     // SAFETY: `info` is a valid, writable sysinfo for the call.
