@@ -120,14 +120,7 @@ fn a_worker_follows_its_target_pods() {
             .spawn()
             .unwrap(),
     );
-    let (tx, lines) = channel();
-    let stderr = worker.0.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("worker: {l}");
-            let _ = tx.send(l);
-        }
-    });
+    let lines = log_lines(&mut worker, "worker");
     wait_log(&lines, &format!("capturing shop/web on {}", web.host_veth));
 
     // 1. client -> web is watched; other -> elsewhere and client -> other are not.
@@ -267,6 +260,59 @@ fn a_worker_follows_its_target_pods() {
 
 /// `kubetap tap --local --netns NODE --pods FILE`: local mode capturing a
 /// node's pods from this host, the API on this host's loopback.
+/// `kubetap tap --local` capturing inside `node`'s namespace with its API on
+/// this host's `port`, plus `args`; its log lines come out of the receiver
+/// (and are echoed).
+fn local_kubetap(node: &Node, port: u16, args: &[&str]) -> (Peer, Receiver<String>) {
+    let mut kubetap = Peer(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubetap"))
+            .args([
+                "tap",
+                "--local",
+                "--no-browser",
+                "--port",
+                &port.to_string(),
+            ])
+            .args([
+                "--netns",
+                testkit::netns::netns_path(node.netns()).to_str().unwrap(),
+            ])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = log_lines(&mut kubetap, "kubetap");
+    (kubetap, lines)
+}
+
+/// The lines `p` writes to stderr, echoed with `who` and handed on.
+fn log_lines(p: &mut Peer, who: &'static str) -> Receiver<String> {
+    let (tx, lines) = channel();
+    let stderr = p.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{who}: {l}");
+            let _ = tx.send(l);
+        }
+    });
+    lines
+}
+
+/// A JSON document from the API on this host's loopback (not the node's).
+fn host_api(port: u16, path: &str) -> serde_json::Value {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap()
+}
+
 #[test]
 fn local_mode_taps_pods_of_another_namespace() {
     if !require_root() || !require(&["python3", "curl"]) {
@@ -285,49 +331,13 @@ fn local_mode_taps_pods_of_another_namespace() {
     )
     .unwrap();
     let port = peers::free_port();
-    let mut kubetap = Peer(
-        std::process::Command::new(env!("CARGO_BIN_EXE_kubetap"))
-            .args([
-                "tap",
-                "--local",
-                "--no-browser",
-                "--port",
-                &port.to_string(),
-            ])
-            .args([
-                "--netns",
-                testkit::netns::netns_path(node.netns()).to_str().unwrap(),
-            ])
-            .args(["--pods", list.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let (tx, lines) = channel();
-    let stderr = kubetap.0.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("kubetap: {l}");
-            let _ = tx.send(l);
-        }
-    });
+    let (mut kubetap, lines) = local_kubetap(&node, port, &["--pods", list.to_str().unwrap()]);
     wait_logs(&lines, &["capturing shop/client", "capturing shop/web"]);
     for i in 0..3 {
         curl(&client, &web, &format!("/local-{i}"));
     }
     // The API is on this host's loopback, not the node's.
-    let host_get = |path: &str| -> serde_json::Value {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap()
-    };
+    let host_get = |path: &str| host_api(port, path);
     let started = Instant::now();
     let got = loop {
         let v = host_get("/api/entries?filter=protocol%20%3D%3D%20%22http%22");
@@ -369,36 +379,22 @@ fn bridge_and_ports(fanout: u16) {
     let client = node.pod("client").unwrap();
     let _server = node::http_servers(&node, &[&web], 8080);
     let port = peers::free_port();
-    let mut kubetap = Peer(
-        std::process::Command::new(env!("CARGO_BIN_EXE_kubetap"))
-            .args([
-                "tap",
-                "--local",
-                "--no-browser",
-                "--port",
-                &port.to_string(),
-            ])
-            .args([
-                "--netns",
-                testkit::netns::netns_path(node.netns()).to_str().unwrap(),
-            ])
-            .args(["--fanout", &fanout.to_string()])
-            // Pod to pod crosses both ports; node to pod the bridge and a port.
-            .args(["-i", &client.host_veth, "-i", &web.host_veth])
-            .args(["-i", node.bridge()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let fanout = fanout.to_string();
+    // Pod to pod crosses both ports; node to pod the bridge and a port.
+    let (mut kubetap, lines) = local_kubetap(
+        &node,
+        port,
+        &[
+            "--fanout",
+            &fanout,
+            "-i",
+            &client.host_veth,
+            "-i",
+            &web.host_veth,
+            "-i",
+            node.bridge(),
+        ],
     );
-    let (tx, lines) = channel();
-    let stderr = kubetap.0.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("kubetap: {l}");
-            let _ = tx.send(l);
-        }
-    });
     wait_log(&lines, "capturing on");
     for i in 0..5 {
         curl(&client, &web, &format!("/pod-{i}"));
@@ -410,17 +406,7 @@ fn bridge_and_ports(fanout: u16) {
             .unwrap();
         assert!(ok.success());
     }
-    let host_get = |path: &str| -> serde_json::Value {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap()
-    };
+    let host_get = |path: &str| host_api(port, path);
     let started = Instant::now();
     let mut settled: Option<Instant> = None;
     let got = loop {

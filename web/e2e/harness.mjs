@@ -150,3 +150,19 @@ export async function allRows(base, filter = '') {
     cursor = page.next_cursor;
   }
 }
+
+/** Waits until the traffic view's "shown" counter reads `n`. */
+export async function waitShown(page, n, timeout = 15_000) {
+  await page.waitForFunction((want) => document.querySelector('[data-testid=shown]')?.textContent === String(want), n, {
+    timeout,
+  });
+}
+
+/** The paths of the rows the traffic list draws, top to bottom. */
+export async function rowPaths(page) {
+  return page.$$eval('.scroller .row', (rows) =>
+    rows
+      .sort((a, b) => Number(a.dataset.index) - Number(b.dataset.index))
+      .map((r) => r.querySelector('[data-k=path]')?.textContent),
+  );
+}

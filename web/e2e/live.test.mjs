@@ -14,7 +14,9 @@ import {
   launchBrowser,
   missingPrerequisite,
   root,
+  rowPaths,
   startKubetap,
+  waitShown as waitShownOn,
 } from './harness.mjs';
 
 const missing = missingPrerequisite();
@@ -40,19 +42,8 @@ async function shown() {
   return Number((await page.textContent('[data-testid=shown]')).replace(/,/g, ''));
 }
 
-async function waitShown(n) {
-  await page.waitForFunction((want) => document.querySelector('[data-testid=shown]')?.textContent === String(want), n, {
-    timeout: 15_000,
-  });
-}
-
-async function paths() {
-  return page.$$eval('.scroller .row', (rows) =>
-    rows
-      .sort((a, b) => Number(a.dataset.index) - Number(b.dataset.index))
-      .map((r) => r.querySelector('[data-k=path]')?.textContent),
-  );
-}
+const waitShown = (n) => waitShownOn(page, n);
+const paths = () => rowPaths(page);
 
 describe('kubetap web UI, live', { skip: missing ? `SKIPPED: ${missing}` : false }, () => {
   before(async () => {

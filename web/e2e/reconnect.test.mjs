@@ -13,7 +13,18 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { allRows, artifactsDir, freePort, kubetapBin, launchBrowser, missingPrerequisite, root, startKubetap } from './harness.mjs';
+import {
+  allRows,
+  artifactsDir,
+  freePort,
+  kubetapBin,
+  launchBrowser,
+  missingPrerequisite,
+  root,
+  rowPaths,
+  startKubetap,
+  waitShown as waitShownOn,
+} from './harness.mjs';
 
 const missing = missingPrerequisite();
 if (missing && process.env.KUBETAP_REQUIRE_PEERS) {
@@ -43,24 +54,13 @@ function startHub() {
   );
 }
 
-async function waitShown(n) {
-  await page.waitForFunction((want) => document.querySelector('[data-testid=shown]')?.textContent === String(want), n, {
-    timeout: 30_000,
-  });
-}
+const waitShown = (n) => waitShownOn(page, n, 30_000);
+const paths = () => rowPaths(page);
 
 async function liveState(text) {
   await page.waitForFunction((t) => document.querySelector('[data-testid=live-state]')?.textContent.includes(t), text, {
     timeout: 30_000,
   });
-}
-
-async function paths() {
-  return page.$$eval('.scroller .row', (rows) =>
-    rows
-      .sort((a, b) => Number(a.dataset.index) - Number(b.dataset.index))
-      .map((r) => r.querySelector('[data-k=path]')?.textContent),
-  );
 }
 
 describe('kubetap web UI, live stream across a hub restart', { skip: missing ? `SKIPPED: ${missing}` : false }, () => {
