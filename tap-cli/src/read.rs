@@ -50,6 +50,10 @@ pub struct ReadArgs {
 
 pub fn run(args: &ReadArgs) -> ExitCode {
     if args.serve {
+        // A hub in this process: see `disable_transparent_huge_pages`.
+        if let Err(e) = tap_worker::capture::live::disable_transparent_huge_pages() {
+            tracing::debug!(%e, "transparent huge pages stay as the kernel has them");
+        }
         return match serve(args) {
             Ok(code) => code,
             Err(e) => {
