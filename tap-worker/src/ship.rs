@@ -2,12 +2,13 @@
 //! stream (`Hub.Session`, proto/kubetap/v1/hub.proto).
 //!
 //! Entries wait in one queue bounded in entries and in memory (each entry
-//! counted as the heap it holds, `proto::heap`). A task takes them in batches and sends at
-//! most `window` batches the hub has not acknowledged yet; the hub acknowledges
-//! a batch once it is stored. So a slow hub slows the worker down end to end:
-//! acks come late, the window stays full, the queue fills, and what a live
-//! capture cannot queue is dropped and counted (`queue_drops`), never held in
-//! memory without bound. Heartbeats carry every counter to the hub each second.
+//! counted as the heap it holds, `proto::heap`). A task takes them in batches
+//! and sends at most `window` batches the hub has not acknowledged yet; the
+//! hub acknowledges a batch once it is stored. So a slow hub slows the worker
+//! down end to end: acks come late, the window stays full, the queue fills,
+//! and what a live capture cannot queue is dropped and counted
+//! (`queue_drops`), never held in memory without bound. Heartbeats carry
+//! every counter to the hub each second.
 //!
 //! The hub may ask for the raw packets of some connections (PCAP export);
 //! they come from the worker's packet ring (`ring`), in chunks on the same
