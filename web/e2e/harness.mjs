@@ -166,3 +166,17 @@ export async function rowPaths(page) {
       .map((r) => r.querySelector('[data-k=path]')?.textContent),
   );
 }
+
+/**
+ * The tests' Python HTTP server (`tap-cli/tests/peers/http_server.py`) on
+ * `port`; resolves with its process once it is ready.
+ */
+export function pythonServer(port) {
+  return new Promise((resolve, reject) => {
+    const p = spawn('python3', [path.join(root, 'tap-cli/tests/peers/http_server.py'), String(port)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    p.stdout.on('data', (d) => d.toString().includes('ready') && resolve(p));
+    p.on('exit', (code) => reject(new Error(`the Python server on ${port} exited (${code})`)));
+  });
+}

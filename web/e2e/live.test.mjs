@@ -4,7 +4,7 @@
 // workers panel shows the capturing worker and its counters.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -13,7 +13,7 @@ import {
   freePort,
   launchBrowser,
   missingPrerequisite,
-  root,
+  pythonServer,
   rowPaths,
   startKubetap,
   waitShown as waitShownOn,
@@ -48,13 +48,7 @@ const paths = () => rowPaths(page);
 describe('kubetap web UI, live', { skip: missing ? `SKIPPED: ${missing}` : false }, () => {
   before(async () => {
     serverPort = await freePort();
-    server = spawn('python3', [path.join(root, 'tap-cli/tests/peers/http_server.py'), String(serverPort)], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    await new Promise((resolve, reject) => {
-      server.stdout.on('data', (d) => d.toString().includes('ready') && resolve());
-      server.on('exit', (c) => reject(new Error(`the Python server exited (${c})`)));
-    });
+    server = await pythonServer(serverPort);
     const port = await freePort();
     hubUrl = `http://127.0.0.1:${port}`;
     hub = await startKubetap(['tap', '--local', '-i', 'lo', '--port', String(port), '--no-browser', '--node', NODE], {

@@ -8,7 +8,7 @@
 // hub's order.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,7 +20,7 @@ import {
   kubetapBin,
   launchBrowser,
   missingPrerequisite,
-  root,
+  pythonServer,
   rowPaths,
   startKubetap,
   waitShown as waitShownOn,
@@ -66,13 +66,7 @@ async function liveState(text) {
 describe('kubetap web UI, live stream across a hub restart', { skip: missing ? `SKIPPED: ${missing}` : false }, () => {
   before(async () => {
     serverPort = await freePort();
-    server = spawn('python3', [path.join(root, 'tap-cli/tests/peers/http_server.py'), String(serverPort)], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    await new Promise((resolve, reject) => {
-      server.stdout.on('data', (d) => d.toString().includes('ready') && resolve());
-      server.on('exit', (c) => reject(new Error(`the Python server exited (${c})`)));
-    });
+    server = await pythonServer(serverPort);
     disk = fs.mkdtempSync(path.join(os.tmpdir(), 'kubetap-reconnect-'));
     ports = { grpc: await freePort(), http: await freePort() };
     hub = await startHub();

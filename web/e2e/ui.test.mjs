@@ -9,7 +9,7 @@
 // `cargo build -p tap-cli`.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -19,6 +19,7 @@ import {
   artifactsDir,
   launchBrowser,
   missingPrerequisite,
+  pythonServer,
   root,
   serveCapture,
   webDir,
@@ -323,7 +324,7 @@ describe('kubetap web UI', { skip: missing ? `SKIPPED: ${missing}` : false }, ()
     assert.ok(curl.includes(`-H 'authorization: ${json.headers.authorization}'`), curl);
     await shot('entry-curl');
     await page.keyboard.press('Escape');
-    const echo = await echoServer(expected.port_a);
+    const echo = await pythonServer(expected.port_a);
     try {
       const out = execFileSync('bash', ['-c', `${curl} -s`], { encoding: 'utf8' });
       assert.equal(out, sent, 'the server got the body the curl command sends');
@@ -591,13 +592,3 @@ function duration(us) {
   return `${(us / 1_000_000).toFixed(2)} s`;
 }
 
-/** A real server on `port` (the capture's, free again) that echoes POST bodies. */
-function echoServer(port) {
-  return new Promise((resolve, reject) => {
-    const p = spawn('python3', [path.join(root, 'tap-cli/tests/peers/http_server.py'), String(port)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    p.stdout.on('data', (d) => d.toString().includes('ready') && resolve(p));
-    p.on('exit', (code) => reject(new Error(`the echo server on ${port} exited (${code})`)));
-  });
-}
