@@ -4,15 +4,17 @@
 
 use anyhow::Context as _;
 use proto::json::{EntryJson, rfc3339_nanos};
-use proto::v1::{Entry, PcapRequest, request, response};
+use proto::v1::{Entry, request, response};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tap_worker::capture::CaptureFile;
+use tap_worker::Stats;
+use tap_worker::driver::{self, Driver, DriverConfig, PipelineArgs, Sink, Source};
+use tap_worker::queue::{EntryQueue, QueueBounds};
 use tap_worker::ring::PacketRing;
-use tap_worker::{Pipeline, PipelineConfig, Stats};
 
 #[derive(clap::Args)]
 pub struct ReadArgs {
@@ -21,12 +23,8 @@ pub struct ReadArgs {
     /// One JSON object per entry and line, instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Body bytes kept per message (after decoding); longer bodies are flagged truncated.
-    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
-    pub max_body: usize,
-    /// Node name written into the entries.
-    #[arg(long, default_value = "local")]
-    pub node: String,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
     /// Do not print the summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -88,58 +86,56 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// The driver for the file of `args`, into `queue`.
+fn driver(args: &ReadArgs, ring: Option<Arc<Mutex<PacketRing>>>) -> anyhow::Result<Driver> {
+    Driver::start(
+        Source::File {
+            path: args.file.clone(),
+            pace: None,
+        },
+        DriverConfig {
+            pipeline: args.pipeline.config(),
+            queue: Arc::new(EntryQueue::new(QueueBounds::default())),
+            ring,
+        },
+    )
+}
+
 fn read(args: &ReadArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let mut config = PipelineConfig {
-        node: args.node.clone(),
-        ..Default::default()
-    };
-    config.dissect.max_body = args.max_body;
-    let mut pipeline = Pipeline::new(config);
     let stdout = io::stdout().lock();
-    let mut out = BufWriter::with_capacity(256 << 10, stdout);
-    let mut sink = Sink {
+    let mut sink = Stdout {
+        out: BufWriter::with_capacity(256 << 10, stdout),
         json: args.json,
         header_done: false,
     };
-    let mut entries = Vec::new();
-
-    let mut file = CaptureFile::open(&args.file)?;
-    let mut failure = None;
-    loop {
-        match file.next_packet() {
-            Ok(Some(pkt)) => {
-                pipeline.packet(&pkt, &mut entries);
-            }
-            Ok(None) => break,
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-        sink.write(&mut out, &mut entries)?;
-    }
-    // Whatever the end, flush the connections: every entry decoded so far is printed.
-    pipeline.finish(&mut entries);
-    sink.write(&mut out, &mut entries)?;
+    let outcome = driver::run(
+        driver(args, None)?,
+        &mut sink,
+        &AtomicBool::new(false),
+        |_| {},
+        |_| {},
+    )?;
     if !sink.header_done && !args.json {
-        sink.header(&mut out)?;
+        sink.header()?;
     }
-    out.flush().context("writing entries to stdout")?;
-    drop(out);
-
+    sink.out.flush().context("writing entries to stdout")?;
+    drop(sink);
     if !args.quiet {
         summary(
-            &pipeline.stats(),
-            file.offset(),
+            &outcome.stats,
+            outcome.file_bytes,
             started.elapsed().as_secs_f64(),
         );
     }
-    if let Some(e) = failure {
+    for e in &outcome.errors {
         eprintln!("kubetap: {e}");
-        return Ok(ExitCode::FAILURE);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if outcome.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `read FILE --serve`: the hub's API on 127.0.0.1:PORT, filled from the file
@@ -159,110 +155,76 @@ fn serve(args: &ReadArgs) -> anyhow::Result<ExitCode> {
         "kubetap: serving the entries of {} at http://{addr}/",
         args.file.display()
     );
-
-    let mut config = PipelineConfig {
-        node: args.node.clone(),
-        ..Default::default()
-    };
-    config.dissect.max_body = args.max_body;
-    let mut pipeline = Pipeline::new(config);
-    let mut file = CaptureFile::open(&args.file)?;
     // The file's packets answer PCAP exports, as a worker's ring would.
-    if let Some(e) = tap_worker::ring::budget_error(args.pcap_ring.as_u64()) {
-        anyhow::bail!("--pcap-ring: {e}");
+    let ring = driver::packet_ring("--pcap-ring", args.pcap_ring.as_u64())?;
+    if let Some(ring) = &ring {
+        crate::local::answer_pcap(&hub, &args.pipeline.node, ring.clone());
     }
-    let ring = Arc::new(Mutex::new(PacketRing::new(
-        usize::try_from(args.pcap_ring.as_u64()).unwrap_or(usize::MAX),
-    )));
-    let answer = ring.clone();
-    hub.set_source(
-        &args.node,
-        tap_hub::hub::PacketSource::Local(Arc::new(move |req: &PcapRequest| {
-            vec![answer.lock().unwrap_or_else(|e| e.into_inner()).answer(req)]
-        })),
-    );
-    let mut entries = Vec::new();
-    let mut failure = None;
-    loop {
-        match file.next_packet() {
-            Ok(Some(pkt)) => {
-                if let Some(flow) = pipeline.packet(&pkt, &mut entries) {
-                    ring.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(&pkt, flow);
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-        if entries.len() >= 1024 {
-            store(&hub, &mut entries);
-        }
-    }
-    pipeline.finish(&mut entries);
-    store(&hub, &mut entries);
+    let mut sink = crate::local::HubSink::new(hub, &args.pipeline.node, false);
+    let outcome = driver::run(
+        driver(args, ring)?,
+        &mut sink,
+        &AtomicBool::new(false),
+        |_| {},
+        |_| {},
+    )?;
     if !args.quiet {
         summary(
-            &pipeline.stats(),
-            file.offset(),
+            &outcome.stats,
+            outcome.file_bytes,
             started.elapsed().as_secs_f64(),
         );
     }
-    if let Some(e) = &failure {
+    for e in &outcome.errors {
         eprintln!("kubetap: {e} (serving what was read before it)");
     }
     eprintln!("kubetap: all entries loaded; serving at http://{addr}/ until Ctrl-C");
     runtime
         .block_on(server)
         .context("the API server stopped")??;
-    Ok(if failure.is_some() {
-        ExitCode::FAILURE
-    } else {
+    Ok(if outcome.errors.is_empty() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 
-fn store(hub: &tap_hub::Hub, entries: &mut Vec<Entry>) {
-    if entries.is_empty() {
-        return;
-    }
-    if let Err(e) = hub.insert(&entries[0].node.clone(), std::mem::take(entries)) {
-        eprintln!("kubetap: {e}");
-    }
-}
-
-struct Sink {
+/// Standard output as the driver's sink: a table, or JSON lines.
+struct Stdout<W: Write> {
+    out: W,
     json: bool,
     header_done: bool,
 }
 
-impl Sink {
-    fn header(&mut self, out: &mut impl Write) -> io::Result<()> {
+impl<W: Write> Stdout<W> {
+    fn header(&mut self) -> io::Result<()> {
         self.header_done = true;
         writeln!(
-            out,
+            self.out,
             "{:<15} {:<47} {:<5} {:<8} {:<40} {:>6} {:>10}",
             "TIME", "SOURCE -> DESTINATION", "PROTO", "METHOD", "PATH", "STATUS", "ELAPSED"
         )
     }
+}
 
-    fn write(&mut self, out: &mut impl Write, entries: &mut Vec<Entry>) -> anyhow::Result<()> {
-        for e in entries.drain(..) {
+impl<W: Write> Sink for Stdout<W> {
+    fn drain(&mut self, driver: &Driver) -> anyhow::Result<usize> {
+        let entries = driver.queue().take(4096);
+        for e in &entries {
             if self.json {
-                serde_json::to_writer(&mut *out, &EntryJson(&e))
+                serde_json::to_writer(&mut self.out, &EntryJson(e))
                     .context("writing entries to stdout")?;
-                out.write_all(b"\n").context("writing entries to stdout")?;
+                self.out
+                    .write_all(b"\n")
+                    .context("writing entries to stdout")?;
             } else {
                 if !self.header_done {
-                    self.header(out).context("writing entries to stdout")?;
+                    self.header().context("writing entries to stdout")?;
                 }
-                table_row(out, &e).context("writing entries to stdout")?;
+                table_row(&mut self.out, e).context("writing entries to stdout")?;
             }
         }
-        Ok(())
+        Ok(entries.len())
     }
 }
 

@@ -50,6 +50,7 @@ fn workers_get_the_configuration_on_connect_and_on_every_change() {
                 node: "n1".into(),
                 ..Default::default()
             },
+            Arc::new(tap_worker::queue::EntryQueue::new(Default::default())),
             Arc::new(WorkerCounters::default),
             None,
         )

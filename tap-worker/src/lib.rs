@@ -1,8 +1,10 @@
 //! kubetap's node agent as a library. The data flow is
 //! `capture` → `decode` → `reassembly` → `dissect` → `pair` → entries, tied
-//! together by `pipeline`; `ship` streams the entries to the hub. Each stage
-//! is a plain module with a narrow input and output type so the same code
-//! serves a capture file and (later) a live interface or TLS plaintext.
+//! together by `pipeline`; `driver` runs a source (a file, live interfaces,
+//! pods) through it into the one bounded entry `queue`, from which a sink
+//! takes them (`ship` streams them to the hub). Each stage is a plain module
+//! with a narrow input and output type so the same code serves a capture
+//! file, a live interface and (later) TLS plaintext.
 #![deny(unsafe_code)]
 
 pub mod capture;
@@ -10,9 +12,11 @@ pub mod datagram;
 pub mod decode;
 pub mod dedup;
 pub mod dissect;
+pub mod driver;
 pub mod pair;
 pub mod pipeline;
 pub mod pods;
+pub mod queue;
 pub mod reassembly;
 pub mod ring;
 pub mod ship;

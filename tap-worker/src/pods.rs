@@ -51,6 +51,32 @@ pub struct TargetPod {
     pub node: Option<String>,
 }
 
+/// Which listed pods to capture, as the hub's configuration says: a pod is
+/// taken when its name matches one of `names` (regexes; none: any) and its
+/// namespace is one of `namespaces` (none: any).
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    names: Vec<regex::Regex>,
+    namespaces: Vec<String>,
+}
+
+impl Selector {
+    pub fn new(names: &[String], namespaces: &[String]) -> Result<Selector, regex::Error> {
+        Ok(Selector {
+            names: names
+                .iter()
+                .map(|n| regex::Regex::new(n))
+                .collect::<Result<_, _>>()?,
+            namespaces: namespaces.to_vec(),
+        })
+    }
+
+    pub fn matches(&self, pod: &TargetPod) -> bool {
+        (self.names.is_empty() || self.names.iter().any(|r| r.is_match(&pod.name)))
+            && (self.namespaces.is_empty() || self.namespaces.contains(&pod.namespace))
+    }
+}
+
 impl TargetPod {
     /// `namespace/name`, as logs and messages name a pod.
     pub fn id(&self) -> String {

@@ -1,14 +1,13 @@
 //! `ship`: the node's last stage — streams entries to the hub over one gRPC
 //! stream (`Hub.Session`, proto/kubetap/v1/hub.proto).
 //!
-//! Entries wait in one queue bounded in entries and in memory (each entry
-//! counted as the heap it holds, `proto::heap`). A task takes them in batches
-//! and sends at most `window` batches the hub has not acknowledged yet; the
-//! hub acknowledges a batch once it is stored. So a slow hub slows the worker
-//! down end to end: acks come late, the window stays full, the queue fills,
-//! and what a live capture cannot queue is dropped and counted
-//! (`queue_drops`), never held in memory without bound. Heartbeats carry
-//! every counter to the hub each second.
+//! It takes its entries from the worker's one entry queue (`queue`), in
+//! batches, and sends at most `window` batches the hub has not acknowledged
+//! yet; the hub acknowledges a batch once it is stored. So a slow hub slows
+//! the worker down end to end: acks come late, the window stays full, the
+//! queue fills, and what a live capture cannot queue is dropped and counted
+//! there, never held in memory without bound. Heartbeats carry every counter
+//! to the hub each second.
 //!
 //! The hub may ask for the raw packets of some connections (PCAP export);
 //! they come from the worker's packet ring (`ring`), in chunks on the same
@@ -19,17 +18,18 @@
 //! and not sent again: the hub may have stored them, and an entry stored twice
 //! would mislead a user as much as a lost one; the counter says how many.
 
+use crate::queue::EntryQueue;
 use crate::ring::PacketRing;
 use proto::v1::hub_client::HubClient;
 use proto::v1::{
-    Entry, EntryBatch, Heartbeat, Hello, HubMessage, PcapChunk, WorkerConfig, WorkerCounters,
+    EntryBatch, Heartbeat, Hello, HubMessage, PcapChunk, WorkerConfig, WorkerCounters,
     WorkerMessage, hub_message, worker_message,
 };
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 use tokio_stream::wrappers::ReceiverStream;
@@ -43,11 +43,6 @@ pub struct ShipConfig {
     /// The hub's gRPC address, `http://host:port`.
     pub hub: String,
     pub node: String,
-    /// Entries waiting for the hub, at most.
-    pub queue: usize,
-    /// Memory the entries waiting for the hub may take, at most (bytes; up
-    /// to 4 GiB).
-    pub queue_memory: usize,
     /// Entries per batch, at most.
     pub batch: usize,
     /// Encoded bytes per batch, at most (the hub refuses bigger messages).
@@ -70,8 +65,6 @@ impl Default for ShipConfig {
         ShipConfig {
             hub: "http://127.0.0.1:8898".into(),
             node: "local".into(),
-            queue: 64 * 1024,
-            queue_memory: 32 << 20,
             batch: 512,
             batch_bytes: 2 << 20,
             linger: Duration::from_millis(50),
@@ -88,12 +81,12 @@ impl Default for ShipConfig {
 /// What the shipper did, shared with whoever reports the worker's counters.
 #[derive(Debug, Default)]
 pub struct ShipCounters {
-    pub queue_drops: AtomicU64,
     pub entries_sent: AtomicU64,
     pub entries_acked: AtomicU64,
     pub lost_in_flight: AtomicU64,
     pub reconnects: AtomicU64,
-    pub queued: AtomicU64,
+    /// Entries sent and not acknowledged yet.
+    pub in_flight: AtomicU64,
     pub connected: AtomicBool,
 }
 
@@ -114,42 +107,9 @@ pub enum ShipError {
     },
 }
 
-/// An entry in the queue, with the memory it holds there (bytes).
-struct Queued {
-    entry: Entry,
-    bytes: u32,
-}
-
-/// The queue's memory bound: one permit per byte of queued entries.
-struct Memory {
-    permits: Arc<Semaphore>,
-    total: u32,
-}
-
-impl Memory {
-    fn new(bytes: usize) -> Memory {
-        // A permit count is at most u32::MAX per acquire: bounds up to 4 GiB.
-        let total = u32::try_from(bytes).unwrap_or(u32::MAX).max(1);
-        Memory {
-            permits: Arc::new(Semaphore::new(total as usize)),
-            total,
-        }
-    }
-
-    /// What `e` holds, in bytes; an entry larger than the whole bound counts
-    /// as the bound (it goes alone).
-    fn cost(&self, e: &Entry) -> u32 {
-        u32::try_from(proto::heap::entry(e))
-            .unwrap_or(u32::MAX)
-            .min(self.total)
-    }
-}
-
-/// The sending end of the worker's entry queue and the task that drains it.
+/// The task that drains the worker's entry queue to the hub.
 pub struct Shipper {
-    queue: mpsc::Sender<Queued>,
-    memory: Memory,
-    runtime: tokio::runtime::Handle,
+    queue: Arc<EntryQueue>,
     counters: Arc<ShipCounters>,
     config: watch::Receiver<Option<WorkerConfig>>,
     task: JoinHandle<()>,
@@ -157,95 +117,42 @@ pub struct Shipper {
 }
 
 impl Shipper {
-    /// Starts the shipping task on the current tokio runtime; `ring` answers
-    /// the hub's PCAP requests (None: this worker keeps no raw packets).
+    /// Starts the shipping task on the current tokio runtime, taking its
+    /// entries from `queue`; `ring` answers the hub's PCAP requests (None:
+    /// this worker keeps no raw packets).
     pub fn start(
         mut config: ShipConfig,
+        queue: Arc<EntryQueue>,
         source: CounterSource,
         ring: Option<Arc<Mutex<PacketRing>>>,
     ) -> Shipper {
         if ring.is_some() && !config.capabilities.iter().any(|c| c == "pcap") {
             config.capabilities.push("pcap".into());
         }
-        let (queue, rx) = mpsc::channel(config.queue.max(1));
-        let memory = Memory::new(config.queue_memory);
-        let permits = memory.permits.clone();
         let counters = Arc::new(ShipCounters::default());
         let (config_tx, config_rx) = watch::channel(None);
         let hub = config.hub.clone();
         let task = tokio::spawn(
             Link {
                 config,
-                queue: rx,
-                permits,
+                queue: queue.clone(),
                 counters: counters.clone(),
                 source,
                 config_tx,
                 instance: format!("{:016x}", fastrand::u64(..)),
                 next_seq: 1,
                 in_flight: VecDeque::new(),
-                closed: false,
                 ring,
             }
             .run(),
         );
         Shipper {
             queue,
-            memory,
-            runtime: tokio::runtime::Handle::current(),
             counters,
             config: config_rx,
             task,
             hub,
         }
-    }
-
-    /// Queues an entry without waiting (live capture): when the queue is
-    /// full (in entries or memory) the entry is dropped and counted, and
-    /// `false` returned.
-    pub fn offer(&self, e: Entry) -> bool {
-        let bytes = self.memory.cost(&e);
-        let queued = match self.memory.permits.try_acquire_many(bytes) {
-            Ok(permit) => {
-                permit.forget();
-                match self.queue.try_send(Queued { entry: e, bytes }) {
-                    Ok(()) => true,
-                    Err(_) => {
-                        self.memory.permits.add_permits(bytes as usize);
-                        false
-                    }
-                }
-            }
-            Err(_) => false,
-        };
-        if queued {
-            self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.counters.queue_drops.fetch_add(1, Ordering::Relaxed);
-        }
-        queued
-    }
-
-    /// Queues an entry, waiting for room (a capture file: nothing to lose by
-    /// waiting). Call from a thread outside the runtime.
-    pub fn blocking_send(&self, e: Entry) -> Result<(), ShipError> {
-        let bytes = self.memory.cost(&e);
-        // If the shipping task is gone, the memory it held never comes back:
-        // stop waiting then.
-        self.runtime
-            .block_on(async {
-                tokio::select! {
-                    permit = self.memory.permits.acquire_many(bytes) => permit.ok(),
-                    () = self.queue.closed() => None,
-                }
-            })
-            .ok_or(ShipError::Stopped)?
-            .forget();
-        self.queue
-            .blocking_send(Queued { entry: e, bytes })
-            .map_err(|_| ShipError::Stopped)?;
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        Ok(())
     }
 
     pub fn counters(&self) -> Arc<ShipCounters> {
@@ -257,7 +164,7 @@ impl Shipper {
         self.config.clone()
     }
 
-    /// No more entries: sends what is queued and waits until the hub has
+    /// Closes the queue, sends what it holds and waits until the hub has
     /// acknowledged all of it, for at most `limit`.
     pub async fn finish(self, limit: Duration) -> Result<(), ShipError> {
         let Shipper {
@@ -267,10 +174,10 @@ impl Shipper {
             hub,
             ..
         } = self;
-        drop(queue);
+        queue.close();
         if timeout(limit, &mut task).await.is_err() {
             task.abort();
-            let unacked = counters.queued.load(Ordering::Relaxed);
+            let unacked = queue.len() as u64 + counters.in_flight.load(Ordering::Relaxed);
             return Err(ShipError::Unacknowledged {
                 hub,
                 unacked,
@@ -284,9 +191,7 @@ impl Shipper {
 /// The shipping task's state, kept across reconnects.
 struct Link {
     config: ShipConfig,
-    queue: mpsc::Receiver<Queued>,
-    /// The queue's memory bound: given back as entries leave the queue.
-    permits: Arc<Semaphore>,
+    queue: Arc<EntryQueue>,
     counters: Arc<ShipCounters>,
     source: CounterSource,
     config_tx: watch::Sender<Option<WorkerConfig>>,
@@ -294,8 +199,6 @@ struct Link {
     next_seq: u64,
     /// Batches sent and not acknowledged: (seq, entries).
     in_flight: VecDeque<(u64, u64)>,
-    /// The queue is closed: ship what is left, then stop.
-    closed: bool,
     ring: Option<Arc<Mutex<PacketRing>>>,
 }
 
@@ -329,9 +232,9 @@ impl Link {
                 self.counters
                     .lost_in_flight
                     .fetch_add(lost, Ordering::Relaxed);
-                self.counters.queued.fetch_sub(lost, Ordering::Relaxed);
+                self.counters.in_flight.fetch_sub(lost, Ordering::Relaxed);
             }
-            if self.closed && self.queue.is_empty() {
+            if self.queue.is_closed() && self.queue.is_empty() {
                 return;
             }
             // Full jitter over the upper half: workers that lost the same hub
@@ -347,10 +250,9 @@ impl Link {
     fn counters_now(&self) -> WorkerCounters {
         let mut c = (self.source)();
         let s = &self.counters;
-        c.queue_drops = s.queue_drops.load(Ordering::Relaxed);
         c.entries_sent = s.entries_sent.load(Ordering::Relaxed);
         c.reconnects = s.reconnects.load(Ordering::Relaxed);
-        c.queued = s.queued.load(Ordering::Relaxed);
+        c.queued = self.queue.len() as u64 + s.in_flight.load(Ordering::Relaxed);
         c.lost_in_flight = s.lost_in_flight.load(Ordering::Relaxed);
         c
     }
@@ -408,7 +310,8 @@ impl Link {
         ticks.reset();
         let mut progressed = false;
         loop {
-            if self.closed && self.in_flight.is_empty() && self.queue.is_empty() {
+            let closed = self.queue.is_closed();
+            if closed && self.in_flight.is_empty() && self.queue.is_empty() {
                 // A last heartbeat so the hub's counters are final.
                 let _ = tx.try_send(self.heartbeat());
                 drop(tx);
@@ -416,7 +319,10 @@ impl Link {
                 let _ = timeout(Duration::from_secs(2), inbound.message()).await;
                 return End::Done;
             }
-            let can_send = self.in_flight.len() < self.config.window && !self.closed;
+            // Closed and empty: only acks are awaited now.
+            let can_send =
+                self.in_flight.len() < self.config.window && !(closed && self.queue.is_empty());
+            let queue = self.queue.clone();
             tokio::select! {
                 msg = inbound.message() => match msg {
                     Ok(Some(m)) => {
@@ -428,14 +334,12 @@ impl Link {
                     Ok(None) => return self.broke(progressed, "the hub closed the stream".into()),
                     Err(status) => return self.broke(progressed, format!("{status}")),
                 },
-                first = self.queue.recv(), if can_send => match first {
-                    Some(q) => {
-                        let batch = self.gather(q).await;
-                        if tx.try_send(batch).is_err() {
-                            return self.broke(progressed, "the stream's send queue is full".into());
-                        }
+                () = entries_waiting(&queue), if can_send => {
+                    if let Some(batch) = self.gather().await
+                        && tx.try_send(batch).is_err()
+                    {
+                        return self.broke(progressed, "the stream's send queue is full".into());
                     }
-                    None => self.closed = true,
                 },
                 _ = ticks.tick() => {
                     // A full send queue means the hub is not reading: skipping a
@@ -454,46 +358,39 @@ impl Link {
         }
     }
 
-    /// One batch: `first` and whatever else arrives within the linger time,
-    /// up to the entry and byte limits.
-    async fn gather(&mut self, first: Queued) -> WorkerMessage {
-        use prost::Message as _;
+    /// One batch: what is queued and whatever else arrives within the
+    /// linger time, up to the entry and byte limits (None: nothing queued).
+    async fn gather(&mut self) -> Option<WorkerMessage> {
         let deadline = Instant::now() + self.config.linger;
         let mut entries = Vec::with_capacity(self.config.batch);
-        let mut bytes = first.entry.encoded_len();
-        self.permits.add_permits(first.bytes as usize);
-        entries.push(first.entry);
-        while entries.len() < self.config.batch && bytes < self.config.batch_bytes {
-            match self.queue.try_recv() {
-                Ok(q) => {
-                    bytes += q.entry.encoded_len();
-                    self.permits.add_permits(q.bytes as usize);
-                    entries.push(q.entry);
-                    continue;
-                }
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    self.closed = true;
-                    break;
-                }
-                Err(mpsc::error::TryRecvError::Empty) => {}
+        let mut bytes = 0;
+        while entries.len() < self.config.batch {
+            if let Some(e) = self.queue.take_within(&mut bytes, self.config.batch_bytes) {
+                entries.push(e);
+                continue;
             }
-            // The queue is polled in short sleeps, not waited on: a task
-            // waiting on it is woken by every entry the capture offers (a
-            // context switch per entry at full rate).
+            if bytes >= self.config.batch_bytes || !self.queue.is_empty() {
+                // Full in bytes: the next entry starts the next batch.
+                break;
+            }
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || self.queue.is_closed() {
                 break;
             }
             tokio::time::sleep_until(deadline.min(now + GATHER_POLL)).await;
+        }
+        if entries.is_empty() {
+            return None;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
         let n = entries.len() as u64;
         self.in_flight.push_back((seq, n));
         self.counters.entries_sent.fetch_add(n, Ordering::Relaxed);
-        WorkerMessage {
+        self.counters.in_flight.fetch_add(n, Ordering::Relaxed);
+        Some(WorkerMessage {
             kind: Some(worker_message::Kind::Batch(EntryBatch { seq, entries })),
-        }
+        })
     }
 
     /// Handles one message from the hub; false when the stream can no longer be written.
@@ -506,7 +403,7 @@ impl Link {
                     }
                     self.in_flight.pop_front();
                     self.counters.entries_acked.fetch_add(n, Ordering::Relaxed);
-                    self.counters.queued.fetch_sub(n, Ordering::Relaxed);
+                    self.counters.in_flight.fetch_sub(n, Ordering::Relaxed);
                 }
             }
             Some(hub_message::Kind::Config(c)) => {
@@ -561,6 +458,15 @@ impl Link {
     }
 }
 
+/// Returns once `queue` holds an entry or is closed. The queue is polled in
+/// short sleeps, not waited on: a task waiting on it would be woken by every
+/// entry the capture offers (a context switch per entry at full rate).
+async fn entries_waiting(queue: &EntryQueue) {
+    while queue.is_empty() && !queue.is_closed() {
+        tokio::time::sleep(GATHER_POLL).await;
+    }
+}
+
 /// A transport error with its causes: tonic's top-level message alone is "transport error".
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -573,55 +479,42 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proto::v1::{Body, HttpRequest, Request, request};
+/// The driver's side of shipping: the shipper's task drains the queue by
+/// itself, so this sink takes nothing; it keeps the counters the heartbeats
+/// carry up to date (four times a second).
+pub struct ShipSink {
+    counters: Arc<Mutex<WorkerCounters>>,
+    published: Option<std::time::Instant>,
+}
 
-    fn entry_with_body(bytes: usize) -> Entry {
-        Entry {
-            request: Some(Request {
-                kind: Some(request::Kind::Http(Box::new(HttpRequest {
-                    body: Some(Body {
-                        data: vec![b'x'; bytes],
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }))),
-            }),
-            ..Default::default()
-        }
-    }
-
-    /// No hub answers, so nothing leaves the queue: it takes entries until
-    /// their memory reaches the bound, and drops (and counts) the rest.
-    #[tokio::test]
-    async fn the_queue_is_bounded_in_memory_and_counts_what_it_drops() {
-        let config = ShipConfig {
-            // A port nothing listens on: the shipper keeps retrying.
-            hub: "http://127.0.0.1:9".into(),
-            queue: 10_000,
-            queue_memory: 1 << 20,
-            ..Default::default()
+impl ShipSink {
+    /// The sink, and the counter source to start the shipper with.
+    pub fn new() -> (ShipSink, CounterSource) {
+        let counters = Arc::new(Mutex::new(WorkerCounters::default()));
+        let source = {
+            let counters = counters.clone();
+            Arc::new(move || *counters.lock().unwrap_or_else(|e| e.into_inner()))
         };
-        let shipper = Shipper::start(config, Arc::new(WorkerCounters::default), None);
-        let cost = |e: &Entry| proto::heap::entry(e);
-        let big = cost(&entry_with_body(100 << 10));
-        assert!((100 << 10..101 << 10).contains(&big), "{big} bytes");
-        let offered = 100;
-        let taken = (0..offered)
-            .filter(|_| shipper.offer(entry_with_body(100 << 10)))
-            .count() as u64;
-        let c = shipper.counters();
-        assert_eq!(taken, (1 << 20) / big);
-        assert_eq!(c.queued.load(Ordering::Relaxed), taken);
-        assert_eq!(c.queue_drops.load(Ordering::Relaxed), offered - taken);
-        // Small entries fill what is left, and no more.
-        let small = (0..10_000)
-            .filter(|_| shipper.offer(entry_with_body(0)))
-            .count() as u64;
-        assert_eq!(small, ((1 << 20) - taken * big) / cost(&entry_with_body(0)));
-        // An entry larger than the whole bound is never taken while others wait.
-        assert!(!shipper.offer(entry_with_body(2 << 20)));
+        (
+            ShipSink {
+                counters,
+                published: None,
+            },
+            source,
+        )
+    }
+}
+
+impl crate::driver::Sink for ShipSink {
+    fn drain(&mut self, driver: &crate::driver::Driver) -> anyhow::Result<usize> {
+        let due = self
+            .published
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(250));
+        // Once stopped, always: the last heartbeat carries the final counters.
+        if due || driver.finished() {
+            self.published = Some(std::time::Instant::now());
+            *self.counters.lock().unwrap_or_else(|e| e.into_inner()) = driver.counters();
+        }
+        Ok(0)
     }
 }

@@ -36,7 +36,7 @@
 use crate::capture::bpf::Targets;
 use crate::capture::live::{Fanout, LiveCapture, LiveConfig, LiveError, LiveStats};
 use crate::dedup::Dedup;
-use crate::pods::{Names, Resolver, TargetPod};
+use crate::pods::{Names, Resolver, Selector, TargetPod};
 use crate::ring::PacketRing;
 use crate::{Pipeline, PipelineConfig, Stats};
 use proto::v1::{Entry, WorkerCounters};
@@ -576,6 +576,8 @@ pub struct PodWatch {
     unresolved: Vec<String>,
     /// The pod list changed since the tap last got its names.
     renamed: bool,
+    /// Which of the listed pods are captured (the hub's target pods).
+    selector: Selector,
 }
 
 impl PodWatch {
@@ -604,7 +606,13 @@ impl PodWatch {
             captures: Vec::new(),
             unresolved: Vec::new(),
             renamed: true,
+            selector: Selector::default(),
         })
+    }
+
+    /// Captures only the listed pods `selector` takes, from the next tick on.
+    pub fn select(&mut self, selector: Selector) {
+        self.selector = selector;
     }
 
     /// The pods being captured, oldest capture first.
@@ -658,6 +666,7 @@ impl PodWatch {
                 (Some(n), Some(me)) => n == me,
                 _ => true,
             })
+            .filter(|p| self.selector.matches(p))
             .collect();
         let ips: Vec<IpAddr> = local.iter().flat_map(|p| p.ips.iter().copied()).collect();
         let found = match self.resolver.resolve(&ips) {
@@ -686,12 +695,6 @@ impl PodWatch {
                 unresolved.push(p.id());
             }
         }
-        for id in &unresolved {
-            if !self.unresolved.contains(id) {
-                log.push(format!("pod {id}: no interface on this node (yet)"));
-            }
-        }
-        self.unresolved = unresolved;
 
         // Drop captures whose interface is gone from the tap or no longer
         // wanted (or now holds other IPs).
@@ -718,6 +721,13 @@ impl PodWatch {
             }
         }
         self.captures = kept;
+        // Said after the capture it had is stopped, so the log reads in order.
+        for id in &unresolved {
+            if !self.unresolved.contains(id) {
+                log.push(format!("pod {id}: no interface on this node (yet)"));
+            }
+        }
+        self.unresolved = unresolved;
         if dropped {
             // Captures that excluded a dropped pod take its traffic now.
             for i in 0..self.captures.len() {

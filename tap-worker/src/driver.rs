@@ -1,0 +1,625 @@
+//! The capture driver: the one loop behind `kubetap read`, `kubetap tap
+//! --local` and `tap-worker`.
+//!
+//! ```text
+//!  Source ──► stages (pipeline) ──► EntryQueue (bounded) ──► Sink
+//!  file / interfaces / pods     │                     shipper / in-process hub / stdout
+//!                               └──► PacketRing (raw packets for PCAP export)
+//! ```
+//!
+//! A [`Source`] runs on threads of its own (a file's reader, a thread per
+//! capture socket) and pushes entries into the queue: a file waits for room,
+//! a live capture drops and counts. [`run`] is the caller's side: it ticks the
+//! source (pod lists followed, ended captures reaped), hands the queue to the
+//! [`Sink`] until the source ends or `stop` is set, then flushes the open
+//! connections and lets the sink take the rest.
+//!
+//! The stages themselves are `pipeline::Pipeline` (decode → reassemble →
+//! detect → dissect → pair); the options every binary shares are
+//! [`PipelineArgs`], [`LiveArgs`] and [`QueueArgs`].
+
+use crate::capture::CaptureFile;
+use crate::capture::live::{LiveConfig, LiveError};
+use crate::queue::{EntryQueue, QueueBounds};
+use crate::ring::PacketRing;
+use crate::tap::{LiveTap, PodSource, PodWatch};
+use crate::{Pipeline, PipelineConfig, Stats};
+use anyhow::Context as _;
+use proto::v1::{Entry, WorkerCounters};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What every capturing command takes about the entries it makes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// Node name written into the entries.
+    #[arg(long, default_value = "local")]
+    pub node: String,
+    /// Body bytes kept per message (after decoding); longer bodies are flagged truncated.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_body: usize,
+}
+
+impl PipelineArgs {
+    pub fn config(&self) -> PipelineConfig {
+        let mut config = PipelineConfig {
+            node: self.node.clone(),
+            ..Default::default()
+        };
+        config.dissect.max_body = self.max_body;
+        config
+    }
+}
+
+/// Live capture options, shared by `kubetap tap --local` and `tap-worker`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LiveArgs {
+    /// Interface to capture on (repeat for several).
+    #[arg(long = "interface", short = 'i', value_name = "IF")]
+    pub interfaces: Vec<String>,
+    /// Capture the pods listed in this JSON file (`[{"name", "namespace",
+    /// "ips": [...], "node"}]`) on their host veths, following the file as
+    /// it changes; pods of another node (`node` not this --node) are left
+    /// alone. Entries name the pods.
+    #[arg(long, value_name = "FILE", conflicts_with = "interfaces")]
+    pub pods: Option<PathBuf>,
+    /// Capture ring per interface: blocks of this size...
+    #[arg(long, default_value = "1MiB")]
+    pub block_size: bytesize::ByteSize,
+    /// ...and this many of them.
+    #[arg(long, default_value_t = 4)]
+    pub blocks: usize,
+    /// Sockets per interface, 1 to 64: with more than one, the interface's
+    /// packets are spread over that many threads by a PACKET_FANOUT flow
+    /// hash (both directions of a connection go to the same one), each
+    /// with its own connection table. Up to the cores it may use.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub fanout: u16,
+}
+
+impl LiveArgs {
+    /// Ring sizes for a capture on `interface`.
+    pub fn template(&self, interface: &str) -> LiveConfig {
+        LiveConfig {
+            block_size: usize::try_from(self.block_size.as_u64()).unwrap_or(usize::MAX),
+            block_count: self.blocks,
+            ..LiveConfig::new(interface)
+        }
+    }
+
+    /// The source these options name: the pods of `--pods`, the interfaces
+    /// of `-i`, or (none given) `default_interfaces`.
+    pub fn source(
+        &self,
+        node: Option<String>,
+        default_interfaces: impl FnOnce() -> anyhow::Result<Vec<String>>,
+    ) -> anyhow::Result<Source> {
+        if let Some(path) = &self.pods {
+            // A wrong path or a bad list is an error at once; later changes
+            // to the file are followed (and a bad one reported, not fatal).
+            crate::pods::load(path)?;
+            return Ok(Source::Pods {
+                pods: PodSource::File(path.clone()),
+                node,
+                live: self.clone(),
+            });
+        }
+        let interfaces = if self.interfaces.is_empty() {
+            default_interfaces()?
+        } else {
+            self.interfaces.clone()
+        };
+        if interfaces.is_empty() {
+            anyhow::bail!(
+                "no network interface is up besides loopback; capture loopback with `-i lo`"
+            );
+        }
+        Ok(Source::Interfaces {
+            names: interfaces,
+            live: self.clone(),
+        })
+    }
+}
+
+/// The entry queue's bounds, as options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct QueueArgs {
+    /// Entries waiting for the sink (the hub, the store), at most; a live
+    /// capture drops what does not fit, and counts it.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub queue: usize,
+    /// Memory the waiting entries may take, at most (each counted as the
+    /// heap it holds); beyond it, as beyond --queue.
+    #[arg(long, default_value = "32MiB")]
+    pub queue_memory: bytesize::ByteSize,
+}
+
+impl QueueArgs {
+    pub fn queue(&self) -> Arc<EntryQueue> {
+        Arc::new(EntryQueue::new(QueueBounds {
+            entries: self.queue,
+            memory: usize::try_from(self.queue_memory.as_u64()).unwrap_or(usize::MAX),
+        }))
+    }
+}
+
+/// The raw-packet ring for PCAP export, `budget` bytes (0: none kept); a
+/// budget the machine cannot hold is refused, naming `option`.
+pub fn packet_ring(option: &str, budget: u64) -> anyhow::Result<Option<Arc<Mutex<PacketRing>>>> {
+    if let Some(e) = crate::ring::budget_error(budget) {
+        anyhow::bail!("{option}: {e}");
+    }
+    Ok((budget > 0).then(|| {
+        Arc::new(Mutex::new(PacketRing::new(
+            usize::try_from(budget).unwrap_or(usize::MAX),
+        )))
+    }))
+}
+
+/// Where packets come from.
+pub enum Source {
+    /// A capture file ('-': stdin), read as fast as the sink takes it, or
+    /// at the pace it was recorded (times `pace`), dropping like a live
+    /// capture when the sink cannot keep up.
+    File { path: PathBuf, pace: Option<f64> },
+    /// Live interfaces of this network namespace.
+    Interfaces { names: Vec<String>, live: LiveArgs },
+    /// Target pods, each captured on its host veth (`tap::PodWatch`).
+    Pods {
+        pods: PodSource,
+        /// This worker's node: pods listed for another are left alone.
+        node: Option<String>,
+        live: LiveArgs,
+    },
+}
+
+/// What a driver is made of besides its source.
+pub struct DriverConfig {
+    pub pipeline: PipelineConfig,
+    pub queue: Arc<EntryQueue>,
+    pub ring: Option<Arc<Mutex<PacketRing>>>,
+}
+
+/// A running source feeding the queue.
+pub struct Driver {
+    queue: Arc<EntryQueue>,
+    ring: Option<Arc<Mutex<PacketRing>>>,
+    run: Run,
+    described: String,
+}
+
+enum Run {
+    File {
+        thread: JoinHandle<FileEnd>,
+        stats: Arc<Mutex<Stats>>,
+        stop: Arc<AtomicBool>,
+    },
+    Live {
+        tap: Box<LiveTap>,
+        watch: Option<Box<PodWatch>>,
+        ticked: Option<Instant>,
+    },
+    /// Stopped: its final counters.
+    Stopped(WorkerCounters),
+}
+
+/// How a file's reading ended.
+struct FileEnd {
+    stats: Stats,
+    offset: u64,
+    failure: Option<String>,
+}
+
+/// What a driver leaves when it stops.
+#[derive(Debug)]
+pub struct Outcome {
+    pub stats: Stats,
+    pub counters: WorkerCounters,
+    /// Errors the source ended with (a damaged file, a capture that failed).
+    pub errors: Vec<String>,
+    /// A file's bytes read.
+    pub file_bytes: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Driver {
+    /// Starts the source. Live sources open every interface first, so a
+    /// missing privilege or interface fails before anything runs. A live
+    /// source needs a ring (`config.ring`).
+    pub fn start(source: Source, config: DriverConfig) -> anyhow::Result<Driver> {
+        let DriverConfig {
+            pipeline,
+            queue,
+            ring,
+        } = config;
+        let sink = {
+            let queue = queue.clone();
+            Arc::new(move |e: Entry| {
+                queue.offer(e);
+            })
+        };
+        let live_ring = || {
+            ring.clone()
+                .unwrap_or_else(|| Arc::new(Mutex::new(PacketRing::new(0))))
+        };
+        let (run, described) = match source {
+            Source::File { path, pace } => {
+                let file = CaptureFile::open(&path)?;
+                let stats = Arc::new(Mutex::new(Stats::default()));
+                let stop = Arc::new(AtomicBool::new(false));
+                let reader = FileReader {
+                    pipeline: Pipeline::new(pipeline),
+                    queue: queue.clone(),
+                    ring: ring.clone(),
+                    pace,
+                    stats: stats.clone(),
+                    stop: stop.clone(),
+                };
+                let thread = std::thread::Builder::new()
+                    .name("read-file".into())
+                    .spawn(move || reader.run(file))
+                    .context("starting the file's reader thread")?;
+                (
+                    Run::File {
+                        thread,
+                        stats,
+                        stop,
+                    },
+                    path.display().to_string(),
+                )
+            }
+            Source::Interfaces { names, live } => {
+                let tap = LiveTap::start(
+                    names.iter().map(|n| live.template(n)).collect(),
+                    pipeline,
+                    live.fanout,
+                    live_ring(),
+                    sink,
+                )?;
+                (
+                    Run::Live {
+                        tap: Box::new(tap),
+                        watch: None,
+                        ticked: None,
+                    },
+                    format!("on {}", names.join(", ")),
+                )
+            }
+            Source::Pods { pods, node, live } => {
+                let described = match &pods {
+                    PodSource::File(p) => format!("the pods listed in {}", p.display()),
+                    PodSource::List(_) => "the target pods".to_string(),
+                };
+                let watch = PodWatch::new(pods, node, live.template(""))
+                    .context("opening a netlink socket to find pod interfaces")?;
+                let tap = LiveTap::idle(pipeline, live.fanout, live_ring(), sink);
+                (
+                    Run::Live {
+                        tap: Box::new(tap),
+                        watch: Some(Box::new(watch)),
+                        ticked: None,
+                    },
+                    described,
+                )
+            }
+        };
+        Ok(Driver {
+            queue,
+            ring,
+            run,
+            described,
+        })
+    }
+
+    /// What is captured, for a log line ("on eth0, lo", "the pods listed in …").
+    pub fn describe(&self) -> &str {
+        &self.described
+    }
+
+    pub fn queue(&self) -> &Arc<EntryQueue> {
+        &self.queue
+    }
+
+    pub fn ring(&self) -> Option<&Arc<Mutex<PacketRing>>> {
+        self.ring.as_ref()
+    }
+
+    /// Periodic work: a pod list followed (once a second), ended captures
+    /// reaped. Returns what changed, one line each, for the log.
+    pub fn tick(&mut self) -> Vec<String> {
+        let Run::Live {
+            tap,
+            watch: Some(watch),
+            ticked,
+        } = &mut self.run
+        else {
+            return Vec::new();
+        };
+        if ticked.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return Vec::new();
+        }
+        *ticked = Some(Instant::now());
+        watch.tick(tap)
+    }
+
+    /// Narrows the target pods to those whose name matches one of `names`
+    /// (regexes) in one of `namespaces` (empty: any), from the next tick on;
+    /// false when this source does not capture pods.
+    pub fn select_pods(&mut self, selector: crate::pods::Selector) -> bool {
+        match &mut self.run {
+            Run::Live {
+                watch: Some(watch),
+                ticked,
+                ..
+            } => {
+                watch.select(selector);
+                *ticked = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Applies a configuration the hub pushed (its target pods); returns a
+    /// line for the log saying what was done.
+    pub fn apply(&mut self, c: &proto::v1::WorkerConfig) -> String {
+        match crate::pods::Selector::new(&c.target_pods, &c.target_namespaces) {
+            Ok(s) => {
+                if self.select_pods(s) {
+                    format!(
+                        "target pods from the hub: names {:?} in namespaces {:?} (empty: all)",
+                        c.target_pods, c.target_namespaces
+                    )
+                } else {
+                    "the hub's target pods are not applied: this worker captures interfaces or a file, not pods (--pods)".into()
+                }
+            }
+            Err(e) => {
+                format!("the hub's target pods are not valid, keeping the previous ones: {e}")
+            }
+        }
+    }
+
+    /// The pods being captured now (`namespace/name`), for pod sources.
+    pub fn captured_pods(&self) -> Vec<String> {
+        match &self.run {
+            Run::Live {
+                watch: Some(watch), ..
+            } => watch
+                .captures()
+                .iter()
+                .flat_map(|c| c.pods.iter().cloned())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the source has ended by itself: a file read to its end (or
+    /// its damage), every live interface gone. A pod source never ends: pods
+    /// come back.
+    pub fn finished(&self) -> bool {
+        match &self.run {
+            Run::File { thread, .. } => thread.is_finished(),
+            Run::Live {
+                tap, watch: None, ..
+            } => tap.finished(),
+            Run::Live { .. } => false,
+            Run::Stopped(_) => true,
+        }
+    }
+
+    /// The worker's counters now: the capture's and the queue's.
+    pub fn counters(&self) -> WorkerCounters {
+        let c = match &self.run {
+            Run::File { stats, .. } => file_counters(&lock(stats)),
+            Run::Live { tap, .. } => tap.counters(),
+            Run::Stopped(c) => return *c,
+        };
+        self.with_queue(c)
+    }
+
+    fn with_queue(&self, c: WorkerCounters) -> WorkerCounters {
+        WorkerCounters {
+            queue_drops: self.queue.drops().total(),
+            ..c
+        }
+    }
+
+    /// Stops the source: a file stops reading, live captures end; the open
+    /// connections are flushed into the queue either way. Stopping twice
+    /// gives the same counters and no errors.
+    pub fn stop(&mut self) -> Outcome {
+        let outcome = match std::mem::replace(&mut self.run, Run::Stopped(Default::default())) {
+            Run::File {
+                thread,
+                stats,
+                stop,
+            } => {
+                stop.store(true, Ordering::Relaxed);
+                let end = thread.join().unwrap_or_else(|_| FileEnd {
+                    stats: lock(&stats).clone(),
+                    offset: 0,
+                    failure: Some("the file's reader thread panicked".into()),
+                });
+                let counters = WorkerCounters {
+                    queue_drops: self.queue.drops().total(),
+                    ..file_counters(&end.stats)
+                };
+                Outcome {
+                    stats: end.stats,
+                    counters,
+                    errors: end.failure.into_iter().collect(),
+                    file_bytes: end.offset,
+                }
+            }
+            Run::Live { tap, .. } => {
+                let stopped = (*tap).stop();
+                Outcome {
+                    stats: stopped.stats,
+                    counters: WorkerCounters {
+                        queue_drops: self.queue.drops().total(),
+                        ..stopped.counters
+                    },
+                    errors: stopped.errors.iter().map(LiveError::to_string).collect(),
+                    file_bytes: 0,
+                }
+            }
+            Run::Stopped(counters) => Outcome {
+                stats: Stats::default(),
+                counters,
+                errors: Vec::new(),
+                file_bytes: 0,
+            },
+        };
+        self.run = Run::Stopped(outcome.counters);
+        outcome
+    }
+}
+
+fn file_counters(s: &Stats) -> WorkerCounters {
+    WorkerCounters {
+        packets: s.packets,
+        bytes: s.bytes,
+        entries: s.entries,
+        parse_errors: s.parse_errors,
+        drops: s.drops(),
+        gap_bytes: s.gap_bytes(),
+        ..Default::default()
+    }
+}
+
+/// A capture file's reader thread.
+struct FileReader {
+    pipeline: Pipeline,
+    queue: Arc<EntryQueue>,
+    ring: Option<Arc<Mutex<PacketRing>>>,
+    pace: Option<f64>,
+    stats: Arc<Mutex<Stats>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FileReader {
+    fn run(mut self, mut file: CaptureFile) -> FileEnd {
+        let started = Instant::now();
+        let mut first_ts = None;
+        let mut out: Vec<Entry> = Vec::new();
+        let mut failure = None;
+        let mut n: u64 = 0;
+        while !self.stop.load(Ordering::Relaxed) {
+            match file.next_packet() {
+                Ok(Some(pkt)) => {
+                    if let Some(speed) = self.pace {
+                        let first = *first_ts.get_or_insert(pkt.ts_ns);
+                        let due =
+                            Duration::from_nanos(pkt.ts_ns.saturating_sub(first)).div_f64(speed);
+                        if let Some(wait) = due.checked_sub(started.elapsed()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
+                    if let (Some(flow), Some(ring)) =
+                        (self.pipeline.packet(&pkt, &mut out), &self.ring)
+                    {
+                        lock(ring).push(&pkt, flow);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
+            n += 1;
+            if n.is_multiple_of(256) {
+                *lock(&self.stats) = self.pipeline.stats();
+            }
+            if self.deliver(&mut out).is_err() {
+                break;
+            }
+        }
+        // Whatever the end, flush the connections: every entry decoded so
+        // far is delivered.
+        self.pipeline.finish(&mut out);
+        let _ = self.deliver(&mut out);
+        let stats = self.pipeline.stats();
+        *lock(&self.stats) = stats.clone();
+        FileEnd {
+            stats,
+            offset: file.offset(),
+            failure,
+        }
+    }
+
+    /// A paced replay behaves like live capture (drops when the sink cannot
+    /// keep up); a plain read waits for room.
+    fn deliver(&self, out: &mut Vec<Entry>) -> Result<(), crate::queue::Closed> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        if self.pace.is_some() {
+            for e in out.drain(..) {
+                self.queue.offer(e);
+            }
+            Ok(())
+        } else {
+            self.queue.send_all(out)
+        }
+    }
+}
+
+/// Where the queue's entries go.
+pub trait Sink {
+    /// Takes what it can from the driver's queue now; returns how many
+    /// entries it took (0: the loop may sleep a little). A sink that drains
+    /// the queue on a task of its own (the shipper) takes nothing here and
+    /// may read the driver's counters.
+    fn drain(&mut self, driver: &Driver) -> anyhow::Result<usize>;
+}
+
+/// How long the loop sleeps when the sink took nothing: short enough for a
+/// live view, long enough not to spin.
+const IDLE: Duration = Duration::from_millis(5);
+
+/// Runs `driver` into `sink` until the source ends by itself or `stop` is
+/// set; then stops the source and lets the sink take the rest of the queue.
+/// `log` gets the source's changes (pods picked up or lost) as they happen.
+pub fn run(
+    mut driver: Driver,
+    sink: &mut dyn Sink,
+    stop: &AtomicBool,
+    mut log: impl FnMut(&str),
+    mut on_tick: impl FnMut(&mut Driver),
+) -> anyhow::Result<Outcome> {
+    while !stop.load(Ordering::Relaxed) {
+        for line in driver.tick() {
+            log(&line);
+        }
+        on_tick(&mut driver);
+        let finished = driver.finished();
+        let taken = sink.drain(&driver)?;
+        if finished {
+            break;
+        }
+        if taken == 0 {
+            std::thread::sleep(IDLE);
+        }
+    }
+    let outcome = driver.stop();
+    // The rest of the queue, with what the stopped source flushed into it.
+    // A sink that takes nothing in `drain` (the shipper, which empties the
+    // queue on its own when it finishes) still sees the final counters.
+    let mut idle = 0;
+    loop {
+        let taken = sink.drain(&driver)?;
+        idle = if taken == 0 { idle + 1 } else { 0 };
+        if driver.queue().is_empty() || idle >= 3 {
+            break;
+        }
+    }
+    Ok(outcome)
+}
