@@ -82,6 +82,22 @@ fn pod_json(p: &Pod, node: &str) -> serde_json::Value {
     serde_json::json!({"name": p.name, "namespace": "shop", "ips": [p.ip.to_string()], "node": node})
 }
 
+/// `tap-worker --node node-a --pods LIST` in `node`, shipping to the hub on
+/// `grpc`; its log lines come out of the receiver.
+fn pods_worker(node: &Node, grpc: u16, list: &std::path::Path) -> (Peer, Receiver<String>) {
+    let mut worker = Peer(
+        node.command(sibling("tap-worker").to_str().unwrap())
+            .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
+            .args(["--node", "node-a", "--pods", list.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = log_lines(&mut worker, "worker");
+    (worker, lines)
+}
+
 #[test]
 fn a_worker_follows_its_target_pods() {
     if !require_root() || !require(&["python3", "curl", "tshark"]) {
@@ -111,16 +127,7 @@ fn a_worker_follows_its_target_pods() {
 
     let (grpc, http) = (18798, 18799);
     let mut hub = node::hub(&node, grpc, http, &[]);
-    let mut worker = Peer(
-        node.command(sibling("tap-worker").to_str().unwrap())
-            .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
-            .args(["--node", "node-a", "--pods", list.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let lines = log_lines(&mut worker, "worker");
+    let (mut worker, lines) = pods_worker(&node, grpc, &list);
     wait_log(&lines, &format!("capturing shop/web on {}", web.host_veth));
 
     // 1. client -> web is watched; other -> elsewhere and client -> other are not.
@@ -253,6 +260,80 @@ fn a_worker_follows_its_target_pods() {
         .unwrap();
     let status = worker.0.wait().unwrap();
     assert!(status.success(), "{status}");
+    let _ = hub.0.kill();
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The hub's configuration reaches a running worker and changes what it
+/// captures: of the two listed pods, `PUT /api/config` with target pods
+/// `^api$` leaves only api captured; an empty list takes both again.
+#[test]
+fn the_hubs_target_pods_change_what_a_running_worker_captures() {
+    if !require_root() || !require(&["python3", "curl"]) {
+        return;
+    }
+    let node = Node::new("tc").unwrap();
+    let web = node.pod("web").unwrap();
+    let api_pod = node.pod("api").unwrap();
+    let client = node.pod("client").unwrap();
+    let servers = node::http_servers(&node, &[&web, &api_pod], 8080);
+    let dir = std::env::temp_dir().join(format!("kt-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("pods.json");
+    let pods = vec![pod_json(&web, "node-a"), pod_json(&api_pod, "node-a")];
+    std::fs::write(&list, serde_json::to_vec(&pods).unwrap()).unwrap();
+
+    let (grpc, http) = (18796, 18797);
+    let mut hub = node::hub(&node, grpc, http, &[]);
+    let (mut worker, lines) = pods_worker(&node, grpc, &list);
+    wait_logs(
+        &lines,
+        &[
+            &format!("capturing shop/web on {}", web.host_veth),
+            &format!("capturing shop/api on {}", api_pod.host_veth),
+            "target pods from the hub",
+        ],
+    );
+    let round = |tag: &str| {
+        for i in 0..3 {
+            curl(&client, &web, &format!("/{tag}-web-{i}"));
+            curl(&client, &api_pod, &format!("/{tag}-api-{i}"));
+        }
+    };
+    round("all");
+    let both = entries(&node, http, "request.path.startsWith(\"/all-\")", 6);
+    assert_eq!(both.len(), 6, "{both:#?}");
+
+    node::request(
+        &node,
+        http,
+        "PUT",
+        "/api/config",
+        r#"{"target_pods":["^api$"],"target_namespaces":["shop"]}"#,
+    );
+    wait_logs(
+        &lines,
+        &[
+            "target pods from the hub: names [\"^api$\"]",
+            &format!("stopped capturing shop/web on {}", web.host_veth),
+        ],
+    );
+    round("narrow");
+    let narrow = entries(&node, http, "request.path.startsWith(\"/narrow-\")", 3);
+    assert_eq!(narrow.len(), 3, "only api's requests: {narrow:#?}");
+    assert!(
+        narrow.iter().all(|e| e["dst"]["pod"] == "api"),
+        "{narrow:#?}"
+    );
+
+    node::request(&node, http, "PUT", "/api/config", r#"{"target_pods":[]}"#);
+    wait_log(&lines, &format!("capturing shop/web on {}", web.host_veth));
+    round("again");
+    let again = entries(&node, http, "request.path.startsWith(\"/again-\")", 6);
+    assert_eq!(again.len(), 6, "{again:#?}");
+
+    let _ = worker.0.kill();
     let _ = hub.0.kill();
     drop(servers);
     let _ = std::fs::remove_dir_all(&dir);

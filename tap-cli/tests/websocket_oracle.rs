@@ -16,6 +16,7 @@
 mod peers;
 
 use base64::Engine as _;
+use peers::serve::{encode, get, spawn_piped, wait_line};
 use peers::{Capture, Peer, TempDir, free_port, run};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -233,6 +234,7 @@ fn websocket_messages_match_tshark_on_real_traffic() {
         }
     }
     assert_eq!(upgrades.len(), 2, "two upgrades");
+    upgrades_resolve_through_the_api(&file);
     let count = |c: &Conversation| c.values().map(Vec::len).sum::<usize>();
     assert_eq!(count(&theirs), 2 * 14 + 1, "tshark's messages");
     assert_eq!(ours, theirs, "messages per connection and direction");
@@ -278,5 +280,35 @@ fn websocket_messages_match_tshark_on_real_traffic() {
                 assert_eq!(m["inflated"] == true, deflate && data, "{m}");
             }
         }
+    }
+}
+
+/// Served by `read --serve`, each message's `upgrade_entry` is an id the
+/// API resolves (`/api/entries/{id}`), and what it resolves to is the HTTP
+/// upgrade that opened the message's connection.
+fn upgrades_resolve_through_the_api(file: &Path) {
+    let port = free_port();
+    let mut serve = spawn_piped(
+        Command::new(env!("CARGO_BIN_EXE_kubetap"))
+            .args(["read", "--serve", "--port", &port.to_string()])
+            .arg(file),
+    );
+    wait_line(&mut serve, "all entries loaded");
+    let json = |path: &str| {
+        let (status, body) = get(port, path);
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice::<Value>(&body).unwrap()
+    };
+    let filter = encode("protocol == \"websocket\"");
+    let messages = json(&format!("/api/entries?limit=1000&filter={filter}"));
+    let messages = messages["entries"].as_array().unwrap();
+    assert!(messages.len() > 20, "{} messages", messages.len());
+    for e in messages {
+        let up = message(e)["upgrade_entry"].as_str().unwrap();
+        let upgrade = json(&format!("/api/entries/{up}"));
+        assert_eq!(upgrade["protocol"], "http", "{upgrade}");
+        assert_eq!(upgrade["response"]["status"], 101, "{upgrade}");
+        assert_eq!(upgrade["src"]["port"], e["src"]["port"], "same connection");
+        assert_eq!(upgrade["request"]["path"], message(e)["path"]);
     }
 }

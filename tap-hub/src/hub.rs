@@ -105,6 +105,8 @@ pub struct Hub {
     pcap_waiters: Mutex<HashMap<u64, mpsc::Sender<PcapChunk>>>,
     next_pcap_request: AtomicU64,
     next_session: AtomicU64,
+    /// Worker ids of entries others may refer to, and their hub ids.
+    references: Mutex<crate::ids::References>,
     pub counters: HubCounters,
     pub config: HubConfig,
     pub started: SystemTime,
@@ -124,6 +126,7 @@ impl Hub {
             pcap_waiters: Mutex::new(HashMap::new()),
             next_pcap_request: AtomicU64::new(1),
             next_session: AtomicU64::new(1),
+            references: Mutex::default(),
             counters: HubCounters::default(),
             config,
             started: SystemTime::now(),
@@ -181,16 +184,17 @@ impl Hub {
     }
 
     /// Stores a worker's batch: each entry gets the hub's id (its seq, unique
-    /// across workers and restarts) and the node of the stream it came on.
+    /// across workers and restarts; references to other entries follow,
+    /// `ids`) and the node of the stream it came on.
     /// Blocking (disk writes): call from a blocking task.
     pub fn insert(&self, node: &str, mut entries: Vec<Entry>) -> Result<Range<u64>, StoreError> {
         let n = entries.len() as u64;
         let (result, fresh) = {
             let mut store = self.store_mut();
             let first = store.next_seq();
-            let mut id = itoa::Buffer::new();
+            let mut references = self.references.lock().unwrap_or_else(|e| e.into_inner());
             for (i, e) in entries.iter_mut().enumerate() {
-                e.id = id.format(first + i as u64).to_string();
+                references.assign(node, e, first + i as u64);
                 if e.node != node {
                     e.node = node.to_string();
                 }

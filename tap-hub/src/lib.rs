@@ -9,6 +9,7 @@ pub mod api;
 pub mod export;
 pub mod filter;
 pub mod hub;
+pub mod ids;
 pub mod ingest;
 pub mod serve;
 pub mod servicemap;

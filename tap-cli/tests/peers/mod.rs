@@ -243,3 +243,4 @@ pub fn sibling(name: &str) -> PathBuf {
 }
 
 pub mod node;
+pub mod serve;

@@ -10,18 +10,25 @@ use testkit::{Node, Pod, Process};
 
 /// GET `path` from 127.0.0.1:`port` inside `node`'s namespace; the body.
 pub fn get(node: &Node, port: u16, path: &str) -> Vec<u8> {
-    let path = path.to_string();
+    request(node, port, "GET", path, "")
+}
+
+/// `method path` with a JSON `body` to 127.0.0.1:`port` inside `node`'s
+/// namespace; the answer's body (the status is asserted to be 200).
+pub fn request(node: &Node, port: u16, method: &str, path: &str, body: &str) -> Vec<u8> {
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     node.in_netns(move || {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        s.write_all(head.as_bytes()).unwrap();
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).unwrap();
         let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let status = String::from_utf8_lossy(&raw[..at]).into_owned();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
         raw.split_off(at + 4)
     })
     .unwrap()
