@@ -70,10 +70,25 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/pcap", get(pcap))
         .route("/api/config", get(get_config).put(put_config))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(fallback)
         .with_state(hub)
+}
+
+/// Ready while `serve` runs the hub's servers (its store opened before):
+/// not before they start, nor once they are shutting down, so a Service
+/// sends no worker or user to a hub that cannot take them.
+async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
+    if hub.serving() {
+        "ready\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the hub's servers are not running (starting or shutting down)\n",
+        )
+            .into_response()
+    }
 }
 
 /// Unknown API paths are a JSON 404; every other path is the web UI's.
@@ -1156,5 +1171,36 @@ mod tests {
         }
         let (status, _, _) = get(&hub, "/healthz").await;
         assert_eq!(status, StatusCode::OK);
+        // The router alone is not a running hub.
+        let (status, _, _) = get(&hub, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn ready_while_serving_and_not_once_shutting_down() {
+        let hub = Hub::open(Default::default()).unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = http.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::serve(hub.clone(), None, http, async {
+            let _ = stopped.await;
+        }));
+        let ready = || async move {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        };
+        assert!(ready().await.starts_with("HTTP/1.1 200"));
+        assert!(hub.serving());
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+        assert!(!hub.serving(), "a stopped hub is not ready");
     }
 }

@@ -6,7 +6,7 @@ use crate::store::{Store, StoreConfig, StoreError, StoreStats};
 use proto::v1::{Entry, HubMessage, PcapChunk, PcapRequest, WorkerConfig, WorkerCounters};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{ControlFlow, Range};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -107,6 +107,8 @@ pub struct Hub {
     next_session: AtomicU64,
     /// Worker ids of entries others may refer to, and their hub ids.
     references: Mutex<crate::ids::References>,
+    /// `serve` is running the hub's servers (`/readyz`).
+    serving: AtomicBool,
     pub counters: HubCounters,
     pub config: HubConfig,
     pub started: SystemTime,
@@ -127,6 +129,7 @@ impl Hub {
             next_pcap_request: AtomicU64::new(1),
             next_session: AtomicU64::new(1),
             references: Mutex::default(),
+            serving: AtomicBool::new(false),
             counters: HubCounters::default(),
             config,
             started: SystemTime::now(),
@@ -173,6 +176,15 @@ impl Hub {
             }
             before = last;
         }
+    }
+
+    /// Whether the hub's servers are running (set by `serve`).
+    pub fn serving(&self) -> bool {
+        self.serving.load(Ordering::Relaxed)
+    }
+
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::Relaxed);
     }
 
     pub fn store_stats(&self) -> StoreStats {

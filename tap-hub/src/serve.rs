@@ -53,15 +53,18 @@ pub async fn serve(
             }
         }
     };
-    let trigger = async move {
+    let trigger = async {
         shutdown.await;
+        hub.set_serving(false);
         let _ = stop_tx.send(true);
     };
+    hub.set_serving(true);
     let (_, h, g) = tokio::join!(
         trigger,
         async { http_server.await.map_err(ServeError::from) },
         grpc_server
     );
+    hub.set_serving(false);
     h?;
     g?;
     Ok(())

@@ -348,6 +348,19 @@ impl Driver {
         watch.tick(tap)
     }
 
+    /// Applies the hub's configuration when it has changed since the last
+    /// call; returns a line for the log then.
+    pub fn follow(
+        &mut self,
+        hub: &mut tokio::sync::watch::Receiver<Option<proto::v1::WorkerConfig>>,
+    ) -> Option<String> {
+        if !hub.has_changed().unwrap_or(false) {
+            return None;
+        }
+        let config = hub.borrow_and_update().clone()?;
+        Some(self.apply(&config))
+    }
+
     /// Narrows the target pods to those whose name matches one of `names`
     /// (regexes) in one of `namespaces` (empty: any), from the next tick on;
     /// false when this source does not capture pods.
@@ -622,4 +635,41 @@ pub fn run(
         }
     }
     Ok(outcome)
+}
+
+/// `--pace`'s value: a replay speed above 0.
+pub fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a speed: use a number above 0, e.g. 1 or 0.5"
+        )),
+    }
+}
+
+/// A flag set on Ctrl-C or SIGTERM, for [`run`]'s `stop`.
+pub fn stop_on_signal(runtime: &tokio::runtime::Handle) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let set = stop.clone();
+    runtime.spawn(async move {
+        shutdown_signal().await;
+        set.store(true, Ordering::Relaxed);
+    });
+    stop
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends a pod it stops).
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }

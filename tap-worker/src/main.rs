@@ -10,8 +10,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tap_worker::driver::{self, Driver, DriverConfig, LiveArgs, PipelineArgs, QueueArgs, Source};
 use tap_worker::ship::{ShipConfig, ShipSink, Shipper};
@@ -34,7 +33,7 @@ struct Args {
     )]
     file: Option<PathBuf>,
     /// Replay the file at the pace it was recorded (times SPEED, > 0).
-    #[arg(long, value_name = "SPEED", value_parser = positive, requires = "file")]
+    #[arg(long, value_name = "SPEED", value_parser = driver::parse_speed, requires = "file")]
     pace: Option<f64>,
     #[command(flatten)]
     pipeline: PipelineArgs,
@@ -68,15 +67,6 @@ fn main() -> ExitCode {
             eprintln!("tap-worker: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn positive(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!(
-            "{s:?} is not a speed: use a number above 0, e.g. 1 or 0.5"
-        )),
     }
 }
 
@@ -120,14 +110,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         driver.describe(),
         args.hub
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        runtime.spawn(async move {
-            shutdown().await;
-            stop.store(true, Ordering::Relaxed);
-        });
-    }
+    let stop = driver::stop_on_signal(runtime.handle());
     let mut hub_config = shipper.config();
     let outcome = driver::run(
         driver,
@@ -135,12 +118,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         &stop,
         |line| eprintln!("tap-worker: {line}"),
         |driver| {
-            // The hub's target pods, applied as they change.
-            if hub_config.has_changed().unwrap_or(false) {
-                let Some(c) = hub_config.borrow_and_update().clone() else {
-                    return;
-                };
-                let line = driver.apply(&c);
+            if let Some(line) = driver.follow(&mut hub_config) {
                 eprintln!("tap-worker: {line}");
             }
         },
@@ -148,10 +126,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     for e in &outcome.errors {
         eprintln!("tap-worker: {e}");
     }
-    if args.linger > 0 {
-        let linger = Duration::from_secs(args.linger);
-        runtime.block_on(async { tokio::time::sleep(linger).await });
-    }
+    // A file's worker may stay to answer the hub's PCAP requests.
+    std::thread::sleep(Duration::from_secs(args.linger));
     let c = shipper.counters();
     let finished = runtime.block_on(shipper.finish(Duration::from_secs(args.finish_timeout)));
     let s = &outcome.stats;
@@ -170,20 +146,4 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Ctrl-C or SIGTERM (what Kubernetes sends a pod it stops).
-async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }
