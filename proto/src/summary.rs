@@ -1,6 +1,6 @@
 //! The generic fields every protocol fills where they mean something, so one
 //! table column, one filter and one UI column work across protocols:
-//! `request.method`, `request.path` and `response.status` (see DESIGN.md).
+//! `request.method`, `request.path` and `response.status` (see docs/entries.md).
 
 use crate::v1::{Entry, GraphqlRequest, WebSocketMessage, request, response};
 

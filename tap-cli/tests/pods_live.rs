@@ -4,7 +4,7 @@
 //! pod makes exactly one entry per request with the pods' addresses; traffic
 //! between two pods it does not watch makes none. (Watching both ends of a
 //! pod-to-pod connection on their two veths is not supported yet: each packet
-//! would be seen twice; see the README.)
+//! would be seen twice; see docs/live.md.)
 
 mod peers;
 

@@ -23,7 +23,7 @@ export interface Endpoint {
   service?: string | null;
 }
 
-/** An entry in its JSON form (DESIGN.md); request and response vary by protocol. */
+/** An entry in its JSON form (docs/entries.md); request and response vary by protocol. */
 export interface Entry {
   id: string;
   ts: string;

@@ -25,7 +25,7 @@ export const TOP_FIELDS = [
 ];
 
 /**
- * Fields of `request` and `response` that the README documents for some
+ * Fields of `request` and `response` that docs/entries.md documents for some
  * protocol; fields seen in opened entries are added as the user browses.
  */
 const REQUEST_FIELDS = [

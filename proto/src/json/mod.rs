@@ -1,5 +1,5 @@
 //! The entry's JSON form: one object per line from `kubetap read --json` and in
-//! the hub's API. Field names are a stable contract (see the README); this
+//! the hub's API. Field names are a stable contract (see docs/entries.md); this
 //! serializer writes straight to the output without building a tree.
 
 mod amqp;
