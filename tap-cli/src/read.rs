@@ -86,9 +86,14 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// The driver for the file of `args`, into `queue`.
-fn driver(args: &ReadArgs, ring: Option<Arc<Mutex<PacketRing>>>) -> anyhow::Result<Driver> {
-    Driver::start(
+/// Reads the file of `args` to its end (or its damage) into `sink`; the
+/// file's packets go into `ring` too, when there is one.
+fn read_into(
+    args: &ReadArgs,
+    ring: Option<Arc<Mutex<PacketRing>>>,
+    sink: &mut dyn Sink,
+) -> anyhow::Result<driver::Outcome> {
+    let driver = Driver::start(
         Source::File {
             path: args.file.clone(),
             pace: None,
@@ -98,7 +103,8 @@ fn driver(args: &ReadArgs, ring: Option<Arc<Mutex<PacketRing>>>) -> anyhow::Resu
             queue: Arc::new(EntryQueue::new(QueueBounds::default())),
             ring,
         },
-    )
+    )?;
+    driver::run(driver, sink, &AtomicBool::new(false), |_| {}, |_| {})
 }
 
 fn read(args: &ReadArgs) -> anyhow::Result<ExitCode> {
@@ -109,13 +115,7 @@ fn read(args: &ReadArgs) -> anyhow::Result<ExitCode> {
         json: args.json,
         header_done: false,
     };
-    let outcome = driver::run(
-        driver(args, None)?,
-        &mut sink,
-        &AtomicBool::new(false),
-        |_| {},
-        |_| {},
-    )?;
+    let outcome = read_into(args, None, &mut sink)?;
     if !sink.header_done && !args.json {
         sink.header()?;
     }
@@ -161,13 +161,7 @@ fn serve(args: &ReadArgs) -> anyhow::Result<ExitCode> {
         crate::local::answer_pcap(&hub, &args.pipeline.node, ring.clone());
     }
     let mut sink = crate::local::HubSink::new(hub, &args.pipeline.node, false);
-    let outcome = driver::run(
-        driver(args, ring)?,
-        &mut sink,
-        &AtomicBool::new(false),
-        |_| {},
-        |_| {},
-    )?;
+    let outcome = read_into(args, ring, &mut sink)?;
     if !args.quiet {
         summary(
             &outcome.stats,
