@@ -100,7 +100,12 @@ fn read_into(
         },
         DriverConfig {
             pipeline: args.pipeline.config(),
-            queue: Arc::new(EntryQueue::new(QueueBounds::default())),
+            // Only the hop from the reader thread to the writer: a short
+            // queue keeps memory flat and entries warm in cache.
+            queue: Arc::new(EntryQueue::new(QueueBounds {
+                entries: 1024,
+                memory: 8 << 20,
+            })),
             ring,
         },
     )?;

@@ -25,11 +25,7 @@ fn local_mode_captures_live_traffic_into_its_hub() {
         return;
     }
     if !is_root() {
-        println!("SKIPPED: needs root (live capture)");
-        assert!(
-            std::env::var_os("KUBETAP_REQUIRE_PEERS").is_none(),
-            "live capture needs root"
-        );
+        testkit::skip("live capture", "needs root");
         return;
     }
     let dir = TempDir::new("tap-local");

@@ -15,7 +15,8 @@
 //!   reaches every connected worker at once.
 //! - `GET /api/filter/check?filter=`: whether a filter parses (the UI's
 //!   filter bar, as the user types).
-//! - `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text format).
+//! - `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text format,
+//!   through `prometheus-client`; worker drops one series per cause).
 //! - Every other path outside `/api/` is the web UI (`ui`); an unknown
 //!   `/api/…` path is a JSON 404.
 //!
@@ -35,7 +36,6 @@ use proto::json::{EntryJson, rfc3339_nanos};
 use proto::v1::{CaptureSettings, Endpoint, Entry, Protocol, RedactionRule, WorkerConfig};
 use serde::Deserialize;
 use serde_json::json;
-use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -723,6 +723,7 @@ async fn workers(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
                     "kernel_packets": c.kernel_packets,
                     "kernel_drops": c.kernel_drops,
                     "duplicate_packets": c.duplicate_packets,
+                    "drops_by_cause": c.drops_by_cause,
                     "entries_sent": c.entries_sent,
                     "queued": c.queued,
                     "reconnects": c.reconnects,
@@ -748,186 +749,225 @@ async fn workers(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
     }))
 }
 
-/// Prometheus text exposition format 0.0.4, written by hand: a handful of
-/// counters and gauges, most per worker (`node` label).
-async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
-    let mut out = String::with_capacity(4096);
-    let mut family = |name: &str, kind: &str, help: &str, samples: &[(Option<&str>, u64)]| {
-        let _ = writeln!(out, "# HELP kubetap_{name} {help}");
-        let _ = writeln!(out, "# TYPE kubetap_{name} {kind}");
-        for (node, v) in samples {
-            match node {
-                Some(n) => {
-                    let _ = writeln!(out, "kubetap_{name}{{node=\"{}\"}} {v}", label(n));
-                }
-                None => {
-                    let _ = writeln!(out, "kubetap_{name} {v}");
-                }
-            }
-        }
+/// Prometheus text exposition format 0.0.4 through `prometheus-client`: the
+/// hub's counters and store, and per worker (`node` label) its counters,
+/// with every drop cause a series of its own (`cause` label).
+async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
+    type Labels = Vec<(String, String)>;
+
+    let mut r = Registry::with_prefix("kubetap");
+    let counter = |r: &mut Registry, name: &str, help: &str, v: u64| {
+        let c: Counter = Counter::default();
+        c.inc_by(v);
+        r.register(name, help, c);
+    };
+    let gauge = |r: &mut Registry, name: &str, help: &str, v: u64| {
+        let g: Gauge = Gauge::default();
+        g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        r.register(name, help, g);
     };
     let h = &hub.counters;
     let s = hub.store_stats();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    family(
-        "hub_sessions_total",
-        "counter",
-        "Worker streams accepted.",
-        &[(None, load(&h.sessions))],
+    counter(
+        &mut r,
+        "hub_sessions",
+        "Worker streams accepted",
+        load(&h.sessions),
     );
-    family(
-        "hub_rejected_sessions_total",
-        "counter",
-        "Worker streams refused (no or bad hello).",
-        &[(None, load(&h.rejected_sessions))],
+    counter(
+        &mut r,
+        "hub_rejected_sessions",
+        "Worker streams refused (no or bad hello)",
+        load(&h.rejected_sessions),
     );
-    family(
-        "hub_bad_messages_total",
-        "counter",
-        "Worker streams ended by an undecodable or oversized message.",
-        &[(None, load(&h.bad_messages))],
+    counter(
+        &mut r,
+        "hub_bad_messages",
+        "Worker streams ended by an undecodable or oversized message",
+        load(&h.bad_messages),
     );
-    family(
-        "hub_entries_ingested_total",
-        "counter",
-        "Entries received from workers.",
-        &[(None, load(&h.entries_ingested))],
+    counter(
+        &mut r,
+        "hub_entries_ingested",
+        "Entries received from workers",
+        load(&h.entries_ingested),
     );
-    family(
-        "hub_live_dropped_total",
-        "counter",
-        "Entries live-stream clients were too slow to receive.",
-        &[(None, load(&h.live_dropped))],
+    counter(
+        &mut r,
+        "hub_live_dropped",
+        "Entries live-stream clients were too slow to receive",
+        load(&h.live_dropped),
     );
-    family(
-        "hub_store_errors_total",
-        "counter",
-        "Batches kept in memory only because the disk failed.",
-        &[(None, load(&h.store_errors))],
+    counter(
+        &mut r,
+        "hub_store_errors",
+        "Batches kept in memory only because the disk failed",
+        load(&h.store_errors),
     );
-    family(
+    gauge(
+        &mut r,
         "store_entries",
-        "gauge",
-        "Entries in memory.",
-        &[(None, s.entries_in_memory)],
+        "Entries in memory",
+        s.entries_in_memory,
     );
-    family(
+    gauge(
+        &mut r,
         "store_memory_bytes",
-        "gauge",
-        "Heap the stored entries take.",
-        &[(None, s.memory_bytes)],
+        "Heap the stored entries take",
+        s.memory_bytes,
     );
-    family(
+    gauge(
+        &mut r,
         "store_memory_budget_bytes",
-        "gauge",
-        "The store's memory budget.",
-        &[(None, s.memory_budget)],
+        "The store's memory budget",
+        s.memory_budget,
     );
-    family(
-        "store_evicted_entries_total",
-        "counter",
-        "Entries evicted from memory by the budget.",
-        &[(None, s.evicted_from_memory.entries)],
+    counter(
+        &mut r,
+        "store_evicted_entries",
+        "Entries evicted from memory by the budget",
+        s.evicted_from_memory.entries,
     );
-    family(
+    gauge(
+        &mut r,
         "store_disk_bytes",
-        "gauge",
-        "Bytes of the on-disk log.",
-        &[(None, s.disk_bytes)],
+        "Bytes of the on-disk log",
+        s.disk_bytes,
     );
-    family(
-        "store_disk_evicted_entries_total",
-        "counter",
-        "Entries evicted from disk by its budget.",
-        &[(None, s.evicted_from_disk.entries)],
+    counter(
+        &mut r,
+        "store_disk_evicted_entries",
+        "Entries evicted from disk by its budget",
+        s.evicted_from_disk.entries,
     );
-    family(
-        "store_lost_entries_total",
-        "counter",
-        "Entries gone from memory and disk both.",
-        &[(None, s.lost_entries)],
+    counter(
+        &mut r,
+        "store_lost_entries",
+        "Entries gone from memory and disk both",
+        s.lost_entries,
     );
-    let workers: Vec<_> = hub.workers().values().cloned().collect();
-    let per = |f: &dyn Fn(&crate::hub::WorkerState) -> u64| -> Vec<(Option<&str>, u64)> {
-        workers
-            .iter()
-            .map(|w| (Some(w.node.as_str()), f(w)))
-            .collect()
-    };
-    family(
-        "worker_connected",
-        "gauge",
-        "1 when the worker's stream is open.",
-        &per(&|w| u64::from(w.connected)),
-    );
-    family(
-        "worker_packets_total",
-        "counter",
-        "Packets the worker captured.",
-        &per(&|w| w.counters.packets),
-    );
-    family(
-        "worker_bytes_total",
-        "counter",
-        "Bytes the worker captured.",
-        &per(&|w| w.counters.bytes),
-    );
-    family(
-        "worker_entries_total",
-        "counter",
-        "Entries the worker made.",
-        &per(&|w| w.counters.entries),
-    );
-    family(
-        "worker_parse_errors_total",
-        "counter",
-        "Messages the worker could not parse.",
-        &per(&|w| w.counters.parse_errors),
-    );
-    family(
-        "worker_drops_total",
-        "counter",
-        "Things the worker dropped at a bound in capture or dissection.",
-        &per(&|w| w.counters.drops),
-    );
-    family(
-        "worker_queue_drops_total",
-        "counter",
-        "Entries the worker dropped because its queue to the hub was full.",
-        &per(&|w| w.counters.queue_drops),
-    );
-    family(
-        "worker_lost_in_flight_total",
-        "counter",
-        "Entries sent but not acknowledged when a stream broke.",
-        &per(&|w| w.counters.lost_in_flight),
-    );
-    family(
-        "worker_reconnects_total",
-        "counter",
-        "Times the worker reconnected to the hub.",
-        &per(&|w| w.counters.reconnects),
-    );
-    family(
-        "worker_entries_received_total",
-        "counter",
-        "Entries the hub received from the worker.",
-        &per(&|w| w.entries_received),
-    );
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-}
 
-/// A label value escaped as the text format requires.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    let workers: Vec<_> = hub.workers().values().cloned().collect();
+    let node = |w: &crate::hub::WorkerState| -> Labels { vec![("node".into(), w.node.clone())] };
+    let per_worker =
+        |r: &mut Registry, name: &str, help: &str, f: &dyn Fn(&crate::hub::WorkerState) -> u64| {
+            let family = Family::<Labels, Counter>::default();
+            for w in &workers {
+                family.get_or_create(&node(w)).inc_by(f(w));
+            }
+            r.register(name, help, family);
+        };
+    let connected = Family::<Labels, Gauge>::default();
+    for w in &workers {
+        connected
+            .get_or_create(&node(w))
+            .set(i64::from(w.connected));
+    }
+    r.register(
+        "worker_connected",
+        "1 when the worker's stream is open",
+        connected,
+    );
+    per_worker(
+        &mut r,
+        "worker_packets",
+        "Packets the worker processed",
+        &|w| w.counters.packets,
+    );
+    per_worker(&mut r, "worker_bytes", "Bytes the worker processed", &|w| {
+        w.counters.bytes
+    });
+    per_worker(
+        &mut r,
+        "worker_kernel_packets",
+        "Packets the worker's capture filters passed",
+        &|w| w.counters.kernel_packets,
+    );
+    per_worker(
+        &mut r,
+        "worker_duplicate_packets",
+        "Copies of packets taken on another interface, skipped",
+        &|w| w.counters.duplicate_packets,
+    );
+    per_worker(&mut r, "worker_entries", "Entries the worker made", &|w| {
+        w.counters.entries
+    });
+    per_worker(
+        &mut r,
+        "worker_parse_errors",
+        "Messages the worker could not parse",
+        &|w| w.counters.parse_errors,
+    );
+    per_worker(
+        &mut r,
+        "worker_gap_bytes",
+        "Bytes the capture missed inside connections",
+        &|w| w.counters.gap_bytes,
+    );
+    per_worker(
+        &mut r,
+        "worker_drops",
+        "Things the worker dropped at a bound in capture or dissection: the causes kernel_ring_full, malformed_packet, fragments_dropped, connections_evicted, reassembly_buffer_full and dissector_bound of worker_dropped, added up",
+        &|w| w.counters.drops,
+    );
+    per_worker(
+        &mut r,
+        "worker_queue_drops",
+        "Entries the worker dropped at its entry queue",
+        &|w| w.counters.queue_drops,
+    );
+    per_worker(
+        &mut r,
+        "worker_lost_in_flight",
+        "Entries sent but not acknowledged when a stream broke",
+        &|w| w.counters.lost_in_flight,
+    );
+    per_worker(
+        &mut r,
+        "worker_reconnects",
+        "Times the worker reconnected to the hub",
+        &|w| w.counters.reconnects,
+    );
+    per_worker(
+        &mut r,
+        "worker_entries_received",
+        "Entries the hub received from the worker",
+        &|w| w.entries_received,
+    );
+    let dropped = Family::<Labels, Counter>::default();
+    for w in &workers {
+        for (cause, n) in &w.counters.drops_by_cause {
+            dropped
+                .get_or_create(&vec![
+                    ("node".into(), w.node.clone()),
+                    ("cause".into(), cause.clone()),
+                ])
+                .inc_by(*n);
+        }
+    }
+    r.register(
+        "worker_dropped",
+        "What the worker lost or skipped, by cause (one series per bound)",
+        dropped,
+    );
+
+    let mut out = String::with_capacity(8192);
+    match prometheus_client::encoding::prometheus_text::encode(&mut out, &r) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            out,
+        )
+            .into_response(),
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -188,7 +188,10 @@ mod tests {
     fn hashed_assets_are_immutable_and_typed() {
         // Only a build with the real UI has assets; the placeholder has none.
         let Some(assets) = UI.get_dir("assets") else {
-            eprintln!("SKIPPED: built without web/dist, the hub embeds only the placeholder page");
+            testkit::skip(
+                "UI assets",
+                "built with KUBETAP_NO_UI: the hub embeds only the placeholder page",
+            );
             return;
         };
         let mut seen_script = false;

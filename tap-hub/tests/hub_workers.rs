@@ -391,6 +391,85 @@ fn stalled_hub_slows_workers_and_drops_are_counted() {
         "{stored} entries stored; the worker says {s:?}"
     );
     assert_eq!(w["entries_received"], stored, "{w}");
+
+    // Drops by cause: the queue's add up to its total, and the stream's
+    // losses are their own cause.
+    let by_cause = &w["counters"]["drops_by_cause"];
+    let n = |c: &str| {
+        by_cause[c]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {c}: {w}"))
+    };
+    assert_eq!(
+        n("queue_full") + n("queue_memory") + n("queue_closed"),
+        s.queue_drops,
+        "{w}"
+    );
+    assert!(
+        n("queue_full") > 0,
+        "--queue 50 was the bound that bit: {w}"
+    );
+    assert_eq!(n("lost_in_flight"), s.lost_in_flight, "{w}");
+    // /metrics, read by Prometheus's own Python parser: one series per
+    // cause, each the worker's count.
+    let metrics = hub.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    let families = prometheus_families(&metrics.body);
+    let dropped: BTreeMap<String, u64> = families["kubetap_worker_dropped"]["samples"]
+        .as_array()
+        .expect("kubetap_worker_dropped is exposed")
+        .iter()
+        .filter(|x| x["labels"]["node"] == "w1")
+        .map(|x| {
+            (
+                x["labels"]["cause"].as_str().unwrap().to_string(),
+                x["value"].as_f64().unwrap() as u64,
+            )
+        })
+        .collect();
+    let api: BTreeMap<String, u64> = by_cause
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect();
+    assert!(api.len() >= 13, "{api:?}");
+    assert_eq!(dropped, api);
+    assert_eq!(families["kubetap_worker_dropped"]["type"], "counter");
+}
+
+/// `/metrics` as Python's `prometheus_client` parses it: family name (as
+/// the parser names it, without `_total`) -> its type and samples.
+fn prometheus_families(text: &str) -> Value {
+    let script = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for f in text_string_to_metric_families(sys.stdin.read()):
+    out[f.name] = {"type": f.type, "samples": [
+        {"name": s.name, "labels": s.labels, "value": s.value} for s in f.samples]}
+print(json.dumps(out))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (cargo xtask setup installs it and prometheus_client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client cannot parse /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// A message type the hub does not expect on `Hub.Session`: field 1 carries

@@ -427,19 +427,32 @@ impl Driver {
         }
     }
 
-    /// The worker's counters now: the capture's and the queue's.
+    /// The worker's counters now: the capture's, the queue's and the ring's,
+    /// with every drop by cause.
     pub fn counters(&self) -> WorkerCounters {
-        let c = match &self.run {
-            Run::File { stats, .. } => file_counters(&lock(stats)),
-            Run::Live { tap, .. } => tap.counters(),
-            Run::Stopped(c) => return *c,
-        };
-        self.with_queue(c)
+        match &self.run {
+            Run::File { stats, .. } => {
+                let stats = lock(stats).clone();
+                self.complete(file_counters(&stats), &stats)
+            }
+            Run::Live { tap, .. } => {
+                let (c, stats) = tap.counters_and_stats();
+                self.complete(c, &stats)
+            }
+            Run::Stopped(c) => c.clone(),
+        }
     }
 
-    fn with_queue(&self, c: WorkerCounters) -> WorkerCounters {
+    /// `c` with the queue's drops and every drop by cause.
+    fn complete(&self, c: WorkerCounters, stats: &Stats) -> WorkerCounters {
+        let queue = self.queue.drops();
+        let ring_evicted = self
+            .ring
+            .as_ref()
+            .map_or(0, |r| lock(r).stats().evicted_packets);
         WorkerCounters {
-            queue_drops: self.queue.drops().total(),
+            queue_drops: queue.total(),
+            drops_by_cause: crate::drops::by_cause(stats, c.kernel_drops, queue, ring_evicted),
             ..c
         }
     }
@@ -460,10 +473,7 @@ impl Driver {
                     offset: 0,
                     failure: Some("the file's reader thread panicked".into()),
                 });
-                let counters = WorkerCounters {
-                    queue_drops: self.queue.drops().total(),
-                    ..file_counters(&end.stats)
-                };
+                let counters = self.complete(file_counters(&end.stats), &end.stats);
                 Outcome {
                     stats: end.stats,
                     counters,
@@ -474,11 +484,8 @@ impl Driver {
             Run::Live { tap, .. } => {
                 let stopped = (*tap).stop();
                 Outcome {
+                    counters: self.complete(stopped.counters, &stopped.stats),
                     stats: stopped.stats,
-                    counters: WorkerCounters {
-                        queue_drops: self.queue.drops().total(),
-                        ..stopped.counters
-                    },
                     errors: stopped.errors.iter().map(LiveError::to_string).collect(),
                     file_bytes: 0,
                 }
@@ -490,7 +497,7 @@ impl Driver {
                 file_bytes: 0,
             },
         };
-        self.run = Run::Stopped(outcome.counters);
+        self.run = Run::Stopped(outcome.counters.clone());
         outcome
     }
 }

@@ -13,6 +13,7 @@ pub mod decode;
 pub mod dedup;
 pub mod dissect;
 pub mod driver;
+pub mod drops;
 pub mod pair;
 pub mod pipeline;
 pub mod pods;

@@ -254,6 +254,10 @@ impl Link {
         c.reconnects = s.reconnects.load(Ordering::Relaxed);
         c.queued = self.queue.len() as u64 + s.in_flight.load(Ordering::Relaxed);
         c.lost_in_flight = s.lost_in_flight.load(Ordering::Relaxed);
+        c.drops_by_cause.insert(
+            crate::drops::DropCause::LostInFlight.name().to_string(),
+            c.lost_in_flight,
+        );
         c
     }
 
@@ -493,7 +497,7 @@ impl ShipSink {
         let counters = Arc::new(Mutex::new(WorkerCounters::default()));
         let source = {
             let counters = counters.clone();
-            Arc::new(move || *counters.lock().unwrap_or_else(|e| e.into_inner()))
+            Arc::new(move || counters.lock().unwrap_or_else(|e| e.into_inner()).clone())
         };
         (
             ShipSink {

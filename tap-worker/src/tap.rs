@@ -410,9 +410,16 @@ impl LiveTap {
 
     /// The capture's side of the worker's counters.
     pub fn counters(&self) -> WorkerCounters {
+        self.counters_and_stats().0
+    }
+
+    /// The capture's side of the worker's counters, and the pipelines'
+    /// counters they were made from (read once: each read takes every
+    /// pipeline's lock).
+    pub fn counters_and_stats(&self) -> (WorkerCounters, Stats) {
         let s = self.pipeline_stats();
         let k = self.live_stats();
-        WorkerCounters {
+        let c = WorkerCounters {
             packets: s.packets,
             bytes: s.bytes,
             entries: s.entries,
@@ -423,7 +430,8 @@ impl LiveTap {
             kernel_drops: k.kernel_drops,
             duplicate_packets: self.copies(),
             ..Default::default()
-        }
+        };
+        (c, s)
     }
 
     /// Ends every capture, flushes the connections into the sink, and

@@ -35,12 +35,10 @@ fn root_or_skip() -> bool {
     if is_root() {
         return true;
     }
-    assert!(
-        std::env::var("KUBETAP_REQUIRE_PEERS").as_deref() != Ok("1"),
-        "KUBETAP_REQUIRE_PEERS=1: live capture tests need root (network namespaces, CAP_NET_RAW)"
-    );
-    eprintln!("SKIPPED: needs root (network namespaces and CAP_NET_RAW for live capture)");
-    false
+    testkit::skip(
+        "live capture",
+        "needs root (network namespaces and CAP_NET_RAW for live capture)",
+    )
 }
 
 fn run(cmd: &mut Command) -> String {

@@ -74,20 +74,37 @@ fn missing(tools: &[&str]) -> Result<(), String> {
 }
 
 /// True when this process is root and `ip` plus every program in `tools` is
-/// on the PATH. Otherwise prints `SKIPPED: <reason>` and returns false — or
-/// panics with the reason under `KUBETAP_REQUIRE_PEERS=1`, so that a run
-/// meant to cover everything cannot pass by skipping.
+/// on the PATH. Otherwise skips (see [`skip`]) and returns false.
 pub fn require(tools: &[&str]) -> bool {
     match missing(tools) {
         Ok(()) => true,
-        Err(why) if std::env::var("KUBETAP_REQUIRE_PEERS").is_ok_and(|v| v == "1") => {
-            panic!("netns test cannot run: {why}")
-        }
-        Err(why) => {
-            eprintln!("SKIPPED: netns test: {why}");
-            false
+        Err(why) => skip("netns test", &why),
+    }
+}
+
+/// A test that cannot run here says so and returns false (its caller
+/// returns): it prints `SKIPPED: <what>: <why>` and appends the line to the
+/// file `KUBETAP_SKIP_LOG` names, so that `cargo xtask test` counts it as a
+/// skip, not a pass. Under `KUBETAP_REQUIRE_PEERS=1` (a run meant to cover
+/// everything, as root after setup) it panics with the reason instead.
+pub fn skip(what: &str, why: &str) -> bool {
+    if std::env::var("KUBETAP_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
+        panic!("{what} cannot run: {why}");
+    }
+    let line = format!("SKIPPED: {what}: {why}");
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("KUBETAP_SKIP_LOG") {
+        use std::io::Write as _;
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = appended {
+            panic!("cannot record the skip in {}: {e}", path.to_string_lossy());
         }
     }
+    false
 }
 
 /// `require(&[])`: root and `ip`.

@@ -116,6 +116,19 @@ describe('kubetap web UI, live', { skip: missing ? `SKIPPED: ${missing}` : false
       assert.ok(v >= w0.counters[k] && v <= w1.counters[k], `${k}: ${v} not in ${w0.counters[k]}..${w1.counters[k]}`);
     }
     assert.ok(num(row.counters.packets) > 0);
+    // Every drop cause the worker reports has its row, with the API's count.
+    const causes = await page.$$eval('[data-testid=drops-by-cause] tr[data-cause]', (trs) =>
+      Object.fromEntries(trs.map((tr) => [tr.dataset.cause, tr.querySelector(`td[data-node]`).textContent])),
+    );
+    assert.deepEqual(Object.keys(causes).sort(), Object.keys(w1.counters.drops_by_cause).sort());
+    assert.ok(Object.keys(causes).length >= 10, JSON.stringify(causes));
+    for (const [cause, shown] of Object.entries(causes)) {
+      const v = num(shown);
+      assert.ok(
+        v >= (w0.counters.drops_by_cause[cause] ?? 0) && v <= w1.counters.drops_by_cause[cause],
+        `${cause}: ${v}`,
+      );
+    }
     await page.screenshot({ path: path.join(artifacts, 'workers-live.png') });
 
     // The traffic view's counter of what workers dropped is the API's sum.

@@ -6,7 +6,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { ApiError, type Workers, workers as fetchWorkers } from './api';
 import { bytes, count } from './format';
 
-const COUNTERS: [keyof Workers['workers'][0]['counters'], string, boolean][] = [
+const COUNTERS: [Exclude<keyof Workers['workers'][0]['counters'], 'drops_by_cause'>, string, boolean][] = [
   ['kernel_packets', 'captured', false],
   ['kernel_drops', 'ring drops', true],
   ['duplicate_packets', 'copies skipped', false],
@@ -32,6 +32,13 @@ function value(v: unknown): string {
       .join(', ');
   }
   return String(v);
+}
+
+/** Every cause any worker reports, in a stable order. */
+function causes(data: Workers): string[] {
+  const all = new Set<string>();
+  for (const w of data.workers) for (const c of Object.keys(w.counters?.drops_by_cause ?? {})) all.add(c);
+  return [...all].sort();
 }
 
 export function WorkersView() {
@@ -112,6 +119,40 @@ export function WorkersView() {
             </tbody>
           </table>
         </div>
+      )}
+      {data && data.workers.length > 0 && (
+        <>
+          <h3>Drops by cause</h3>
+          <div class="scroll-x">
+            <table class="grid" data-testid="drops-by-cause">
+              <thead>
+                <tr>
+                  <th>cause</th>
+                  {data.workers.map((w) => (
+                    <th key={w.node} class="num">
+                      {w.node}
+                    </th>
+                  ))}
+                </tr>
+              </thead>
+              <tbody>
+                {causes(data).map((cause) => (
+                  <tr key={cause} data-cause={cause}>
+                    <td>{cause.replace(/_/g, ' ')}</td>
+                    {data.workers.map((w) => {
+                      const v = w.counters?.drops_by_cause?.[cause] ?? 0;
+                      return (
+                        <td key={w.node} class={`num${v > 0 ? ' bad' : ''}`} data-node={w.node}>
+                          {count(v)}
+                        </td>
+                      );
+                    })}
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </>
       )}
       <h2>Hub</h2>
       {data && (

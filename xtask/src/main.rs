@@ -24,7 +24,7 @@ struct Cli {
 enum Task {
     /// Install everything the build and the tests need (idempotent, non-interactive).
     Setup,
-    /// Build the web UI (web/dist), then the workspace, which embeds it.
+    /// Build the workspace (tap-hub's build script builds the web UI it embeds).
     Build,
     /// Setup, then fmt check, clippy, every test and a short fuzz run.
     Test {
@@ -57,7 +57,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
         Task::Setup => setup::all(),
-        Task::Build => web::build().and_then(|()| exec(cargo().args(["build", "--workspace"]))),
+        Task::Build => web::install().and_then(|()| exec(cargo().args(["build", "--workspace"]))),
         Task::Test { fuzz_seconds } => test(fuzz_seconds),
         Task::Demo(args) => demo(&args),
         Task::Bench { transactions, only } => bench::run(transactions, only),
@@ -97,7 +97,7 @@ fn cargo() -> Command {
 
 fn test(fuzz_seconds: u64) -> Result<()> {
     setup::all()?;
-    web::build()?;
+    web::install()?;
     exec(cargo().args(["fmt", "--all", "--check"]))?;
     exec(cargo().args([
         "clippy",
@@ -115,9 +115,15 @@ fn test(fuzz_seconds: u64) -> Result<()> {
     } else {
         eprintln!("xtask: not root: tests that capture on lo will print SKIPPED with the reason");
     }
-    let (passed, failed) = run_tests(&mut tests)?;
-    let (web_passed, web_failed) = web::test()?;
-    let (passed, failed) = (passed + web_passed, failed + web_failed);
+    let mut tally = run_tests(&mut tests)?;
+    tally.add(web::test()?);
+    if setup::is_root() && tally.skipped > 0 {
+        println!("{}", tally.line());
+        bail!(
+            "{} tests skipped although this run is root and set everything up: each skip above says why",
+            tally.skipped
+        );
+    }
     if setup::is_root() {
         // The demo's shop for 20 s: every protocol must show up between the right pods.
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -133,13 +139,47 @@ fn test(fuzz_seconds: u64) -> Result<()> {
     }
     fuzz(fuzz_seconds)?;
     // One closing line for whoever reads the end of the log (CI does).
-    println!("tests: {passed} passed, {failed} failed");
+    println!("{}", tally.line());
     Ok(())
 }
 
-/// Runs `cargo test`, echoing its output, and adds up its "test result" lines.
-fn run_tests(cmd: &mut Command) -> Result<(u64, u64)> {
+/// Tests counted across the runners: a test that skipped (it says why, and
+/// `testkit::skip` records it) is not counted as passed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub passed: u64,
+    pub failed: u64,
+    pub skipped: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, o: Tally) {
+        self.passed += o.passed;
+        self.failed += o.failed;
+        self.skipped += o.skipped;
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "tests: {} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.skipped
+        )
+    }
+}
+
+/// Runs `cargo test`, echoing its output, and adds up its "test result"
+/// lines; the tests that skipped (recorded by `testkit::skip` in the file
+/// `KUBETAP_SKIP_LOG` names) are counted apart from those that passed.
+fn run_tests(cmd: &mut Command) -> Result<Tally> {
     use std::io::BufRead as _;
+    let skips = target_dir().join("test-skips.log");
+    match std::fs::remove_file(&skips) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", skips.display()));
+        }
+        _ => {}
+    }
+    cmd.env("KUBETAP_SKIP_LOG", &skips);
     cmd.current_dir(root()).stdout(std::process::Stdio::piped());
     eprintln!("xtask: running {cmd:?}");
     let mut child = cmd
@@ -161,17 +201,26 @@ fn run_tests(cmd: &mut Command) -> Result<(u64, u64)> {
             }
         }
     }
+    let skipped = std::fs::read_to_string(&skips)
+        .map(|s| s.lines().count() as u64)
+        .unwrap_or(0);
+    let tally = Tally {
+        // A skipped test returned early: libtest counted it as passed.
+        passed: passed - skipped.min(passed),
+        failed,
+        skipped,
+    };
     let status = child.wait()?;
     if !status.success() {
-        println!("tests: {passed} passed, {failed} failed");
+        println!("{}", tally.line());
         bail!("{cmd:?} failed ({status})");
     }
-    Ok((passed, failed))
+    Ok(tally)
 }
 
 fn demo(args: &demo::DemoArgs) -> Result<()> {
     setup::all()?;
-    web::build()?;
+    web::install()?;
     let kubetap = if args.debug {
         exec(cargo().args(["build", "-p", "tap-cli"]))?;
         target_dir().join("debug/kubetap")

@@ -53,6 +53,8 @@ const PYTHON_MODULES: &[(&str, &str)] = &[
     // The demo shop's clients (pure Python).
     ("redis", "redis==5.2.1"),
     ("pg8000", "pg8000==1.31.2"),
+    // Parses the hub's /metrics in the tests, as Prometheus would.
+    ("prometheus_client", "prometheus_client==0.23.1"),
 ];
 
 fn have(command: &str) -> bool {

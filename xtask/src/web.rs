@@ -1,10 +1,10 @@
-//! The web UI's tasks: `build` (npm ci when `node_modules` is missing or
-//! older than `package-lock.json`, then `npm run build` into `web/dist`,
-//! which tap-hub embeds), `test` (the unit tests and the browser tests in
+//! The web UI's tasks: `install` (npm ci when `node_modules` is missing or
+//! older than `package-lock.json`; tap-hub's build script builds `web/dist`),
+//! `test` (the unit tests and the browser tests in
 //! headless Chromium against a real kubetap) and `bench` (the UI with a
 //! large generated capture loaded).
 
-use crate::{cargo, exec, setup, synth, target_dir};
+use crate::{Tally, cargo, exec, setup, synth, target_dir};
 use anyhow::{Context as _, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,19 +34,6 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// The newest modification time of the files under `path`.
-fn newest(path: &Path) -> Option<SystemTime> {
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.is_dir() {
-        return meta.modified().ok();
-    }
-    std::fs::read_dir(path)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| newest(&e.path()))
-        .max()
-}
-
 fn need_npm() -> Result<()> {
     let ok = Command::new("npm")
         .arg("--version")
@@ -62,42 +49,24 @@ fn need_npm() -> Result<()> {
     Ok(())
 }
 
-/// Builds the UI into `web/dist` when its sources changed since the last build
-/// (rebuilding for nothing would make cargo rebuild the hub that embeds it).
-pub fn build() -> Result<()> {
+/// Installs the UI's npm packages when `node_modules` is missing or older
+/// than `package-lock.json` (the UI's tests need them). The UI itself is
+/// built by tap-hub's build script, whenever cargo builds the hub.
+pub fn install() -> Result<()> {
     need_npm()?;
     let web = web_dir();
-    let lock = web.join("package-lock.json");
     // npm writes this after every install; older than the lock file means stale.
     let installed = modified(&web.join("node_modules/.package-lock.json"));
-    if installed.is_none() || installed < modified(&lock) {
+    if installed.is_none() || installed < modified(&web.join("package-lock.json")) {
         run_in_web(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]))?;
     }
-    let built = modified(&web.join("dist/index.html"));
-    let sources = [
-        "src",
-        "public",
-        "index.html",
-        "package.json",
-        "package-lock.json",
-        "vite.config.ts",
-        "tsconfig.json",
-        "tsconfig.test.json",
-    ]
-    .iter()
-    .filter_map(|p| newest(&web.join(p)))
-    .max();
-    if built.is_some() && built >= sources {
-        eprintln!("xtask: web/dist is up to date");
-        return Ok(());
-    }
-    run_in_web(Command::new("npm").args(["run", "build"]))
+    Ok(())
 }
 
 /// Runs a test command in `web/`, echoing its output, and adds up the
 /// passed and failed tests its reporter names (node's TAP `# pass N` /
 /// `# fail N`, vitest's `Tests  N passed | M failed`).
-fn run_counted(cmd: &mut Command) -> Result<(u64, u64)> {
+fn run_counted(cmd: &mut Command) -> Result<Tally> {
     use std::io::BufRead as _;
     cmd.current_dir(web_dir()).stdout(Stdio::piped());
     eprintln!("xtask: running {cmd:?} in web/");
@@ -105,7 +74,7 @@ fn run_counted(cmd: &mut Command) -> Result<(u64, u64)> {
         .spawn()
         .with_context(|| format!("cannot start {cmd:?}"))?;
     let stdout = child.stdout.take().context("the tests' stdout")?;
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line?;
         println!("{line}");
@@ -114,11 +83,13 @@ fn run_counted(cmd: &mut Command) -> Result<(u64, u64)> {
         match words.as_slice() {
             ["#", "pass", n] => passed += n.parse::<u64>().unwrap_or(0),
             ["#", "fail", n] => failed += n.parse::<u64>().unwrap_or(0),
+            ["#", "skipped", n] => skipped += n.parse::<u64>().unwrap_or(0),
             ["Tests", rest @ ..] => {
                 for pair in rest.windows(2) {
                     match (pair[0].parse::<u64>(), pair[1]) {
                         (Ok(n), "passed") => passed += n,
                         (Ok(n), "failed") => failed += n,
+                        (Ok(n), "skipped") => skipped += n,
                         _ => {}
                     }
                 }
@@ -130,7 +101,11 @@ fn run_counted(cmd: &mut Command) -> Result<(u64, u64)> {
     if !status.success() {
         bail!("{cmd:?} in web/ failed ({status}): {failed} tests failed");
     }
-    Ok((passed, failed))
+    Ok(Tally {
+        passed,
+        failed,
+        skipped,
+    })
 }
 
 /// `line` without ANSI colour sequences (`ESC [ … m`).
@@ -153,9 +128,9 @@ fn without_colours(line: &str) -> String {
 
 /// The UI's unit tests (vitest) and browser tests (node's test runner and
 /// headless Chromium against `kubetap read --serve` of traffic captured on
-/// lo, and `kubetap tap --local`). Returns (passed, failed).
-pub fn test() -> Result<(u64, u64)> {
-    build()?;
+/// lo, and `kubetap tap --local`), counted.
+pub fn test() -> Result<Tally> {
+    install()?;
     let unit = run_counted(
         Command::new("npm")
             .args(["test", "--", "--reporter=default"])
@@ -191,14 +166,16 @@ pub fn test() -> Result<(u64, u64)> {
         "xtask: web UI screenshots in {}",
         target_dir().join("web-artifacts").display()
     );
-    Ok((unit.0 + browser.0, unit.1 + browser.1))
+    let mut tally = unit;
+    tally.add(browser);
+    Ok(tally)
 }
 
 /// The UI with a 500,000-entry capture (generated by `synth`, cached under
 /// target/bench/) in a release hub: time to first rows, to apply filters,
 /// scrolling, memory per row. Measured and printed, never asserted.
 pub fn bench() -> Result<()> {
-    build()?;
+    install()?;
     exec(cargo().args(["build", "--release", "-p", "tap-cli"]))?;
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;

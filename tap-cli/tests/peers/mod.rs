@@ -30,18 +30,12 @@ fn missing(tools: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// True when root, dumpcap, tshark and `tools` are all here. Otherwise prints
-/// `SKIPPED: <reason>` and returns false, or panics under KUBETAP_REQUIRE_PEERS=1.
+/// True when root, dumpcap, tshark and `tools` are all here. Otherwise skips
+/// (`testkit::skip`: counted, or a failure under KUBETAP_REQUIRE_PEERS=1).
 pub fn require(tools: &[&str]) -> bool {
     match missing(tools) {
         Ok(()) => true,
-        Err(why) if std::env::var("KUBETAP_REQUIRE_PEERS").is_ok_and(|v| v == "1") => {
-            panic!("real-peer test cannot run: {why}")
-        }
-        Err(why) => {
-            eprintln!("SKIPPED: real-peer test: {why}");
-            false
-        }
+        Err(why) => testkit::skip("real-peer test", &why),
     }
 }
 
