@@ -32,9 +32,10 @@ use super::Packet;
 use super::bpf::{self, Framing, Insn};
 pub use super::bpf::{FilterError, Targets};
 use super::link;
+use rustix::io::Errno;
 use std::io;
 use std::mem::{offset_of, size_of};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -295,19 +296,23 @@ impl LiveCapture {
         };
         check_config(&config, page_size)?;
 
-        // Protocol 0: the socket receives nothing until `bind` names the
-        // protocol and the interface.
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            let error = io::Error::last_os_error();
-            return Err(match error.raw_os_error() {
-                Some(libc::EPERM | libc::EACCES) => LiveError::Permission { interface, error },
-                _ => io_err("opening an AF_PACKET socket")(error),
-            });
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // Protocol 0 (None): the socket receives nothing until `bind` names
+        // the protocol and the interface.
+        let fd = match rustix::net::socket_with(
+            rustix::net::AddressFamily::PACKET,
+            rustix::net::SocketType::RAW,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        ) {
+            Ok(fd) => fd,
+            Err(e @ (Errno::PERM | Errno::ACCESS)) => {
+                return Err(LiveError::Permission {
+                    interface,
+                    error: e.into(),
+                });
+            }
+            Err(e) => return Err(io_err("opening an AF_PACKET socket")(e.into())),
+        };
 
         let ifindex = interface_index(&fd, &interface)?;
         let arphrd = interface_arphrd(&fd, &interface)?;
@@ -640,46 +645,37 @@ impl LiveCapture {
 
     /// Waits for the ring to become readable or for a socket error.
     fn wait(&mut self, wait: Duration) -> Result<(), LiveError> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = wait.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: one valid pollfd, count 1.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::Interrupted {
-                return Ok(());
-            }
-            return Err(self.io("waiting for packets (poll)", error));
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        let timeout = Timespec::try_from(wait).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        });
+        let mut pfd = [PollFd::new(&self.fd, PollFlags::IN)];
+        match rustix::event::poll(&mut pfd, Some(&timeout)) {
+            Ok(_) => {}
+            Err(Errno::INTR) => return Ok(()),
+            Err(e) => return Err(self.io("waiting for packets (poll)", e.into())),
         }
-        if pfd.revents & libc::POLLERR != 0 {
-            let mut err: libc::c_int = 0;
-            getsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_ERROR, &mut err)
-                .map_err(|e| self.io("reading the socket error (SO_ERROR)", e))?;
+        let revents = pfd[0].revents();
+        if revents.contains(PollFlags::ERR) {
+            let err = rustix::net::sockopt::socket_error(&self.fd)
+                .map_err(|e| self.io("reading the socket error (SO_ERROR)", e.into()))?;
             match err {
-                0 => {}
+                Ok(()) => {}
                 // The kernel unhooks the socket when the interface goes down
                 // and hooks it again when it comes back up; deletion starts
                 // with going down, so a down interface is watched for deletion.
-                libc::ENETDOWN | libc::ENXIO | libc::ENODEV => {
+                Err(Errno::NETDOWN | Errno::NXIO | Errno::NODEV) => {
                     if self.down_since.is_none() {
                         tracing::debug!(interface = %self.interface, "capture interface went down");
                         self.down_since = Some(Instant::now());
                     }
                     self.check_interface()?;
                 }
-                e => {
-                    return Err(self.io("capture socket error", io::Error::from_raw_os_error(e)));
-                }
+                Err(e) => return Err(self.io("capture socket error", e.into())),
             }
-        } else if pfd.revents & libc::POLLNVAL != 0 {
-            return Err(self.io(
-                "waiting for packets (poll)",
-                io::Error::from_raw_os_error(libc::EBADF),
-            ));
+        } else if revents.contains(PollFlags::NVAL) {
+            return Err(self.io("waiting for packets (poll)", Errno::BADF.into()));
         }
         Ok(())
     }
@@ -699,19 +695,20 @@ impl LiveCapture {
             return Ok(());
         }
         self.down_checked = Some(now);
-        // SAFETY: ifreq is plain data; all-zero is a valid value.
-        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-        ifr.ifr_ifru.ifru_ifindex = self.ifindex;
         // By index, in the socket's namespace: the name may have changed.
-        match ioctl_ifreq(&self.fd, libc::SIOCGIFNAME, &mut ifr) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
+        let index = u32::try_from(self.ifindex).unwrap_or(0);
+        let name = match rustix::net::netdevice::index_to_name_inlined(&self.fd, index) {
+            Ok(name) => name,
+            Err(Errno::NODEV) => {
                 tracing::debug!(interface = %self.interface, "capture interface deleted");
                 self.gone_since = Some(now);
                 return Ok(());
             }
-            Err(e) => return Err(self.io("looking up the interface (SIOCGIFNAME)", e)),
-        }
+            Err(e) => return Err(self.io("looking up the interface (SIOCGIFNAME)", e.into())),
+        };
+        let Some(mut ifr) = ifreq_named(name.as_str()) else {
+            return Ok(());
+        };
         match ioctl_ifreq(&self.fd, libc::SIOCGIFFLAGS, &mut ifr) {
             // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
             Ok(()) if unsafe { ifr.ifr_ifru.ifru_flags } & libc::IFF_UP as libc::c_short != 0 => {
@@ -856,19 +853,18 @@ fn attach_filter(fd: &OwnedFd, program: &[Insn]) -> io::Result<()> {
 }
 
 fn interface_index(fd: &OwnedFd, interface: &str) -> Result<i32, LiveError> {
-    let mut ifr = ifreq_named(interface).ok_or_else(|| LiveError::NoSuchInterface {
+    let no_such = || LiveError::NoSuchInterface {
         interface: interface.to_owned(),
-    })?;
-    match ioctl_ifreq(fd, libc::SIOCGIFINDEX, &mut ifr) {
-        // SAFETY: SIOCGIFINDEX filled the ifindex member of the union.
-        Ok(()) => Ok(unsafe { ifr.ifr_ifru.ifru_ifindex }),
-        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Err(LiveError::NoSuchInterface {
-            interface: interface.to_owned(),
-        }),
-        Err(error) => Err(LiveError::Io {
+    };
+    // A name no interface can have is refused here, not by the kernel.
+    ifreq_named(interface).ok_or_else(no_such)?;
+    match rustix::net::netdevice::name_to_index(fd, interface) {
+        Ok(index) => i32::try_from(index).map_err(|_| no_such()),
+        Err(Errno::NODEV) => Err(no_such()),
+        Err(e) => Err(LiveError::Io {
             interface: interface.to_owned(),
             what: "looking up the interface (SIOCGIFINDEX)",
-            error,
+            error: e.into(),
         }),
     }
 }
@@ -968,19 +964,12 @@ fn getsockopt<T: IntegersOnly>(
 }
 
 fn page_size() -> usize {
-    // SAFETY: sysconf only reads a system constant.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+    rustix::param::page_size()
 }
 
-/// Physical memory in bytes, 0 when unknown.
+/// Physical memory in bytes.
 pub fn total_memory() -> u64 {
-    // SAFETY: sysinfo is plain data; all-zero is a valid value.
-    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
-    // SAFETY: `info` is a valid, writable sysinfo for the call.
-    if unsafe { libc::sysinfo(&mut info) } != 0 {
-        return 0;
-    }
+    let info = rustix::system::sysinfo();
     (info.totalram as u64).saturating_mul(u64::from(info.mem_unit))
 }
 
@@ -1000,14 +989,11 @@ pub fn disable_transparent_huge_pages() -> io::Result<()> {
 /// threads it starts afterwards start there; other threads keep theirs.
 pub fn enter_netns(path: &Path) -> io::Result<()> {
     let file = std::fs::File::open(path)?;
-    // SAFETY: `file` is an open namespace file for the duration of the call;
-    // setns changes only the calling thread's network namespace.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&file),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .map_err(io::Error::from)
 }
 
 #[cfg(test)]
