@@ -1,6 +1,23 @@
-//! The pipeline: capture → decode → reassembly → dissect → entries, for one
-//! source of packets. It holds no packet beyond the call that brought it, so
-//! memory depends on the configured bounds, never on the input's size.
+//! The pipeline: the stages a packet goes through, for one source of
+//! packets. It holds no packet beyond the call that brought it, so memory
+//! depends on the configured bounds, never on the input's size.
+//!
+//! The stages, in order, and where each lives:
+//!
+//! 1. **decode** (`decode::Decoder`): link layer to TCP/UDP, IP fragments
+//!    reassembled; `Pipeline::packet`.
+//! 2. **reassemble** (`reassembly::Reassembler`, `datagram::DatagramFlows`):
+//!    per-direction byte streams with gap events, or datagrams per flow.
+//! 3. **detect** (`dissect::tcp::Connection`, `dissect::udp::Datagrams`): a
+//!    new flow's first bytes offered to each protocol, by content.
+//! 4. **dissect** (`dissect::<protocol>`): messages out of the streams.
+//! 5. **pair** (`pair`, called by the dissectors): requests with their
+//!    responses, as entries (`Emit::Entry`).
+//! 6. **entry stages** (`Pipeline::deliver`): each finished entry gets its
+//!    node and is counted; redaction (step 9) goes here, before an entry
+//!    leaves the pipeline.
+//! 7. **sink**: not here; the capture driver (`driver`) moves the entries
+//!    through the bounded queue to a sink.
 
 use crate::capture::Packet;
 use crate::datagram::{DatagramConfig, DatagramFlows, DatagramStats};
@@ -192,14 +209,15 @@ impl Pipeline {
         self.collect(out);
     }
 
+    /// What the dissectors emitted: entries through the entry stages into
+    /// `out`, the rest counted.
     fn collect(&mut self, out: &mut Vec<Entry>) {
-        for e in self.emitted.drain(..) {
+        // Taken out and put back, so `deliver` can borrow `self` and the
+        // buffer keeps its capacity (no allocation per packet).
+        let mut emitted = std::mem::take(&mut self.emitted);
+        for e in emitted.drain(..) {
             match e {
-                Emit::Entry(mut entry) => {
-                    entry.node.clone_from(&self.node);
-                    self.entries += 1;
-                    out.push(*entry);
-                }
+                Emit::Entry(entry) => self.deliver(*entry, out),
                 Emit::ParseError { protocol, reason } => {
                     self.parse_errors += 1;
                     tracing::debug!(protocol, %reason, "parse error");
@@ -211,6 +229,15 @@ impl Pipeline {
                 }
             }
         }
+        self.emitted = emitted;
+    }
+
+    /// The entry stages: the last work on an entry before it leaves the
+    /// pipeline.
+    fn deliver(&mut self, mut entry: Entry, out: &mut Vec<Entry>) {
+        entry.node.clone_from(&self.node);
+        self.entries += 1;
+        out.push(entry);
     }
 
     pub fn stats(&self) -> Stats {
