@@ -64,7 +64,13 @@ impl HubSink {
             entries_sent: self.stored,
             ..driver.counters()
         };
-        self.hub.report_local(&self.node, counters, self.stored);
+        // What this worker does, as a remote one's hello says it.
+        let mut capabilities = vec!["entries".to_string()];
+        if driver.ring().is_some() {
+            capabilities.push("pcap".into());
+        }
+        self.hub
+            .report_local(&self.node, &capabilities, counters, self.stored);
     }
 }
 

@@ -239,8 +239,14 @@ impl Hub {
 
     /// A worker in this process (`kubetap tap --local`): shown in the workers
     /// panel like a remote one, its counters set directly instead of by
-    /// heartbeats.
-    pub fn report_local(&self, node: &str, counters: WorkerCounters, entries_received: u64) {
+    /// heartbeats. `capabilities` as a remote worker's hello says them.
+    pub fn report_local(
+        &self,
+        node: &str,
+        capabilities: &[String],
+        counters: WorkerCounters,
+        entries_received: u64,
+    ) {
         let now = SystemTime::now();
         let mut workers = self.workers();
         let w = workers
@@ -250,7 +256,7 @@ impl Hub {
                 instance: "in-process".into(),
                 session: 0,
                 version: env!("CARGO_PKG_VERSION").into(),
-                capabilities: vec!["entries".into(), "pcap".into()],
+                capabilities: capabilities.to_vec(),
                 connected: true,
                 remote: Some("in-process".into()),
                 connected_at: now,
