@@ -99,7 +99,9 @@ pub fn skip(what: &str, why: &str) -> bool {
             .create(true)
             .append(true)
             .open(&path)
-            .and_then(|mut f| writeln!(f, "{line}"));
+            // One write of the whole line: appends from tests running at
+            // once never interleave.
+            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
         if let Err(e) = appended {
             panic!("cannot record the skip in {}: {e}", path.to_string_lossy());
         }
