@@ -15,6 +15,8 @@
 //!   reaches every connected worker at once.
 //! - `GET /api/filter/check?filter=`: whether a filter parses (the UI's
 //!   filter bar, as the user types).
+//! - `GET /api/fields`: the field names filters and the UI's completion use,
+//!   per protocol.
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text format,
 //!   through `prometheus-client`; worker drops one series per cause).
 //! - Every other path outside `/api/` is the web UI (`ui`); an unknown
@@ -69,11 +71,23 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/workers", get(workers))
         .route("/api/pcap", get(pcap))
         .route("/api/config", get(get_config).put(put_config))
+        .route("/api/fields", get(fields))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(fallback)
         .with_state(hub)
+}
+
+/// The filter's field names (the UI's completion): the entry's, an
+/// endpoint's, and each protocol's under `request` and `response`, as the
+/// JSON form writes them (`proto::json::fields`).
+async fn fields() -> Json<serde_json::Value> {
+    Json(json!({
+        "entry": proto::json::ENTRY_FIELDS,
+        "endpoint": proto::json::ENDPOINT_FIELDS,
+        "protocols": proto::json::fields(),
+    }))
 }
 
 /// Ready while `serve` runs the hub's servers (its store opened before):
@@ -1214,6 +1228,29 @@ mod tests {
         // The router alone is not a running hub.
         let (status, _, _) = get(&hub, "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn fields_name_every_protocols_request_and_response_fields() {
+        let hub = Hub::open(Default::default()).unwrap();
+        let (status, v) = get_json(&hub, "/api/fields").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(v["entry"].as_array().unwrap().contains(&json!("protocol")));
+        assert!(v["endpoint"].as_array().unwrap().contains(&json!("pod")));
+        let of = |p: &str, side: &str| -> Vec<String> {
+            let f = v["protocols"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["protocol"] == p)
+                .unwrap_or_else(|| panic!("{p} missing: {v}"));
+            serde_json::from_value(f[side].clone()).unwrap()
+        };
+        assert!(of("redis", "request").contains(&"command".to_string()));
+        assert!(of("postgres", "request").contains(&"sql".to_string()));
+        assert!(of("dns", "response").contains(&"rcode_name".to_string()));
+        assert!(of("tcp", "response").contains(&"ended".to_string()));
+        assert_eq!(v["protocols"].as_array().unwrap().len(), 12);
     }
 
     #[tokio::test]

@@ -31,7 +31,9 @@ impl References {
     /// refer to it, and turns its own references into hub ids.
     pub fn assign(&mut self, node: &str, e: &mut Entry, seq: u64) {
         let worker_id = std::mem::replace(&mut e.id, seq.to_string());
-        if e.status() == Some(101) && !worker_id.is_empty() {
+        // Only an HTTP/1 response switching protocols can be referred to.
+        let upgrade = e.protocol == proto::v1::Protocol::Http as i32 && e.status() == Some(101);
+        if upgrade && !worker_id.is_empty() {
             let key = (node.to_string(), worker_id);
             if self.ids.insert(key.clone(), seq).is_none() {
                 self.order.push_back(key);
@@ -41,6 +43,9 @@ impl References {
                     self.ids.remove(&old);
                 }
             }
+        }
+        if e.flags.is_empty() && e.protocol != proto::v1::Protocol::Websocket as i32 {
+            return;
         }
         let resolve = |id: &str| {
             self.ids
@@ -80,6 +85,7 @@ mod tests {
     fn upgrade(worker_id: &str) -> Entry {
         Entry {
             id: worker_id.into(),
+            protocol: proto::v1::Protocol::Http as i32,
             response: Some(Response {
                 kind: Some(response::Kind::Http(Box::new(HttpResponse {
                     status: 101,
@@ -92,6 +98,7 @@ mod tests {
 
     fn message(upgrade_entry: &str) -> Entry {
         Entry {
+            protocol: proto::v1::Protocol::Websocket as i32,
             request: Some(proto::v1::Request {
                 kind: Some(request::Kind::Websocket(Box::new(WebSocketMessage {
                     upgrade_entry: upgrade_entry.into(),

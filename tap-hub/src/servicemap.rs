@@ -1545,9 +1545,9 @@ mod tests {
         );
     }
 
-    /// `cargo test -p tap-hub --release --lib servicemap -- --ignored --nocapture`
+    /// `cargo xtask bench --only micro` runs it.
     #[test]
-    #[ignore = "a timing run: release mode, prints the build time"]
+    #[ignore = "a measurement: cargo xtask bench --only micro"]
     fn build_one_million_entries() {
         const N: usize = 1_000_000;
         let latencies = synthetic_latencies_ns(N, 42);

@@ -50,6 +50,18 @@ impl QueueDrops {
     }
 }
 
+/// What [`EntryQueue::take_within`] found.
+// Returned by value once per entry and never stored: boxing the entry would
+// cost an allocation per entry instead.
+#[allow(clippy::large_enum_variant)]
+pub enum Take {
+    Entry(Entry),
+    /// Nothing queued.
+    Empty,
+    /// The oldest entry would not fit within the limit.
+    Full,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("the entry queue is closed (its sink has stopped)")]
 pub struct Closed;
@@ -175,20 +187,25 @@ impl EntryQueue {
     }
 
     /// Takes the oldest entry if its encoded size with `bytes` already taken
-    /// stays within `limit` (a gRPC batch's size); None when empty or over.
-    pub fn take_within(&self, bytes: &mut usize, limit: usize) -> Option<Entry> {
+    /// stays within `limit` (a gRPC batch's size).
+    pub fn take_within(&self, bytes: &mut usize, limit: usize) -> Take {
         use prost::Message as _;
         let mut s = self.lock();
-        let len = s.entries.front()?.0.encoded_len();
+        let Some((front, _)) = s.entries.front() else {
+            return Take::Empty;
+        };
+        let len = front.encoded_len();
         if *bytes > 0 && *bytes + len > limit {
-            return None;
+            return Take::Full;
         }
-        let (e, cost) = s.entries.pop_front()?;
+        let Some((e, cost)) = s.entries.pop_front() else {
+            return Take::Empty;
+        };
         s.bytes -= cost;
         drop(s);
         *bytes += len;
         self.room.notify_all();
-        Some(e)
+        Take::Entry(e)
     }
 
     /// No more entries: producers' `send_all` and `offer` fail from now on

@@ -18,7 +18,7 @@
 //! and not sent again: the hub may have stored them, and an entry stored twice
 //! would mislead a user as much as a lost one; the counter says how many.
 
-use crate::queue::EntryQueue;
+use crate::queue::{EntryQueue, Take};
 use crate::ring::PacketRing;
 use proto::v1::hub_client::HubClient;
 use proto::v1::{
@@ -369,13 +369,14 @@ impl Link {
         let mut entries = Vec::with_capacity(self.config.batch);
         let mut bytes = 0;
         while entries.len() < self.config.batch {
-            if let Some(e) = self.queue.take_within(&mut bytes, self.config.batch_bytes) {
-                entries.push(e);
-                continue;
-            }
-            if bytes >= self.config.batch_bytes || !self.queue.is_empty() {
+            match self.queue.take_within(&mut bytes, self.config.batch_bytes) {
+                Take::Entry(e) => {
+                    entries.push(e);
+                    continue;
+                }
                 // Full in bytes: the next entry starts the next batch.
-                break;
+                Take::Full => break,
+                Take::Empty => {}
             }
             let now = Instant::now();
             if now >= deadline || self.queue.is_closed() {

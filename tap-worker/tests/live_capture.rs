@@ -1150,7 +1150,7 @@ fn a_raw_ip_interface_is_captured_and_filtered() {
 /// Not a pass/fail test: how fast the capture goes. Run with
 /// `cargo test --release -p tap-worker --test live_capture -- --ignored --nocapture throughput`.
 #[test]
-#[ignore = "measurement; run by hand in release mode"]
+#[ignore = "a measurement: cargo xtask bench --only micro"]
 fn throughput() {
     if !root_or_skip() {
         return;

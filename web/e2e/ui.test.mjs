@@ -241,6 +241,28 @@ describe('kubetap web UI', { skip: missing ? `SKIPPED: ${missing}` : false }, ()
     await other.close();
   });
 
+  test('field completion comes from the hub and follows the protocol the filter names', async () => {
+    await goto('/');
+    const catalogue = await api(hub.url, '/api/fields');
+    const redis = catalogue.protocols.find((p) => p.protocol === 'redis');
+    assert.ok(redis.request.includes('command'), JSON.stringify(redis));
+    const options = async () =>
+      page.$$eval('.cm-tooltip-autocomplete li', (lis) => lis.map((li) => li.textContent));
+    await typeFilter('redis && request.');
+    await page.waitForSelector('.cm-tooltip-autocomplete');
+    let shown = await options();
+    assert.ok(shown.some((o) => o.startsWith('command')), shown.join(' '));
+    assert.ok(!shown.some((o) => o.startsWith('sql')), `a PostgreSQL field offered for redis: ${shown.join(' ')}`);
+    await typeFilter('protocol == "postgres" && request.');
+    await page.waitForSelector('.cm-tooltip-autocomplete');
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll('.cm-tooltip-autocomplete li')].some((li) => li.textContent.startsWith('sql')),
+    );
+    shown = await options();
+    assert.ok(!shown.some((o) => o.startsWith('command')), shown.join(' '));
+    await typeFilter('');
+  });
+
   test('clicking a value in a row narrows the filter to it', async () => {
     await goto('/');
     await settled(expected.requests.length);

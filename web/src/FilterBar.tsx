@@ -25,12 +25,13 @@ import {
 } from '@codemirror/autocomplete';
 import { defaultKeymap, history, historyKeymap } from '@codemirror/commands';
 import { setDiagnostics } from '@codemirror/lint';
-import { ApiError, checkFilter } from './api';
+import { ApiError, checkFilter, fields } from './api';
 import {
   EXAMPLES,
   HEADER_NAMES,
   PROTOCOLS,
   fieldsAfter,
+  setFields,
   tokenize,
   topLevel,
 } from './filterlang';
@@ -92,7 +93,7 @@ function complete(ctx: CompletionContext): CompletionResult | null {
   }
   m = /([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.(\w*)$/.exec(before);
   if (m) {
-    return { from: ctx.pos - m[2].length, options: fieldsAfter(m[1]), validFor: /^\w*$/ };
+    return { from: ctx.pos - m[2].length, options: fieldsAfter(m[1], before), validFor: /^\w*$/ };
   }
   m = /[A-Za-z_]\w*$/.exec(before);
   if (!m && !ctx.explicit) return null;
@@ -131,6 +132,14 @@ export function FilterBar({ value, error, onApply }: Props) {
   const checkSeq = useRef(0);
 
   const shownError = draft === value ? (error ?? draftError) : draftError;
+
+  // Field completion comes from the hub's catalogue (each protocol's JSON
+  // form); without it, completion offers only what opened entries showed.
+  useEffect(() => {
+    const ctl = new AbortController();
+    fields(ctl.signal).then(setFields, () => {});
+    return () => ctl.abort();
+  }, []);
 
   useEffect(() => {
     const run = (v: EditorView) => {

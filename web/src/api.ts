@@ -279,6 +279,21 @@ export async function workers(signal?: AbortSignal): Promise<Workers> {
   return w as unknown as Workers;
 }
 
+/** The hub's field catalogue for completion (`/api/fields`). */
+export interface Fields {
+  entry: string[];
+  endpoint: string[];
+  protocols: { protocol: string; request: string[]; response: string[] }[];
+}
+
+export async function fields(signal?: AbortSignal): Promise<Fields> {
+  const f = await getJson<unknown>('/api/fields', 'loading the field names', signal);
+  if (!isObject(f) || !Array.isArray(f.entry) || !Array.isArray(f.endpoint) || !Array.isArray(f.protocols)) {
+    throw new ApiError('loading the field names: the hub answered without them', 200);
+  }
+  return f as unknown as Fields;
+}
+
 /** Resolves when the filter parses; rejects with the hub's error and column. */
 export async function checkFilter(filter: string, signal?: AbortSignal): Promise<void> {
   await getJson<unknown>(`/api/filter/check${query({ filter })}`, 'checking the filter', signal);

@@ -3,6 +3,8 @@
 // clicks. The hub parses and checks every filter (tap-hub/src/filter/); the
 // UI never decides what a filter means, it only writes filters.
 
+import type { Fields } from './api';
+
 export const PROTOCOLS = [
   'http', 'http2', 'grpc', 'graphql', 'websocket', 'redis', 'kafka', 'amqp', 'dns',
   'postgres', 'tcp', 'udp',
@@ -16,29 +18,27 @@ export const METHODS = ['contains', 'startsWith', 'endsWith', 'matches', 'size',
 /** Functions called alone: `has(src.pod)`, `now() - duration("5m")`. */
 export const FUNCTIONS = ['has', 'size', 'now', 'duration', 'timestamp', 'int', 'uint', 'double', 'string'];
 
-const ENDPOINT = ['ip', 'port', 'pod', 'namespace', 'service'];
-
-/** The entry's own fields (tap-hub/src/filter/mod.rs, "Fields"). */
+/**
+ * The entry's own fields (tap-hub/src/filter/mod.rs, "Fields"), for
+ * highlighting before the hub's catalogue (`/api/fields`) has arrived.
+ */
 export const TOP_FIELDS = [
   'id', 'ts', 'node', 'protocol', 'tls', 'elapsed_us', 'request_size', 'response_size',
   'flow_id', 'stream_id', 'flags', 'redacted', 'src', 'dst', 'request', 'response',
 ];
 
 /**
- * Fields of `request` and `response` that docs/entries.md documents for some
- * protocol; fields seen in opened entries are added as the user browses.
+ * The hub's field catalogue (`/api/fields`): the entry's fields, an
+ * endpoint's, and each protocol's under `request` and `response`, as the
+ * JSON form writes them. Fields seen in opened entries are added as the user
+ * browses.
  */
-const REQUEST_FIELDS = [
-  'method', 'path', 'headers', 'version', 'body', 'body_size', 'body_truncated', 'trailers',
-  'service', 'authority', 'messages', 'message_count', 'command', 'args', 'key', 'sql',
-  'verb', 'topics', 'api_name', 'api_version', 'client_id', 'opcode', 'questions', 'id',
-  'transport', 'operation_type', 'operation_name', 'exchange', 'routing_key', 'queue',
-];
-const RESPONSE_FIELDS = [
-  'status', 'reason', 'headers', 'version', 'body', 'body_size', 'body_truncated', 'trailers',
-  'status_name', 'message', 'http_status', 'messages', 'rcode_name', 'answers', 'error_code',
-  'sqlstate', 'rows', 'command_tag', 'reply_code', 'errors', 'close_code',
-];
+let catalogue: Fields | null = null;
+
+/** Completion uses the hub's catalogue from now on. */
+export function setFields(f: Fields) {
+  catalogue = f;
+}
 
 export const HEADER_NAMES = [
   'host', 'content-type', 'content-length', 'user-agent', 'accept', 'authorization',
@@ -62,20 +62,32 @@ export interface Completion {
   detail?: string;
 }
 
-/** What may follow `prefix.` (`src.` → ip, port, …). */
-export function fieldsAfter(prefix: string): Completion[] {
+/**
+ * What may follow `prefix.` (`src.` → ip, port, …). Under `request` and
+ * `response`: the fields of the protocols the filter names (`redis && …`,
+ * `protocol == "dns" && …`), or of every protocol when it names none.
+ */
+export function fieldsAfter(prefix: string, filter = ''): Completion[] {
   const props = (names: Iterable<string>, detail?: string): Completion[] =>
     [...new Set(names)].map((label) => ({ label, type: 'property', detail }));
-  if (prefix === 'src' || prefix === 'dst') return props(ENDPOINT);
-  if (prefix === 'request') return props([...REQUEST_FIELDS, ...learned.request]);
-  if (prefix === 'response') return props([...RESPONSE_FIELDS, ...learned.response]);
+  if (prefix === 'src' || prefix === 'dst') return props(catalogue?.endpoint ?? []);
+  if (prefix === 'request' || prefix === 'response') {
+    const named = new Set(
+      tokenize(filter)
+        .filter((t) => t.kind === 'protocol' || t.kind === 'string')
+        .map((t) => t.text.replace(/^["']|["']$/g, ''))
+        .filter((w) => PROTOCOLS.includes(w)),
+    );
+    const protocols = (catalogue?.protocols ?? []).filter((p) => named.size === 0 || named.has(p.protocol));
+    return props([...protocols.flatMap((p) => p[prefix]), ...learned[prefix]]);
+  }
   // A value: its methods.
   return METHODS.map((label) => ({ label, type: 'method' }));
 }
 
 export function topLevel(): Completion[] {
   return [
-    ...TOP_FIELDS.map((label): Completion => ({ label, type: 'property' })),
+    ...(catalogue?.entry ?? TOP_FIELDS).map((label): Completion => ({ label, type: 'property' })),
     ...PROTOCOLS.map((label): Completion => ({ label, type: 'constant', detail: 'protocol' })),
     ...FUNCTIONS.map((label): Completion => ({ label, type: 'function' })),
     ...KEYWORDS.map((label): Completion => ({ label, type: 'keyword' })),

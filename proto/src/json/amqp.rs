@@ -7,6 +7,26 @@ use super::http::{HeadersJson, body_fields};
 use crate::v1::AmqpMethod;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+/// The filter's field names of a message, on whichever side it is
+/// (`request.…` or `response.…`); `json::fields` lists them for the UI.
+pub(super) const FIELDS: &[&str] = &[
+    "arguments",
+    "channel",
+    "class",
+    "consumer_tag",
+    "delivery_tag",
+    "exchange",
+    "method",
+    "path",
+    "properties",
+    "queue",
+    "reply_code",
+    "reply_text",
+    "routing_key",
+    "sender",
+    "status",
+];
+
 pub(super) struct AmqpMethodJson<'a>(pub(super) &'a AmqpMethod);
 
 impl Serialize for AmqpMethodJson<'_> {

@@ -8,6 +8,41 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 /// A question: `{"name":…,"type":…,"class":…}`.
 struct QuestionJson<'a>(&'a DnsQuestion);
 
+/// The filter's field names under `request` and `response`; `json::fields`
+/// lists them for the UI.
+pub(super) const REQUEST_FIELDS: &[&str] = &[
+    "ad",
+    "cd",
+    "id",
+    "method",
+    "name",
+    "opcode",
+    "path",
+    "qclass",
+    "qtype",
+    "questions",
+    "rd",
+    "transport",
+];
+pub(super) const RESPONSE_FIELDS: &[&str] = &[
+    "aa",
+    "ad",
+    "additional_count",
+    "answers",
+    "authority_count",
+    "cd",
+    "id",
+    "opcode",
+    "questions",
+    "ra",
+    "rcode",
+    "rcode_name",
+    "rd",
+    "status",
+    "tc",
+    "transport",
+];
+
 impl Serialize for QuestionJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(3))?;

@@ -8,6 +8,22 @@ use super::http::{HttpRequestJson, HttpResponseJson};
 use crate::v1::{GraphqlRequest, GraphqlResponse};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+/// The filter's field names under `request` and `response`; `json::fields`
+/// lists them for the UI.
+pub(super) const REQUEST_FIELDS: &[&str] = &[
+    "batched",
+    "http",
+    "method",
+    "operation_name",
+    "operation_type",
+    "path",
+    "query",
+    "query_truncated",
+    "variables",
+    "variables_truncated",
+];
+pub(super) const RESPONSE_FIELDS: &[&str] = &["data", "error", "errors", "http", "json", "status"];
+
 pub(super) struct GraphqlRequestJson<'a>(pub(super) &'a GraphqlRequest);
 
 impl Serialize for GraphqlRequestJson<'_> {

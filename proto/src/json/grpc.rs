@@ -14,6 +14,32 @@ fn base64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
 
+/// The filter's field names under `request` and `response`; `json::fields`
+/// lists them for the UI.
+pub(super) const REQUEST_FIELDS: &[&str] = &[
+    "authority",
+    "body_size",
+    "headers",
+    "message_count",
+    "messages",
+    "messages_truncated",
+    "method",
+    "path",
+    "service",
+];
+pub(super) const RESPONSE_FIELDS: &[&str] = &[
+    "body_size",
+    "headers",
+    "http_status",
+    "message",
+    "message_count",
+    "messages",
+    "messages_truncated",
+    "status",
+    "status_name",
+    "trailers",
+];
+
 pub(super) struct GrpcRequestJson<'a>(pub(super) &'a GrpcRequest);
 
 impl Serialize for GrpcRequestJson<'_> {

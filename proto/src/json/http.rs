@@ -5,6 +5,33 @@ use crate::v1::{Body, Header, HttpRequest, HttpResponse};
 use base64::Engine as _;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+/// The filter's field names under `request` and `response`; `json::fields`
+/// lists them for the UI.
+pub(super) const REQUEST_FIELDS: &[&str] = &[
+    "body",
+    "body_decoded_from",
+    "body_encoding",
+    "body_size",
+    "body_truncated",
+    "headers",
+    "method",
+    "path",
+    "trailers",
+    "version",
+];
+pub(super) const RESPONSE_FIELDS: &[&str] = &[
+    "body",
+    "body_decoded_from",
+    "body_encoding",
+    "body_size",
+    "body_truncated",
+    "headers",
+    "reason",
+    "status",
+    "trailers",
+    "version",
+];
+
 /// Headers as an object keyed by lower-case name; repeated headers are joined
 /// with ", " (RFC 9110 §5.3), so `request.headers["content-type"]` works.
 pub(super) struct HeadersJson<'a>(pub(super) &'a [Header]);

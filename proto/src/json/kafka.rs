@@ -7,6 +7,32 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 struct Topics<'a>(&'a [KafkaTopic]);
 
+/// The filter's field names under `request` and `response`; `json::fields`
+/// lists them for the UI.
+pub(super) const REQUEST_FIELDS: &[&str] = &[
+    "api_key",
+    "api_name",
+    "api_version",
+    "body_decoded",
+    "body_size",
+    "client_id",
+    "correlation_id",
+    "group_id",
+    "method",
+    "path",
+    "topics",
+];
+pub(super) const RESPONSE_FIELDS: &[&str] = &[
+    "api_key",
+    "api_name",
+    "body_decoded",
+    "body_size",
+    "correlation_id",
+    "error_code",
+    "status",
+    "topics",
+];
+
 impl Serialize for Topics<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.0.len()))?;

@@ -16,6 +16,67 @@ use crate::v1::{Endpoint, Entry, Protocol, StreamSide, request, response};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use std::time::{Duration, UNIX_EPOCH};
 
+/// The entry's own fields, as the filter language and the UI name them.
+pub const ENTRY_FIELDS: &[&str] = &[
+    "dst",
+    "elapsed_us",
+    "flags",
+    "flow_id",
+    "id",
+    "node",
+    "protocol",
+    "redacted",
+    "request",
+    "request_size",
+    "response",
+    "response_size",
+    "src",
+    "stream_id",
+    "tls",
+    "ts",
+];
+/// The fields of `src` and `dst`.
+pub const ENDPOINT_FIELDS: &[&str] = &["ip", "namespace", "pod", "port", "service"];
+/// `request` and `response` of an undissected flow (`tcp`, `udp`).
+const STREAM_FIELDS: &[&str] = &["bytes", "ended", "packets"];
+
+/// One protocol's field names under `request` and `response`, as its JSON
+/// form writes them (each protocol's module holds its lists beside its
+/// serializer; a test holds them to it).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct ProtocolFields {
+    pub protocol: &'static str,
+    pub request: &'static [&'static str],
+    pub response: &'static [&'static str],
+}
+
+/// Every protocol's fields, for the UI's completion (`/api/fields`).
+pub fn fields() -> Vec<ProtocolFields> {
+    let both = |protocol, request, response| ProtocolFields {
+        protocol,
+        request,
+        response,
+    };
+    vec![
+        both("http", http::REQUEST_FIELDS, http::RESPONSE_FIELDS),
+        both("http2", http::REQUEST_FIELDS, http::RESPONSE_FIELDS),
+        both("grpc", grpc::REQUEST_FIELDS, grpc::RESPONSE_FIELDS),
+        both("graphql", graphql::REQUEST_FIELDS, graphql::RESPONSE_FIELDS),
+        both("websocket", websocket::FIELDS, websocket::FIELDS),
+        both("redis", redis::REQUEST_FIELDS, redis::RESPONSE_FIELDS),
+        both("kafka", kafka::REQUEST_FIELDS, kafka::RESPONSE_FIELDS),
+        both("amqp", amqp::FIELDS, amqp::FIELDS),
+        both("dns", dns::REQUEST_FIELDS, dns::RESPONSE_FIELDS),
+        both(
+            "postgres",
+            postgres::REQUEST_FIELDS,
+            postgres::RESPONSE_FIELDS,
+        ),
+        both("tcp", STREAM_FIELDS, STREAM_FIELDS),
+        both("udp", STREAM_FIELDS, STREAM_FIELDS),
+    ]
+}
+
 /// Serializes an [`Entry`] in its JSON form: `serde_json::to_writer(w, &EntryJson(&e))`.
 pub struct EntryJson<'a>(pub &'a Entry);
 
@@ -216,5 +277,171 @@ mod tests {
         assert_eq!(v["response"]["body"], "/wA=");
         assert_eq!(v["response"]["body_encoding"], "base64");
         assert_eq!(v["flags"], serde_json::json!([]));
+    }
+}
+
+#[cfg(test)]
+mod field_lists {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The keys the named items of `src` write: `Serialize` impls by type
+    /// name, functions as `fn name`.
+    fn keys(src: &str, items: &[&str]) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for name in items {
+            let at = if name.starts_with("fn ") {
+                src.find(&format!("{name}("))
+                    .or_else(|| src.find(&format!("{name}<")))
+            } else {
+                src.find(&format!("Serialize for {name} "))
+                    .or_else(|| src.find(&format!("Serialize for {name}<")))
+            }
+            .unwrap_or_else(|| panic!("no {name}"));
+            // A top-level item ends at the first `}` in column 0.
+            let end = src[at..].find("\n}\n").map_or(src.len(), |e| at + e);
+            for part in src[at..end].split("serialize_entry(\"").skip(1) {
+                out.insert(part.split('"').next().unwrap().to_string());
+            }
+        }
+        out
+    }
+
+    /// A protocol, its JSON module's source, its field list, and the
+    /// `Serialize` impls that write those fields.
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+
+    fn set(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Every list is exactly what its serializer writes: a field renamed or
+    /// added in the JSON form without its list fails here.
+    #[test]
+    fn each_protocols_fields_are_what_its_json_form_writes() {
+        let requests: [Case; 9] = [
+            (
+                "http",
+                include_str!("http.rs"),
+                http::REQUEST_FIELDS,
+                &["HttpRequestJson", "fn body_fields"],
+            ),
+            (
+                "grpc",
+                include_str!("grpc.rs"),
+                grpc::REQUEST_FIELDS,
+                &["GrpcRequestJson"],
+            ),
+            (
+                "graphql",
+                include_str!("graphql.rs"),
+                graphql::REQUEST_FIELDS,
+                &["GraphqlRequestJson"],
+            ),
+            (
+                "websocket",
+                include_str!("websocket.rs"),
+                websocket::FIELDS,
+                &["WebSocketMessageJson"],
+            ),
+            (
+                "redis",
+                include_str!("redis.rs"),
+                redis::REQUEST_FIELDS,
+                &["RedisRequestJson"],
+            ),
+            (
+                "kafka",
+                include_str!("kafka.rs"),
+                kafka::REQUEST_FIELDS,
+                &["KafkaRequestJson"],
+            ),
+            (
+                "amqp",
+                include_str!("amqp.rs"),
+                amqp::FIELDS,
+                &["AmqpMethodJson"],
+            ),
+            (
+                "dns",
+                include_str!("dns.rs"),
+                dns::REQUEST_FIELDS,
+                &["DnsRequestJson"],
+            ),
+            (
+                "postgres",
+                include_str!("postgres.rs"),
+                postgres::REQUEST_FIELDS,
+                &["PostgresRequestJson"],
+            ),
+        ];
+        for (p, src, list, impls) in requests {
+            assert_eq!(set(list), keys(src, impls), "{p} request fields");
+        }
+        let responses: [Case; 7] = [
+            (
+                "http",
+                include_str!("http.rs"),
+                http::RESPONSE_FIELDS,
+                &["HttpResponseJson", "fn body_fields"],
+            ),
+            (
+                "grpc",
+                include_str!("grpc.rs"),
+                grpc::RESPONSE_FIELDS,
+                &["GrpcResponseJson"],
+            ),
+            (
+                "graphql",
+                include_str!("graphql.rs"),
+                graphql::RESPONSE_FIELDS,
+                &["GraphqlResponseJson"],
+            ),
+            (
+                "redis",
+                include_str!("redis.rs"),
+                redis::RESPONSE_FIELDS,
+                &["RedisResponseJson"],
+            ),
+            (
+                "kafka",
+                include_str!("kafka.rs"),
+                kafka::RESPONSE_FIELDS,
+                &["KafkaResponseJson"],
+            ),
+            (
+                "dns",
+                include_str!("dns.rs"),
+                dns::RESPONSE_FIELDS,
+                &["DnsResponseJson"],
+            ),
+            (
+                "postgres",
+                include_str!("postgres.rs"),
+                postgres::RESPONSE_FIELDS,
+                &["PostgresResponseJson"],
+            ),
+        ];
+        for (p, src, list, impls) in responses {
+            assert_eq!(set(list), keys(src, impls), "{p} response fields");
+        }
+        let here = include_str!("mod.rs");
+        assert_eq!(set(ENTRY_FIELDS), keys(here, &["EntryJson"]));
+        assert_eq!(set(ENDPOINT_FIELDS), keys(here, &["EndpointJson"]));
+        assert_eq!(set(STREAM_FIELDS), keys(here, &["StreamSideJson"]));
+        // Every protocol the entry can have is listed once.
+        let listed: Vec<&str> = fields().iter().map(|f| f.protocol).collect();
+        let mut n = 0;
+        for p in (1..64).filter_map(|i| crate::v1::Protocol::try_from(i).ok()) {
+            n += 1;
+            let name = p.name();
+            assert_eq!(listed.iter().filter(|l| **l == name).count(), 1, "{name}");
+        }
+        assert_eq!(n, listed.len(), "{listed:?}");
     }
 }

@@ -15,6 +15,50 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 /// A value: its text, or null for SQL NULL.
 struct ValueJson<'a>(&'a PostgresValue);
 
+/// The filter's field names under `request` and `response`; `json::fields`
+/// lists them for the UI.
+pub(super) const REQUEST_FIELDS: &[&str] = &[
+    "application_name",
+    "cancel_pid",
+    "channel",
+    "copy_bytes",
+    "database",
+    "encryption",
+    "function_oid",
+    "kind",
+    "max_rows",
+    "method",
+    "options",
+    "parameter_count",
+    "parameters",
+    "parameters_truncated",
+    "path",
+    "portal",
+    "protocol_version",
+    "sql",
+    "sql_truncated",
+    "statement",
+    "user",
+];
+pub(super) const RESPONSE_FIELDS: &[&str] = &[
+    "auth_method",
+    "backend_pid",
+    "command_tag",
+    "encryption",
+    "error",
+    "function_result",
+    "notices",
+    "notify_pid",
+    "parameters",
+    "payload",
+    "results",
+    "row_count",
+    "sasl_mechanism",
+    "sqlstate",
+    "status",
+    "transaction_status",
+];
+
 impl Serialize for ValueJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match &self.0.text {

@@ -18,6 +18,28 @@ struct BytesSeq<'a> {
     base64: bool,
 }
 
+/// The filter's field names under `request` and `response`; `json::fields`
+/// lists them for the UI.
+pub(super) const REQUEST_FIELDS: &[&str] = &[
+    "arg_count",
+    "args_encoding",
+    "args_truncated",
+    "command",
+    "inline",
+    "key",
+    "method",
+    "path",
+];
+pub(super) const RESPONSE_FIELDS: &[&str] = &[
+    "elements",
+    "error",
+    "status",
+    "type",
+    "value",
+    "value_encoding",
+    "value_truncated",
+];
+
 impl Serialize for BytesSeq<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.items.len()))?;

@@ -9,6 +9,26 @@ use crate::v1::WebSocketMessage;
 use base64::Engine as _;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+/// The filter's field names of a message, on whichever side it is
+/// (`request.…` or `response.…`); `json::fields` lists them for the UI.
+pub(super) const FIELDS: &[&str] = &[
+    "close_code",
+    "close_reason",
+    "compressed",
+    "direction",
+    "fragments",
+    "inflated",
+    "method",
+    "opcode",
+    "path",
+    "payload",
+    "payload_encoding",
+    "payload_size",
+    "payload_truncated",
+    "status",
+    "upgrade_entry",
+];
+
 pub(super) struct WebSocketMessageJson<'a>(pub(super) &'a WebSocketMessage);
 
 impl Serialize for WebSocketMessageJson<'_> {

@@ -710,9 +710,9 @@ fn deep_and_long_filters_are_errors_not_crashes() {
 }
 
 /// Prints the cost per entry of a few filters over a million entries; run it
-/// with `cargo test -p tap-hub --release --lib filter -- --ignored --nocapture`.
+/// with `cargo xtask bench --only micro`.
 #[test]
-#[ignore = "a measurement, not a check"]
+#[ignore = "a measurement: cargo xtask bench --only micro"]
 fn time_per_entry() {
     let samples = entries();
     let n = 1_000_000;

@@ -714,9 +714,9 @@ fn open_fails_with_the_path_when_the_directory_cannot_be_made() {
 }
 
 /// Insert rate and scan time; prints, asserts nothing time-based. Run with
-/// `cargo test -p tap-hub --release --lib store -- --ignored --nocapture`.
+/// `cargo xtask bench --only micro` runs it.
 #[test]
-#[ignore]
+#[ignore = "a measurement: cargo xtask bench --only micro"]
 fn throughput() {
     const N: u64 = 1_000_000;
     let batches = |seqs: Range<u64>| -> Vec<Vec<Entry>> {

@@ -80,6 +80,10 @@ pub enum Part {
     Live,
     /// The web UI with 500,000 entries in a hub: first rows, filters, scrolling.
     Web,
+    /// In-process measurements kept beside the code they time (ignored by
+    /// `cargo test`): the store's insert rate, the service map over 1M
+    /// entries, the filter's time per entry, an AF_PACKET socket's read rate.
+    Micro,
 }
 
 pub fn run(transactions: u64, only: Option<Part>) -> Result<()> {
@@ -100,6 +104,43 @@ pub fn run(transactions: u64, only: Option<Part>) -> Result<()> {
     }
     if want(Part::Web) {
         crate::web::bench()?;
+    }
+    if want(Part::Micro) {
+        micro()?;
+    }
+    Ok(())
+}
+
+/// Runs the measurements written as ignored tests, in release mode, one at a
+/// time so they do not share the two cores, printing what they measure.
+fn micro() -> Result<()> {
+    exec(cargo().args([
+        "test",
+        "--release",
+        "-p",
+        "tap-hub",
+        "--lib",
+        "--",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]))?;
+    if setup::is_root() {
+        exec(cargo().args([
+            "test",
+            "--release",
+            "-p",
+            "tap-worker",
+            "--test",
+            "live_capture",
+            "--",
+            "--ignored",
+            "--nocapture",
+            "--exact",
+            "throughput",
+        ]))?;
+    } else {
+        eprintln!("xtask: not root: the AF_PACKET read rate needs root, left out");
     }
     Ok(())
 }
