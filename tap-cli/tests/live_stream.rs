@@ -2,6 +2,8 @@
 //! Python's `websockets` subscribes with a filter, a real worker ships a real
 //! capture to a real hub, and the client must receive exactly the entries the
 //! filter selects (as kubetap read finds them in the same file), in order.
+//! A second client asks for rows (`format=rows`, what the UI takes): they
+//! are exactly the rows `/api/rows` gives for the same filter.
 
 mod peers;
 
@@ -84,19 +86,24 @@ fn live_stream_sends_exactly_the_matching_entries() {
     wait_line(&mut hub.0, "workers connect");
 
     let out = dir.path("stream.json");
-    let url = format!(
-        "ws://127.0.0.1:{http}/api/stream?filter=http%20%26%26%20response.status%20!%3D%20200"
-    );
-    let mut client = Peer(
-        Command::new("python3")
-            .args(["-c", CLIENT, &url, &want.len().to_string()])
-            .arg(&out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    wait_line(&mut client.0, "subscribed");
+    let filter = "http%20%26%26%20response.status%20!%3D%20200";
+    let url = format!("ws://127.0.0.1:{http}/api/stream?filter={filter}");
+    let subscribe = |url: &str, out: &Path| {
+        let mut client = Peer(
+            Command::new("python3")
+                .args(["-c", CLIENT, url, &want.len().to_string()])
+                .arg(out)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        );
+        wait_line(&mut client.0, "subscribed");
+        client
+    };
+    let mut client = subscribe(&url, &out);
+    let rows_out = dir.path("rows.json");
+    let mut rows_client = subscribe(&format!("{url}&format=rows"), &rows_out);
 
     let status = Command::new(sibling("tap-worker"))
         .args([
@@ -134,4 +141,29 @@ fn live_stream_sends_exactly_the_matching_entries() {
     let want_keys: Vec<_> = want.iter().map(|e| key(e)).collect();
     assert_eq!(got_keys, want_keys);
     assert!(got.iter().all(|m| m["entry"]["node"] == "n1"));
+
+    // The rows stream: the same entries, each the row /api/rows has for it.
+    while rows_client.0.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no rows");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&rows_out).unwrap()).unwrap();
+    assert!(rows.iter().all(|m| m["type"] == "row"), "{rows:?}");
+    let streamed: Vec<&serde_json::Value> = rows.iter().map(|m| &m["row"]).collect();
+    let (status, body) = peers::serve::get(http, &format!("/api/rows?filter={filter}&limit=1000"));
+    assert_eq!(status, 200);
+    let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut listed: Vec<&serde_json::Value> = page["rows"].as_array().unwrap().iter().collect();
+    listed.reverse();
+    assert_eq!(
+        streamed, listed,
+        "streamed rows are /api/rows' rows, oldest first"
+    );
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|m| m["entry"]["id"].as_str().unwrap())
+        .collect();
+    let row_ids: Vec<String> = streamed.iter().map(|r| r[0].to_string()).collect();
+    assert_eq!(ids, row_ids, "row i is entry i");
 }

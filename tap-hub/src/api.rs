@@ -423,6 +423,9 @@ async fn entry(State(hub): State<Arc<Hub>>, Path(id): Path<String>) -> Result<Re
 #[derive(Deserialize)]
 struct StreamQuery {
     filter: Option<String>,
+    /// `entries` (the default: each entry's JSON form) or `rows` (what the
+    /// traffic list shows, as `/api/rows` has it: the UI builds no rows).
+    format: Option<String>,
 }
 
 async fn stream(
@@ -431,19 +434,30 @@ async fn stream(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let filter = parse_filter(q.filter.as_deref())?;
+    let rows = match q.format.as_deref() {
+        None | Some("" | "entries") => false,
+        Some("rows") => true,
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "unknown stream format {other:?}: use entries or rows"
+            )));
+        }
+    };
     // Subscribed before the handshake's answer goes out: an entry stored
     // after the client sees the stream open is always in it (the UI asks
     // for history only then, so nothing falls between the two).
     let feed = hub.subscribe();
-    Ok(ws.on_upgrade(move |socket| live(hub, filter, feed, socket)))
+    Ok(ws.on_upgrade(move |socket| live(hub, filter, rows, feed, socket)))
 }
 
-/// Sends each new matching entry as `{"type":"entry","entry":{…}}`; a client
-/// too slow to keep up is told how many it missed with
+/// Sends each new matching entry as `{"type":"entry","entry":{…}}` (or, with
+/// `rows`, `{"type":"row","row":[…]}` in `/api/rows`' columns); a client too
+/// slow to keep up is told how many it missed with
 /// `{"type":"dropped","count":N}` (also counted in `/metrics`).
 async fn live(
     hub: Arc<Hub>,
     filter: Filter,
+    rows: bool,
     mut feed: tokio::sync::broadcast::Receiver<crate::hub::LiveEntry>,
     mut socket: WebSocket,
 ) {
@@ -451,15 +465,21 @@ async fn live(
         tokio::select! {
             got = feed.recv() => {
                 let text = match got {
-                    Ok((_, e)) => {
+                    Ok((seq, e)) => {
                         if !filter.matches(&e, now_ns()) {
                             continue;
                         }
-                        let entry = match serde_json::to_string(&EntryJson(&e)) {
-                            Ok(s) => s,
-                            Err(_) => continue,
+                        let json = if rows {
+                            serde_json::to_string(&row(seq, &e))
+                                .map(|r| format!("{{\"type\":\"row\",\"row\":{r}}}"))
+                        } else {
+                            serde_json::to_string(&EntryJson(&e))
+                                .map(|e| format!("{{\"type\":\"entry\",\"entry\":{e}}}"))
                         };
-                        format!("{{\"type\":\"entry\",\"entry\":{entry}}}")
+                        match json {
+                            Ok(text) => text,
+                            Err(_) => continue,
+                        }
                     }
                     Err(RecvError::Lagged(n)) => {
                         hub.counters.live_dropped.fetch_add(n, Ordering::Relaxed);

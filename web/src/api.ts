@@ -325,5 +325,5 @@ export async function pcap(filter: string, window: string): Promise<Pcap> {
 /** The live stream's WebSocket URL on this page's origin. */
 export function streamUrl(filter: string): string {
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${proto}//${location.host}/api/stream${query({ filter })}`;
+  return `${proto}//${location.host}/api/stream${query({ filter, format: 'rows' })}`;
 }

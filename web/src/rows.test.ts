@@ -1,6 +1,6 @@
 import { expect, test } from 'vitest';
-import type { Entry, RowTuple } from './api';
-import { RowStore, rowOfEntry } from './rows';
+import type { RowTuple } from './api';
+import { RowStore } from './rows';
 
 const row = (id: number, path = `/p${id}`): RowTuple => [
   id, 1_000_000 + id, 'http', ['10.0.0.1', 4000, null, null, null], ['10.0.0.2', 80, 'web-1', 'shop', null],
@@ -37,20 +37,4 @@ test('columns grow past their first capacity', () => {
   const nulls: RowTuple = [9000, 1, 'tcp', null, null, null, null, false, null, null, 0, 0, true, ['gap', 'rst'], 'n'];
   s.prependNewer([nulls]);
   expect(s.get(0)).toMatchObject({ src: null, method: null, path: null, status: null, elapsedUs: null, tls: true, flags: ['gap', 'rst'] });
-});
-
-test('a live entry becomes the row /api/rows would give', () => {
-  const e: Entry = {
-    id: '42', ts: '2026-11-24T19:36:50.123456789Z', node: 'n', protocol: 'http',
-    src: { ip: '10.0.0.1', port: 4000, pod: null, namespace: null, service: null },
-    dst: { ip: '10.0.0.2', port: 80, pod: 'web', namespace: 'shop', service: 'web' },
-    tls: false, elapsed_us: 7, request_size: 1, response_size: 2,
-    request: { method: 'GET', path: '/x' }, response: { status: 503 }, redacted: [], flags: ['gap'],
-  };
-  expect(rowOfEntry(e)).toEqual([
-    42, Date.UTC(2026, 10, 24, 19, 36, 50, 123) * 1000 + 456, 'http', ['10.0.0.1', 4000, null, null, null],
-    ['10.0.0.2', 80, 'web', 'shop', 'web'], 'GET', '/x', false, 503, 7, 1, 2, false, ['gap'], 'n',
-  ]);
-  const ws = rowOfEntry({ ...e, protocol: 'websocket', request: null, response: { method: 'text', path: '/ws', status: null } });
-  expect([ws[5], ws[6], ws[8]]).toEqual(['text', '/ws', null]);
 });

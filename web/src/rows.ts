@@ -6,7 +6,7 @@
 // and the live stream (newer entries, added above). Each end is a Segment;
 // row i of the list is in the live segment first (reversed), then history.
 
-import type { Endpoint, EndpointTuple, Entry, RowTuple } from './api';
+import type { Endpoint, EndpointTuple, RowTuple } from './api';
 
 /** An endpoint as the list shows it, shared by every row that has it. */
 export interface EndpointInfo extends Endpoint {
@@ -246,52 +246,4 @@ export class RowStore {
       node: this.strings.values[seg.node[i]],
     };
   }
-}
-
-const PATH_MAX = 1024;
-
-function endpointTuple(ep: Endpoint | null): EndpointTuple | null {
-  if (!ep) return null;
-  return [ep.ip, ep.port, ep.pod ?? null, ep.namespace ?? null, ep.service ?? null];
-}
-
-function str(v: unknown): string | null {
-  return typeof v === 'string' ? v : null;
-}
-
-/**
- * The row of an entry from the live stream, as `/api/rows` would give it:
- * the generic `request.method`, `request.path` and `response.status`.
- * WebSocket messages keep theirs on whichever side sent them.
- */
-export function rowOfEntry(e: Entry): RowTuple {
-  const side = e.request ?? e.response ?? {};
-  const method = str(e.request?.method) ?? (e.protocol === 'websocket' ? str(side.method) : null);
-  let path = str(e.request?.path) ?? (e.protocol === 'websocket' ? str(side.path) : null);
-  let cut = false;
-  if (path !== null && new TextEncoder().encode(path).length > PATH_MAX) {
-    cut = true;
-    path = path.slice(0, PATH_MAX);
-  }
-  const st = e.response?.status ?? (e.protocol === 'websocket' ? side.status : undefined);
-  const tsMs = Date.parse(e.ts.replace(/\.(\d{1,3})\d*Z$/, '.$1Z'));
-  const frac = /\.(\d+)Z$/.exec(e.ts);
-  const micros = frac ? Number((frac[1] + '000000').slice(3, 6)) : 0;
-  return [
-    Number(e.id),
-    Number.isNaN(tsMs) ? 0 : tsMs * 1000 + micros,
-    e.protocol,
-    endpointTuple(e.src),
-    endpointTuple(e.dst),
-    method,
-    path,
-    cut,
-    typeof st === 'number' ? st : null,
-    e.elapsed_us,
-    e.request_size,
-    e.response_size,
-    e.tls,
-    e.flags ?? [],
-    e.node,
-  ];
 }

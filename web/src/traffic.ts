@@ -7,8 +7,8 @@
 // sequence numbers, so an entry is never shown twice nor lost between the
 // two. Changes are batched to one notification per animation frame.
 
-import { ApiError, type Entry, type RowTuple, rowsPage, streamUrl } from './api';
-import { RowStore, rowOfEntry } from './rows';
+import { ApiError, type RowTuple, rowsPage, streamUrl } from './api';
+import { RowStore } from './rows';
 
 /** Rows the list holds at most; beyond, the oldest are let go (memory stays bounded). */
 export const MAX_ROWS = 1_000_000;
@@ -241,7 +241,7 @@ export class Traffic {
 
   private message(data: unknown, gen: number) {
     if (gen !== this.generation || typeof data !== 'string') return;
-    let msg: { type?: unknown; entry?: unknown; count?: unknown };
+    let msg: { type?: unknown; row?: unknown; count?: unknown };
     try {
       msg = JSON.parse(data);
     } catch {
@@ -252,13 +252,9 @@ export class Traffic {
       this.changed();
       return;
     }
-    if (msg.type !== 'entry' || typeof msg.entry !== 'object' || msg.entry === null) return;
-    let row: RowTuple;
-    try {
-      row = rowOfEntry(msg.entry as Entry);
-    } catch {
-      return;
-    }
+    // Rows come built by the hub (`format=rows`), as `/api/rows` has them.
+    if (msg.type !== 'row' || !Array.isArray(msg.row)) return;
+    const row = msg.row as RowTuple;
     if (!Number.isFinite(row[0])) return;
     if (this.paused) {
       if (this.pending.length < MAX_PENDING) this.pending.push(row);
