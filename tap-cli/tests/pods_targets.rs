@@ -267,7 +267,8 @@ fn a_worker_follows_its_target_pods() {
 
 /// The hub's configuration reaches a running worker and changes what it
 /// captures: of the two listed pods, `PUT /api/config` with target pods
-/// `^api$` leaves only api captured; an empty list takes both again.
+/// `^api$` leaves only api captured; an empty list takes both again; a max
+/// body cuts the bodies of the connections after it.
 #[test]
 fn the_hubs_target_pods_change_what_a_running_worker_captures() {
     if !require_root() || !require(&["python3", "curl"]) {
@@ -332,6 +333,31 @@ fn the_hubs_target_pods_change_what_a_running_worker_captures() {
     round("again");
     let again = entries(&node, http, "request.path.startsWith(\"/again-\")", 6);
     assert_eq!(again.len(), 6, "{again:#?}");
+
+    // Capture settings: bodies cut at the hub's max body from then on.
+    let flags = |e: &serde_json::Value| e["flags"].as_array().unwrap().clone();
+    assert!(again.iter().all(|e| flags(e).is_empty()), "{again:#?}");
+    node::request(
+        &node,
+        http,
+        "PUT",
+        "/api/config",
+        r#"{"capture":{"max_body":16,"pcap_ring_bytes":1048576}}"#,
+    );
+    wait_logs(
+        &lines,
+        &[
+            "max body from the hub: 16 bytes",
+            "PCAP ring from the hub: 1048576 bytes",
+        ],
+    );
+    round("cut");
+    let cut = entries(&node, http, "request.path.startsWith(\"/cut-\")", 6);
+    assert_eq!(cut.len(), 6, "{cut:#?}");
+    for e in &cut {
+        assert!(flags(e).contains(&serde_json::json!("truncated")), "{e}");
+        assert!(e["response"]["body_size"].as_u64() > Some(16), "{e}");
+    }
 
     let _ = worker.0.kill();
     let _ = hub.0.kill();

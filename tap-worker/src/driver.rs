@@ -187,6 +187,8 @@ pub struct DriverConfig {
 pub struct Driver {
     queue: Arc<EntryQueue>,
     ring: Option<Arc<Mutex<PacketRing>>>,
+    /// Packets earlier rings (replaced by the hub's settings) let go.
+    ring_evicted_before: u64,
     run: Run,
     described: String,
 }
@@ -312,6 +314,7 @@ impl Driver {
         Ok(Driver {
             queue,
             ring,
+            ring_evicted_before: 0,
             run,
             described,
         })
@@ -358,7 +361,7 @@ impl Driver {
             return None;
         }
         let config = hub.borrow_and_update().clone()?;
-        Some(self.apply(&config))
+        Some(self.apply(&config).join("; "))
     }
 
     /// Narrows the target pods to those whose name matches one of `names`
@@ -379,24 +382,65 @@ impl Driver {
         }
     }
 
-    /// Applies a configuration the hub pushed (its target pods); returns a
-    /// line for the log saying what was done.
-    pub fn apply(&mut self, c: &proto::v1::WorkerConfig) -> String {
-        match crate::pods::Selector::new(&c.target_pods, &c.target_namespaces) {
-            Ok(s) => {
-                if self.select_pods(s) {
-                    format!(
-                        "target pods from the hub: names {:?} in namespaces {:?} (empty: all)",
-                        c.target_pods, c.target_namespaces
-                    )
-                } else {
-                    "the hub's target pods are not applied: this worker captures interfaces or a file, not pods (--pods)".into()
+    /// Applies a configuration the hub pushed: its target pods, and its
+    /// capture settings (0: unchanged) to a live capture. Returns what was
+    /// done, for the log, one line each. Redaction rules arrive with step 9.
+    pub fn apply(&mut self, c: &proto::v1::WorkerConfig) -> Vec<String> {
+        let mut log = vec![
+            match crate::pods::Selector::new(&c.target_pods, &c.target_namespaces) {
+                Ok(s) => {
+                    if self.select_pods(s) {
+                        format!(
+                            "target pods from the hub: names {:?} in namespaces {:?} (empty: all)",
+                            c.target_pods, c.target_namespaces
+                        )
+                    } else {
+                        "the hub's target pods are not applied: this worker captures interfaces or a file, not pods (--pods)".into()
+                    }
+                }
+                Err(e) => {
+                    format!("the hub's target pods are not valid, keeping the previous ones: {e}")
+                }
+            },
+        ];
+        let Some(capture) = c.capture else {
+            return log;
+        };
+        let Run::Live { tap, .. } = &mut self.run else {
+            if capture.max_body > 0 || capture.pcap_ring_bytes > 0 {
+                log.push("the hub's capture settings apply to live captures, not to a file".into());
+            }
+            return log;
+        };
+        if capture.max_body > 0 {
+            let max_body = usize::try_from(capture.max_body).unwrap_or(usize::MAX);
+            tap.set_max_body(max_body);
+            log.push(format!(
+                "max body from the hub: {max_body} bytes per message, for connections from now on"
+            ));
+        }
+        if capture.pcap_ring_bytes > 0 {
+            let budget = capture.pcap_ring_bytes;
+            match (crate::ring::budget_error(budget), &self.ring) {
+                (Some(e), _) => log.push(format!("the hub's PCAP ring size is refused: {e}")),
+                (None, None) => log.push(
+                    "the hub's PCAP ring size is not applied: this worker keeps no raw packets (--pcap-ring 0)".into(),
+                ),
+                (None, Some(ring)) => {
+                    // A ring of another size starts empty: the packets kept
+                    // so far go (counted, so the eviction counter never
+                    // runs backwards).
+                    let mut ring = lock(ring);
+                    let old = ring.stats();
+                    self.ring_evicted_before += old.evicted_packets + old.packets;
+                    *ring = PacketRing::new(usize::try_from(budget).unwrap_or(usize::MAX));
+                    log.push(format!(
+                        "PCAP ring from the hub: {budget} bytes (the packets kept before are dropped)"
+                    ));
                 }
             }
-            Err(e) => {
-                format!("the hub's target pods are not valid, keeping the previous ones: {e}")
-            }
         }
+        log
     }
 
     /// The pods being captured now (`namespace/name`), for pod sources.
@@ -446,10 +490,11 @@ impl Driver {
     /// `c` with the queue's drops and every drop by cause.
     fn complete(&self, c: WorkerCounters, stats: &Stats) -> WorkerCounters {
         let queue = self.queue.drops();
-        let ring_evicted = self
-            .ring
-            .as_ref()
-            .map_or(0, |r| lock(r).stats().evicted_packets);
+        let ring_evicted = self.ring_evicted_before
+            + self
+                .ring
+                .as_ref()
+                .map_or(0, |r| lock(r).stats().evicted_packets);
         WorkerCounters {
             queue_drops: queue.total(),
             drops_by_cause: crate::drops::by_cause(stats, c.kernel_drops, queue, ring_evicted),

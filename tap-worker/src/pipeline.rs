@@ -113,8 +113,13 @@ impl Stats {
 type NewConnection = Box<dyn FnMut(&FlowInfo) -> Connection + Send>;
 type NewDatagrams = Box<dyn FnMut(&FlowInfo) -> Datagrams + Send>;
 
+/// The dissectors' settings, swapped whole when the hub changes them: each
+/// new connection or flow takes the settings in force when it starts.
+type SharedDissect = Arc<std::sync::Mutex<Arc<DissectConfig>>>;
+
 pub struct Pipeline {
     node: String,
+    dissect: SharedDissect,
     decoder: Decoder,
     tcp: Reassembler<Connection, NewConnection>,
     udp: DatagramFlows<Datagrams, NewDatagrams>,
@@ -132,18 +137,20 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
-        let dissect = Arc::new(config.dissect);
-        let for_udp = dissect.clone();
+        let dissect: SharedDissect = Arc::new(std::sync::Mutex::new(Arc::new(config.dissect)));
+        let (for_tcp, for_udp) = (dissect.clone(), dissect.clone());
+        let current = |c: &SharedDissect| c.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let new_conn: NewConnection =
-            Box::new(move |_flow: &FlowInfo| Connection::new(dissect.clone()));
+            Box::new(move |_flow: &FlowInfo| Connection::new(current(&for_tcp)));
         let new_datagrams: NewDatagrams =
-            Box::new(move |_flow: &FlowInfo| Datagrams::new(for_udp.clone()));
+            Box::new(move |_flow: &FlowInfo| Datagrams::new(current(&for_udp)));
         let mut tcp = Reassembler::new(config.reassembly, new_conn);
         let mut udp = DatagramFlows::new(config.datagram, new_datagrams);
         tcp.share_ids(config.ids.clone());
         udp.share_ids(config.ids);
         Pipeline {
             node: config.node,
+            dissect,
             decoder: Decoder::new(config.defrag),
             tcp,
             udp,
@@ -158,6 +165,15 @@ impl Pipeline {
             udp_packets: 0,
             last_ts_ns: 0,
         }
+    }
+
+    /// Body bytes kept per message from now on: connections and flows that
+    /// start after this call keep at most `max_body`; open ones keep theirs.
+    pub fn set_max_body(&mut self, max_body: usize) {
+        let mut cell = self.dissect.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = (**cell).clone();
+        next.max_body = max_body;
+        *cell = Arc::new(next);
     }
 
     /// Feeds one packet; entries it completes are appended to `out`. Returns

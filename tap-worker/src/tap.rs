@@ -341,6 +341,13 @@ impl LiveTap {
             .and_then(|c| c.filter.as_ref())
     }
 
+    /// Body bytes kept per message, for connections that start from now on.
+    pub fn set_max_body(&mut self, max_body: usize) {
+        for p in &self.pipelines {
+            lock(p).pipeline.set_max_body(max_body);
+        }
+    }
+
     /// Names given to entries' ends from now on.
     pub fn set_names(&mut self, names: Names) {
         for p in &self.pipelines {
