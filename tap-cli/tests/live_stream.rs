@@ -53,7 +53,7 @@ fn capture(dir: &TempDir) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/capture_http.sh");
     run(Command::new("bash")
         .arg(script)
-        .arg(&dir.0)
+        .arg(dir.root())
         .arg(free_port().to_string()));
     dir.path("lo.pcapng")
 }

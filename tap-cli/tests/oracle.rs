@@ -136,12 +136,12 @@ fn entries_match_tshark_on_real_loopback_traffic() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/capture_http.sh");
     run(Command::new("bash")
         .arg(&script)
-        .arg(&dir.0)
+        .arg(dir.root())
         .arg(port.to_string())
         .arg("2"));
-    let lo = dir.0.join("lo.pcapng");
-    let pcap_us = dir.0.join("lo.pcap");
-    let pcap_ns = dir.0.join("lo-ns.pcap");
+    let lo = dir.root().join("lo.pcapng");
+    let pcap_us = dir.root().join("lo.pcap");
+    let pcap_ns = dir.root().join("lo-ns.pcap");
     run(Command::new("editcap")
         .args(["-F", "pcap"])
         .arg(&lo)
@@ -167,8 +167,8 @@ fn entries_match_tshark_on_real_loopback_traffic() {
         &lo,
         &pcap_us,
         &pcap_ns,
-        &dir.0.join("sll.pcapng"),
-        &dir.0.join("sll2.pcapng"),
+        &dir.root().join("sll.pcapng"),
+        &dir.root().join("sll2.pcapng"),
     ] {
         let oracle = tshark_view(file, port);
         assert_eq!(

@@ -77,7 +77,7 @@ fn capture(dir: &TempDir) -> (PathBuf, u16) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/capture_http.sh");
     run(Command::new("bash")
         .arg(script)
-        .arg(&dir.0)
+        .arg(dir.root())
         .arg(port.to_string()));
     (dir.path("lo.pcapng"), port)
 }

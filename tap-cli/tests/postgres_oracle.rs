@@ -92,7 +92,7 @@ fn start_server(bin: &Path, dir: &TempDir, port: u16) -> Server {
             "-E",
             "UTF8",
         ])
-        .current_dir(&dir.0)
+        .current_dir(dir.root())
         .stdout(Stdio::null()));
     let server = Server(Peer::spawn(
         as_nobody(&bin.join("postgres"))
@@ -109,7 +109,7 @@ fn start_server(bin: &Path, dir: &TempDir, port: u16) -> Server {
                 "-c",
                 "ssl=off",
             ])
-            .current_dir(&dir.0),
+            .current_dir(dir.root()),
     ));
     server.0.wait_for_port(port);
     server

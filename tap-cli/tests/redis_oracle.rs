@@ -97,7 +97,7 @@ fn redis_commands_match_tshark_on_real_traffic() {
         Command::new("redis-server")
             .args(["--port", &p, "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "no", "--dir"])
-            .arg(&dir.0),
+            .arg(dir.root()),
     );
     server.wait_for_port(port);
     let capture = Capture::start(dir.path("redis.pcapng"), &format!("tcp port {port}"));

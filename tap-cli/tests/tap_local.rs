@@ -48,7 +48,7 @@ fn local_mode_captures_live_traffic_into_its_hub() {
     let server = Peer::spawn(
         Command::new("python3")
             .args(["-m", "http.server", &web.to_string(), "--bind", "127.0.0.1"])
-            .current_dir(&dir.0),
+            .current_dir(dir.root()),
     );
     server.wait_for_port(web);
     let paths = ["/", "/missing-1", "/missing-2", "/"];
@@ -232,7 +232,7 @@ fn local_mode_says_what_is_wrong() {
         std::fs::copy(env!("CARGO_BIN_EXE_kubetap"), &exe).unwrap();
         Command::new("chmod")
             .args(["-R", "a+rx"])
-            .arg(&dir.0)
+            .arg(dir.root())
             .status()
             .unwrap();
         let out = Command::new("setpriv")

@@ -35,7 +35,7 @@ fn captures(
     let mut files = BTreeMap::new();
     let mut written = BTreeMap::new();
     for (node, spec) in specs {
-        let file = dir.join(&format!("{node}.pcap"));
+        let file = dir.join(format!("{node}.pcap"));
         written.insert(*node, capture::write(&file, spec));
         files.insert(*node, file);
     }

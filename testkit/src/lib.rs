@@ -113,3 +113,36 @@ pub fn skip(what: &str, why: &str) -> bool {
 pub fn require_root() -> bool {
     require(&[])
 }
+
+/// A directory for one test, under the system's temp dir, named for the
+/// test (`kubetap-<tag>-…`), removed with everything in it when dropped.
+/// It derefs to its path: `dir.join("x")`, `Command::current_dir(&*dir)`.
+pub struct TempDir(tempfile::TempDir);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("kubetap-{tag}-"))
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory for {tag}: {e}"));
+        TempDir(dir)
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &std::path::Path {
+        self.0.path()
+    }
+
+    /// A path inside it.
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.path().join(name)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}

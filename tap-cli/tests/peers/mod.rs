@@ -47,27 +47,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A directory removed when the test ends.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("kubetap-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+// Not every test binary that includes these helpers makes a directory.
+#[allow(unused_imports)]
+pub use testkit::TempDir;
 
 /// Runs a command to completion; panics with its command line if it fails.
 pub fn run(cmd: &mut Command) -> Vec<u8> {

@@ -2,7 +2,6 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use prost::Message;
@@ -12,25 +11,7 @@ use proto::v1::{
 
 use super::*;
 
-/// A directory under the system's temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("kubetap-store-{name}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use testkit::TempDir;
 
 /// An HTTP/1.1 exchange as the hub gets it from a worker: about 600 bytes
 /// encoded, decoded by prost (whose vectors keep growth slack).
@@ -240,16 +221,16 @@ fn empty_batch_takes_no_seq() {
 fn seqs_continue_across_reopen_with_disk_and_restart_without() {
     let dir = TempDir::new("seqs");
     {
-        let mut store = disk_store(&dir.0, DEFAULT_MEMORY_BUDGET, 1 << 20);
+        let mut store = disk_store(dir.root(), DEFAULT_MEMORY_BUDGET, 1 << 20);
         assert_eq!(store.insert_batch(batch(1..6)).unwrap(), 1..6);
     }
     {
-        let mut store = disk_store(&dir.0, DEFAULT_MEMORY_BUDGET, 1 << 20);
+        let mut store = disk_store(dir.root(), DEFAULT_MEMORY_BUDGET, 1 << 20);
         let stats = store.stats();
         assert_eq!((stats.entries_in_memory, stats.disk_entries), (5, 5));
         assert_eq!(store.insert_batch(batch(6..9)).unwrap(), 6..9);
     }
-    let store = disk_store(&dir.0, DEFAULT_MEMORY_BUDGET, 1 << 20);
+    let store = disk_store(dir.root(), DEFAULT_MEMORY_BUDGET, 1 << 20);
     assert_eq!(seqs_forward(&store, None), (1..9).collect::<Vec<_>>());
     assert_eq!(store.stats().torn_records_recovered, 0);
 
@@ -262,12 +243,12 @@ fn reopen_refills_memory_with_the_newest_entries_up_to_the_budget() {
     let dir = TempDir::new("refill");
     let budget = 10 * entry_bytes();
     {
-        let mut store = disk_store(&dir.0, budget, 1 << 20);
+        let mut store = disk_store(dir.root(), budget, 1 << 20);
         for start in (1..41).step_by(8) {
             store.insert_batch(batch(start..start + 8)).unwrap();
         }
     }
-    let store = disk_store(&dir.0, budget, 1 << 20);
+    let store = disk_store(dir.root(), budget, 1 << 20);
     let stats = store.stats();
     assert_eq!(stats.entries_in_memory, 10);
     assert_eq!(stats.memory_bytes, budget);
@@ -284,13 +265,13 @@ fn reopen_refills_memory_with_the_newest_entries_up_to_the_budget() {
 fn scans_cross_from_memory_to_disk_with_cursors() {
     let dir = TempDir::new("scan");
     // Small segments, so the disk part spans several.
-    let mut store = disk_store(&dir.0, 10 * entry_bytes(), 1 << 16);
+    let mut store = disk_store(dir.root(), 10 * entry_bytes(), 1 << 16);
     for start in (1..51).step_by(5) {
         store.insert_batch(batch(start..start + 5)).unwrap();
     }
     let stats = store.stats();
     assert_eq!((stats.entries_in_memory, stats.disk_entries), (10, 50));
-    assert!(segments(&dir.0).len() > 2, "want several segments");
+    assert!(segments(dir.root()).len() > 2, "want several segments");
     assert_eq!(stats.lost_entries, 0, "evicted from memory but on disk");
 
     assert_eq!(seqs_back(&store, None), (1..51).rev().collect::<Vec<_>>());
@@ -365,13 +346,13 @@ fn scans_cross_from_memory_to_disk_with_cursors() {
 fn disk_budget_evicts_oldest_segments_and_counts_them() {
     let dir = TempDir::new("disk-budget");
     let disk_budget = 64 << 10;
-    let mut store = disk_store(&dir.0, 20 * entry_bytes(), disk_budget);
+    let mut store = disk_store(dir.root(), 20 * entry_bytes(), disk_budget);
     let mut written = 0;
     let mut every_segment = std::collections::BTreeSet::new();
     for start in (1..501).step_by(10) {
         store.insert_batch(batch(start..start + 10)).unwrap();
         written += (start..start + 10).map(record_len).sum::<u64>();
-        every_segment.extend(segments(&dir.0));
+        every_segment.extend(segments(dir.root()));
         let stats = store.stats();
         assert!(
             stats.disk_bytes <= disk_budget,
@@ -380,7 +361,7 @@ fn disk_budget_evicts_oldest_segments_and_counts_them() {
         );
     }
     let stats = store.stats();
-    let files = segments(&dir.0);
+    let files = segments(dir.root());
     let file_bytes: u64 = files.iter().map(|f| fs::metadata(f).unwrap().len()).sum();
     assert_eq!(stats.disk_bytes, file_bytes);
     assert_eq!(stats.disk_entries + stats.evicted_from_disk.entries, 500);
@@ -411,10 +392,10 @@ fn disk_budget_evicts_oldest_segments_and_counts_them() {
 fn a_smaller_disk_budget_at_reopen_evicts_at_once() {
     let dir = TempDir::new("shrink");
     {
-        let mut store = disk_store(&dir.0, 0, 1 << 20);
+        let mut store = disk_store(dir.root(), 0, 1 << 20);
         store.insert_batch(batch(1..201)).unwrap();
     }
-    let store = disk_store(&dir.0, 0, 32 << 10);
+    let store = disk_store(dir.root(), 0, 32 << 10);
     let stats = store.stats();
     assert!(stats.disk_bytes <= 32 << 10);
     assert!(stats.evicted_from_disk.entries > 0);
@@ -433,10 +414,10 @@ fn torn_last_record_is_cut_and_counted() {
     for cut in [1i64, last_len as i64 - 10, last_len as i64 - 1, -5] {
         let dir = TempDir::new("torn");
         {
-            let mut store = disk_store(&dir.0, DEFAULT_MEMORY_BUDGET, 1 << 20);
+            let mut store = disk_store(dir.root(), DEFAULT_MEMORY_BUDGET, 1 << 20);
             store.insert_batch(batch(1..11)).unwrap();
         }
-        let files = segments(&dir.0);
+        let files = segments(dir.root());
         let file = fs::OpenOptions::new().write(true).open(&files[0]).unwrap();
         let len = file.metadata().unwrap().len();
         let complete = if cut > 0 {
@@ -449,7 +430,7 @@ fn torn_last_record_is_cut_and_counted() {
         };
         drop(file);
 
-        let mut store = disk_store(&dir.0, DEFAULT_MEMORY_BUDGET, 1 << 20);
+        let mut store = disk_store(dir.root(), DEFAULT_MEMORY_BUDGET, 1 << 20);
         let stats = store.stats();
         assert_eq!(stats.torn_records_recovered, 1, "cut {cut}");
         assert_eq!(stats.disk_entries, complete, "cut {cut}");
@@ -472,7 +453,7 @@ fn torn_last_record_is_cut_and_counted() {
         );
         drop(store);
 
-        let store = disk_store(&dir.0, 0, 1 << 20);
+        let store = disk_store(dir.root(), 0, 1 << 20);
         assert_eq!(
             store.stats().torn_records_recovered,
             0,
@@ -491,12 +472,12 @@ fn torn_last_record_is_cut_and_counted() {
 fn corrupt_record_in_an_older_segment_skips_the_rest_of_that_segment() {
     let dir = TempDir::new("corrupt");
     {
-        let mut store = disk_store(&dir.0, DEFAULT_MEMORY_BUDGET, 256 << 10);
+        let mut store = disk_store(dir.root(), DEFAULT_MEMORY_BUDGET, 256 << 10);
         for start in (1..201).step_by(10) {
             store.insert_batch(batch(start..start + 10)).unwrap();
         }
     }
-    let files = segments(&dir.0);
+    let files = segments(dir.root());
     assert!(
         files.len() >= 3,
         "want several segments, got {}",
@@ -517,7 +498,7 @@ fn corrupt_record_in_an_older_segment_skips_the_rest_of_that_segment() {
     drop(file);
 
     // No memory: every read goes to disk.
-    let store = disk_store(&dir.0, 0, 256 << 10);
+    let store = disk_store(dir.root(), 0, 256 << 10);
     let stats = store.stats();
     assert_eq!(stats.corrupt_records, 1);
     assert_eq!(stats.torn_records_recovered, 0);
@@ -541,16 +522,16 @@ fn corrupt_record_in_an_older_segment_skips_the_rest_of_that_segment() {
 fn corrupt_record_in_the_last_segment_cuts_it_there() {
     let dir = TempDir::new("corrupt-last");
     {
-        let mut store = disk_store(&dir.0, DEFAULT_MEMORY_BUDGET, 1 << 20);
+        let mut store = disk_store(dir.root(), DEFAULT_MEMORY_BUDGET, 1 << 20);
         store.insert_batch(batch(1..11)).unwrap();
     }
-    let files = segments(&dir.0);
+    let files = segments(dir.root());
     let file = fs::OpenOptions::new().write(true).open(&files[0]).unwrap();
     // The length field of record 6: over the 16 MiB limit.
     file.write_all_at(&u32::MAX.to_le_bytes(), record_offset(1, 6))
         .unwrap();
     drop(file);
-    let mut store = disk_store(&dir.0, DEFAULT_MEMORY_BUDGET, 1 << 20);
+    let mut store = disk_store(dir.root(), DEFAULT_MEMORY_BUDGET, 1 << 20);
     assert_eq!(store.stats().torn_records_recovered, 1);
     assert_eq!(seqs_forward(&store, None), (1..6).collect::<Vec<_>>());
     assert_eq!(store.insert_batch(batch(6..7)).unwrap(), 6..7);
@@ -561,9 +542,9 @@ fn corrupt_record_in_the_last_segment_cuts_it_there() {
 #[test]
 fn damage_after_open_is_skipped_and_counted_by_queries() {
     let dir = TempDir::new("damage-live");
-    let mut store = disk_store(&dir.0, 0, 1 << 20);
+    let mut store = disk_store(dir.root(), 0, 1 << 20);
     store.insert_batch(batch(1..11)).unwrap();
-    let files = segments(&dir.0);
+    let files = segments(dir.root());
     let offset = record_offset(1, 4) + 16 + 30;
     let file = fs::OpenOptions::new().write(true).open(&files[0]).unwrap();
     file.write_all_at(b"\xff\xff", offset).unwrap();
@@ -595,17 +576,17 @@ fn damage_after_open_is_skipped_and_counted_by_queries() {
 #[test]
 fn garbage_in_the_directory_does_not_stop_the_hub() {
     let dir = TempDir::new("garbage");
-    fs::create_dir_all(&dir.0).unwrap();
-    let name = |seq: u64| dir.0.join(format!("seg-{seq:020}.log"));
+    fs::create_dir_all(dir.root()).unwrap();
+    let name = |seq: u64| dir.root().join(format!("seg-{seq:020}.log"));
     fs::write(name(1), b"").unwrap();
     fs::write(name(5), b"not a segment at all, just bytes").unwrap();
     let mut huge = b"KTAPLOG1".to_vec();
     huge.extend_from_slice(&u32::MAX.to_le_bytes());
     huge.extend_from_slice(&[0; 12]);
     fs::write(name(9), &huge).unwrap();
-    fs::write(dir.0.join("notes.txt"), b"kept").unwrap();
+    fs::write(dir.root().join("notes.txt"), b"kept").unwrap();
 
-    let mut store = disk_store(&dir.0, DEFAULT_MEMORY_BUDGET, 1 << 20);
+    let mut store = disk_store(dir.root(), DEFAULT_MEMORY_BUDGET, 1 << 20);
     let stats = store.stats();
     assert_eq!(stats.disk_entries, 0);
     assert_eq!(
@@ -614,9 +595,9 @@ fn garbage_in_the_directory_does_not_stop_the_hub() {
     );
     // Seqs stay above every segment name seen, even of a file with no record.
     assert_eq!(store.insert_batch(batch(9..10)).unwrap(), 9..10);
-    assert!(dir.0.join("notes.txt").exists());
+    assert!(dir.root().join("notes.txt").exists());
     drop(store);
-    let store = disk_store(&dir.0, DEFAULT_MEMORY_BUDGET, 1 << 20);
+    let store = disk_store(dir.root(), DEFAULT_MEMORY_BUDGET, 1 << 20);
     assert_eq!(seqs_forward(&store, None), vec![9]);
 }
 
@@ -625,7 +606,7 @@ fn garbage_in_the_directory_does_not_stop_the_hub() {
 #[test]
 fn write_error_keeps_the_batch_in_memory_and_counts_it() {
     let dir = TempDir::new("write-error");
-    let mut store = disk_store(&dir.0, DEFAULT_MEMORY_BUDGET, 64 << 20);
+    let mut store = disk_store(dir.root(), DEFAULT_MEMORY_BUDGET, 64 << 20);
     store.insert_batch(batch(1..4)).unwrap();
     let mut huge = http_entry(4);
     huge.id = "x".repeat(disk::MAX_RECORD);
@@ -638,7 +619,7 @@ fn write_error_keeps_the_batch_in_memory_and_counts_it() {
     assert_eq!(store.stats().disk_write_errors, 1);
     assert_eq!(store.insert_batch(batch(5..7)).unwrap(), 5..7);
     assert_eq!(
-        segments(&dir.0).len(),
+        segments(dir.root()).len(),
         2,
         "the log goes on in a new segment after the gap"
     );
@@ -647,7 +628,7 @@ fn write_error_keeps_the_batch_in_memory_and_counts_it() {
     drop(store);
 
     // Only memory held seq 4.
-    let store = disk_store(&dir.0, DEFAULT_MEMORY_BUDGET, 64 << 20);
+    let store = disk_store(dir.root(), DEFAULT_MEMORY_BUDGET, 64 << 20);
     assert_eq!(seqs_forward(&store, None), vec![1, 2, 3, 5, 6]);
     assert_eq!(seqs_back(&store, None), vec![6, 5, 3, 2, 1]);
     assert!(store.get(4).is_none());
@@ -661,7 +642,7 @@ fn write_error_keeps_the_batch_in_memory_and_counts_it() {
 #[test]
 fn evicted_from_memory_without_disk_copy_is_lost() {
     let dir = TempDir::new("lost");
-    let mut store = disk_store(&dir.0, 2 * entry_bytes(), 64 << 20);
+    let mut store = disk_store(dir.root(), 2 * entry_bytes(), 64 << 20);
     let mut huge = http_entry(1);
     huge.id = "x".repeat(disk::MAX_RECORD);
     assert!(store.insert_batch(vec![huge]).is_err());
@@ -682,7 +663,7 @@ fn fsync_mode_stores_and_recovers() {
     let config = StoreConfig {
         memory_budget: DEFAULT_MEMORY_BUDGET,
         disk: Some(DiskConfig {
-            dir: dir.0.clone(),
+            dir: dir.root().to_path_buf(),
             budget: 1 << 20,
             fsync: true,
         }),
@@ -698,8 +679,8 @@ fn fsync_mode_stores_and_recovers() {
 #[test]
 fn open_fails_with_the_path_when_the_directory_cannot_be_made() {
     let dir = TempDir::new("not-a-dir");
-    fs::create_dir_all(&dir.0).unwrap();
-    let file = dir.0.join("file");
+    fs::create_dir_all(dir.root()).unwrap();
+    let file = dir.root().join("file");
     fs::write(&file, b"").unwrap();
     let err = Store::open(StoreConfig {
         memory_budget: 1,
@@ -782,7 +763,7 @@ fn throughput() {
         let config = StoreConfig {
             memory_budget: DEFAULT_MEMORY_BUDGET,
             disk: Some(DiskConfig {
-                dir: dir.0.clone(),
+                dir: dir.root().to_path_buf(),
                 budget: 4 << 30,
                 fsync,
             }),
@@ -862,7 +843,7 @@ proptest::proptest! {
         ops in proptest::collection::vec(op(), 1..25),
     ) {
         let dir = TempDir::new("model");
-        let open = || disk_store(&dir.0, memory_entries * entry_bytes(), disk_budget);
+        let open = || disk_store(dir.root(), memory_entries * entry_bytes(), disk_budget);
         let mut store = open();
         let mut next = 1;
         let mut at_open = 0;
@@ -883,7 +864,7 @@ proptest::proptest! {
                     drop(store);
                     let mut torn = 0;
                     if let Op::KillMidWrite(garbage) = op
-                        && let Some(last) = segments(&dir.0).pop()
+                        && let Some(last) = segments(dir.root()).pop()
                     {
                         let file = fs::OpenOptions::new().append(true).open(&last).unwrap();
                         (&file).write_all(&garbage).unwrap();
