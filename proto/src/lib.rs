@@ -1,10 +1,8 @@
 //! kubetap's protobuf schema and generated types: the entry model that workers
-//! produce and the hub stores, and (in `json`) its stable JSON form.
+//! produce and the hub stores, and the worker-hub service. What a protocol's
+//! messages mean (their JSON form, generic fields, heap walk) is in
+//! `tap-dissect`, one folder per protocol.
 #![forbid(unsafe_code)]
-
-pub mod heap;
-pub mod json;
-mod summary;
 
 /// Generated from `proto/kubetap/v1/*.proto`: the entry model and the
 /// worker-hub service (`hub_client`, `hub_server`).
@@ -17,7 +15,7 @@ pub use v1::{Entry, Protocol};
 
 impl v1::Protocol {
     /// The protocol's name as used in the JSON form and the filter language.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         use v1::Protocol::*;
         match self {
             Unspecified => "unknown",

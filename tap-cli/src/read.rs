@@ -3,7 +3,6 @@
 //! they complete, so the file is never held in memory.
 
 use anyhow::Context as _;
-use proto::json::{EntryJson, rfc3339_nanos};
 use proto::v1::{Entry, request, response};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -11,6 +10,8 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tap_dissect::GenericFields;
+use tap_dissect::json::{EntryJson, rfc3339_nanos};
 use tap_worker::Stats;
 use tap_worker::driver::{self, Driver, DriverConfig, PipelineArgs, Sink, Source};
 use tap_worker::queue::{EntryQueue, QueueBounds};

@@ -34,7 +34,6 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use proto::json::{EntryJson, rfc3339_nanos};
 use proto::v1::{CaptureSettings, Endpoint, Entry, Protocol, RedactionRule, WorkerConfig};
 use serde::Deserialize;
 use serde_json::json;
@@ -42,6 +41,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tap_dissect::GenericFields;
+use tap_dissect::json::{EntryJson, rfc3339_nanos};
 use tokio::sync::broadcast::error::RecvError;
 
 /// Entries per page when the query does not say.
@@ -81,12 +82,12 @@ pub fn router(hub: Arc<Hub>) -> Router {
 
 /// The filter's field names (the UI's completion): the entry's, an
 /// endpoint's, and each protocol's under `request` and `response`, as the
-/// JSON form writes them (`proto::json::fields`).
+/// JSON form writes them (`tap_dissect::registry::fields`).
 async fn fields() -> Json<serde_json::Value> {
     Json(json!({
-        "entry": proto::json::ENTRY_FIELDS,
-        "endpoint": proto::json::ENDPOINT_FIELDS,
-        "protocols": proto::json::fields(),
+        "entry": tap_dissect::json::ENTRY_FIELDS,
+        "endpoint": tap_dissect::json::ENDPOINT_FIELDS,
+        "protocols": tap_dissect::registry::fields(),
     }))
 }
 

@@ -15,6 +15,7 @@
 
 use proto::v1::{Entry, request, response};
 use std::collections::{HashMap, VecDeque};
+use tap_dissect::GenericFields;
 
 /// Upgrade entries remembered, at most.
 pub const REMEMBERED: usize = 64 * 1024;

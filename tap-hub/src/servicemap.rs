@@ -38,7 +38,8 @@
 //! (`dst`, the server), one per protocol, with its entries (`requests`), errors,
 //! the request and response bytes on the wire, and latency.
 //!
-//! An entry is an error when:
+//! An entry is an error when (each protocol's rule is `failed` in its folder's
+//! `model.rs` in `tap-dissect`; `tap_dissect::failed` asks the right one):
 //!
 //! - HTTP, HTTP/2: its status is 5xx (4xx is the caller's fault and says
 //!   nothing about the callee's health).
@@ -84,7 +85,7 @@
 //! plus [`MIN_RESERVOIR`] values per edge that appeared late, and the edges
 //! are bounded by the entries the store holds.
 
-use proto::v1::{Endpoint, Entry, Protocol, request, response};
+use proto::v1::{Endpoint, Entry, Protocol};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -96,13 +97,6 @@ pub const DEFAULT_SAMPLE_BUDGET: usize = 4 << 20;
 /// The smallest reservoir an edge samples into once the budget is spent, so
 /// an edge that appears late still has meaningful percentiles.
 pub const MIN_RESERVOIR: usize = 1024;
-
-/// DNS's "the name does not exist": an answer, not a failure.
-const DNS_NXDOMAIN: u32 = 3;
-/// AMQP's reply-success.
-const AMQP_REPLY_SUCCESS: u32 = 200;
-/// Kafka's API key of Produce, which with `acks=0` is never answered.
-const KAFKA_PRODUCE: u32 = 0;
 
 /// The map of a set of entries: workloads and who calls whom.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -248,7 +242,7 @@ impl ServiceMapBuilder {
             }) as usize;
         let edge = &mut self.edges[index];
         edge.requests += 1;
-        edge.errors += u64::from(is_error(e, protocol));
+        edge.errors += u64::from(tap_dissect::failed(e));
         edge.request_bytes = edge.request_bytes.saturating_add(e.request_size);
         edge.response_bytes = edge.response_bytes.saturating_add(e.response_size);
         if let Some(ns) = e.elapsed_ns {
@@ -546,67 +540,13 @@ fn workload_of(pod: &str) -> &str {
     if fits { workload } else { pod }
 }
 
-fn has_flag(e: &Entry, flag: &str) -> bool {
-    e.flags.iter().any(|f| f == flag)
-}
-
-/// Whether the entry counts as an error (the rules are in the module docs).
-fn is_error(e: &Entry, protocol: Option<Protocol>) -> bool {
-    let req = e.request.as_ref().and_then(|r| r.kind.as_ref());
-    let resp = e.response.as_ref().and_then(|r| r.kind.as_ref());
-    let lost = has_flag(e, "gap");
-    let failed = match resp {
-        Some(response::Kind::Http(r)) => r.status >= 500,
-        Some(response::Kind::Graphql(r)) => {
-            r.http.as_ref().is_some_and(|h| h.status >= 500) || (r.errors > 0 && !r.has_data)
-        }
-        Some(response::Kind::Grpc(r)) => match r.status {
-            Some(status) => status != 0,
-            None => !lost,
-        },
-        Some(response::Kind::Dns(r)) => r.rcode != 0 && r.rcode != DNS_NXDOMAIN,
-        Some(response::Kind::Redis(r)) => r.is_error,
-        Some(response::Kind::Postgres(r)) => r.error.is_some(),
-        Some(response::Kind::Kafka(r)) => r.error_code != 0,
-        Some(response::Kind::Amqp(r)) => amqp_failed(r.reply_code),
-        Some(response::Kind::Websocket(m)) => websocket_failed(m.close_code),
-        Some(response::Kind::Stream(s)) => s.ended == "rst",
-        None => false,
-    };
-    let asked_failed = match req {
-        // A close the other side confirmed carries its code on the request.
-        Some(request::Kind::Amqp(r)) => amqp_failed(r.reply_code),
-        Some(request::Kind::Websocket(m)) => websocket_failed(m.close_code),
-        _ => false,
-    };
-    let unanswered = resp.is_none() && has_flag(e, "no_response") && !lost && {
-        use Protocol::*;
-        match protocol {
-            Some(Http | Http2 | Grpc | Graphql | Dns | Redis | Postgres | Amqp) => true,
-            Some(Kafka) => {
-                !matches!(req, Some(request::Kind::Kafka(r)) if r.api_key == KAFKA_PRODUCE)
-            }
-            _ => false,
-        }
-    };
-    failed || asked_failed || unanswered
-}
-
-fn amqp_failed(reply_code: u32) -> bool {
-    reply_code != 0 && reply_code != AMQP_REPLY_SUCCESS
-}
-
-fn websocket_failed(close_code: Option<u32>) -> bool {
-    close_code.is_some_and(|c| c != 1000 && c != 1001 && c < 3000)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proto::v1::{
         AmqpMethod, DnsResponse, GraphqlResponse, GrpcResponse, HttpResponse, KafkaRequest,
         KafkaResponse, PostgresError, PostgresResponse, RedisResponse, Request, Response,
-        StreamSide, WebSocketMessage,
+        StreamSide, WebSocketMessage, request, response,
     };
 
     fn ep(ip: &str, port: u32) -> Endpoint {
@@ -1357,7 +1297,7 @@ mod tests {
             ),
             (
                 "kafka produce acks=0",
-                nr(with_request(e(Protocol::Kafka), kafka_req(KAFKA_PRODUCE))),
+                nr(with_request(e(Protocol::Kafka), kafka_req(0))),
                 false,
             ),
             (

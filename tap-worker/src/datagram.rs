@@ -11,19 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 /// UDP flow ids have the top bit set, so they never collide with TCP's in one pipeline.
 const ID_BASE: u64 = 1 << 63;
 
-/// Receives a UDP flow's events; one handler per flow.
-pub trait DatagramHandler {
-    type Out;
-    fn on_datagram(
-        &mut self,
-        flow: &FlowInfo,
-        dir: Direction,
-        ts_ns: u64,
-        payload: &[u8],
-        out: &mut Vec<Self::Out>,
-    );
-    fn on_close(&mut self, flow: &FlowInfo, end: &FlowEnd, out: &mut Vec<Self::Out>);
-}
+pub use tap_dissect::flow::DatagramHandler;
 
 #[derive(Debug, Clone)]
 pub struct DatagramConfig {
@@ -189,5 +177,59 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
             self.stats.flows_expired += 1;
             self.close(key, CloseReason::Idle, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tap_dissect::{Datagrams, DissectConfig, Emit, GenericFields};
+
+    /// A standard query for `name`'s A record.
+    fn query(id: u16, name: &str) -> Vec<u8> {
+        let mut q = Vec::new();
+        q.extend_from_slice(&id.to_be_bytes());
+        q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+        for label in name.split('.') {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        q
+    }
+
+    #[test]
+    fn an_idle_udp_flow_closes_its_unanswered_dns_queries() {
+        let cfg = Arc::new(DissectConfig {
+            max_pending: 8,
+            ..DissectConfig::default()
+        });
+        let mut flows = DatagramFlows::new(DatagramConfig::default(), |_: &FlowInfo| {
+            Datagrams::new(cfg.clone())
+        });
+        let lo = IpAddr::from([127, 0, 0, 1]);
+        let mut out = Vec::new();
+        let q = query(21, "idle.test");
+        flows.datagram(1_000_000_000, lo, 40000, lo, 5353, &q, &mut out);
+        let entries = |out: &[Emit]| -> Vec<proto::v1::Entry> {
+            out.iter()
+                .filter_map(|e| match e {
+                    Emit::Entry(e) => Some((**e).clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert!(entries(&out).is_empty());
+        // Another flow's datagram 31 s later: the first flow has been idle past 30 s.
+        flows.datagram(32_000_000_000, lo, 40001, lo, 5353, &q, &mut out);
+        let es = entries(&out);
+        assert_eq!(es.len(), 1, "{out:?}");
+        assert_eq!(es[0].flags, ["no_response"]);
+        assert_eq!(
+            (es[0].path(), es[0].ts_ns),
+            (Some("idle.test"), 1_000_000_000)
+        );
+        assert_eq!(flows.stats.flows_expired, 1);
     }
 }

@@ -1,5 +1,6 @@
 //! kubetap's node agent as a library. The data flow is
-//! `capture` → `decode` → `reassembly` → `dissect` → `pair` → entries, tied
+//! `capture` → `decode` → `reassembly` → `dissect` (with pairing; the
+//! `tap-dissect` crate) → entries, tied
 //! together by `pipeline`; `driver` runs a source (a file, live interfaces,
 //! pods) through it into the one bounded entry `queue`, from which a sink
 //! takes them (`ship` streams them to the hub). Each stage is a plain module
@@ -11,10 +12,8 @@ pub mod capture;
 pub mod datagram;
 pub mod decode;
 pub mod dedup;
-pub mod dissect;
 pub mod driver;
 pub mod drops;
-pub mod pair;
 pub mod pipeline;
 pub mod pods;
 pub mod queue;
@@ -24,3 +23,5 @@ pub mod ship;
 pub mod tap;
 
 pub use pipeline::{Pipeline, PipelineConfig, Stats};
+/// The detect, dissect and pair stages: one folder per protocol, in `tap-dissect`.
+pub use tap_dissect as dissect;

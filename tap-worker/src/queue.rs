@@ -3,7 +3,7 @@
 //! gRPC shipper, an in-process hub, stdout).
 //!
 //! It is bounded twice: in entries and in memory (each entry counted as the
-//! heap it holds, `proto::heap`, so a few huge bodies cannot fill the node's
+//! heap it holds, `tap_dissect::heap`, so a few huge bodies cannot fill the node's
 //! memory while the count looks small). A live capture *offers*: what does
 //! not fit is dropped and counted by cause, and capture never waits. A file
 //! *sends*: it waits for room, since nothing is lost by waiting. Sinks *take*
@@ -115,7 +115,7 @@ impl EntryQueue {
     /// What `e` holds, in bytes; an entry larger than the whole bound counts
     /// as the bound (it goes alone).
     fn cost(&self, e: &Entry) -> usize {
-        usize::try_from(proto::heap::entry(e))
+        usize::try_from(tap_dissect::heap::entry(e))
             .unwrap_or(usize::MAX)
             .min(self.bounds.memory)
     }
@@ -271,7 +271,7 @@ mod tests {
             entries: 10_000,
             memory: 1 << 20,
         });
-        let cost = |e: &Entry| proto::heap::entry(e) as usize;
+        let cost = |e: &Entry| tap_dissect::heap::entry(e) as usize;
         let big = cost(&entry_with_body(100 << 10));
         assert!((100 << 10..101 << 10).contains(&big), "{big} bytes");
         let offered = 100;

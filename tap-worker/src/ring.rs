@@ -179,7 +179,7 @@ impl PacketRing {
             Some(oldest) if stats.evicted_packets > 0 && req.from_ns < oldest => format!(
                 "the packet ring ({} packets evicted so far) no longer holds packets before {}",
                 stats.evicted_packets,
-                proto::json::rfc3339_nanos(oldest)
+                tap_dissect::json::rfc3339_nanos(oldest)
             ),
             _ => String::new(),
         };

@@ -995,7 +995,7 @@ fn fanout_spreads_connections_over_sockets_and_keeps_each_whole() {
     let mut paths = BTreeSet::new();
     let mut flows = BTreeSet::new();
     for e in entries.iter() {
-        let v = serde_json::to_value(proto::json::EntryJson(e)).unwrap();
+        let v = serde_json::to_value(tap_dissect::json::EntryJson(e)).unwrap();
         let path = v["request"]["path"].as_str().unwrap().to_string();
         assert_eq!(v["response"]["status"], 200, "{v}");
         assert_eq!(

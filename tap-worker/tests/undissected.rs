@@ -37,7 +37,7 @@ fn binary_tcp_connection_becomes_a_tcp_entry() {
     assert!(up.packets >= 2 && down.packets >= 1, "{up:?} {down:?}");
     assert!(e.elapsed_ns.is_some_and(|d| d > 0));
     assert_eq!(r.stats.unclaimed_connections, 1);
-    let json: serde_json::Value = serde_json::to_value(proto::json::EntryJson(e)).unwrap();
+    let json: serde_json::Value = serde_json::to_value(tap_dissect::json::EntryJson(e)).unwrap();
     assert_eq!(json["protocol"], "tcp");
     assert_eq!(json["request"]["bytes"], 30);
     assert_eq!(json["response"]["ended"], "fin");

@@ -239,20 +239,20 @@ fn demo(args: &demo::DemoArgs) -> Result<()> {
 fn fuzz(seconds: u64) -> Result<()> {
     setup::cargo_fuzz()?;
     let fuzz_dir = root().join("fuzz");
-    for target in [
-        "capture_file",
-        "reassembly",
-        "http1",
-        "dns",
-        "redis",
-        "http2",
-        "websocket",
-        "graphql",
-        "postgres",
-        "amqp",
-        "kafka",
-        "filter",
-    ] {
+    // The targets are fuzz/Cargo.toml's bins (the protocols' are in their
+    // folders, tap-dissect/src/<protocol>/fuzz.rs), as cargo-fuzz lists them.
+    let list = Command::new("rustup")
+        .args(["run", "nightly", "cargo", "fuzz", "list", "--fuzz-dir"])
+        .arg(&fuzz_dir)
+        .output()?;
+    if !list.status.success() {
+        bail!(
+            "cargo fuzz list failed: {}",
+            String::from_utf8_lossy(&list.stderr).trim()
+        );
+    }
+    let targets = String::from_utf8(list.stdout)?;
+    for target in targets.split_whitespace() {
         let corpus = target_dir().join("fuzz-corpus").join(target);
         std::fs::create_dir_all(&corpus)?;
         // cargo-fuzz needs nightly; `rustup run` reaches it even when CARGO names stable's cargo.
@@ -260,9 +260,13 @@ fn fuzz(seconds: u64) -> Result<()> {
         cmd.args(["run", "nightly", "cargo", "fuzz", "run", "--fuzz-dir"])
             .arg(&fuzz_dir)
             .arg(target)
-            .arg(&corpus)
-            .arg(fuzz_dir.join("seeds").join(target))
-            .arg("--")
+            .arg(&corpus);
+        // Seeds, where the target has some (fuzz/seeds/<target>/).
+        let seeds = fuzz_dir.join("seeds").join(target);
+        if seeds.is_dir() {
+            cmd.arg(seeds);
+        }
+        cmd.arg("--")
             .arg(format!("-max_total_time={seconds}"))
             .arg("-rss_limit_mb=2048")
             .env("CARGO_TARGET_DIR", target_dir().join("fuzz"));

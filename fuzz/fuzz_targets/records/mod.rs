@@ -4,8 +4,8 @@
 //! handler, which is then closed.
 
 use std::net::SocketAddr;
-use tap_worker::dissect::{Connection, Dissector, Emit};
-use tap_worker::reassembly::{CloseReason, Direction, FlowEnd, FlowHandler, FlowInfo};
+use tap_dissect::{Connection, Dissector, Emit};
+use tap_dissect::flow::{CloseReason, Direction, FlowEnd, FlowHandler, FlowInfo};
 
 /// Connection 1, from port 40000 of `client` to `server`, first seen at 0.
 pub fn flow(client: [u8; 4], server: ([u8; 4], u16), midstream: bool) -> FlowInfo {

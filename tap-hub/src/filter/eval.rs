@@ -4,13 +4,14 @@
 //! field is read; a comparison of common fields allocates nothing.
 
 use super::time;
-use proto::json::{EntryJson, RequestJson, ResponseJson};
 use proto::v1::{Entry, Header, Protocol, request, response};
 use regex::Regex;
 use serde_json::Value as Json;
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::cmp::Ordering;
+use tap_dissect::GenericFields;
+use tap_dissect::json::{EntryJson, RequestJson, ResponseJson};
 
 /// A compiled filter expression. The compiler checked the types, so the
 /// evaluator only meets mismatches through the JSON fallback.

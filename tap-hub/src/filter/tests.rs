@@ -6,6 +6,7 @@ use proto::v1::{
     HttpResponse, PostgresError, PostgresRequest, PostgresResponse, Protocol, RedisRequest,
     RedisResponse, Request, Response, StreamSide, request, response,
 };
+use tap_dissect::GenericFields;
 
 /// 2026-11-20T19:36:50Z
 const T0: u64 = 1_795_203_410_000_000_000;

@@ -173,7 +173,7 @@ struct Slot {
 
 /// What one entry in memory costs: its heap and its slot in the ring.
 fn slot_bytes(entry: &Entry) -> u64 {
-    proto::heap::arc_entry(entry) + size_of::<Slot>() as u64
+    tap_dissect::heap::arc_entry(entry) + size_of::<Slot>() as u64
 }
 
 /// The entry store; see the module docs.
