@@ -9,31 +9,10 @@
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     include!(concat!(env!("OUT_DIR"), "/kubetap.v1.rs"));
+    include!(concat!(env!("OUT_DIR"), "/protocol_names.rs"));
 }
 
 pub use v1::{Entry, Protocol};
-
-impl v1::Protocol {
-    /// The protocol's name as used in the JSON form and the filter language.
-    pub const fn name(self) -> &'static str {
-        use v1::Protocol::*;
-        match self {
-            Unspecified => "unknown",
-            Http => "http",
-            Http2 => "http2",
-            Grpc => "grpc",
-            Graphql => "graphql",
-            Websocket => "websocket",
-            Redis => "redis",
-            Kafka => "kafka",
-            Amqp => "amqp",
-            Dns => "dns",
-            Postgres => "postgres",
-            Tcp => "tcp",
-            Udp => "udp",
-        }
-    }
-}
 
 /// A flow id as the 16 lowercase hex digits entry ids and `flow_id` use
 /// (`0000000000000001`), formatted without the `fmt` machinery: it is written

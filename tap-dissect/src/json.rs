@@ -226,7 +226,7 @@ pub(crate) mod field_lists {
         assert_eq!(set(ENTRY_FIELDS), keys(here, &["EntryJson"]));
         assert_eq!(set(ENDPOINT_FIELDS), keys(here, &["EndpointJson"]));
         // Every protocol the entry can have is in the registry once.
-        let listed: Vec<&str> = crate::registry::fields()
+        let listed: Vec<&str> = crate::registry::protocols()
             .iter()
             .map(|f| f.protocol)
             .collect();

@@ -30,6 +30,10 @@ pub trait Protocol {
     /// serializer.
     const REQUEST_FIELDS: &'static [&'static str];
     const RESPONSE_FIELDS: &'static [&'static str];
+    /// The colour the UI draws it in (badges, service-map edges), `#rrggbb`.
+    const COLOUR: &'static str;
+    /// How the UI reads its `response.status`.
+    const STATUS: StatusClasses = StatusClasses::ZERO_IS_OK;
 
     /// Whether every request of this entry's kind gets an answer, so that
     /// one left without (flagged `no_response`, and nothing lost: no `gap`)
@@ -72,6 +76,30 @@ pub trait Messages {
     }
 }
 
+/// How the UI reads a `response.status`: inclusive ranges per class; any
+/// value outside them is a failure.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct StatusClasses {
+    pub ok: &'static [[i64; 2]],
+    pub redirect: &'static [[i64; 2]],
+    pub client: &'static [[i64; 2]],
+}
+
+impl StatusClasses {
+    /// 0 is success, anything else a failure (gRPC, Kafka, Redis, PostgreSQL).
+    pub const ZERO_IS_OK: StatusClasses = StatusClasses {
+        ok: &[[0, 0]],
+        redirect: &[],
+        client: &[],
+    };
+    /// HTTP's classes: 1xx and 2xx, 3xx, 4xx; 5xx (and anything else) fail.
+    pub const HTTP: StatusClasses = StatusClasses {
+        ok: &[[0, 299]],
+        redirect: &[[300, 399]],
+        client: &[[400, 499]],
+    };
+}
+
 /// The generic fields of a message that stands alone.
 pub struct Standalone<'a> {
     pub method: &'a str,
@@ -87,12 +115,14 @@ macro_rules! registry {
         /// Every UDP protocol's spec, in probe order.
         static DATAGRAM: &[Option<DatagramSpec>] = &[$(<$p as Protocol>::DATAGRAM),*];
 
-        /// Every protocol's field names, for the UI's completion (`/api/fields`).
-        pub fn fields() -> Vec<ProtocolFields> {
-            vec![$(ProtocolFields {
+        /// Every protocol as the UI learns it (`/api/fields`).
+        pub fn protocols() -> Vec<ProtocolInfo> {
+            vec![$(ProtocolInfo {
                 protocol: <$p as Protocol>::ID.name(),
                 request: <$p as Protocol>::REQUEST_FIELDS,
                 response: <$p as Protocol>::RESPONSE_FIELDS,
+                colour: <$p as Protocol>::COLOUR,
+                status: <$p as Protocol>::STATUS,
             }),*]
         }
 
@@ -208,12 +238,15 @@ pub fn datagram_protocols() -> impl Iterator<Item = &'static DatagramSpec> {
     DATAGRAM.iter().flatten()
 }
 
-/// One protocol's field names under `request` and `response`.
+/// One protocol as the UI learns it: its name, its field names under
+/// `request` and `response`, its colour and how its status reads.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct ProtocolFields {
+pub struct ProtocolInfo {
     pub protocol: &'static str,
     pub request: &'static [&'static str],
     pub response: &'static [&'static str],
+    pub colour: &'static str,
+    pub status: StatusClasses,
 }
 
 /// A question asked of one protocol, answered by [`with`].
@@ -294,7 +327,7 @@ mod tests {
 
     #[test]
     fn every_protocol_is_listed_once_and_every_probe_is_named_after_it() {
-        let names: Vec<&str> = fields().iter().map(|f| f.protocol).collect();
+        let names: Vec<&str> = protocols().iter().map(|f| f.protocol).collect();
         let mut unique = names.clone();
         unique.sort();
         unique.dedup();
@@ -319,5 +352,21 @@ mod tests {
         );
         let udp: Vec<&str> = datagram_protocols().map(|s| s.name).collect();
         assert_eq!(udp, ["dns"]);
+    }
+
+    #[test]
+    fn colours_are_css_hex_and_status_ranges_are_ordered() {
+        for p in protocols() {
+            let c = p.colour.strip_prefix('#').unwrap_or("");
+            assert!(
+                c.len() == 6 && c.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{}: {}",
+                p.protocol,
+                p.colour
+            );
+            for [lo, hi] in [p.status.ok, p.status.redirect, p.status.client].concat() {
+                assert!(lo <= hi, "{}: [{lo}, {hi}]", p.protocol);
+            }
+        }
     }
 }

@@ -82,12 +82,13 @@ pub fn router(hub: Arc<Hub>) -> Router {
 
 /// The filter's field names (the UI's completion): the entry's, an
 /// endpoint's, and each protocol's under `request` and `response`, as the
-/// JSON form writes them (`tap_dissect::registry::fields`).
+/// JSON form writes them, with each protocol's colour and status classes
+/// (`tap_dissect::registry::protocols`).
 async fn fields() -> Json<serde_json::Value> {
     Json(json!({
         "entry": tap_dissect::json::ENTRY_FIELDS,
         "endpoint": tap_dissect::json::ENDPOINT_FIELDS,
-        "protocols": tap_dissect::registry::fields(),
+        "protocols": tap_dissect::registry::protocols(),
     }))
 }
 
@@ -1272,6 +1273,28 @@ mod tests {
         assert!(of("dns", "response").contains(&"rcode_name".to_string()));
         assert!(of("tcp", "response").contains(&"ended".to_string()));
         assert_eq!(v["protocols"].as_array().unwrap().len(), 12);
+    }
+
+    #[tokio::test]
+    async fn fields_carry_each_protocols_colour_and_status_classes() {
+        let hub = Hub::open(Default::default()).unwrap();
+        let (_, v) = get_json(&hub, "/api/fields").await;
+        let of = |p: &str| {
+            v["protocols"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["protocol"] == p)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(of("http")["colour"], "#58a6ff");
+        assert_eq!(
+            of("http")["status"],
+            json!({"ok": [[0, 299]], "redirect": [[300, 399]], "client": [[400, 499]]})
+        );
+        assert_eq!(of("dns")["status"]["client"], json!([[3, 3]]));
+        assert_eq!(of("redis")["status"]["ok"], json!([[0, 0]]));
     }
 
     #[tokio::test]

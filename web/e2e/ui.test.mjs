@@ -263,6 +263,20 @@ describe('kubetap web UI', { skip: missing ? `SKIPPED: ${missing}` : false }, ()
     await typeFilter('');
   });
 
+  test("protocol badges are drawn in the hub's colour for the protocol", async () => {
+    await goto('/');
+    await settled(expected.requests.length);
+    const catalogue = await api(hub.url, '/api/fields');
+    const http = catalogue.protocols.find((p) => p.protocol === 'http');
+    assert.match(http.colour, /^#[0-9a-f]{6}$/);
+    const badge = await page.$eval('.scroller .row [data-k=protocol]', (b) => ({
+      colour: b.style.getPropertyValue('--proto'),
+      background: getComputedStyle(b).backgroundColor,
+    }));
+    assert.equal(badge.colour, http.colour);
+    assert.notEqual(badge.background, 'rgba(0, 0, 0, 0)', 'the badge has a background');
+  });
+
   test('clicking a value in a row narrows the filter to it', async () => {
     await goto('/');
     await settled(expected.requests.length);

@@ -20,7 +20,8 @@ import {
 } from './body';
 import { curlCommand } from './curl';
 import { endpointCondition, equals, fieldPath, learnFields, pathCondition, quote } from './filterlang';
-import { bytes, duration, statusClass } from './format';
+import { bytes, duration } from './format';
+import { protocolColour, statusClass } from './protocols';
 
 /** Body text shown before "show all": a browser lays out a few hundred KiB quickly. */
 const SHOW_LIMIT = 256 * 1024;
@@ -129,7 +130,9 @@ export function EntryDetail({ id, onClose, onNarrow }: Props) {
   return (
     <aside class="detail" data-testid="detail" data-entry={entry.id}>
       <div class="detail-head">
-        <span class={`proto proto-${entry.protocol}`}>{entry.protocol}</span>
+        <span class="proto" style={{ '--proto': protocolColour(entry.protocol) }}>
+          {entry.protocol}
+        </span>
         {method !== null && (
           <span class="v method" onClick={() => onNarrow(`request.method == ${quote(method)}`)}>
             {method}

@@ -4,7 +4,7 @@
 // example filters. Enter applies, Escape goes back to the applied filter.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { EditorState, type Extension, Prec, RangeSetBuilder } from '@codemirror/state';
+import { EditorState, type Extension, Prec, RangeSetBuilder, StateEffect } from '@codemirror/state';
 import {
   Decoration,
   type DecorationSet,
@@ -25,13 +25,12 @@ import {
 } from '@codemirror/autocomplete';
 import { defaultKeymap, history, historyKeymap } from '@codemirror/commands';
 import { setDiagnostics } from '@codemirror/lint';
-import { ApiError, checkFilter, fields } from './api';
+import { ApiError, checkFilter } from './api';
+import { protocolNames, useCatalogue } from './protocols';
 import {
   EXAMPLES,
   HEADER_NAMES,
-  PROTOCOLS,
   fieldsAfter,
-  setFields,
   tokenize,
   topLevel,
 } from './filterlang';
@@ -54,6 +53,9 @@ function highlight(view: EditorView): DecorationSet {
   return b.finish();
 }
 
+/** Highlights again without an edit: protocol names are known once the hub's catalogue arrives. */
+const rehighlight = StateEffect.define<null>();
+
 const highlighter = ViewPlugin.fromClass(
   class {
     decorations: DecorationSet;
@@ -61,7 +63,8 @@ const highlighter = ViewPlugin.fromClass(
       this.decorations = highlight(view);
     }
     update(u: ViewUpdate) {
-      if (u.docChanged) this.decorations = highlight(u.view);
+      const asked = u.transactions.some((t) => t.effects.some((e) => e.is(rehighlight)));
+      if (u.docChanged || asked) this.decorations = highlight(u.view);
     }
   },
   { decorations: (v) => v.decorations },
@@ -83,7 +86,7 @@ function complete(ctx: CompletionContext): CompletionResult | null {
   if (m) {
     return {
       from: ctx.pos - m[1].length,
-      options: PROTOCOLS.map((label) => ({ label, type: 'constant' })),
+      options: protocolNames().map((label) => ({ label, type: 'constant' })),
       validFor: /^\w*$/,
     };
   }
@@ -133,13 +136,10 @@ export function FilterBar({ value, error, onApply }: Props) {
 
   const shownError = draft === value ? (error ?? draftError) : draftError;
 
-  // Field completion comes from the hub's catalogue (each protocol's JSON
-  // form); without it, completion offers only what opened entries showed.
+  const catalogue = useCatalogue();
   useEffect(() => {
-    const ctl = new AbortController();
-    fields(ctl.signal).then(setFields, () => {});
-    return () => ctl.abort();
-  }, []);
+    view.current?.dispatch({ effects: rehighlight.of(null) });
+  }, [catalogue]);
 
   useEffect(() => {
     const run = (v: EditorView) => {

@@ -9,6 +9,7 @@ import type cytoscape from 'cytoscape';
 import { ApiError, type MapEdge, type MapNode, type ServiceMap, serviceMap } from './api';
 import { and, edgeCondition, nodeCondition } from './filterlang';
 import { count, duration, rate } from './format';
+import { protocolColour, useCatalogue } from './protocols';
 import { navigate, type Route } from './route';
 
 export const WINDOWS: { value: string; label: string }[] = [
@@ -20,12 +21,6 @@ export const WINDOWS: { value: string; label: string }[] = [
   { value: '6h', label: 'last 6 hours' },
   { value: '24h', label: 'last day' },
 ];
-
-const PROTOCOL_COLOURS: Record<string, string> = {
-  http: '#58a6ff', http2: '#79c0ff', grpc: '#d2a8ff', graphql: '#f778ba', websocket: '#56d4dd',
-  redis: '#ff7b72', kafka: '#e3b341', amqp: '#ffa657', dns: '#7ee787', postgres: '#a5d6ff',
-  tcp: '#8b949e', udp: '#6e7681',
-};
 
 /** Seconds the map's entries cover: the window, else from the first to the last entry. */
 export function spanSeconds(m: ServiceMap): number | null {
@@ -106,6 +101,9 @@ export function ServiceMapView({ route }: Props) {
   const handlers = useRef({ openNode, openEdge });
   handlers.current = { openNode, openEdge };
 
+  // Edge colours are the protocols' own, from the hub's catalogue.
+  const catalogue = useCatalogue();
+
   // The graph, drawn again when the map's shape changes.
   const shape = map
     ? JSON.stringify([map.nodes.map((n) => n.id), map.edges.map((e) => [e.source, e.target, e.protocol])])
@@ -133,7 +131,7 @@ export function ServiceMapView({ route }: Props) {
           target: e.target,
           label: edgeLabel(e, span),
           width: 1.5 + 6 * (Math.log1p(e.requests) / Math.log1p(maxReq)),
-          colour: e.error_rate > 0.05 ? '#f85149' : (PROTOCOL_COLOURS[e.protocol] ?? '#8b949e'),
+          colour: e.error_rate > 0.05 ? '#f85149' : protocolColour(e.protocol),
         },
       })),
     ];
@@ -202,7 +200,7 @@ export function ServiceMapView({ route }: Props) {
     // A handle for debugging in the console and for the browser tests, which
     // click an edge where the graph draws it.
     (window as unknown as { kubetapMap?: cytoscape.Core }).kubetapMap = c;
-  }, [map, shape, lib]);
+  }, [map, shape, lib, catalogue]);
 
   useEffect(
     () => () => {

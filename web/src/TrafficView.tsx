@@ -6,7 +6,8 @@ import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/ho
 import { type Workers, workers as fetchWorkers } from './api';
 import { EntryDetail } from './EntryDetail';
 import { and, endpointCondition, pathCondition, quote } from './filterlang';
-import { bytes, clock, count, duration, fullTime, statusClass } from './format';
+import { bytes, clock, count, duration, fullTime } from './format';
+import { protocolColour, statusClass, useCatalogue } from './protocols';
 import { navigate, type Route } from './route';
 import type { Row, RowStore } from './rows';
 import { Traffic, type TrafficStatus } from './traffic';
@@ -24,6 +25,8 @@ interface Props {
 }
 
 export function TrafficView({ route, traffic, status, version }: Props) {
+  // Rows are coloured by the protocols' status classes: drawn again when they arrive.
+  useCatalogue();
   const store = traffic.store;
   const [drops, setDrops] = useState<{ workers: number; hub: number } | null>(null);
   const [dropsError, setDropsError] = useState<string | null>(null);
@@ -323,7 +326,7 @@ function RowView({ row, top, selected }: { row: Row; top: number; selected: bool
         {clock(row.tsUs)}
       </span>
       <span>
-        <span class={`v proto proto-${row.protocol}`} data-k="protocol">
+        <span class="v proto" data-k="protocol" style={{ '--proto': protocolColour(row.protocol) }}>
           {row.protocol}
         </span>
         {row.tls && <span class="tag">TLS</span>}

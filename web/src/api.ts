@@ -280,10 +280,21 @@ export async function workers(signal?: AbortSignal): Promise<Workers> {
 }
 
 /** The hub's field catalogue for completion (`/api/fields`). */
+/** One protocol as the hub's registry describes it. */
+export interface ProtocolInfo {
+  protocol: string;
+  request: string[];
+  response: string[];
+  /** CSS colour of its badge and service-map edges. */
+  colour: string;
+  /** Inclusive ranges of `response.status` per class; any other value is an error. */
+  status: { ok: [number, number][]; redirect: [number, number][]; client: [number, number][] };
+}
+
 export interface Fields {
   entry: string[];
   endpoint: string[];
-  protocols: { protocol: string; request: string[]; response: string[] }[];
+  protocols: ProtocolInfo[];
 }
 
 export async function fields(signal?: AbortSignal): Promise<Fields> {

@@ -1,5 +1,19 @@
-import { describe, expect, test } from 'vitest';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { setCatalogue } from './protocols';
 import { and, edgeCondition, endpointCondition, fieldPath, nodeCondition, nodeSideCondition, quote, tokenize } from './filterlang';
+
+// Protocol names come from the hub's catalogue; a small one, as /api/fields writes it.
+beforeAll(() => {
+  const side = { request: [], response: [], colour: '#58a6ff', status: { ok: [], redirect: [], client: [] } };
+  setCatalogue({
+    entry: [],
+    endpoint: [],
+    protocols: [
+      { protocol: 'http', ...side },
+      { protocol: 'grpc', ...side },
+    ],
+  });
+});
 
 const kinds = (src: string) => tokenize(src).filter((t) => t.kind !== 'space').map((t) => `${t.kind}:${t.text}`);
 

@@ -3,12 +3,7 @@
 // clicks. The hub parses and checks every filter (tap-hub/src/filter/); the
 // UI never decides what a filter means, it only writes filters.
 
-import type { Fields } from './api';
-
-export const PROTOCOLS = [
-  'http', 'http2', 'grpc', 'graphql', 'websocket', 'redis', 'kafka', 'amqp', 'dns',
-  'postgres', 'tcp', 'udp',
-];
+import { getCatalogue, isProtocol, protocolNames } from './protocols';
 
 export const KEYWORDS = ['and', 'or', 'not', 'in', 'true', 'false', 'null'];
 
@@ -26,19 +21,6 @@ export const TOP_FIELDS = [
   'id', 'ts', 'node', 'protocol', 'tls', 'elapsed_us', 'request_size', 'response_size',
   'flow_id', 'stream_id', 'flags', 'redacted', 'src', 'dst', 'request', 'response',
 ];
-
-/**
- * The hub's field catalogue (`/api/fields`): the entry's fields, an
- * endpoint's, and each protocol's under `request` and `response`, as the
- * JSON form writes them. Fields seen in opened entries are added as the user
- * browses.
- */
-let catalogue: Fields | null = null;
-
-/** Completion uses the hub's catalogue from now on. */
-export function setFields(f: Fields) {
-  catalogue = f;
-}
 
 export const HEADER_NAMES = [
   'host', 'content-type', 'content-length', 'user-agent', 'accept', 'authorization',
@@ -70,13 +52,17 @@ export interface Completion {
 export function fieldsAfter(prefix: string, filter = ''): Completion[] {
   const props = (names: Iterable<string>, detail?: string): Completion[] =>
     [...new Set(names)].map((label) => ({ label, type: 'property', detail }));
+  // The hub's catalogue (`/api/fields`, protocols.ts): the entry's fields, an
+  // endpoint's, and each protocol's under `request` and `response`, as the
+  // JSON form writes them; fields seen in opened entries are added to it.
+  const catalogue = getCatalogue();
   if (prefix === 'src' || prefix === 'dst') return props(catalogue?.endpoint ?? []);
   if (prefix === 'request' || prefix === 'response') {
     const named = new Set(
       tokenize(filter)
         .filter((t) => t.kind === 'protocol' || t.kind === 'string')
         .map((t) => t.text.replace(/^["']|["']$/g, ''))
-        .filter((w) => PROTOCOLS.includes(w)),
+        .filter(isProtocol),
     );
     const protocols = (catalogue?.protocols ?? []).filter((p) => named.size === 0 || named.has(p.protocol));
     return props([...protocols.flatMap((p) => p[prefix]), ...learned[prefix]]);
@@ -87,8 +73,8 @@ export function fieldsAfter(prefix: string, filter = ''): Completion[] {
 
 export function topLevel(): Completion[] {
   return [
-    ...(catalogue?.entry ?? TOP_FIELDS).map((label): Completion => ({ label, type: 'property' })),
-    ...PROTOCOLS.map((label): Completion => ({ label, type: 'constant', detail: 'protocol' })),
+    ...(getCatalogue()?.entry ?? TOP_FIELDS).map((label): Completion => ({ label, type: 'property' })),
+    ...protocolNames().map((label): Completion => ({ label, type: 'constant', detail: 'protocol' })),
     ...FUNCTIONS.map((label): Completion => ({ label, type: 'function' })),
     ...KEYWORDS.map((label): Completion => ({ label, type: 'keyword' })),
   ];
@@ -176,7 +162,7 @@ export function tokenize(src: string): Token[] {
       if (src[j] === '(') kind = 'function';
       else if (afterDot) kind = 'field';
       else if (KEYWORDS.includes(word)) kind = 'keyword';
-      else if (PROTOCOLS.includes(word)) kind = 'protocol';
+      else if (isProtocol(word)) kind = 'protocol';
       else if (TOP_FIELDS.includes(word)) kind = 'field';
       else kind = 'name';
       push(kind);

@@ -1,5 +1,5 @@
-// How values read in the UI: times, durations, sizes, and the colour class of
-// a status, which depends on what the status means for the protocol.
+// How values read in the UI: times, durations, sizes. (What a status means
+// for its protocol is in protocols.ts, from the hub's catalogue.)
 
 const pad = (n: number, w = 2) => String(n).padStart(w, '0');
 
@@ -44,30 +44,4 @@ export function rate(perSecond: number): string {
   if (perSecond >= 100) return `${Math.round(perSecond)}/s`;
   if (perSecond >= 1) return `${perSecond.toFixed(1)}/s`;
   return `${perSecond.toFixed(2)}/s`;
-}
-
-export type StatusClass = 'ok' | 'redirect' | 'client' | 'error' | 'none';
-
-/** Whether a status is success, a redirect, the caller's fault or a failure, for its protocol. */
-export function statusClass(protocol: string, status: number | null): StatusClass {
-  if (status === null) return 'none';
-  switch (protocol) {
-    case 'http':
-    case 'http2':
-    case 'graphql':
-      if (status >= 500) return 'error';
-      if (status >= 400) return 'client';
-      if (status >= 300) return 'redirect';
-      return 'ok';
-    case 'dns':
-      // NXDOMAIN is an answer; SERVFAIL, REFUSED, … are failures.
-      return status === 0 ? 'ok' : status === 3 ? 'client' : 'error';
-    case 'amqp':
-      return status === 0 || status === 200 ? 'ok' : 'error';
-    case 'websocket':
-      return status === 1000 || status === 1001 || status >= 3000 ? 'ok' : 'error';
-    default:
-      // gRPC, Kafka, Redis and PostgreSQL: 0 is success.
-      return status === 0 ? 'ok' : 'error';
-  }
 }

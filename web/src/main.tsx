@@ -4,8 +4,9 @@
 
 import { render } from 'preact';
 import { useEffect, useLayoutEffect, useMemo, useState } from 'preact/hooks';
-import { pcap } from './api';
+import { fields, pcap } from './api';
 import { FilterBar } from './FilterBar';
+import { setCatalogue, useCatalogue } from './protocols';
 import { navigate, type Route, useRoute, type View } from './route';
 import { ServiceMapView } from './ServiceMapView';
 import { Traffic, type TrafficStatus } from './traffic';
@@ -21,6 +22,14 @@ const TABS: { view: View; label: string }[] = [
 
 function App() {
   const route = useRoute();
+  // The hub's protocol catalogue: names, fields, colours, status classes.
+  // Without it the UI still works, with plain badges and no completion.
+  useCatalogue();
+  useEffect(() => {
+    const ctl = new AbortController();
+    fields(ctl.signal).then(setCatalogue, () => {});
+    return () => ctl.abort();
+  }, []);
   const [version, setVersion] = useState(0);
   const traffic = useMemo(() => new Traffic(() => setVersion((v) => v + 1)), []);
   const [status, setStatus] = useState<TrafficStatus>(traffic.status);

@@ -3,7 +3,7 @@
 use super::json::{AmqpMethodJson, FIELDS};
 use crate::ProtocolSpec;
 use crate::heap::heap_fields;
-use crate::registry::{Messages, Protocol};
+use crate::registry::{Messages, Protocol, StatusClasses};
 use proto::v1::{self, AmqpMethod, Entry, request};
 use serde::Serialize;
 
@@ -22,6 +22,13 @@ impl Protocol for Amqp {
     });
     const REQUEST_FIELDS: &'static [&'static str] = FIELDS;
     const RESPONSE_FIELDS: &'static [&'static str] = FIELDS;
+    const COLOUR: &'static str = "#ffa657";
+    /// No reply code, or 200 (reply-success).
+    const STATUS: StatusClasses = StatusClasses {
+        ok: &[[0, 0], [200, 200]],
+        redirect: &[],
+        client: &[],
+    };
 
     /// The dissector already drops `no_response` on asynchronous methods.
     fn expects_answer(_: &Entry) -> bool {

@@ -2,7 +2,7 @@
 
 use super::json::{DnsRequestJson, DnsResponseJson, REQUEST_FIELDS, RESPONSE_FIELDS};
 use crate::heap::heap_fields;
-use crate::registry::{Messages, Protocol};
+use crate::registry::{Messages, Protocol, StatusClasses};
 use crate::{DatagramSpec, ProtocolSpec};
 use proto::v1::{self, DnsQuestion, DnsRecord, DnsRequest, DnsResponse, Entry, request};
 use serde::Serialize;
@@ -27,6 +27,14 @@ impl Protocol for Dns {
     });
     const REQUEST_FIELDS: &'static [&'static str] = REQUEST_FIELDS;
     const RESPONSE_FIELDS: &'static [&'static str] = RESPONSE_FIELDS;
+    const COLOUR: &'static str = "#7ee787";
+    /// NOERROR; NXDOMAIN is an answer about the name (the caller's
+    /// concern); SERVFAIL, REFUSED, … are failures.
+    const STATUS: StatusClasses = StatusClasses {
+        ok: &[[0, 0]],
+        redirect: &[],
+        client: &[[3, 3]],
+    };
 
     fn expects_answer(_: &Entry) -> bool {
         true

@@ -3,7 +3,7 @@
 
 use super::json::{GraphqlRequestJson, GraphqlResponseJson, REQUEST_FIELDS, RESPONSE_FIELDS};
 use crate::heap::heap_fields;
-use crate::registry::{Messages, Protocol};
+use crate::registry::{Messages, Protocol, StatusClasses};
 use proto::v1::{self, Entry, GraphqlRequest, GraphqlResponse, request};
 use serde::Serialize;
 
@@ -13,6 +13,8 @@ impl Protocol for Graphql {
     const ID: v1::Protocol = v1::Protocol::Graphql;
     const REQUEST_FIELDS: &'static [&'static str] = REQUEST_FIELDS;
     const RESPONSE_FIELDS: &'static [&'static str] = RESPONSE_FIELDS;
+    const COLOUR: &'static str = "#f778ba";
+    const STATUS: StatusClasses = StatusClasses::HTTP;
 
     fn expects_answer(_: &Entry) -> bool {
         true

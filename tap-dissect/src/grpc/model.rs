@@ -13,6 +13,7 @@ impl Protocol for Grpc {
     const ID: v1::Protocol = v1::Protocol::Grpc;
     const REQUEST_FIELDS: &'static [&'static str] = REQUEST_FIELDS;
     const RESPONSE_FIELDS: &'static [&'static str] = RESPONSE_FIELDS;
+    const COLOUR: &'static str = "#d2a8ff";
 
     fn expects_answer(_: &Entry) -> bool {
         true

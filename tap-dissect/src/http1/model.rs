@@ -4,7 +4,7 @@
 use super::json::{HttpRequestJson, HttpResponseJson, REQUEST_FIELDS, RESPONSE_FIELDS};
 use crate::ProtocolSpec;
 use crate::heap::heap_fields;
-use crate::registry::{Messages, Protocol};
+use crate::registry::{Messages, Protocol, StatusClasses};
 use proto::v1::{self, Body, Entry, Header, HttpRequest, HttpResponse, request};
 use serde::Serialize;
 
@@ -19,6 +19,8 @@ impl Protocol for Http {
     });
     const REQUEST_FIELDS: &'static [&'static str] = REQUEST_FIELDS;
     const RESPONSE_FIELDS: &'static [&'static str] = RESPONSE_FIELDS;
+    const COLOUR: &'static str = "#58a6ff";
+    const STATUS: StatusClasses = StatusClasses::HTTP;
 
     fn expects_answer(_: &Entry) -> bool {
         true

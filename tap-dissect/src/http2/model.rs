@@ -3,7 +3,7 @@
 
 use crate::ProtocolSpec;
 use crate::http1::json;
-use crate::registry::Protocol;
+use crate::registry::{Protocol, StatusClasses};
 use proto::v1::{self, Entry};
 
 pub struct Http2;
@@ -18,6 +18,8 @@ impl Protocol for Http2 {
     });
     const REQUEST_FIELDS: &'static [&'static str] = json::REQUEST_FIELDS;
     const RESPONSE_FIELDS: &'static [&'static str] = json::RESPONSE_FIELDS;
+    const COLOUR: &'static str = "#79c0ff";
+    const STATUS: StatusClasses = StatusClasses::HTTP;
 
     fn expects_answer(_: &Entry) -> bool {
         true

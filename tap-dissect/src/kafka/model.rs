@@ -22,6 +22,7 @@ impl Protocol for Kafka {
     });
     const REQUEST_FIELDS: &'static [&'static str] = REQUEST_FIELDS;
     const RESPONSE_FIELDS: &'static [&'static str] = RESPONSE_FIELDS;
+    const COLOUR: &'static str = "#e3b341";
 
     /// Every request but Produce.
     fn expects_answer(e: &Entry) -> bool {

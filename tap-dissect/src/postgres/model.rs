@@ -22,6 +22,7 @@ impl Protocol for Postgres {
     });
     const REQUEST_FIELDS: &'static [&'static str] = REQUEST_FIELDS;
     const RESPONSE_FIELDS: &'static [&'static str] = RESPONSE_FIELDS;
+    const COLOUR: &'static str = "#a5d6ff";
 
     /// The dissector already drops `no_response` where nothing answers
     /// (a CancelRequest).

@@ -18,6 +18,7 @@ impl Protocol for Redis {
     });
     const REQUEST_FIELDS: &'static [&'static str] = REQUEST_FIELDS;
     const RESPONSE_FIELDS: &'static [&'static str] = RESPONSE_FIELDS;
+    const COLOUR: &'static str = "#ff7b72";
 
     fn expects_answer(_: &Entry) -> bool {
         true

@@ -18,6 +18,7 @@ impl Protocol for Tcp {
     const ID: v1::Protocol = v1::Protocol::Tcp;
     const REQUEST_FIELDS: &'static [&'static str] = FIELDS;
     const RESPONSE_FIELDS: &'static [&'static str] = FIELDS;
+    const COLOUR: &'static str = "#8b949e";
 }
 
 /// An undissected UDP flow: the same messages as `tcp`.
@@ -27,6 +28,7 @@ impl Protocol for Udp {
     const ID: v1::Protocol = v1::Protocol::Udp;
     const REQUEST_FIELDS: &'static [&'static str] = FIELDS;
     const RESPONSE_FIELDS: &'static [&'static str] = FIELDS;
+    const COLOUR: &'static str = "#6e7681";
 }
 
 /// Both sides of a `tcp` or `udp` entry: counts, no generic fields.

@@ -4,7 +4,7 @@
 use super::json::{FIELDS, WebSocketMessageJson};
 use crate::ProtocolSpec;
 use crate::heap::heap_fields;
-use crate::registry::{Messages, Protocol, Standalone};
+use crate::registry::{Messages, Protocol, Standalone, StatusClasses};
 use proto::v1::{self, Entry, WebSocketMessage, request};
 use serde::Serialize;
 
@@ -20,6 +20,14 @@ impl Protocol for WebSocket {
     });
     const REQUEST_FIELDS: &'static [&'static str] = FIELDS;
     const RESPONSE_FIELDS: &'static [&'static str] = FIELDS;
+    const COLOUR: &'static str = "#56d4dd";
+    /// 1000 (normal), 1001 (going away) and the libraries' and applications'
+    /// codes (3000 and up) are not failures.
+    const STATUS: StatusClasses = StatusClasses {
+        ok: &[[1000, 1001], [3000, 65535]],
+        redirect: &[],
+        client: &[],
+    };
 }
 
 /// A close code other than 1000 (normal) or 1001 (going away) below 3000;
