@@ -2,14 +2,13 @@
 //! its stdout, stderr and exit code, as a user at a terminal or a script sees
 //! them.
 
-#[path = "../../tap-worker/tests/conversation/mod.rs"]
-mod conversation;
-
-use conversation::{Conversation, Link, Peer, get, ok, pcap, pcap_with_header, two_requests};
 use pcap_file::Endianness;
 use pcap_file::pcap::PcapHeader;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use testkit::conversation::{
+    Conversation, Link, Peer, get, ok, pcap, pcap_with_header, two_requests,
+};
 
 fn kubetap() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kubetap"))

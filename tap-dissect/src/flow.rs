@@ -36,6 +36,10 @@ pub struct FlowInfo {
     /// No SYN was seen: the capture started after the connection did, and the
     /// client/server roles were guessed from the ports.
     pub midstream: bool,
+    /// The bytes are a TLS connection's plaintext, read where the TLS
+    /// library hands it over (the eBPF TLS source), not off the wire; its
+    /// entries say `tls`.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

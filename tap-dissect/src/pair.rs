@@ -191,7 +191,7 @@ pub fn entry(
         protocol: protocol as i32,
         src: Some(endpoint(flow.client)),
         dst: Some(endpoint(flow.server)),
-        tls: false,
+        tls: flow.tls,
         elapsed_ns,
         request_size: req.as_ref().map_or(0, |r| r.wire_size),
         response_size: resp.as_ref().map_or(0, |r| r.wire_size),
@@ -239,6 +239,16 @@ mod tests {
         for ip in ["0.0.0.0", "127.0.0.1", "10.20.255.9", "::1", "fe80::1:2"] {
             let ip: std::net::IpAddr = ip.parse().unwrap();
             assert_eq!(super::ip_string(ip), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn an_entry_says_tls_when_its_flow_is_tls_plaintext() {
+        let mut flow = crate::testing::flow(1, 443, false);
+        for tls in [false, true] {
+            flow.tls = tls;
+            let e = super::entry(&flow, 0, proto::v1::Protocol::Http, None, None);
+            assert_eq!(e.tls, tls);
         }
     }
 }

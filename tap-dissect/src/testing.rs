@@ -15,6 +15,7 @@ pub(crate) fn flow(id: u64, server_port: u16, midstream: bool) -> FlowInfo {
         server: SocketAddr::from(([127, 0, 0, 1], server_port)),
         first_ts_ns: 0,
         midstream,
+        tls: false,
     }
 }
 

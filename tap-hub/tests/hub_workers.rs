@@ -18,10 +18,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::capture::{self, EdgeStats, Exchange, Spec};
-use support::http::encode;
 use support::process::{Hub, Summary, finish_worker, start_worker};
-use support::{TempDir, eventually, free_port};
+use testkit::http::encode;
+use testkit::synth::exchanges::{self as capture, EdgeStats, Exchange, Spec};
+use testkit::{TempDir, eventually, free_port};
 use tonic::{Code, Status};
 
 /// Writes a capture per node and returns the files and their exchanges.

@@ -140,6 +140,8 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
             server,
             first_ts_ns: ts_ns,
             midstream: false,
+            // Bytes off the wire: a TLS connection's stay encrypted here.
+            tls: false,
         };
         self.stats.flows += 1;
         let handler = (self.new_handler)(&info);

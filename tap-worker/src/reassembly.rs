@@ -299,6 +299,8 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
             server,
             first_ts_ns: ts_ns,
             midstream: !seg.syn,
+            // Bytes off the wire: a TLS connection's stay encrypted here.
+            tls: false,
         };
         self.stats.flows += 1;
         let handler = (self.new_handler)(&info);

@@ -4,12 +4,6 @@
 //! error naming the file and the byte offset, keep what it decoded before,
 //! and never let a length field decide how much memory it takes.
 
-mod conversation;
-
-use conversation::{
-    Conversation, Exchange, Frame, Link, Peer, get, http_request, http_response, ok, pcap,
-    pcap_with_header, run, run_with, two_requests,
-};
 use pcap_file::pcap::PcapHeader;
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
@@ -26,6 +20,10 @@ use tap_worker::capture::file::MAX_RECORD;
 use tap_worker::capture::{CaptureError, CaptureFile, link};
 use tap_worker::dissect::DissectConfig;
 use tap_worker::{Pipeline, PipelineConfig, Stats};
+use testkit::conversation::{
+    Conversation, Exchange, Frame, Link, Peer, get, http_request, http_response, ok, pcap,
+    pcap_with_header, run, run_with, two_requests,
+};
 
 /// A byte source that records the largest buffer the reader asked it to fill,
 /// which is the size of the reader's own buffer.

@@ -3,18 +3,16 @@
 //! IP fragments; which link layers decode; and how HTTP/1 framing becomes
 //! entries. Each test asserts the entries a user would see.
 
-mod conversation;
-
-use conversation::{
-    Conversation, Exchange, Frame, Link, Peer, ethernet, http_request, http_response, ip_packet,
-    run,
-};
 use etherparse::{EtherType, IpFragOffset, Ipv4Header};
 use proptest::prelude::*;
 use proto::v1::Header;
 use std::io::Write as _;
 use tap_worker::capture::link;
 use tap_worker::{Pipeline, PipelineConfig};
+use testkit::conversation::{
+    Conversation, Exchange, Frame, Link, Peer, ethernet, http_request, http_response, ip_packet,
+    run,
+};
 
 fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: curl/8.5.0\r\n\r\n")

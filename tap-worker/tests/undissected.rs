@@ -2,13 +2,11 @@
 //! `udp` for datagram flows, with bytes and packets each way, the duration and
 //! how the flow ended.
 
-mod conversation;
-
-use conversation::{Conversation, Link, Peer, run};
 use etherparse::PacketBuilder;
 use proto::v1::{Entry, Protocol, StreamSide, request, response};
 use tap_worker::capture::{Packet, link};
 use tap_worker::{Pipeline, PipelineConfig};
+use testkit::conversation::{Conversation, Link, Peer, run};
 
 fn sides(e: &Entry) -> (&StreamSide, &StreamSide) {
     match (

@@ -32,6 +32,13 @@
 //! - `netns`: named namespaces via `ip netns`, `in_netns` to run code on a
 //!   thread inside one, and `cleanup_stale` for what crashed runs left.
 //! - `process`: `Process`, a child killed with its process group on drop.
+//! - Shared by every test crate: [`require_tools`] (the one prerequisite
+//!   check; [`skip`] counts what cannot run), [`TempDir`], [`free_port`],
+//!   [`eventually`] and [`assert_eventually!`], `http` (a client for the
+//!   APIs), `synth` (synthetic HTTP/1
+//!   captures: the benchmark's and the hub tests'), and with the `pipeline`
+//!   feature `conversation` (hand-built TCP conversations fed through a
+//!   `tap_worker::Pipeline`).
 //!
 //! Departures from the first sketch of this API: `Node::command(program)`
 //! returns a fresh `Command` rather than prefixing one (a `Command` cannot
@@ -45,9 +52,13 @@
 //! which `cargo xtask test` sets.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "pipeline")]
+pub mod conversation;
+pub mod http;
 pub mod netns;
 pub mod pods;
 pub mod process;
+pub mod synth;
 
 pub use netns::{NetnsError, cleanup_stale, in_netns, spawn_in_netns};
 pub use pods::{Node, Pod, PodError};
@@ -55,31 +66,42 @@ pub use process::Process;
 
 use std::process::Command;
 
-fn missing(tools: &[&str]) -> Result<(), String> {
-    if !rustix::process::geteuid().is_root() {
-        return Err("needs root: network namespaces, veths and bridges".into());
+/// Whether `tool` is a program on the PATH.
+pub fn on_path(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Why a test needing root (when `root`) and `tools` cannot run here, if it cannot.
+fn missing(root: bool, tools: &[&str]) -> Result<(), String> {
+    if root && !rustix::process::geteuid().is_root() {
+        return Err("needs root (namespaces, veths, bridges, capture)".into());
     }
-    for tool in ["ip"].iter().chain(tools) {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Err(format!(
-                "needs {tool}, which is not installed (cargo xtask setup installs it)"
-            ));
-        }
+    match tools.iter().find(|t| !on_path(t)) {
+        Some(tool) => Err(format!(
+            "needs {tool}, which is not installed (cargo xtask setup installs it)"
+        )),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The one check of a test's prerequisites: true when this process is root
+/// (if `root`) and every program in `tools` is on the PATH; otherwise the
+/// test `what` is skipped (see [`skip`]) and this returns false.
+pub fn require_tools(what: &str, root: bool, tools: &[&str]) -> bool {
+    match missing(root, tools) {
+        Ok(()) => true,
+        Err(why) => skip(what, &why),
+    }
 }
 
 /// True when this process is root and `ip` plus every program in `tools` is
 /// on the PATH. Otherwise skips (see [`skip`]) and returns false.
 pub fn require(tools: &[&str]) -> bool {
-    match missing(tools) {
-        Ok(()) => true,
-        Err(why) => skip("netns test", &why),
-    }
+    let all: Vec<&str> = ["ip"].iter().chain(tools).copied().collect();
+    require_tools("netns test", true, &all)
 }
 
 /// A test that cannot run here says so and returns false (its caller
@@ -107,6 +129,49 @@ pub fn skip(what: &str, why: &str) -> bool {
         }
     }
     false
+}
+
+/// A port nobody listens on right now on 127.0.0.1 (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0 to find a free port")
+}
+
+/// Polls `check` until it returns `Some`, for at most `limit`; panics saying
+/// `what` was awaited. Only to keep a broken build from hanging, never to
+/// assert a time.
+pub fn eventually<T>(
+    limit: std::time::Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {limit:?}: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Asserts that a condition becomes true within a time limit, polling it:
+/// `assert_eventually!(Duration::from_secs(10), hub.ready(), "hub on {port}")`.
+/// The limit only keeps a broken build from hanging; it is never a timing
+/// assertion.
+#[macro_export]
+macro_rules! assert_eventually {
+    ($limit:expr, $cond:expr $(,)?) => {
+        $crate::eventually($limit, stringify!($cond), || ($cond).then_some(()))
+    };
+    ($limit:expr, $cond:expr, $($what:tt)+) => {
+        $crate::eventually($limit, &format!($($what)+), || ($cond).then_some(()))
+    };
 }
 
 /// `require(&[])`: root and `ip`.

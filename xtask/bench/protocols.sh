@@ -72,7 +72,7 @@ PY
 # gRPC: 40k unary calls posted by h2load (4 connections, 10 streams each) to a
 # grpcio server; each call's body is one length-prefixed protobuf message.
 port=$(free_port)
-python3 "$(dirname "$0")/../../tap-cli/tests/peers/grpc_peer.py" serve "$port" >/dev/null 2>&1 &
+python3 "$(dirname "$0")/../../tap-dissect/src/grpc/peer.py" serve "$port" >/dev/null 2>&1 &
 pids+=($!)
 wait_port "$port"
 # field 1 (string) "bench": the greeter's request.

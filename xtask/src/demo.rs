@@ -14,8 +14,8 @@
 
 use crate::root;
 use anyhow::{Context as _, Result, bail};
-use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, TcpStream};
+use std::io::Write as _;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -282,16 +282,9 @@ fn postgres_bin() -> Result<(PathBuf, u32)> {
 }
 
 fn get(port: u16, path: &str) -> Result<serde_json::Value> {
-    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    serde_json::from_str(body).with_context(|| format!("GET {path}: {raw}"))
+    let addr = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let reply = testkit::http::try_get(addr, path).map_err(anyhow::Error::msg)?;
+    serde_json::from_str(&reply.body).with_context(|| format!("GET {path}: {}", reply.body))
 }
 
 /// Every protocol of the shop shows up, between the pods that speak it.

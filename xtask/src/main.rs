@@ -5,7 +5,6 @@
 mod bench;
 mod demo;
 mod setup;
-mod synth;
 mod web;
 
 use anyhow::{Context as _, Result, bail};

@@ -1,51 +1,23 @@
-//! Shared by the real-peer tests: tool checks that skip with a printed reason
-//! (or fail under KUBETAP_REQUIRE_PEERS=1, which `cargo xtask test` sets),
-//! temporary directories, dumpcap captures on lo, peer processes that end
-//! with the test, tshark field extraction and `kubetap read --json`.
+//! Shared by the real-peer tests: their prerequisites (testkit's one check,
+//! which skips with a printed reason or fails under KUBETAP_REQUIRE_PEERS=1,
+//! which `cargo xtask test` sets), dumpcap captures on lo, peer processes that
+//! end with the test, tshark field extraction and `kubetap read --json`.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn missing(tools: &[&str]) -> Result<(), String> {
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .map_err(|e| format!("cannot run id: {e}"))?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Err("not root: capturing on lo needs root".into());
-    }
-    for tool in ["dumpcap", "tshark"].iter().chain(tools) {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Err(format!(
-                "{tool} is not installed (cargo xtask setup installs it)"
-            ));
-        }
-    }
-    Ok(())
-}
+use std::time::Duration;
 
 /// True when root, dumpcap, tshark and `tools` are all here. Otherwise skips
 /// (`testkit::skip`: counted, or a failure under KUBETAP_REQUIRE_PEERS=1).
 pub fn require(tools: &[&str]) -> bool {
-    match missing(tools) {
-        Ok(()) => true,
-        Err(why) => testkit::skip("real-peer test", &why),
-    }
+    let all: Vec<&str> = ["dumpcap", "tshark"].iter().chain(tools).copied().collect();
+    testkit::require_tools("real-peer test", true, &all)
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+// Not every test binary that includes these helpers uses each of them.
+#[allow(unused_imports)]
+pub use testkit::free_port;
 
 // Not every test binary that includes these helpers makes a directory.
 #[allow(unused_imports)]
@@ -76,14 +48,11 @@ impl Peer {
 
     /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
     pub fn wait_for_port(&self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nothing listens on port {port} after 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        testkit::assert_eventually!(
+            Duration::from_secs(20),
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "something listening on port {port}"
+        );
     }
 }
 
@@ -111,11 +80,12 @@ impl Capture {
             .stderr(Stdio::null())
             .spawn()
             .expect("start dumpcap");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::fs::metadata(&path).map_or(true, |m| m.len() == 0) {
-            assert!(Instant::now() < deadline, "dumpcap did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        testkit::assert_eventually!(
+            Duration::from_secs(20),
+            std::fs::metadata(&path).is_ok_and(|m| m.len() > 0),
+            "dumpcap writing {}",
+            path.display()
+        );
         // The header is written before the socket is fully attached.
         std::thread::sleep(Duration::from_millis(300));
         Capture {

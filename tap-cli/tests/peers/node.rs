@@ -2,8 +2,7 @@
 //! inside it, Python HTTP servers in pods.
 
 use super::{Peer, sibling};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 use testkit::{Node, Pod, Process};
@@ -16,22 +15,16 @@ pub fn get(node: &Node, port: u16, path: &str) -> Vec<u8> {
 /// `method path` with a JSON `body` to 127.0.0.1:`port` inside `node`'s
 /// namespace; the answer's body (the status is asserted to be 200).
 pub fn request(node: &Node, port: u16, method: &str, path: &str, body: &str) -> Vec<u8> {
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    node.in_netns(move || {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        s.write_all(head.as_bytes()).unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        let status = String::from_utf8_lossy(&raw[..at]).into_owned();
-        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-        raw.split_off(at + 4)
-    })
-    .unwrap()
+    let (method, path, body) = (method.to_string(), path.to_string(), body.to_string());
+    let reply = node
+        .in_netns(move || {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let body = (!body.is_empty()).then_some(("application/json", body.as_bytes()));
+            testkit::http::request(addr, &method, &path, body)
+        })
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.raw
 }
 
 /// The hub's JSON answer to `path`.

@@ -68,6 +68,7 @@ fn flow() -> FlowInfo {
         server: SocketAddr::from(([127, 0, 0, 1], 5353)),
         first_ts_ns: 1_000,
         midstream: false,
+        tls: false,
     }
 }
 
@@ -408,6 +409,7 @@ fn the_pending_list_is_bounded_and_what_it_pushes_out_is_counted() {
 fn tcp_run(chunks: &[(Direction, u64, Vec<u8>)], midstream: bool) -> Vec<Emit> {
     let f = FlowInfo {
         midstream,
+        tls: false,
         ..flow()
     };
     let mut d = new(&f, &config(8), None);

@@ -20,6 +20,7 @@ fn flow(midstream: bool) -> FlowInfo {
         server: SocketAddr::from(([10, 0, 0, 2], 8080)),
         first_ts_ns: 1,
         midstream,
+        tls: false,
     }
 }
 

@@ -8,13 +8,13 @@
 //! says how many workers' output one hub core keeps up with.
 
 use super::{Measured, measure};
-use crate::{synth, target_dir};
+use crate::target_dir;
 use anyhow::{Context as _, Result, bail};
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use testkit::http::encode;
 
 const WORKERS: u64 = 4;
 
@@ -48,31 +48,16 @@ fn cpu_and_rss(pid: u32) -> Result<(f64, f64)> {
 
 /// A GET on the hub's API; the body.
 fn get(addr: &str, path_and_query: &str) -> Result<String> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))?;
-    write!(
-        s,
-        "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").context("no HTTP head")?;
-    if !head.starts_with("HTTP/1.1 200") {
+    let reply =
+        testkit::http::try_get(addr.parse()?, path_and_query).map_err(anyhow::Error::msg)?;
+    if reply.status != 200 {
         bail!(
-            "GET {path_and_query}: {}",
-            head.lines().next().unwrap_or("")
+            "GET {path_and_query}: status {}: {}",
+            reply.status,
+            reply.body
         );
     }
-    Ok(body.to_string())
-}
-
-fn encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    Ok(reply.body)
 }
 
 fn captures(per_worker: u64) -> Result<Vec<PathBuf>> {
@@ -83,7 +68,7 @@ fn captures(per_worker: u64) -> Result<Vec<PathBuf>> {
             let path = dir.join(format!("worker{i}-{per_worker}.pcap"));
             if !path.exists() {
                 let tmp = path.with_extension("partial");
-                synth::generate(&tmp, per_worker, 100 + i)?;
+                testkit::synth::bulk::generate(&tmp, per_worker, 100 + i)?;
                 std::fs::rename(&tmp, &path)?;
             }
             Ok(path)
@@ -120,8 +105,8 @@ fn number(body: &str, key: &str) -> f64 {
 fn ingest(files: &[PathBuf], budget: &str) -> Result<Ingest> {
     let release = target_dir().join("release");
     let (hub_bin, worker_bin) = (release.join("tap-hub"), release.join("tap-worker"));
-    let grpc = free_port()?;
-    let http = free_port()?;
+    let grpc = testkit::free_port();
+    let http = testkit::free_port();
     let api = format!("127.0.0.1:{http}");
     let mut hub = Guard(
         Command::new(&hub_bin)
@@ -284,10 +269,4 @@ pub fn run(entries: u64) -> Result<()> {
     }
     drop(hub);
     Ok(())
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }

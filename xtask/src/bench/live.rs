@@ -16,8 +16,8 @@
 
 use crate::target_dir;
 use anyhow::{Context as _, Result, bail};
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{Ipv4Addr, TcpStream, UdpSocket};
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::net::{Ipv4Addr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use testkit::{Node, Pod};
@@ -197,23 +197,10 @@ fn dns_query(payload: usize) -> Vec<u8> {
     m
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 fn get(port: u16, path: &str) -> Result<serde_json::Value> {
-    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok(serde_json::from_str(body)?)
+    let addr = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let reply = testkit::http::try_get(addr, path).map_err(anyhow::Error::msg)?;
+    serde_json::from_str(&reply.body).with_context(|| format!("GET {path}: {}", reply.body))
 }
 
 fn peak_rss(pid: u32) -> u64 {
@@ -243,7 +230,7 @@ fn kubetap_step(
     payload: usize,
     rate: f64,
 ) -> Result<Outcome> {
-    let port = free_port()?;
+    let port = testkit::free_port();
     let mut child = Command::new(kubetap)
         .args([
             "tap",

@@ -6,7 +6,7 @@
 mod hub;
 mod live;
 
-use crate::{cargo, exec, root, setup, synth, target_dir};
+use crate::{cargo, exec, root, setup, target_dir};
 use anyhow::{Context as _, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -55,7 +55,7 @@ fn capture(transactions: u64) -> Result<(PathBuf, u64)> {
             path.display()
         );
         let tmp = path.with_extension("pcap.partial");
-        let s = synth::generate(&tmp, transactions, 7)?;
+        let s = testkit::synth::bulk::generate(&tmp, transactions, 7)?;
         std::fs::rename(&tmp, &path)?;
         eprintln!(
             "xtask: {} packets, {:.1} MiB",

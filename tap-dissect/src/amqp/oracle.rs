@@ -11,6 +11,7 @@
 //! setup` installs them). Without them the test says why and skips, unless
 //! KUBETAP_REQUIRE_PEERS=1 (set by `cargo xtask test`).
 
+#[path = "../../../tap-cli/tests/peers/mod.rs"]
 mod peers;
 
 use peers::{Capture, Peer, TempDir, free_port, run};
@@ -120,14 +121,11 @@ fn start_broker(dir: &TempDir, port: u16) -> Broker {
         epmd_port,
     };
     // The broker boots in seconds but can take longer than a peer's usual 20.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "rabbitmq-server does not listen on {port} after 90 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    testkit::assert_eventually!(
+        Duration::from_secs(90),
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "rabbitmq-server listening on {port}"
+    );
     broker
 }
 

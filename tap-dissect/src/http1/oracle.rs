@@ -7,6 +7,7 @@
 //! installs them). Without them the test says why and skips, unless
 //! KUBETAP_REQUIRE_PEERS=1 (set by `cargo xtask test`), where it fails.
 
+#[path = "../../../tap-cli/tests/peers/mod.rs"]
 mod peers;
 
 use peers::{TempDir, free_port, run};

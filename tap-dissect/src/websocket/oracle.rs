@@ -1,5 +1,5 @@
 //! Real WebSocket traffic, real oracle: a Python `websockets` server and
-//! client (tests/peers/websocket_peer.py) talk over loopback, once without
+//! client (websocket/peer.py) talk over loopback, once without
 //! extensions and once with permessage-deflate: text and binary messages both
 //! ways (one with a 64-bit length), a message fragmented by each side, a
 //! ping and its pong, a close with a code from each side. Captured by
@@ -13,6 +13,7 @@
 //! installs them); skips with the reason otherwise, unless
 //! KUBETAP_REQUIRE_PEERS=1, where it fails.
 
+#[path = "../../../tap-cli/tests/peers/mod.rs"]
 mod peers;
 
 use base64::Engine as _;
@@ -174,7 +175,7 @@ fn websocket_messages_match_tshark_on_real_traffic() {
         return;
     }
     let dir = TempDir::new("websocket-oracle");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/websocket_peer.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tap-dissect/src/websocket/peer.py");
     let port = free_port();
     let p = port.to_string();
     let server = Peer::spawn(Command::new("python3").arg(&script).args(["serve", &p]));

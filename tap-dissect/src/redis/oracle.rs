@@ -11,6 +11,7 @@
 //! (`cargo xtask setup` installs them). Without them the test says why and
 //! skips, unless KUBETAP_REQUIRE_PEERS=1 (set by `cargo xtask test`).
 
+#[path = "../../../tap-cli/tests/peers/mod.rs"]
 mod peers;
 
 use peers::{Capture, Peer, TempDir, free_port, run};
@@ -18,7 +19,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Command names per connection (keyed by the client's port), in order.
 type Commands = BTreeMap<u16, Vec<String>>;
@@ -150,15 +151,14 @@ fn redis_commands_match_tshark_on_real_traffic() {
         Peer::spawn(Command::new("redis-cli").args(["-p", &p, "SUBSCRIBE", "news", "weather"])),
         Peer::spawn(Command::new("redis-cli").args(["-3", "-p", &p, "SUBSCRIBE", "news"])),
     ];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = cli(&["PUBSUB", "NUMSUB", "news"]);
-        if String::from_utf8_lossy(&out).lines().nth(1) == Some("2") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "subscribers did not subscribe");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    testkit::assert_eventually!(
+        Duration::from_secs(20),
+        String::from_utf8_lossy(&cli(&["PUBSUB", "NUMSUB", "news"]))
+            .lines()
+            .nth(1)
+            == Some("2"),
+        "two subscribers to news"
+    );
     cli(&["PUBLISH", "news", "first"]);
     cli(&["PUBLISH", "news", "second"]);
     std::thread::sleep(Duration::from_millis(300));

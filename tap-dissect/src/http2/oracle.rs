@@ -10,6 +10,7 @@
 //! grpcio (`cargo xtask setup` installs them); skips with the reason otherwise,
 //! unless KUBETAP_REQUIRE_PEERS=1, where it fails.
 
+#[path = "../../../tap-cli/tests/peers/mod.rs"]
 mod peers;
 
 use peers::{Capture, Peer, TempDir, free_port, run};
@@ -266,7 +267,7 @@ fn grpc_entries_match_tshark_on_real_traffic() {
         return;
     }
     let dir = TempDir::new("grpc-oracle");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/grpc_peer.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tap-dissect/src/grpc/peer.py");
     let port = free_port();
     let server = Peer::spawn(
         Command::new("python3")

@@ -4,10 +4,7 @@
 //! Its segments are framed for any link type kubetap reads, fed through a
 //! `Pipeline`, or written as a pcap file; entries are compared as `Exchange`s.
 //!
-//! Included by tap-worker's tests and, by path, by tap-cli's.
-
-// Each test binary that includes this module uses a different part of it.
-#![allow(dead_code)]
+//! Used by tap-worker's and tap-cli's tests (testkit's `pipeline` feature).
 
 use etherparse::{EtherType, Ethernet2Header, IpHeaders, PacketBuilder, PacketBuilderStep, VlanId};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};

@@ -8,6 +8,7 @@
 //! them). Without them the test says why and skips, unless
 //! KUBETAP_REQUIRE_PEERS=1 (set by `cargo xtask test`), where it fails.
 
+#[path = "../../../tap-cli/tests/peers/mod.rs"]
 mod peers;
 
 use peers::{Capture, Peer, TempDir, free_port, run};

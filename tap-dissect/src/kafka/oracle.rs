@@ -9,7 +9,9 @@
 //! setup` installs them). Without them the test says why and skips, unless
 //! KUBETAP_REQUIRE_PEERS=1 (set by `cargo xtask test`).
 
+#[path = "broker.rs"]
 mod kafka_broker;
+#[path = "../../../tap-cli/tests/peers/mod.rs"]
 mod peers;
 
 use peers::{Capture, TempDir, run};

@@ -4,7 +4,6 @@
 //! written as classic pcap with nanosecond timestamps. Deterministic per seed.
 
 use anyhow::Result;
-use etherparse::PacketBuilder;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::{DataLink, TsResolution};
 use std::io::{BufWriter, Write};
@@ -43,23 +42,16 @@ impl<W: Write> Writer<W> {
         } else {
             (c.server, c.client, SERVER_PORT, c.port, c.sseq, c.cseq)
         };
-        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4(src, dst, 64)
-            .tcp(sport, dport, seq, 65_000);
-        if flags.contains('S') {
-            b = b.syn();
-        }
-        if flags.contains('A') {
-            b = b.ack(ack);
-        }
-        if flags.contains('F') {
-            b = b.fin();
-        }
-        if flags.contains('P') {
-            b = b.psh();
-        }
         self.buf.clear();
-        b.write(&mut self.buf, payload)?;
+        let seg = super::Segment {
+            src,
+            dst,
+            sport,
+            dport,
+            seq,
+            ack,
+        };
+        super::tcp_frame(&mut self.buf, &seg, flags, payload)?;
         self.ts_ns += 7_000;
         let p = PcapPacket::new(
             Duration::from_nanos(self.ts_ns),
@@ -206,4 +198,36 @@ pub fn generate(path: &Path, transactions: u64, seed: u64) -> Result<Summary> {
     inner.flush()?;
     let bytes = std::fs::metadata(path)?.len();
     Ok(Summary { packets, bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    use pcap_file::pcap::PcapReader;
+
+    #[test]
+    fn every_frame_is_ethernet_ipv4_tcp_and_the_summary_counts_them() {
+        let dir = crate::TempDir::new("synth-bulk");
+        let path = dir.join("bulk.pcap");
+        let summary = generate(&path, 200, 7).unwrap();
+        let mut reader = PcapReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let (mut packets, mut syns) = (0u64, 0u64);
+        while let Some(p) = reader.next_packet() {
+            let p = p.unwrap();
+            let sliced = SlicedPacket::from_ethernet(&p.data).unwrap();
+            assert!(matches!(sliced.net, Some(NetSlice::Ipv4(_))));
+            let Some(TransportSlice::Tcp(tcp)) = sliced.transport else {
+                panic!("not TCP")
+            };
+            syns += u64::from(tcp.syn() && !tcp.ack());
+            packets += 1;
+        }
+        assert_eq!(packets, summary.packets);
+        assert!(syns > 0 && syns <= 200, "{syns} connections opened");
+        // Deterministic per seed.
+        let again = dir.join("again.pcap");
+        generate(&again, 200, 7).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(&again).unwrap());
+    }
 }

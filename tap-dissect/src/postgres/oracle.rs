@@ -17,6 +17,7 @@
 //! (`cargo xtask setup` installs them). Without them the test says why and
 //! skips, unless KUBETAP_REQUIRE_PEERS=1 (set by `cargo xtask test`).
 
+#[path = "../../../tap-cli/tests/peers/mod.rs"]
 mod peers;
 
 use peers::{Capture, Peer, TempDir, free_port, run};

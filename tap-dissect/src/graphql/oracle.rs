@@ -1,5 +1,5 @@
 //! Real GraphQL traffic, two oracles: a graphql-core server (the Python port
-//! of the reference implementation, tests/peers/graphql_peer.py) answers curl
+//! of the reference implementation, graphql/peer.py) answers curl
 //! over loopback — named, anonymous and multi-operation queries, a mutation
 //! with variables, a GET with ?query=, an application/graphql body, a batch,
 //! a query failing validation — besides requests that are no GraphQL (a JSON
@@ -16,6 +16,7 @@
 //! setup` installs them); skips with the reason otherwise, unless
 //! KUBETAP_REQUIRE_PEERS=1, where it fails.
 
+#[path = "../../../tap-cli/tests/peers/mod.rs"]
 mod peers;
 
 use peers::{Capture, Peer, TempDir, free_port, run};
@@ -106,7 +107,7 @@ fn graphql_operations_match_graphql_core_and_tshark() {
     }
     let dir = TempDir::new("graphql-oracle");
     let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/graphql_peer.py");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tap-dissect/src/graphql/peer.py");
     let log = dir.path("operations.jsonl");
     let port = free_port();
     let server = Peer::spawn(
