@@ -8,11 +8,13 @@
 //!    reassembled; `Pipeline::packet`.
 //! 2. **reassemble** (`reassembly::Reassembler`, `datagram::DatagramFlows`):
 //!    per-direction byte streams with gap events, or datagrams per flow.
-//! 3. **detect** (`dissect::tcp::Connection`, `dissect::udp::Datagrams`): a
-//!    new flow's first bytes offered to each protocol, by content.
-//! 4. **dissect** (`dissect::<protocol>`): messages out of the streams.
-//! 5. **pair** (`pair`, called by the dissectors): requests with their
-//!    responses, as entries (`Emit::Entry`).
+//! 3. **detect** (`tap_dissect::tcp::Connection`, `tap_dissect::udp::Datagrams`):
+//!    a new flow's first bytes offered to each protocol of the registry, by
+//!    content.
+//! 4. **dissect** (`tap_dissect::<protocol>`, one folder each): messages out
+//!    of the streams.
+//! 5. **pair** (`tap_dissect::pair`, called by the dissectors): requests
+//!    with their responses, as entries (`Emit::Entry`).
 //! 6. **entry stages** (`Pipeline::deliver`): each finished entry gets its
 //!    node and is counted; redaction (step 9) goes here, before an entry
 //!    leaves the pipeline.

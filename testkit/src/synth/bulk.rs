@@ -228,6 +228,9 @@ mod tests {
         // Deterministic per seed.
         let again = dir.join("again.pcap");
         generate(&again, 200, 7).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(&again).unwrap());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            std::fs::read(&again).unwrap()
+        );
     }
 }
