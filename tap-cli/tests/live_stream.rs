@@ -74,31 +74,27 @@ fn live_stream_sends_exactly_the_matching_entries() {
     assert!(!want.is_empty() && want.len() < all.len());
 
     let (grpc, http) = (free_port(), free_port());
-    let mut hub = Peer(
+    let mut hub = Peer::start(
         Command::new(sibling("tap-hub"))
             .args(["--grpc", &format!("127.0.0.1:{grpc}")])
             .args(["--listen", &format!("127.0.0.1:{http}")])
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::piped()),
     );
-    wait_line(&mut hub.0, "workers connect");
+    wait_line(hub.child(), "workers connect");
 
     let out = dir.path("stream.json");
     let filter = "http%20%26%26%20response.status%20!%3D%20200";
     let url = format!("ws://127.0.0.1:{http}/api/stream?filter={filter}");
     let subscribe = |url: &str, out: &Path| {
-        let mut client = Peer(
+        let mut client = Peer::start(
             Command::new("python3")
                 .args(["-c", CLIENT, url, &want.len().to_string()])
                 .arg(out)
                 .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap(),
+                .stderr(Stdio::inherit()),
         );
-        wait_line(&mut client.0, "subscribed");
+        wait_line(client.child(), "subscribed");
         client
     };
     let mut client = subscribe(&url, &out);
@@ -119,7 +115,7 @@ fn live_stream_sends_exactly_the_matching_entries() {
         .unwrap();
     assert!(status.success());
     let started = Instant::now();
-    while client.0.try_wait().unwrap().is_none() {
+    while client.child().try_wait().unwrap().is_none() {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the stream did not deliver {} entries",
@@ -143,7 +139,7 @@ fn live_stream_sends_exactly_the_matching_entries() {
     assert!(got.iter().all(|m| m["entry"]["node"] == "n1"));
 
     // The rows stream: the same entries, each the row /api/rows has for it.
-    while rows_client.0.try_wait().unwrap().is_none() {
+    while rows_client.child().try_wait().unwrap().is_none() {
         assert!(started.elapsed() < Duration::from_secs(60), "no rows");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -115,10 +115,10 @@ fn a_worker_on_a_node_captures_its_pods() {
 
     // SIGTERM: the worker ships what it holds and exits cleanly.
     std::process::Command::new("kill")
-        .args(["-TERM", &worker.0.id().to_string()])
+        .args(["-TERM", &worker.id().to_string()])
         .status()
         .unwrap();
-    let status = worker.0.wait().unwrap();
+    let status = worker.child().wait().unwrap();
     assert!(status.success(), "{status}");
-    let _ = hub.0.kill();
+    let _ = hub.child().kill();
 }

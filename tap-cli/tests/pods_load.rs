@@ -134,10 +134,10 @@ fn counters_add_up_under_load() {
     };
     let stop = |mut worker: Peer| {
         std::process::Command::new("kill")
-            .args(["-TERM", &worker.0.id().to_string()])
+            .args(["-TERM", &worker.id().to_string()])
             .status()
             .unwrap();
-        assert!(worker.0.wait().unwrap().success());
+        assert!(worker.child().wait().unwrap().success());
     };
     // A small ring: 2 blocks of 64 KiB, so a burst can overrun it.
     let worker = start_worker("node-a", &["--block-size", "64KiB", "--blocks", "2"]);
@@ -219,6 +219,6 @@ fn counters_add_up_under_load() {
     );
     assert_eq!(paced_entries, paced_ok, "one entry per answered request");
     stop(worker);
-    let _ = hub.0.kill();
+    let _ = hub.child().kill();
     let _ = std::fs::remove_dir_all(&docs);
 }

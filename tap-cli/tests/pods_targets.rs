@@ -85,14 +85,12 @@ fn pod_json(p: &Pod, node: &str) -> serde_json::Value {
 /// `tap-worker --node node-a --pods LIST` in `node`, shipping to the hub on
 /// `grpc`; its log lines come out of the receiver.
 fn pods_worker(node: &Node, grpc: u16, list: &std::path::Path) -> (Peer, Receiver<String>) {
-    let mut worker = Peer(
+    let mut worker = Peer::start(
         node.command(sibling("tap-worker").to_str().unwrap())
             .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
             .args(["--node", "node-a", "--pods", list.to_str().unwrap()])
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::piped()),
     );
     let lines = log_lines(&mut worker, "worker");
     (worker, lines)
@@ -253,14 +251,17 @@ fn a_worker_follows_its_target_pods() {
     let w = node::api(&node, http, "/api/workers");
     let c = &w["workers"][0]["counters"];
     assert_eq!(c["drops"], 0, "{w}");
-    assert!(worker.0.try_wait().unwrap().is_none(), "the worker exited");
+    assert!(
+        worker.child().try_wait().unwrap().is_none(),
+        "the worker exited"
+    );
     std::process::Command::new("kill")
-        .args(["-TERM", &worker.0.id().to_string()])
+        .args(["-TERM", &worker.id().to_string()])
         .status()
         .unwrap();
-    let status = worker.0.wait().unwrap();
+    let status = worker.child().wait().unwrap();
     assert!(status.success(), "{status}");
-    let _ = hub.0.kill();
+    let _ = hub.child().kill();
     drop(servers);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -359,8 +360,8 @@ fn the_hubs_target_pods_change_what_a_running_worker_captures() {
         assert!(e["response"]["body_size"].as_u64() > Some(16), "{e}");
     }
 
-    let _ = worker.0.kill();
-    let _ = hub.0.kill();
+    let _ = worker.child().kill();
+    let _ = hub.child().kill();
     drop(servers);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -371,7 +372,7 @@ fn the_hubs_target_pods_change_what_a_running_worker_captures() {
 /// this host's `port`, plus `args`; its log lines come out of the receiver
 /// (and are echoed).
 fn local_kubetap(node: &Node, port: u16, args: &[&str]) -> (Peer, Receiver<String>) {
-    let mut kubetap = Peer(
+    let mut kubetap = Peer::start(
         std::process::Command::new(env!("CARGO_BIN_EXE_kubetap"))
             .args([
                 "tap",
@@ -386,9 +387,7 @@ fn local_kubetap(node: &Node, port: u16, args: &[&str]) -> (Peer, Receiver<Strin
             ])
             .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::piped()),
     );
     let lines = log_lines(&mut kubetap, "kubetap");
     (kubetap, lines)
@@ -397,7 +396,7 @@ fn local_kubetap(node: &Node, port: u16, args: &[&str]) -> (Peer, Receiver<Strin
 /// The lines `p` writes to stderr, echoed with `who` and handed on.
 fn log_lines(p: &mut Peer, who: &'static str) -> Receiver<String> {
     let (tx, lines) = channel();
-    let stderr = p.0.stderr.take().unwrap();
+    let stderr = p.child().stderr.take().unwrap();
     std::thread::spawn(move || {
         for l in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("{who}: {l}");
@@ -461,10 +460,10 @@ fn local_mode_taps_pods_of_another_namespace() {
         assert_eq!(e["dst"]["pod"], "web");
     }
     std::process::Command::new("kill")
-        .args(["-INT", &kubetap.0.id().to_string()])
+        .args(["-INT", &kubetap.id().to_string()])
         .status()
         .unwrap();
-    assert!(kubetap.0.wait().unwrap().success());
+    assert!(kubetap.child().wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -552,8 +551,8 @@ fn bridge_and_ports(fanout: u16) {
         "{c}"
     );
     std::process::Command::new("kill")
-        .args(["-INT", &kubetap.0.id().to_string()])
+        .args(["-INT", &kubetap.id().to_string()])
         .status()
         .unwrap();
-    assert!(kubetap.0.wait().unwrap().success());
+    assert!(kubetap.child().wait().unwrap().success());
 }

@@ -30,15 +30,13 @@ fn local_mode_captures_live_traffic_into_its_hub() {
     }
     let dir = TempDir::new("tap-local");
     let (api, web) = (free_port(), free_port());
-    let mut tap = Peer(
+    let mut tap = Peer::start(
         Command::new(env!("CARGO_BIN_EXE_kubetap"))
             .args(["tap", "--local", "-i", "lo", "--port", &api.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::piped()),
     );
-    let mut lines = BufReader::new(tap.0.stderr.take().unwrap()).lines();
+    let mut lines = BufReader::new(tap.child().stderr.take().unwrap()).lines();
     assert!(
         lines.next().unwrap().unwrap().contains("capturing on lo"),
         "kubetap did not start capturing"
@@ -143,10 +141,10 @@ fn local_mode_captures_live_traffic_into_its_hub() {
     assert_eq!(uris, ["/missing-1", "/missing-2"]);
 
     Command::new("kill")
-        .args(["-TERM", &tap.0.id().to_string()])
+        .args(["-TERM", &tap.id().to_string()])
         .status()
         .unwrap();
-    let status = tap.0.wait().unwrap();
+    let status = tap.child().wait().unwrap();
     assert!(status.success(), "{status}");
     let summary = summary.join().unwrap();
     assert!(

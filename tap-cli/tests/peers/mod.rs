@@ -33,17 +33,28 @@ pub fn run(cmd: &mut Command) -> Vec<u8> {
     out.stdout
 }
 
-/// A background process (a server under test) killed when dropped.
-pub struct Peer(pub Child);
+/// A background process (a server under test, a kubetap binary): testkit's
+/// `Process`, whose process group is killed when it is dropped.
+pub struct Peer(pub testkit::Process);
 
 impl Peer {
+    /// Starts `cmd` with its output discarded.
     pub fn spawn(cmd: &mut Command) -> Peer {
-        Peer(
-            cmd.stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")),
-        )
+        Peer::start(cmd.stdout(Stdio::null()).stderr(Stdio::null()))
+    }
+
+    /// Starts `cmd` with the stdio it sets; panics if it cannot start.
+    pub fn start(cmd: &mut Command) -> Peer {
+        Peer(testkit::Process::spawn(cmd).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// The child, for its piped stdio or a wait.
+    pub fn child(&mut self) -> &mut Child {
+        self.0.child()
     }
 
     /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
@@ -53,13 +64,6 @@ impl Peer {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
             "something listening on port {port}"
         );
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

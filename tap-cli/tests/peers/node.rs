@@ -34,17 +34,15 @@ pub fn api(node: &Node, port: u16, path: &str) -> serde_json::Value {
 
 /// A `tap-hub` inside `node` (gRPC on `grpc`, API on `http`), once it listens.
 pub fn hub(node: &Node, grpc: u16, http: u16, extra: &[&str]) -> Peer {
-    let mut hub = Peer(
+    let mut hub = Peer::start(
         node.command(sibling("tap-hub").to_str().unwrap())
             .args(["--grpc", &format!("127.0.0.1:{grpc}")])
             .args(["--listen", &format!("127.0.0.1:{http}")])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::piped()),
     );
-    let mut lines = BufReader::new(hub.0.stderr.take().unwrap()).lines();
+    let mut lines = BufReader::new(hub.child().stderr.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.contains("workers connect"), "{first}");
     std::thread::spawn(move || for _ in lines {});
@@ -77,17 +75,15 @@ pub fn http_servers(node: &Node, pods: &[&Pod], port: u16) -> Vec<Process> {
 /// A `tap-worker` inside `node` shipping to the hub's gRPC port as node
 /// `name` with `args`, once it has logged a line containing `ready`.
 pub fn worker(node: &Node, grpc: u16, name: &str, args: &[&str], ready: &str) -> Peer {
-    let mut worker = Peer(
+    let mut worker = Peer::start(
         node.command(sibling("tap-worker").to_str().unwrap())
             .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
             .args(["--node", name])
             .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::piped()),
     );
-    let mut lines = BufReader::new(worker.0.stderr.take().unwrap()).lines();
+    let mut lines = BufReader::new(worker.child().stderr.take().unwrap()).lines();
     assert!(
         lines
             .by_ref()

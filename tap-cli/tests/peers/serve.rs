@@ -17,17 +17,12 @@ pub use testkit::http::encode;
 
 /// A process whose stderr the test reads.
 pub fn spawn_piped(cmd: &mut Command) -> Peer {
-    Peer(
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")),
-    )
+    Peer::start(cmd.stdout(Stdio::null()).stderr(Stdio::piped()))
 }
 
 /// Waits for a line containing `needle` on a child's stderr.
 pub fn wait_line(peer: &mut Peer, needle: &str) {
-    let stderr = peer.0.stderr.take().unwrap();
+    let stderr = peer.child().stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let started = Instant::now();
     for line in lines.by_ref() {

@@ -85,8 +85,8 @@ impl Drop for Broker {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let _ = self.script.0.kill();
-        let _ = self.script.0.wait();
+        let _ = self.script.child().kill();
+        let _ = self.script.child().wait();
     }
 }
 

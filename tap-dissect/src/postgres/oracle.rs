@@ -71,9 +71,9 @@ struct Server(Peer);
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = Command::new("kill")
-            .args(["-INT", &self.0.0.id().to_string()])
+            .args(["-INT", &self.0.id().to_string()])
             .status();
-        let _ = self.0.0.wait();
+        let _ = self.0.child().wait();
     }
 }
 
