@@ -108,9 +108,13 @@ pub fn run(args: &DemoArgs, kubetap: &Path) -> Result<()> {
         "--pid-file=",
         "--user=root",
     ])
-    .arg(format!("--listen-address={dns_ip}"));
+    .arg(format!("--listen-address={dns_ip}"))
+    // The shop's zone is answered from here alone, as a cluster's DNS
+    // answers its own: an AAAA query for a name with only an IPv4 address
+    // gets an empty answer (NODATA), not REFUSED for want of an upstream.
+    .arg("--local=/shop.svc/");
     for p in &pods {
-        dns.arg(format!("--address=/{}.shop.svc/{}", p.name, p.ip));
+        dns.arg(format!("--host-record={}.shop.svc,{}", p.name, p.ip));
     }
     quiet(&mut dns);
     procs.push(pod("dns").spawn(&mut dns)?);
