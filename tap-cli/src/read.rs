@@ -321,4 +321,10 @@ fn summary(s: &Stats, file_bytes: u64, secs: f64) {
             s.unclaimed_connections
         );
     }
+    if d.length_from_capture > 0 {
+        eprintln!(
+            "kubetap: {} packets with an IP length of 0 or past the frame (segmentation offload, BIG TCP, a snap length) read with their captured length",
+            d.length_from_capture
+        );
+    }
 }

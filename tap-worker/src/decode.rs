@@ -2,10 +2,20 @@
 //! 802.1Q/QinQ VLAN tags), Linux cooked SLL and SLL2, raw IPv4/IPv6 and BSD
 //! loopback; IPv4 and IPv6 fragments are reassembled with etherparse's defrag
 //! pool under our own bounds (count and age).
+//!
+//! An IP length of 0, or larger than the frame, is what a capture holds for a
+//! segmentation-offloaded super-packet seen before segmentation (and for BIG
+//! TCP packets above 64 KiB, and for frames cut by the snap length): such a
+//! packet is sliced again with etherparse's lax slicer, which takes the
+//! captured length instead, and is counted (`length_from_capture`), not
+//! dropped.
 
 use crate::capture::{Packet, link};
 use etherparse::defrag::IpDefragPool;
-use etherparse::{EtherType, IpNumber, NetSlice, SlicedPacket, TcpSlice, TransportSlice, UdpSlice};
+use etherparse::{
+    EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, LenSource, NetSlice, SlicedPacket, TcpSlice,
+    TransportSlice, UdpSlice,
+};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -78,6 +88,10 @@ pub struct DecodeStats {
     pub fragments_reassembled: u64,
     /// Fragments dropped: too many datagrams in reassembly, expired, or inconsistent.
     pub fragments_dropped: u64,
+    /// Packets whose IP length was 0 or larger than the frame (offloaded
+    /// super-packets, BIG TCP, a snap length): decoded with the captured
+    /// length instead.
+    pub length_from_capture: u64,
 }
 
 /// Bounds for IP fragment reassembly.
@@ -158,7 +172,16 @@ impl Decoder {
         pkt: &Packet<'_>,
         f: impl FnOnce(&Datagram<'_>) -> R,
     ) -> Result<R, Skip> {
-        let sliced = slice_link(pkt.link, pkt.data)?;
+        let sliced = match slice_link(pkt.link, pkt.data) {
+            Ok(sliced) => sliced,
+            Err(Skip::Malformed(why)) => {
+                return match self.decode_lax(pkt, f) {
+                    Some(r) => r,
+                    None => Err(Skip::Malformed(why)),
+                };
+            }
+            Err(other) => return Err(other),
+        };
         let Some(net) = &sliced.net else {
             return Err(Skip::NotTcpUdp);
         };
@@ -167,10 +190,17 @@ impl Decoder {
                 IpAddr::V4(v4.header().source_addr()),
                 IpAddr::V4(v4.header().destination_addr()),
             ),
-            NetSlice::Ipv6(v6) => (
-                IpAddr::V6(v6.header().source_addr()),
-                IpAddr::V6(v6.header().destination_addr()),
-            ),
+            NetSlice::Ipv6(v6) => {
+                // etherparse reads a payload length of 0 as a jumbogram's
+                // and takes the captured length itself: count it too.
+                if v6.header().payload_length() == 0 {
+                    self.stats.length_from_capture += 1;
+                }
+                (
+                    IpAddr::V6(v6.header().source_addr()),
+                    IpAddr::V6(v6.header().destination_addr()),
+                )
+            }
             NetSlice::Arp(_) => return Err(Skip::NotTcpUdp),
         };
         if sliced.is_ip_payload_fragmented() {
@@ -190,6 +220,53 @@ impl Decoder {
             dst,
             transport,
         }))
+    }
+
+    /// A packet the strict slicer refused, sliced again taking the captured
+    /// length where the IP length is 0 or larger than the frame. `None` when
+    /// that is not what was wrong with it (the strict error stands).
+    fn decode_lax<R>(
+        &mut self,
+        pkt: &Packet<'_>,
+        f: impl FnOnce(&Datagram<'_>) -> R,
+    ) -> Option<Result<R, Skip>> {
+        let lax = match link_start(pkt.link, pkt.data).ok()? {
+            LinkStart::Ethernet(d) => LaxSlicedPacket::from_ethernet(d).ok()?,
+            LinkStart::EtherType(t, d) => LaxSlicedPacket::from_ether_type(t, d),
+            LinkStart::Ip(d) => LaxSlicedPacket::from_ip(d).ok()?,
+        };
+        let (src, dst, payload) = match lax.net.as_ref()? {
+            LaxNetSlice::Ipv4(v4) => (
+                IpAddr::V4(v4.header().source_addr()),
+                IpAddr::V4(v4.header().destination_addr()),
+                v4.payload(),
+            ),
+            LaxNetSlice::Ipv6(v6) => (
+                IpAddr::V6(v6.header().source_addr()),
+                IpAddr::V6(v6.header().destination_addr()),
+                v6.payload(),
+            ),
+            LaxNetSlice::Arp(_) => return None,
+        };
+        // Only the length was wrong; a fragment with a wrong length stays malformed.
+        if payload.len_source != LenSource::Slice || payload.fragmented {
+            return None;
+        }
+        let transport = match lax.transport.as_ref()? {
+            TransportSlice::Tcp(t) => Transport::Tcp(TcpSegment::from_slice(t)),
+            TransportSlice::Udp(u) => Transport::Udp {
+                src_port: u.source_port(),
+                dst_port: u.destination_port(),
+                payload: u.payload(),
+            },
+            _ => return None,
+        };
+        self.stats.length_from_capture += 1;
+        Some(Ok(f(&Datagram {
+            src,
+            dst,
+            transport,
+        })))
     }
 
     fn defragment<R>(
@@ -291,13 +368,21 @@ fn frag_key(sliced: &SlicedPacket<'_>, src: IpAddr, dst: IpAddr) -> FragKey {
     }
 }
 
-/// Slices the payload of a Linux cooked header of `len` bytes with its protocol at `proto_at`.
+/// Where a packet's network layer starts, by link type.
+enum LinkStart<'a> {
+    Ethernet(&'a [u8]),
+    /// After a Linux cooked header: the protocol it names, and what follows.
+    EtherType(EtherType, &'a [u8]),
+    Ip(&'a [u8]),
+}
+
+/// The payload of a Linux cooked header of `len` bytes with its protocol at `proto_at`.
 fn cooked<'a>(
     data: &'a [u8],
     len: usize,
     proto_at: usize,
     name: &str,
-) -> Result<Result<SlicedPacket<'a>, etherparse::err::packet::SliceError>, Skip> {
+) -> Result<LinkStart<'a>, Skip> {
     if data.len() < len {
         return Err(Skip::Malformed(format!(
             "{name} header needs {len} bytes, packet has {}",
@@ -305,16 +390,13 @@ fn cooked<'a>(
         )));
     }
     let proto = u16::from_be_bytes([data[proto_at], data[proto_at + 1]]);
-    Ok(SlicedPacket::from_ether_type(
-        EtherType(proto),
-        &data[len..],
-    ))
+    Ok(LinkStart::EtherType(EtherType(proto), &data[len..]))
 }
 
-/// Slices a packet from its link layer down.
-fn slice_link(linktype: u32, data: &[u8]) -> Result<SlicedPacket<'_>, Skip> {
-    let r = match linktype {
-        link::ETHERNET => SlicedPacket::from_ethernet(data),
+/// Reads the link layer's header.
+fn link_start(linktype: u32, data: &[u8]) -> Result<LinkStart<'_>, Skip> {
+    Ok(match linktype {
+        link::ETHERNET => LinkStart::Ethernet(data),
         // Linux cooked captures, parsed here: etherparse rejects SLL from the
         // loopback device (ARPHRD 772), which is what `-i any` records for lo.
         // SLL: packet type (2), ARPHRD (2), address length (2), address (8), protocol (2).
@@ -339,14 +421,118 @@ fn slice_link(linktype: u32, data: &[u8]) -> Result<SlicedPacket<'_>, Skip> {
             };
             match family {
                 // AF_INET; AF_INET6 on Linux, NetBSD/OpenBSD, FreeBSD, macOS.
-                2 | 10 | 24 | 28 | 30 => SlicedPacket::from_ip(&data[4..]),
+                2 | 10 | 24 | 28 | 30 => LinkStart::Ip(&data[4..]),
                 _ => return Err(Skip::NotTcpUdp),
             }
         }
         link::RAW | link::RAW_OPENBSD | link::RAW_BSD | link::IPV4 | link::IPV6 => {
-            SlicedPacket::from_ip(data)
+            LinkStart::Ip(data)
         }
         other => return Err(Skip::UnsupportedLink(other)),
+    })
+}
+
+/// Slices a packet from its link layer down.
+fn slice_link(linktype: u32, data: &[u8]) -> Result<SlicedPacket<'_>, Skip> {
+    let r = match link_start(linktype, data)? {
+        LinkStart::Ethernet(d) => SlicedPacket::from_ethernet(d),
+        LinkStart::EtherType(t, d) => SlicedPacket::from_ether_type(t, d),
+        LinkStart::Ip(d) => SlicedPacket::from_ip(d),
     };
     r.map_err(|e| Skip::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    /// An Ethernet frame: TCP from 10.0.0.1:40000 to 10.0.0.2:80 over IPv4
+    /// (or fd00::1 to fd00::2 over IPv6) carrying `payload`.
+    fn tcp_frame(v6: bool, payload: &[u8]) -> Vec<u8> {
+        let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let ip = if v6 {
+            let a = |last| {
+                let mut a = [0u8; 16];
+                a[0] = 0xfd;
+                a[15] = last;
+                a
+            };
+            eth.ipv6(a(1), a(2), 64)
+        } else {
+            eth.ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        };
+        let mut out = Vec::new();
+        ip.tcp(40000, 80, 1, 65_000)
+            .ack(1)
+            .write(&mut out, payload)
+            .unwrap();
+        out
+    }
+
+    /// Decodes one Ethernet frame: the TCP payload, or why it was skipped.
+    fn decode(d: &mut Decoder, data: &[u8]) -> Result<Vec<u8>, Skip> {
+        let pkt = Packet {
+            ts_ns: 1,
+            link: link::ETHERNET,
+            data,
+            orig_len: data.len() as u32,
+        };
+        d.decode(&pkt, |dg| match dg.transport {
+            Transport::Tcp(t) => t.payload.to_vec(),
+            Transport::Udp { payload, .. } => payload.to_vec(),
+        })
+    }
+
+    /// A segmentation-offloaded super-packet as a capture before the NIC
+    /// sees it: one 20 kB TCP payload, the IPv4 total length 0.
+    #[test]
+    fn an_ipv4_total_length_of_0_takes_the_captured_length() {
+        let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let mut frame = tcp_frame(false, &payload);
+        frame[16..18].copy_from_slice(&[0, 0]);
+        let mut d = Decoder::new(DefragConfig::default());
+        assert_eq!(decode(&mut d, &frame), Ok(payload));
+        assert_eq!((d.stats.length_from_capture, d.stats.malformed), (1, 0));
+    }
+
+    /// A frame shorter than its IP length says (cut by a snap length, or a
+    /// GRO packet captured in part): the bytes that are there.
+    #[test]
+    fn an_ip_length_past_the_frame_takes_the_captured_length() {
+        let payload = vec![b'x'; 1000];
+        for v6 in [false, true] {
+            let frame = tcp_frame(v6, &payload);
+            let cut = &frame[..frame.len() - 400];
+            let mut d = Decoder::new(DefragConfig::default());
+            assert_eq!(decode(&mut d, cut), Ok(vec![b'x'; 600]), "v6 {v6}");
+            assert_eq!((d.stats.length_from_capture, d.stats.malformed), (1, 0));
+        }
+    }
+
+    /// An IPv6 payload length of 0 (BIG TCP over IPv6 drops the jumbo
+    /// option before the capture sees the packet).
+    #[test]
+    fn an_ipv6_payload_length_of_0_takes_the_captured_length() {
+        let payload = vec![b'y'; 3000];
+        let mut frame = tcp_frame(true, &payload);
+        frame[18..20].copy_from_slice(&[0, 0]);
+        let mut d = Decoder::new(DefragConfig::default());
+        assert_eq!(decode(&mut d, &frame), Ok(payload));
+        assert_eq!((d.stats.length_from_capture, d.stats.malformed), (1, 0));
+    }
+
+    /// Lengths are not the only thing that can be wrong: a broken TCP header
+    /// stays malformed, and a consistent packet is not counted.
+    #[test]
+    fn other_damage_stays_malformed_and_good_packets_are_not_counted() {
+        let mut d = Decoder::new(DefragConfig::default());
+        let frame = tcp_frame(false, b"ok");
+        assert_eq!(decode(&mut d, &frame), Ok(b"ok".to_vec()));
+        // TCP data offset 2 (8 bytes): shorter than a TCP header.
+        let mut bad = frame.clone();
+        bad[14 + 20 + 12] = 0x20;
+        assert!(matches!(decode(&mut d, &bad), Err(Skip::Malformed(_))));
+        assert_eq!((d.stats.length_from_capture, d.stats.malformed), (0, 1));
+    }
 }

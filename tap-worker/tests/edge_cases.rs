@@ -856,3 +856,31 @@ proptest! {
         prop_assert_eq!(got.stats.gap_bytes(), 0);
     }
 }
+
+/// A capture taken before segmentation offload (or with BIG TCP): every IPv4
+/// packet says total length 0 and a response body comes as one 30 kB
+/// super-packet. Each packet is decoded from its captured length and counted;
+/// none is dropped as malformed, and the exchange is whole.
+#[test]
+fn offloaded_super_packets_with_ip_length_0_are_decoded_and_counted() {
+    let body = "z".repeat(30_000);
+    let mut c = Conversation::open();
+    c.exchange(&get("/big"), &ok(&body));
+    let mut frames = c.frames(Link::Ethernet);
+    for f in &mut frames {
+        // Ethernet (14 bytes), then the IPv4 total length at offset 2.
+        f.data[16..18].copy_from_slice(&[0, 0]);
+    }
+    let out = run(&frames);
+    assert_eq!(out.stats.decode.malformed, 0);
+    assert_eq!(out.stats.decode.length_from_capture, frames.len() as u64);
+    let http: Vec<_> = out
+        .entries
+        .iter()
+        .filter_map(|e| Some((http_request(e)?, http_response(e)?)))
+        .collect();
+    assert_eq!(http.len(), 1, "{:?}", out.entries);
+    let (req, resp) = http[0];
+    assert_eq!((req.path.as_str(), resp.status), ("/big", 200));
+    assert_eq!(resp.body.as_ref().map(|b| b.data.len()), Some(30_000));
+}
