@@ -134,9 +134,7 @@ fn read(args: &ReadArgs) -> anyhow::Result<ExitCode> {
             started.elapsed().as_secs_f64(),
         );
     }
-    for e in &outcome.errors {
-        eprintln!("kubetap: {e}");
-    }
+    outcome.print_problems("kubetap");
     Ok(if outcome.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -177,6 +175,9 @@ fn serve(args: &ReadArgs) -> anyhow::Result<ExitCode> {
     }
     for e in &outcome.errors {
         eprintln!("kubetap: {e} (serving what was read before it)");
+    }
+    for w in &outcome.warnings {
+        eprintln!("kubetap: warning: {w}");
     }
     eprintln!("kubetap: all entries loaded; serving at http://{addr}/ until Ctrl-C");
     runtime

@@ -143,9 +143,7 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
         |_| {},
     )?;
     server.abort();
-    for e in &outcome.errors {
-        eprintln!("kubetap: {e}");
-    }
+    outcome.print_problems("kubetap");
     let (s, c) = (&outcome.stats, &outcome.counters);
     eprintln!(
         "kubetap: {} packets, {} entries, {} dropped by the kernel (ring full), {} at the store's queue, {} at other bounds, {} parse errors{}",

@@ -66,8 +66,11 @@ fn kubetap_in_1_gib(args: &[&str]) -> Output {
         .expect("run bash")
 }
 
+/// A capture cut inside its last record (the process writing it was
+/// killed): every entry before the cut, one warning naming the file and the
+/// offset, and success, since everything that was there was read.
 #[test]
-fn truncated_capture_prints_earlier_entries_and_one_error_line_naming_the_offset() {
+fn a_capture_cut_inside_its_last_record_prints_its_entries_a_warning_and_exits_0() {
     let frames = two_requests();
     let whole = pcap(&frames);
     let last_record = whole.len() - 16 - frames.last().expect("frames").data.len();
@@ -79,7 +82,7 @@ fn truncated_capture_prints_earlier_entries_and_one_error_line_naming_the_offset
         .output()
         .expect("run kubetap");
 
-    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr_of(&out));
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr_of(&out));
     assert_eq!(
         json_entries(&stdout_of(&out)),
         vec![
@@ -88,18 +91,49 @@ fn truncated_capture_prints_earlier_entries_and_one_error_line_naming_the_offset
         ]
     );
     let stderr = stderr_of(&out);
-    let errors: Vec<&str> = stderr
+    let warnings: Vec<&str> = stderr
         .lines()
-        .filter(|l| l.contains("cannot read capture"))
+        .filter(|l| l.contains("kubetap: warning:"))
         .collect();
-    assert_eq!(errors.len(), 1, "stderr: {stderr}");
+    assert_eq!(warnings.len(), 1, "stderr: {stderr}");
     assert!(
-        errors[0].contains(&path.display().to_string())
-            && errors[0].contains(&format!("byte {last_record}"))
-            && errors[0].contains("truncated"),
-        "error line: {}",
-        errors[0]
+        warnings[0].contains(&path.display().to_string())
+            && warnings[0].contains(&format!("byte {last_record}"))
+            && warnings[0].contains("truncated")
+            && warnings[0].contains(&format!(
+                "the {} packets before it were read",
+                frames.len() - 1
+            )),
+        "warning line: {}",
+        warnings[0]
     );
+    let errors = stderr
+        .lines()
+        .filter(|l| l.contains("cannot read capture") && !l.contains("warning:"));
+    assert_eq!(errors.count(), 0, "{stderr}");
+}
+
+/// Cut before its first record, a capture has nothing to read: an error
+/// naming the offset, and exit 1.
+#[test]
+fn a_capture_cut_before_its_first_record_is_an_error_and_exit_1() {
+    let whole = pcap(&two_requests());
+    for cut in [10, 24 + 8] {
+        let path = scratch(&format!("cut-{cut}.pcap"), &whole[..cut]);
+        let out = kubetap()
+            .args(["read", "--json"])
+            .arg(&path)
+            .output()
+            .expect("run kubetap");
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "cut at {cut}: {stderr}");
+        assert!(stdout_of(&out).is_empty(), "cut at {cut}");
+        assert!(
+            stderr.contains("cannot read capture") && stderr.contains("truncated"),
+            "cut at {cut}: {stderr}"
+        );
+        assert!(!stderr.contains("warning"), "cut at {cut}: {stderr}");
+    }
 }
 
 #[test]

@@ -18,8 +18,8 @@
 //! detect → dissect → pair); the options every binary shares are
 //! [`PipelineArgs`], [`LiveArgs`] and [`QueueArgs`].
 
-use crate::capture::CaptureFile;
 use crate::capture::live::{LiveConfig, LiveError};
+use crate::capture::{CaptureError, CaptureFile};
 use crate::queue::{EntryQueue, QueueBounds};
 use crate::ring::PacketRing;
 use crate::tap::{LiveTap, PodSource, PodWatch};
@@ -213,6 +213,7 @@ struct FileEnd {
     stats: Stats,
     offset: u64,
     failure: Option<String>,
+    warning: Option<String>,
 }
 
 /// What a driver leaves when it stops.
@@ -222,8 +223,24 @@ pub struct Outcome {
     pub counters: WorkerCounters,
     /// Errors the source ended with (a damaged file, a capture that failed).
     pub errors: Vec<String>,
+    /// What the user should know but is not a failure: a capture file cut
+    /// inside its last record (a capture process killed), whose earlier
+    /// records were all read.
+    pub warnings: Vec<String>,
     /// A file's bytes read.
     pub file_bytes: u64,
+}
+
+impl Outcome {
+    /// Prints the errors and warnings on stderr, one line each, after `who: `.
+    pub fn print_problems(&self, who: &str) {
+        for e in &self.errors {
+            eprintln!("{who}: {e}");
+        }
+        for w in &self.warnings {
+            eprintln!("{who}: warning: {w}");
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -517,12 +534,14 @@ impl Driver {
                     stats: lock(&stats).clone(),
                     offset: 0,
                     failure: Some("the file's reader thread panicked".into()),
+                    warning: None,
                 });
                 let counters = self.complete(file_counters(&end.stats), &end.stats);
                 Outcome {
                     stats: end.stats,
                     counters,
                     errors: end.failure.into_iter().collect(),
+                    warnings: end.warning.into_iter().collect(),
                     file_bytes: end.offset,
                 }
             }
@@ -532,6 +551,7 @@ impl Driver {
                     counters: self.complete(stopped.counters, &stopped.stats),
                     stats: stopped.stats,
                     errors: stopped.errors.iter().map(LiveError::to_string).collect(),
+                    warnings: Vec::new(),
                     file_bytes: 0,
                 }
             }
@@ -539,6 +559,7 @@ impl Driver {
                 stats: Stats::default(),
                 counters,
                 errors: Vec::new(),
+                warnings: Vec::new(),
                 file_bytes: 0,
             },
         };
@@ -575,6 +596,7 @@ impl FileReader {
         let mut first_ts = None;
         let mut out: Vec<Entry> = Vec::new();
         let mut failure = None;
+        let mut warning = None;
         let mut n: u64 = 0;
         while !self.stop.load(Ordering::Relaxed) {
             match file.next_packet() {
@@ -594,6 +616,13 @@ impl FileReader {
                     }
                 }
                 Ok(None) => break,
+                // Cut inside its last record (the process writing it was
+                // killed): everything before was read, which is the point of
+                // reading it; a failure only when not one record was there.
+                Err(e @ CaptureError::Truncated { .. }) if n > 0 => {
+                    warning = Some(format!("{e}; the {n} packets before it were read"));
+                    break;
+                }
                 Err(e) => {
                     failure = Some(e.to_string());
                     break;
@@ -617,6 +646,7 @@ impl FileReader {
             stats,
             offset: file.offset(),
             failure,
+            warning,
         }
     }
 

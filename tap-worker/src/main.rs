@@ -123,9 +123,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         },
     )?;
-    for e in &outcome.errors {
-        eprintln!("tap-worker: {e}");
-    }
+    outcome.print_problems("tap-worker");
     // A file's worker may stay to answer the hub's PCAP requests.
     std::thread::sleep(Duration::from_secs(args.linger));
     let c = shipper.counters();
