@@ -1,7 +1,9 @@
 //! Decode: link layer → IP → TCP/UDP with etherparse. Handles Ethernet (with
-//! 802.1Q/QinQ VLAN tags), Linux cooked SLL and SLL2, raw IPv4/IPv6 and BSD
-//! loopback; IPv4 and IPv6 fragments are reassembled with etherparse's defrag
-//! pool under our own bounds (count and age).
+//! 802.1Q/QinQ VLAN tags), Linux cooked SLL and SLL2, raw IPv4/IPv6, BSD
+//! loopback and NFLOG; IPv4 and IPv6 fragments are reassembled with
+//! etherparse's defrag pool under our own bounds (count and age). Overlay
+//! tunnels (VXLAN, Geneve, GRE, IP-in-IP; `tunnel`) are opened and what they
+//! carry is decoded instead, up to four tunnels deep.
 //!
 //! An IP length of 0, or larger than the frame, is what a capture holds for a
 //! segmentation-offloaded super-packet seen before segmentation (and for BIG
@@ -11,6 +13,7 @@
 //! dropped.
 
 use crate::capture::{Packet, link};
+use crate::tunnel;
 use etherparse::defrag::IpDefragPool;
 use etherparse::{
     EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, LenSource, NetSlice, SlicedPacket, TcpSlice,
@@ -92,6 +95,8 @@ pub struct DecodeStats {
     /// super-packets, BIG TCP, a snap length): decoded with the captured
     /// length instead.
     pub length_from_capture: u64,
+    /// Packets taken out of an overlay tunnel (VXLAN, Geneve, GRE, IP-in-IP).
+    pub decapsulated: u64,
 }
 
 /// Bounds for IP fragment reassembly.
@@ -156,7 +161,7 @@ impl Decoder {
         pkt: &Packet<'_>,
         f: impl FnOnce(&Datagram<'_>) -> R,
     ) -> Result<R, Skip> {
-        let r = self.decode_inner(pkt, f);
+        let r = self.decode_inner(pkt, f, 0);
         match &r {
             Err(Skip::NotTcpUdp) => self.stats.not_tcp_udp += 1,
             Err(Skip::Fragment) => {}
@@ -171,6 +176,7 @@ impl Decoder {
         &mut self,
         pkt: &Packet<'_>,
         f: impl FnOnce(&Datagram<'_>) -> R,
+        depth: usize,
     ) -> Result<R, Skip> {
         let sliced = match slice_link(pkt.link, pkt.data) {
             Ok(sliced) => sliced,
@@ -203,6 +209,21 @@ impl Decoder {
             }
             NetSlice::Arp(_) => return Err(Skip::NotTcpUdp),
         };
+        if let Some((link, data)) = tunnel::inner(&sliced) {
+            if depth >= MAX_TUNNELS {
+                return Err(Skip::Malformed(format!(
+                    "more than {MAX_TUNNELS} tunnels inside one another"
+                )));
+            }
+            self.stats.decapsulated += 1;
+            let inner = Packet {
+                ts_ns: pkt.ts_ns,
+                link,
+                data,
+                orig_len: data.len() as u32,
+            };
+            return self.decode_inner(&inner, f, depth + 1);
+        }
         if sliced.is_ip_payload_fragmented() {
             return self.defragment(&sliced, pkt.ts_ns, src, dst, f);
         }
@@ -368,6 +389,9 @@ fn frag_key(sliced: &SlicedPacket<'_>, src: IpAddr, dst: IpAddr) -> FragKey {
     }
 }
 
+/// Tunnels opened inside one another, at most.
+const MAX_TUNNELS: usize = 4;
+
 /// Where a packet's network layer starts, by link type.
 enum LinkStart<'a> {
     Ethernet(&'a [u8]),
@@ -428,6 +452,11 @@ fn link_start(linktype: u32, data: &[u8]) -> Result<LinkStart<'_>, Skip> {
         link::RAW | link::RAW_OPENBSD | link::RAW_BSD | link::IPV4 | link::IPV6 => {
             LinkStart::Ip(data)
         }
+        link::NFLOG => match tunnel::nflog(data) {
+            Some(ip) => LinkStart::Ip(ip),
+            // A log message without a packet (a rule that logs no payload).
+            None => return Err(Skip::NotTcpUdp),
+        },
         other => return Err(Skip::UnsupportedLink(other)),
     })
 }

@@ -21,6 +21,7 @@ pub mod reassembly;
 pub mod ring;
 pub mod ship;
 pub mod tap;
+pub mod tunnel;
 
 pub use pipeline::{Pipeline, PipelineConfig, Stats};
 /// The detect, dissect and pair stages: one folder per protocol, in `tap-dissect`.

@@ -78,6 +78,7 @@ impl Stats {
         d.fragments_reassembled += od.fragments_reassembled;
         d.fragments_dropped += od.fragments_dropped;
         d.length_from_capture += od.length_from_capture;
+        d.decapsulated += od.decapsulated;
         let (r, or) = (&mut self.reassembly, &o.reassembly);
         r.segments += or.segments;
         r.flows += or.flows;

@@ -21,6 +21,8 @@ pub mod link {
     pub const LINUX_SLL: u32 = 113;
     pub const IPV4: u32 = 228;
     pub const IPV6: u32 = 229;
+    /// Netfilter log messages (`tcpdump -i nflog:N`): TLVs around the IP packet.
+    pub const NFLOG: u32 = 239;
     pub const LINUX_SLL2: u32 = 276;
 }
 
