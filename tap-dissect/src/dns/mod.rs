@@ -52,11 +52,17 @@ impl Transport {
     }
 }
 
+/// Questions one message may ask: multicast DNS asks several at once.
+const MAX_QUESTIONS: u16 = 32;
+
 /// How `msg` (the start of a message `len` bytes long) looks as DNS: a header
-/// with one question, sane flags and counts that fit the length, and a
-/// question that decodes. `NeedMore` when `msg` ends before the question does.
+/// with sane flags, one question or a few (multicast DNS), or none in a
+/// response that carries answers (an mDNS announcement), counts that fit the
+/// length, and a first question (or record) that decodes. `NeedMore` when
+/// `msg` ends before it does. NetBIOS name service, which borrows the header,
+/// is refused by its names.
 fn plausible(msg: &[u8], len: usize) -> Claim {
-    if len < HEADER_LEN + MIN_QUESTION {
+    if len < HEADER_LEN + MIN_QUESTION.min(MIN_RECORD) {
         return Claim::No;
     }
     if msg.len() < HEADER_LEN {
@@ -71,34 +77,55 @@ fn plausible(msg: &[u8], len: usize) -> Claim {
     let records = usize::from(counts.answers)
         + usize::from(counts.authorities)
         + usize::from(counts.additionals);
-    let query_sane = metadata.message_type == MessageType::Response
+    let response = metadata.message_type == MessageType::Response;
+    let query_sane = response
         || metadata.op_code != OpCode::Query
         || (u16::from(metadata.response_code) == 0
             && counts.answers == 0
             && counts.authorities == 0);
+    let questions_sane = match counts.queries {
+        0 => response && counts.answers > 0,
+        n => n <= MAX_QUESTIONS,
+    };
     if z || !opcode_known
-        || counts.queries != 1
+        || !questions_sane
         || !query_sane
-        || HEADER_LEN + MIN_QUESTION + records * MIN_RECORD > len
+        || HEADER_LEN + usize::from(counts.queries) * MIN_QUESTION + records * MIN_RECORD > len
     {
         return Claim::No;
     }
     let mut decoder = BinDecoder::new(&msg[..msg.len().min(len)]);
     let _ = decoder.read_slice(HEADER_LEN);
+    if counts.queries == 0 {
+        return match hickory_proto::rr::Record::read(&mut decoder) {
+            Ok(r) if u16::from(r.record_type()) != 0 => Claim::Yes,
+            Ok(_) => Claim::No,
+            Err(_) if msg.len() < len => Claim::NeedMore,
+            Err(_) => Claim::No,
+        };
+    }
     match Query::read(&mut decoder) {
         Ok(q) => {
             // mDNS puts its unicast-response bit at the top of the class.
             let class = u16::from(q.query_class()) & 0x7fff;
             let class_ok = matches!(class, 1 | 3 | 4 | 254 | 255);
-            if class_ok && u16::from(q.query_type()) != 0 {
+            if class_ok && u16::from(q.query_type()) != 0 && !netbios(q.name()) {
                 Claim::Yes
             } else {
                 Claim::No
             }
         }
-        Err(DecodeError::InsufficientBytes) if msg.len() < len => Claim::NeedMore,
+        Err(_) if msg.len() < len => Claim::NeedMore,
         Err(_) => Claim::No,
     }
+}
+
+/// A NetBIOS name (RFC 1002 §4.1): its first label is 32 letters from `A`
+/// to `P`, two per byte of the 16-byte NetBIOS name.
+fn netbios(name: &Name) -> bool {
+    name.iter()
+        .next()
+        .is_some_and(|l| l.len() == 32 && l.iter().all(|b| (b'A'..=b'P').contains(b)))
 }
 
 /// Claims a UDP flow whose first datagram is a DNS query or response.
@@ -157,15 +184,21 @@ struct Side {
 /// A query waiting for its response.
 struct Waiting {
     id: u16,
-    question: Option<(String, String, String)>,
+    question: Option<QuestionKey>,
     msg: Message<Request>,
 }
+
+/// A question as pairing compares it: lower-cased name, type, class.
+type QuestionKey = (String, String, String);
 
 pub struct Dns {
     transport: Transport,
     sides: [Side; 2],
     waiting: VecDeque<Waiting>,
     max_pending: usize,
+    /// The id and question of the queries answered last (as many as may
+    /// wait): a second response to one of them is flagged `duplicate`.
+    answered: VecDeque<(u16, Option<QuestionKey>)>,
     /// Entries made on this flow, for the entry id.
     made: u64,
 }
@@ -340,6 +373,7 @@ impl Dns {
             sides: [Side::default(), Side::default()],
             waiting: VecDeque::new(),
             max_pending: config.max_pending.max(1),
+            answered: VecDeque::new(),
             made: 0,
         }
     }
@@ -491,11 +525,26 @@ impl Dns {
                     .iter()
                     .position(|w| w.id == meta.id && first.is_some() && w.question == first)
                     .or_else(|| self.waiting.iter().position(|w| w.id == meta.id));
-                let req = i.and_then(|i| self.waiting.remove(i)).map(|w| w.msg);
+                let req = i.and_then(|i| self.waiting.remove(i)).map(|w| {
+                    if self.answered.len() >= self.max_pending {
+                        self.answered.pop_front();
+                    }
+                    self.answered.push_back((w.id, w.question));
+                    w.msg
+                });
+                // No query waits for it, but one was answered already.
+                let duplicate = req.is_none()
+                    && self.answered.iter().any(|(id, q)| {
+                        *id == meta.id && (first.is_none() || q.is_none() || *q == first)
+                    });
                 let resp = Message {
                     ts_ns,
                     wire_size: msg.len() as u64,
-                    flags: Vec::new(),
+                    flags: if duplicate {
+                        vec!["duplicate".into()]
+                    } else {
+                        Vec::new()
+                    },
                     body: Response {
                         kind: Some(response::Kind::Dns(Box::new(resp))),
                     },

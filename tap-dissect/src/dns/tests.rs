@@ -616,3 +616,93 @@ fn flows_are_claimed_through_the_registries() {
     let transports: Vec<_> = es.iter().map(|e| dns_req(e).transport.as_str()).collect();
     assert_eq!(transports, ["udp", "tcp"]);
 }
+
+/// Datagrams one after the other on one UDP flow, then its end: the entries.
+fn udp_run(datagrams: &[(Direction, &[u8])]) -> Vec<proto::v1::Entry> {
+    let mut d = Dns::new(Transport::Udp, &config(8));
+    let mut out = Vec::new();
+    for (i, (dir, m)) in datagrams.iter().enumerate() {
+        d.on_datagram(&flow(), *dir, 10_000 * (i as u64 + 1), m, &mut out);
+    }
+    DatagramDissector::on_close(&mut d, &flow(), &end(), &mut out);
+    entries(&out).into_iter().cloned().collect()
+}
+
+/// Multicast DNS (RFC 6762) asks several questions at once and announces
+/// records in responses with no question; LLMNR (RFC 4795) answers a name it
+/// does not hold with no answer at all.
+#[test]
+fn mdns_and_llmnr_messages_are_claimed() {
+    // Two questions (QU bit set on the second's class).
+    let mut two = header(0, 0, [2, 0, 0, 0]);
+    two.extend(name("printer.local"));
+    two.extend([0, 1, 0, 1]);
+    two.extend(name("printer.local"));
+    two.extend([0, 28, 0x80, 1]);
+    assert!(probe_datagram(Direction::ToServer, &two));
+    let es = udp_run(&[(Direction::ToServer, &two)]);
+    assert_eq!(es.len(), 1);
+    assert_eq!(dns_req(&es[0]).questions.len(), 2);
+    // An announcement: a response with no question and one answer.
+    let mut announce = header(0, 0x8400, [0, 1, 0, 0]);
+    announce.extend(rr(&name("printer.local"), 1, 120, &[192, 168, 1, 9]));
+    assert!(probe_datagram(Direction::ToClient, &announce));
+    let es = udp_run(&[(Direction::ToClient, &announce)]);
+    assert_eq!(es.len(), 1);
+    assert_eq!(dns_resp(&es[0]).answers.len(), 1);
+    assert_eq!(es[0].flags, ["no_request"]);
+    // An LLMNR reply with no answer (not the holder of the name).
+    let q = query(0x1234, "host-b", 1);
+    let mut none = q.clone();
+    none[2..4].copy_from_slice(&0x8000u16.to_be_bytes());
+    assert!(probe_datagram(Direction::ToClient, &none));
+    let es = udp_run(&[(Direction::ToServer, &q), (Direction::ToClient, &none)]);
+    assert_eq!(es.len(), 1);
+    assert!(dns_resp(&es[0]).answers.is_empty());
+}
+
+/// NetBIOS name service (UDP 137) borrows DNS's header but names are 32
+/// letters from A to P (RFC 1002's encoding): not DNS.
+#[test]
+fn netbios_name_service_is_not_dns() {
+    let nb = |qtype: u16| {
+        let mut v = header(0x77, 0x0110, [1, 0, 0, 0]);
+        v.push(32);
+        v.extend(b"FHEPFCELEHFCEPFFFACACACACACACAAA");
+        v.push(0);
+        v.extend(qtype.to_be_bytes());
+        v.extend([0, 1]);
+        v
+    };
+    // NB (name query) and NBSTAT (node status).
+    assert!(!probe_datagram(Direction::ToServer, &nb(0x20)));
+    assert!(!probe_datagram(Direction::ToServer, &nb(0x21)));
+    // SRV (33, NBSTAT's number) on a DNS name stays DNS.
+    assert!(probe_datagram(
+        Direction::ToServer,
+        &query(1, "_http._tcp.shop.svc", 33)
+    ));
+}
+
+/// A second response with the same id and question (a resolver's retry
+/// answered twice, a duplicating network) is an entry of its own, flagged
+/// `duplicate`, not a response without a request.
+#[test]
+fn a_second_response_to_one_query_is_flagged_duplicate() {
+    let q = query(7, "twice.test", 1);
+    let r = response(7, "twice.test", 1, 0, &[]);
+    let es = udp_run(&[
+        (Direction::ToServer, &q),
+        (Direction::ToClient, &r),
+        (Direction::ToClient, &r),
+    ]);
+    assert_eq!(es.len(), 2, "{es:?}");
+    assert!(
+        es[0].request.is_some() && es[0].flags.is_empty(),
+        "{:?}",
+        es[0]
+    );
+    assert_eq!(es[1].flags, ["duplicate", "no_request"]);
+    assert_eq!(es[1].path(), None);
+    assert_eq!(dns_resp(&es[1]).id, 7);
+}
