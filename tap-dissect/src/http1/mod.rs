@@ -46,7 +46,26 @@ const METHODS: &[&[u8]] = &[
     b"REPORT",
     b"SEARCH",
     b"PURGE",
+    b"QUERY",
 ];
+
+/// Longest extension method (a token, RFC 9110 §9.1) a request line may start with.
+const MAX_METHOD: usize = 24;
+
+/// How leniently heads are parsed: as real servers and clients (and tshark)
+/// accept them — runs of spaces between a start line's parts, a space before
+/// a response header's colon, obsolete folded response headers, and invalid
+/// header lines skipped rather than failing the message.
+fn lenient() -> httparse::ParserConfig {
+    let mut c = httparse::ParserConfig::default();
+    c.allow_multiple_spaces_in_request_line_delimiters(true)
+        .allow_multiple_spaces_in_response_status_delimiters(true)
+        .allow_spaces_after_header_name_in_responses(true)
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .ignore_invalid_headers_in_requests(true)
+        .ignore_invalid_headers_in_responses(true);
+    c
+}
 
 /// Claims a stream whose client side starts with a request line or whose
 /// server side starts with a status line; mid-stream, either anywhere in the first bytes.
@@ -77,7 +96,39 @@ fn starts_like_request(b: &[u8]) -> Claim {
             }
         }
     }
-    Claim::No
+    extension_request(b)
+}
+
+/// A request line with a method not in [`METHODS`] (`M-SEARCH`, `BREW`): a
+/// token of upper-case letters, digits, `-` and `_`, a space, and a line that
+/// ends in an HTTP/1 version. Unknown words are common in other protocols, so
+/// the whole line must be seen.
+fn extension_request(b: &[u8]) -> Claim {
+    let method = b
+        .iter()
+        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || **c == b'-' || **c == b'_')
+        .count();
+    if method == 0 || method > MAX_METHOD || !b[0].is_ascii_uppercase() {
+        return Claim::No;
+    }
+    match b.get(method) {
+        None => return Claim::NeedMore,
+        Some(b' ') => {}
+        Some(_) => return Claim::No,
+    }
+    let Some(end) = b.iter().position(|&c| c == b'\n') else {
+        return if b.len() < 8 << 10 {
+            Claim::NeedMore
+        } else {
+            Claim::No
+        };
+    };
+    let line = b[..end].strip_suffix(b"\r").unwrap_or(&b[..end]);
+    if line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0") {
+        Claim::Yes
+    } else {
+        Claim::No
+    }
 }
 
 fn starts_like_response(b: &[u8]) -> Claim {
@@ -357,7 +408,7 @@ impl Http1 {
         let parsed = match dir {
             Direction::ToServer => {
                 let mut req = httparse::Request::new(&mut hs);
-                match req.parse(&side.buf) {
+                match lenient().parse_request(&mut req, &side.buf) {
                     Ok(httparse::Status::Complete(n)) => Ok(Some((
                         n,
                         Head::Request(HttpRequest {
@@ -374,7 +425,7 @@ impl Http1 {
             }
             Direction::ToClient => {
                 let mut resp = httparse::Response::new(&mut hs);
-                match resp.parse(&side.buf) {
+                match lenient().parse_response(&mut resp, &side.buf) {
                     Ok(httparse::Status::Complete(n)) => Ok(Some((
                         n,
                         Head::Response(HttpResponse {
@@ -915,3 +966,6 @@ impl Dissector for Http1 {
         self.pairs.close(flow, out);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+//! The http1 dissector's unit tests (its end-to-end tests are the oracle's).
+
+use super::*;
+use crate::GenericFields;
+use crate::testing::{Ev, Out, drive, flow};
+
+fn run(events: &[Ev], midstream: bool) -> Out {
+    let f = flow(1, 8080, midstream);
+    let d = new(&f, &DissectConfig::default(), None);
+    Out::collect("http", drive(d, &f, events, false))
+}
+
+fn summary(out: &Out) -> Vec<(String, String, Option<i64>)> {
+    out.entries
+        .iter()
+        .map(|e| {
+            (
+                e.method().unwrap_or("-").to_string(),
+                e.path().unwrap_or("-").to_string(),
+                e.status(),
+            )
+        })
+        .collect()
+}
+
+/// What real servers accept: the QUERY method and other extension methods
+/// (SSDP's M-SEARCH), a run of spaces between the request line's parts, an
+/// asterisk for a URI.
+#[test]
+fn request_lines_real_servers_accept_are_read() {
+    let requests: &[(&[u8], &str, &str)] = &[
+        (
+            b"QUERY /search HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "QUERY",
+            "/search",
+        ),
+        (b"M-SEARCH * HTTP/1.1\r\nHost: x\r\n\r\n", "M-SEARCH", "*"),
+        (
+            b"GET  /two-spaces  HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET",
+            "/two-spaces",
+        ),
+        (b"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", "BREW", "/pot"),
+    ];
+    for (req, method, path) in requests {
+        // Claimed from the first bytes, by content.
+        assert_eq!(
+            probe(Direction::ToServer, req, false),
+            Claim::Yes,
+            "{method}"
+        );
+        let out = run(
+            &[
+                Ev::Data(Direction::ToServer, req),
+                Ev::Data(
+                    Direction::ToClient,
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                ),
+            ],
+            false,
+        );
+        assert!(out.errors.is_empty(), "{method}: {:?}", out.errors);
+        assert_eq!(
+            summary(&out),
+            [(method.to_string(), path.to_string(), Some(200))],
+            "{method}"
+        );
+    }
+    // Not a request line: a word and a space, then no HTTP version.
+    assert_eq!(
+        probe(Direction::ToServer, b"HELLO there, how are you?\r\n", false),
+        Claim::No
+    );
+    // An unknown method claims only once the line shows its version.
+    assert_eq!(
+        probe(Direction::ToServer, b"BREW /pot", false),
+        Claim::NeedMore
+    );
+}
+
+/// A status line with two spaces, and a header with a space before its colon
+/// (both tolerated by tshark and by clients), are read.
+#[test]
+fn response_heads_clients_accept_are_read() {
+    let out = run(
+        &[
+            Ev::Data(Direction::ToServer, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Ev::Data(
+                Direction::ToClient,
+                b"HTTP/1.1  204  No Content\r\nServer : odd\r\n\r\n",
+            ),
+        ],
+        false,
+    );
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(summary(&out), [("GET".into(), "/".into(), Some(204))]);
+}
