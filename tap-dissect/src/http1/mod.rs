@@ -143,39 +143,101 @@ fn starts_like_response(b: &[u8]) -> Claim {
     }
 }
 
-/// Where the next request line (to server) or status line (to client) starts in `b`.
+/// Where the next request line (to server) or status line (to client) starts
+/// in `b`. A message may start anywhere, not only after a line break: after a
+/// body picked up mid-way the next head follows its last byte directly. So
+/// every `HTTP/1.` in `b` is a candidate: the start of a status line, or the
+/// version that ends a request line, whose method is then found before it.
 fn find_message_start(dir: Direction, b: &[u8]) -> Option<usize> {
-    let line_starts = std::iter::once(0).chain(memchr_iter(b'\n', b).map(|i| i + 1));
-    for start in line_starts {
-        let line = &b[start..];
-        let end = line.iter().position(|&c| c == b'\n').unwrap_or(line.len());
-        let line = &line[..end];
-        let ok = match dir {
-            Direction::ToServer => {
-                starts_like_request(line) == Claim::Yes
-                    && (line.ends_with(b" HTTP/1.1\r")
-                        || line.ends_with(b" HTTP/1.0\r")
-                        || end == b.len() - start)
-            }
-            Direction::ToClient => {
-                line.len() >= 12
-                    && line.starts_with(b"HTTP/1.")
-                    && line[8] == b' '
-                    && line[9..12].iter().all(u8::is_ascii_digit)
-            }
+    let mut from = 0;
+    while let Some(k) = find(&b[from..], b"HTTP/1.") {
+        let at = from + k;
+        let found = match dir {
+            Direction::ToClient => status_line_at(&b[at..]).then_some(at),
+            Direction::ToServer => request_line_ending_at(b, at),
         };
-        if ok {
-            return Some(start);
+        if found.is_some() {
+            return found;
+        }
+        from = at + 1;
+    }
+    // A request line still arriving at the end of `b`, from a line start.
+    if dir == Direction::ToServer {
+        let last = b.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+        if starts_like_request(&b[last..]) == Claim::Yes {
+            return Some(last);
         }
     }
     None
 }
 
-fn memchr_iter(needle: u8, hay: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    hay.iter()
-        .enumerate()
-        .filter(move |(_, c)| **c == needle)
-        .map(|(i, _)| i)
+/// `HTTP/1.x ddd` starts `b`.
+fn status_line_at(b: &[u8]) -> bool {
+    b.len() >= 12
+        && b.starts_with(b"HTTP/1.")
+        && b[8] == b' '
+        && b[9..12].iter().all(u8::is_ascii_digit)
+}
+
+/// The start of the request line whose version begins at `at` (`… HTTP/1.x`
+/// and the line's end): the method before the request target, found by
+/// going back over the target and the spaces around it. Where the method's
+/// token runs into the bytes before it (a body's tail), the known method it
+/// ends with is taken.
+fn request_line_ending_at(b: &[u8], at: usize) -> Option<usize> {
+    let minor = *b.get(at + 7)?;
+    let after = b.get(at + 8).copied();
+    if !matches!(minor, b'0' | b'1') || !matches!(after, None | Some(b'\r') | Some(b'\n')) {
+        return None;
+    }
+    let space = |c: &u8| *c == b' ';
+    let target_end = at - b[..at].iter().rev().take_while(|c| space(c)).count();
+    if target_end == at {
+        return None;
+    }
+    let target = b[..target_end]
+        .iter()
+        .rev()
+        .take_while(|c| c.is_ascii_graphic())
+        .count();
+    let method_end = target_end - target;
+    let spaces = b[..method_end]
+        .iter()
+        .rev()
+        .take_while(|c| space(c))
+        .count();
+    if target == 0 || spaces == 0 {
+        return None;
+    }
+    let method_end = method_end - spaces;
+    let token = b[..method_end]
+        .iter()
+        .rev()
+        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || **c == b'-' || **c == b'_')
+        .count()
+        .min(MAX_METHOD);
+    if token == 0 {
+        return None;
+    }
+    let method = &b[method_end - token..method_end];
+    let start = match METHODS
+        .iter()
+        .filter(|m| method.ends_with(m))
+        .map(|m| method_end - m.len())
+        .min()
+    {
+        Some(known) => known,
+        // An extension method only at a line's start: a token cut from the
+        // front of a message (`ET /x HTTP/1.1` after a bad `GET`) is not one.
+        None if method_end - token > 0 && b[method_end - token - 1] == b'\n' => method_end - token,
+        None => return None,
+    };
+    (starts_like_request(&b[start..]) == Claim::Yes).then_some(start)
+}
+
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 pub fn new(

@@ -95,3 +95,46 @@ fn response_heads_clients_accept_are_read() {
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     assert_eq!(summary(&out), [("GET".into(), "/".into(), Some(204))]);
 }
+
+/// A connection first seen in the middle of a response body: the body's
+/// tail does not end with a line break, and the next status line follows it
+/// directly. The next exchange is still found and paired.
+#[test]
+fn a_connection_picked_up_inside_a_body_finds_the_next_messages() {
+    let out = run(
+        &[
+            // The tail of a request body, then the next request.
+            Ev::Data(
+                Direction::ToServer,
+                b"ta\":1}GET /next HTTP/1.1\r\nHost: x\r\n\r\n",
+            ),
+            // The tail of a (binary) response body, then the next response.
+            Ev::Data(
+                Direction::ToClient,
+                b"\x00\x17\x8b tail of a body\xffHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            ),
+            Ev::Data(
+                Direction::ToServer,
+                b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n",
+            ),
+            Ev::Data(
+                Direction::ToClient,
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            ),
+        ],
+        true,
+    );
+    let paired: Vec<_> = summary(&out)
+        .into_iter()
+        .filter(|(m, _, s)| m != "-" && s.is_some())
+        .collect();
+    assert_eq!(
+        paired,
+        [
+            ("GET".into(), "/next".into(), Some(200)),
+            ("GET".into(), "/after".into(), Some(404))
+        ],
+        "{:?}",
+        out.entries
+    );
+}
