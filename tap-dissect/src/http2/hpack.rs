@@ -95,6 +95,61 @@ pub(super) fn without_huffman(block: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
+/// A string literal at `at` (RFC 7541 §5.2), Huffman-decoded where it was
+/// coded, and where the next field starts.
+fn string_at(b: &[u8], at: usize, huffman: &mut HuffmanDecoder) -> Option<(Vec<u8>, usize)> {
+    let rest = b.get(at..)?;
+    let (len, n) = hpack_integer(rest, 7)?;
+    let end = n.checked_add(len)?;
+    let coded = rest.get(n..end)?;
+    let value = if rest[0] & 0x80 != 0 {
+        huffman.decode(coded).ok()?
+    } else {
+        coded.to_vec()
+    };
+    Some((value, at + end))
+}
+
+/// The `content-type` a block carries as a literal (its name by the static
+/// table's index 31 or spelled out): readable without the dynamic table, so
+/// a call picked up mid-connection still shows that it is gRPC.
+pub(super) fn literal_content_type(block: &[u8]) -> Option<String> {
+    const CONTENT_TYPE: usize = 31;
+    HUFFMAN.with_borrow_mut(|huffman| {
+        let mut i = 0;
+        while i < block.len() {
+            let b = block[i];
+            let (prefix, literal) = if b & 0x80 != 0 {
+                (7, false)
+            } else if b & 0x40 != 0 {
+                (6, true)
+            } else if b & 0x20 != 0 {
+                (5, false)
+            } else {
+                (4, true)
+            };
+            let (index, n) = hpack_integer(&block[i..], prefix)?;
+            i += n;
+            if !literal {
+                continue;
+            }
+            let named = if index == 0 {
+                let (name, next) = string_at(block, i, huffman)?;
+                i = next;
+                name == b"content-type"
+            } else {
+                index == CONTENT_TYPE
+            };
+            let (value, next) = string_at(block, i, huffman)?;
+            i = next;
+            if named {
+                return Some(String::from_utf8_lossy(&value).into_owned());
+            }
+        }
+        None
+    })
+}
+
 /// A decoded header block and what went wrong decoding it.
 #[derive(Debug, Default)]
 pub(super) struct Decoded {
@@ -143,6 +198,7 @@ impl Hpack {
         let mut d = Decoded::default();
         let mut size = 0usize;
         let mut over = false;
+        let original = block;
         let raw = without_huffman(block);
         let block = raw.as_deref().unwrap_or(block);
         let r = self.decoder.decode_with_cb(block, |name, value| {
@@ -178,6 +234,12 @@ impl Hpack {
                 }
                 d.flags.push("hpack_unknown".into());
                 self.lose();
+                // What the table hid may come before a literal content type.
+                if !d.headers.iter().any(|(n, _)| n == "content-type")
+                    && let Some(ct) = literal_content_type(original)
+                {
+                    d.headers.push(("content-type".into(), ct));
+                }
             }
         }
         d

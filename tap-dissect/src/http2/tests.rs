@@ -800,3 +800,35 @@ fn grpc_unary_streaming_and_error_calls() {
     assert_eq!(p.status_name, "UNIMPLEMENTED");
     assert_eq!(p.message, "unknown method");
 }
+
+/// Picked up mid-connection, a call's header block refers to table entries
+/// the capture never saw, but still carries `content-type: application/grpc`
+/// as a literal: that is readable, and the call is gRPC, not plain HTTP/2.
+#[test]
+fn a_grpc_call_picked_up_midstream_is_grpc_by_its_literal_content_type() {
+    let mut s = Script::default();
+    // Before the capture: the client's table learnt a session header.
+    block(&mut s.client, &[(":method", "POST"), ("x-session", "s-1")]);
+    s.send(S, frame(PING, 0, 0, &[1; 8]));
+    // x-session now refers to the lost table; content-type comes after it, literal.
+    let call = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/pkg.Svc/Call"),
+        ("x-session", "s-1"),
+        ("content-type", "application/grpc"),
+    ];
+    s.request(9, &call, false);
+    s.data(C, 9, &grpc_frame(b"\x08\x01"), true);
+    // The response's content type was indexed before the capture: nothing
+    // on this side says gRPC.
+    s.response(9, &[(":status", "200")], false);
+    s.data(S, 9, &grpc_frame(b"\x08\x02"), false);
+    s.response(9, &[("grpc-status", "0")], true);
+    let entries = s.run_with(true, DissectConfig::default(), usize::MAX);
+    let e = by_stream(&entries, 9);
+    assert!(e.flags.contains(&"hpack_unknown".into()), "{:?}", e.flags);
+    assert_eq!(e.protocol, Protocol::Grpc as i32, "{e:?}");
+    assert_eq!(e.path(), Some("/pkg.Svc/Call"));
+    assert_eq!(e.status(), Some(0));
+}
