@@ -1202,3 +1202,33 @@ fn verbs_and_tags() {
     assert_eq!(tag_rows("CREATE TABLE"), None);
     assert_eq!(tag_rows("COPY 100000"), Some(100_000));
 }
+
+/// Picked up mid-connection with only a couple of messages: one query, its
+/// answer. Detection still makes it PostgreSQL.
+#[test]
+fn a_connection_picked_up_with_one_query_is_claimed() {
+    use crate::flow::FlowHandler;
+    use std::sync::Arc;
+    let f = flow(9, 15432, true);
+    let mut conn = crate::Connection::new(Arc::new(DissectConfig::default()));
+    let mut out = Vec::new();
+    conn.on_data(&f, C, 1_000, &query("SELECT 1"), &mut out);
+    let answer = cat(&[
+        row_description(&["?column?"]),
+        data_row(&[Some("1")]),
+        complete("SELECT 1"),
+        ready(b'I'),
+    ]);
+    conn.on_data(&f, S, 2_000, &answer, &mut out);
+    conn.on_close(&f, &crate::testing::fin(3_000), &mut out);
+    let entries: Vec<_> = out
+        .iter()
+        .filter_map(|e| match e {
+            Emit::Entry(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(entries.len(), 1, "{out:?}");
+    assert_eq!(entries[0].protocol, Protocol::Postgres as i32, "{out:?}");
+    assert_eq!(entries[0].path(), Some("SELECT 1"));
+}
