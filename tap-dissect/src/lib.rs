@@ -127,6 +127,12 @@ pub struct Handoff {
     pub upgrade_headers: Vec<proto::v1::Header>,
 }
 
+impl Handoff {
+    /// The `protocol` of a tunnel (HTTP `CONNECT`): what it carries is
+    /// detected again, as a new connection's first bytes are.
+    pub const DETECT: &'static str = "detect";
+}
+
 /// A protocol's parser for one UDP flow.
 pub trait DatagramDissector: Send {
     fn on_datagram(

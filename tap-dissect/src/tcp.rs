@@ -3,7 +3,7 @@
 //! makes a `tcp` entry of a connection no dissector claims: endpoints, bytes
 //! and packets each way, duration and how it ended.
 
-use super::{Claim, DissectConfig, Dissector, Emit};
+use super::{Claim, DissectConfig, Dissector, Emit, Handoff};
 use crate::flow::{Direction, FlowEnd, FlowHandler, FlowInfo};
 use crate::pair;
 use crate::registry::tcp_protocols;
@@ -39,6 +39,9 @@ enum Held {
 pub struct Connection {
     state: State,
     config: Arc<DissectConfig>,
+    /// Entries made before a tunnel (HTTP `CONNECT`) was opened: those of
+    /// the protocol inside number on from there.
+    offset: u64,
 }
 
 impl Connection {
@@ -50,6 +53,21 @@ impl Connection {
                 seen: 0,
             },
             config,
+            offset: 0,
+        }
+    }
+
+    /// Numbers the entries `out` gained from `from` on after the tunnel's.
+    fn renumber(&self, flow: &FlowInfo, out: &mut [Emit], from: usize) {
+        if self.offset == 0 {
+            return;
+        }
+        for e in out.iter_mut().skip(from) {
+            if let Emit::Entry(e) = e
+                && let Some(n) = e.id.rsplit('-').next().and_then(|n| n.parse::<u64>().ok())
+            {
+                e.id = proto::entry_id(flow.id, n + self.offset);
+            }
         }
     }
 
@@ -117,6 +135,27 @@ impl Connection {
             return;
         };
         let Some(handoff) = d.handoff() else { return };
+        if handoff.protocol == Handoff::DETECT {
+            // A tunnel: its first bytes are probed as a new connection's.
+            self.offset = handoff.entries_made;
+            let mut held = Vec::new();
+            let mut bytes = [0; 2];
+            for (dir, ts, b) in handoff.held {
+                bytes[dir.index()] += b.len();
+                held.push(Held::Data(dir, ts, b));
+            }
+            self.state = State::Detecting {
+                held,
+                bytes,
+                seen: 0,
+            };
+            if bytes.iter().any(|b| *b > 0) {
+                let from = out.len();
+                self.detect(flow, out);
+                self.renumber(flow, out, from);
+            }
+            return;
+        }
         // A protocol we do not dissect yet stays with the old dissector, which ignores its bytes.
         let Some(spec) = tcp_protocols().find(|p| p.name == handoff.protocol) else {
             return;
@@ -142,7 +181,9 @@ impl FlowHandler for Connection {
     ) {
         match &mut self.state {
             State::Claimed(d) => {
+                let from = out.len();
                 d.on_data(flow, dir, ts_ns, data, out);
+                self.renumber(flow, out, from);
                 self.take_handoff(flow, out);
             }
             State::Unclaimed => {}
@@ -161,12 +202,14 @@ impl FlowHandler for Connection {
                 held.push(Held::Data(dir, ts_ns, keep.to_vec()));
                 // Claimed bytes past what we held are fed once the dissector exists.
                 let rest = &data[keep.len()..];
+                let from = out.len();
                 self.detect(flow, out);
                 if let State::Claimed(d) = &mut self.state
                     && !rest.is_empty()
                 {
                     d.on_data(flow, dir, ts_ns, rest, out);
                 }
+                self.renumber(flow, out, from);
                 self.take_handoff(flow, out);
             }
         }
@@ -182,7 +225,9 @@ impl FlowHandler for Connection {
     ) {
         match &mut self.state {
             State::Claimed(d) => {
+                let from = out.len();
                 d.on_gap(flow, dir, ts_ns, len, out);
+                self.renumber(flow, out, from);
                 self.take_handoff(flow, out);
             }
             State::Unclaimed => {}
@@ -191,6 +236,7 @@ impl FlowHandler for Connection {
     }
 
     fn on_close(&mut self, flow: &FlowInfo, end: &FlowEnd, out: &mut Vec<Emit>) {
+        let from = out.len();
         match &mut self.state {
             State::Claimed(d) => d.on_close(flow, end, out),
             State::Unclaimed => out.push(Emit::Entry(Box::new(pair::flow_entry(
@@ -207,5 +253,7 @@ impl FlowHandler for Connection {
                 ))));
             }
         }
+        // After a tunnel, these too number on from its entries.
+        self.renumber(flow, out, from);
     }
 }

@@ -862,6 +862,8 @@ impl Http1 {
             let protocol = match upgrade {
                 Some("websocket") if status == 101 => "websocket",
                 Some("h2c") if status == 101 => "http2",
+                // A tunnel: what goes through it is detected afresh.
+                _ if status != 101 => Handoff::DETECT,
                 _ => return,
             };
             let made = self.pairs.made();

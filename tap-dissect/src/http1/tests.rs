@@ -138,3 +138,94 @@ fn a_connection_picked_up_inside_a_body_finds_the_next_messages() {
         out.entries
     );
 }
+
+/// Feeds a whole connection through detection (`Connection`), closed by FIN.
+fn connection(events: &[(Direction, &[u8])]) -> Vec<proto::v1::Entry> {
+    use crate::flow::FlowHandler;
+    let f = flow(5, 3128, false);
+    let mut conn = crate::Connection::new(std::sync::Arc::new(DissectConfig::default()));
+    let mut out = Vec::new();
+    for (i, (dir, b)) in events.iter().enumerate() {
+        conn.on_data(&f, *dir, 1000 * (i as u64 + 1), b, &mut out);
+    }
+    conn.on_close(&f, &crate::testing::fin(1 << 30), &mut out);
+    crate::testing::entries(out)
+}
+
+/// Through an HTTP proxy's tunnel (`CONNECT`, then 200), the traffic inside
+/// is detected as a new connection's: plain HTTP inside is dissected, and its
+/// entries number on from the CONNECT's.
+#[test]
+fn what_goes_through_a_connect_tunnel_is_detected_again() {
+    let es = connection(&[
+        (
+            Direction::ToServer,
+            b"CONNECT shop.internal:80 HTTP/1.1\r\nHost: shop.internal:80\r\n\r\n",
+        ),
+        (
+            Direction::ToClient,
+            b"HTTP/1.1 200 Connection established\r\n\r\n",
+        ),
+        (
+            Direction::ToServer,
+            b"GET /inner HTTP/1.1\r\nHost: shop.internal\r\n\r\n",
+        ),
+        (
+            Direction::ToClient,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ),
+    ]);
+    let got: Vec<_> = es
+        .iter()
+        .map(|e| {
+            (
+                e.id.clone(),
+                e.method().unwrap_or("-").to_string(),
+                e.status(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "0000000000000005-0".to_string(),
+                "CONNECT".to_string(),
+                Some(200)
+            ),
+            (
+                "0000000000000005-1".to_string(),
+                "GET".to_string(),
+                Some(200)
+            ),
+        ],
+        "{es:?}"
+    );
+    assert_eq!(es[1].path(), Some("/inner"));
+}
+
+/// A tunnel carrying what nothing dissects (TLS) ends as a `tcp` entry beside
+/// the CONNECT's, with an id of its own.
+#[test]
+fn an_undissected_tunnel_is_a_tcp_entry_after_the_connect() {
+    let mut hello = b"\x16\x03\x01\x00\xf8\x01\x00\x00\xf4\x03\x03".to_vec();
+    hello.extend((0..200u8).map(|i| i.wrapping_mul(37)));
+    let es = connection(&[
+        (
+            Direction::ToServer,
+            b"CONNECT pay.example:443 HTTP/1.1\r\n\r\n",
+        ),
+        (Direction::ToClient, b"HTTP/1.1 200 OK\r\n\r\n"),
+        (Direction::ToServer, &hello),
+        (Direction::ToClient, &hello),
+    ]);
+    let got: Vec<_> = es.iter().map(|e| (e.id.as_str(), e.protocol)).collect();
+    assert_eq!(
+        got,
+        [
+            ("0000000000000005-0", Protocol::Http as i32),
+            ("0000000000000005-1", Protocol::Tcp as i32)
+        ],
+        "{es:?}"
+    );
+}
