@@ -61,6 +61,22 @@ pub(super) fn raw_string(
     Some(at + end)
 }
 
+/// A field representation's kind from its first octet (RFC 7541 §6): the
+/// bits of its index's integer prefix, and whether strings follow (indexed
+/// and size updates: no; literals with incremental indexing, without
+/// indexing or never indexed: yes).
+fn representation(first: u8) -> (u8, bool) {
+    if first & 0x80 != 0 {
+        (7, false)
+    } else if first & 0x40 != 0 {
+        (6, true)
+    } else if first & 0x20 != 0 {
+        (5, false)
+    } else {
+        (4, true)
+    }
+}
+
 /// The block with its Huffman-coded strings written out raw, which decodes to
 /// the same headers; `None` when the block does not parse, and loona-hpack
 /// then reads the original and says why. At most 8/5 of the block's size.
@@ -69,18 +85,7 @@ pub(super) fn without_huffman(block: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(block.len() + block.len() / 2);
         let mut i = 0;
         while i < block.len() {
-            let b = block[i];
-            // Representations (RFC 7541 §6): indexed, literal with incremental
-            // indexing, size update, literal without or never indexed.
-            let (prefix, literal) = if b & 0x80 != 0 {
-                (7, false)
-            } else if b & 0x40 != 0 {
-                (6, true)
-            } else if b & 0x20 != 0 {
-                (5, false)
-            } else {
-                (4, true)
-            };
+            let (prefix, literal) = representation(block[i]);
             let (index, n) = hpack_integer(&block[i..], prefix)?;
             out.extend_from_slice(&block[i..i + n]);
             i += n;
@@ -118,16 +123,7 @@ pub(super) fn literal_content_type(block: &[u8]) -> Option<String> {
     HUFFMAN.with_borrow_mut(|huffman| {
         let mut i = 0;
         while i < block.len() {
-            let b = block[i];
-            let (prefix, literal) = if b & 0x80 != 0 {
-                (7, false)
-            } else if b & 0x40 != 0 {
-                (6, true)
-            } else if b & 0x20 != 0 {
-                (5, false)
-            } else {
-                (4, true)
-            };
+            let (prefix, literal) = representation(block[i]);
             let (index, n) = hpack_integer(&block[i..], prefix)?;
             i += n;
             if !literal {
