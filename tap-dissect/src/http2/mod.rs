@@ -69,6 +69,8 @@ const CHAIN: usize = 4;
 /// Streams that were open before the capture began and became entries,
 /// remembered so their late frames do not open them again.
 const MAX_CLOSED_EARLY: usize = 1024;
+/// How long a stream the client reset waits for the response in flight.
+const RESET_WAIT_NS: u64 = 1_000_000_000;
 
 const DATA: u8 = 0;
 const HEADERS: u8 = 1;
@@ -103,6 +105,10 @@ pub struct Http2 {
     client_opened: Option<Opened>,
     server_opened: Option<Opened>,
     closed_early: VecDeque<u32>,
+    /// Streams the client reset while their response was due, and when:
+    /// the response already on its way is still paired with the request,
+    /// for up to [`RESET_WAIT_NS`] of capture time.
+    reset_waiting: VecDeque<(u32, u64)>,
     /// Entries made on the connection (HTTP/1 ones before an upgrade included).
     made: u64,
     /// The HTTP/1 entry whose `Upgrade: h2c` request stream 1 answers.
@@ -163,6 +169,7 @@ impl Http2 {
             client_opened: None,
             server_opened: None,
             closed_early: VecDeque::new(),
+            reset_waiting: VecDeque::new(),
             made: 0,
             upgrade_entry: None,
         };
@@ -426,6 +433,7 @@ impl Http2 {
 
     /// The frame's payload is all read (what was kept of it is in the side's buffer).
     fn end_frame(&mut self, flow: &FlowInfo, dir: Direction, p: Payload, out: &mut Vec<Emit>) {
+        self.expire_resets(flow, p.ts, out);
         self.sides[dir.index()].phase = Phase::Header;
         let mut payload = std::mem::take(&mut self.sides[dir.index()].buf);
         let h = p.h;
@@ -453,9 +461,28 @@ impl Http2 {
             CONTINUATION => self.continuation(flow, dir, &h, &payload, out),
             RST_STREAM if payload.len() == 4 => {
                 let code = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
-                if let Some(mut s) = self.streams.remove(&h.stream) {
-                    s.flags.push(format!("reset:{}", error_name(code)));
-                    self.emit(flow, h.stream, s, out);
+                let flag = format!("reset:{}", error_name(code));
+                match self.streams.get_mut(&h.stream) {
+                    // The client gave up; the response may already be on its
+                    // way: it is paired when it comes, flagged with the reset.
+                    Some(s) if dir == Direction::ToServer && !s.resp.ended => {
+                        s.flags.push(flag);
+                        s.req.ended = true;
+                        if self.reset_waiting.len() >= MAX_CLOSED_EARLY
+                            && let Some((old, _)) = self.reset_waiting.pop_front()
+                            && let Some(s) = self.streams.remove(&old)
+                        {
+                            self.emit(flow, old, s, out);
+                        }
+                        self.reset_waiting.push_back((h.stream, p.ts));
+                    }
+                    Some(_) => {
+                        if let Some(mut s) = self.streams.remove(&h.stream) {
+                            s.flags.push(flag);
+                            self.emit(flow, h.stream, s, out);
+                        }
+                    }
+                    None => {}
                 }
             }
             SETTINGS if h.flags & ACK == 0 => self.settings(dir, &payload, out),
@@ -680,6 +707,20 @@ impl Http2 {
         s.req.headers = Some(decoded.headers);
         s.req.flags = decoded.flags;
         s.req.ended = true;
+    }
+
+    /// Streams reset by the client whose response did not come in time
+    /// become entries as they are.
+    fn expire_resets(&mut self, flow: &FlowInfo, now: u64, out: &mut Vec<Emit>) {
+        while let Some(&(id, at)) = self.reset_waiting.front() {
+            if now.saturating_sub(at) < RESET_WAIT_NS {
+                break;
+            }
+            self.reset_waiting.pop_front();
+            if let Some(s) = self.streams.remove(&id) {
+                self.emit(flow, id, s, out);
+            }
+        }
     }
 
     fn end_stream(&mut self, flow: &FlowInfo, dir: Direction, id: u32, out: &mut Vec<Emit>) {

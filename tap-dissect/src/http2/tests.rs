@@ -832,3 +832,42 @@ fn a_grpc_call_picked_up_midstream_is_grpc_by_its_literal_content_type() {
     assert_eq!(e.path(), Some("/pkg.Svc/Call"));
     assert_eq!(e.status(), Some(0));
 }
+
+/// A client cancels a call (RST_STREAM) while its response is already on
+/// its way: the response is paired with the request, and the entry says
+/// the stream was reset. A reset stream nobody answers still becomes an
+/// entry, once the wait is over.
+#[test]
+fn a_response_after_the_clients_reset_is_paired_and_flagged() {
+    let mut s = Script::prior_knowledge();
+    s.request(1, &grpc_call("/pkg.Feed/Watch"), false);
+    s.data(C, 1, &grpc_frame(b"\x08\x01"), true);
+    s.request(3, &get("/abandoned"), true);
+    s.send(C, frame(RST_STREAM, 0, 1, &8u32.to_be_bytes()));
+    s.send(C, frame(RST_STREAM, 0, 3, &8u32.to_be_bytes()));
+    s.response(
+        1,
+        &[(":status", "200"), ("content-type", "application/grpc")],
+        false,
+    );
+    s.data(S, 1, &grpc_frame(b"\x08\x02"), false);
+    s.response(1, &[("grpc-status", "1")], true);
+    let entries = s.run();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let call = by_stream(&entries, 1);
+    assert_eq!(call.protocol, Protocol::Grpc as i32);
+    assert!(
+        call.flags.contains(&"reset:cancel".into()),
+        "{:?}",
+        call.flags
+    );
+    assert_eq!(call.status(), Some(1), "{call:?}");
+    assert!(
+        !call.flags.contains(&"no_response".into()),
+        "{:?}",
+        call.flags
+    );
+    let abandoned = by_stream(&entries, 3);
+    assert!(abandoned.flags.contains(&"reset:cancel".into()));
+    assert!(abandoned.flags.contains(&"no_response".into()));
+}
