@@ -153,18 +153,35 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
         c.queue_drops,
         s.drops(),
         s.parse_errors,
-        if c.duplicate_packets > 0 {
-            format!(
-                "; {} copies of packets taken on another interface skipped",
-                c.duplicate_packets
-            )
-        } else {
-            String::new()
-        }
+        notable(c)
     );
     Ok(if outcome.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The summary's tail: what the capture met that is worth knowing, not lost.
+fn notable(c: &proto::v1::WorkerCounters) -> String {
+    let mut out = String::new();
+    for (n, what) in [
+        (
+            c.duplicate_packets,
+            "copies of packets taken on another interface skipped",
+        ),
+        (
+            c.offloaded_packets,
+            "offloaded super-packets (IP length 0 or past the frame) read whole",
+        ),
+        (
+            c.decapsulated_packets,
+            "packets unwrapped from overlay tunnels",
+        ),
+    ] {
+        if n > 0 {
+            out.push_str(&format!("; {n} {what}"));
+        }
+    }
+    out
 }

@@ -759,6 +759,8 @@ async fn workers(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
                     "kernel_packets": c.kernel_packets,
                     "kernel_drops": c.kernel_drops,
                     "duplicate_packets": c.duplicate_packets,
+                    "offloaded_packets": c.offloaded_packets,
+                    "decapsulated_packets": c.decapsulated_packets,
                     "drops_by_cause": c.drops_by_cause,
                     "entries_sent": c.entries_sent,
                     "queued": c.queued,
@@ -929,6 +931,18 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
         "worker_duplicate_packets",
         "Copies of packets taken on another interface, skipped",
         &|w| w.counters.duplicate_packets,
+    );
+    per_worker(
+        &mut r,
+        "worker_offloaded_packets",
+        "Segmentation-offloaded packets (GSO, BIG TCP) read at their captured length",
+        &|w| w.counters.offloaded_packets,
+    );
+    per_worker(
+        &mut r,
+        "worker_decapsulated_packets",
+        "Packets unwrapped from an overlay tunnel (VXLAN, Geneve, GRE, IP-in-IP)",
+        &|w| w.counters.decapsulated_packets,
     );
     per_worker(&mut r, "worker_entries", "Entries the worker made", &|w| {
         w.counters.entries

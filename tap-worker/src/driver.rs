@@ -576,6 +576,8 @@ fn file_counters(s: &Stats) -> WorkerCounters {
         parse_errors: s.parse_errors,
         drops: s.drops(),
         gap_bytes: s.gap_bytes(),
+        offloaded_packets: s.decode.length_from_capture,
+        decapsulated_packets: s.decode.decapsulated,
         ..Default::default()
     }
 }

@@ -436,6 +436,8 @@ impl LiveTap {
             kernel_packets: k.packets,
             kernel_drops: k.kernel_drops,
             duplicate_packets: self.copies(),
+            offloaded_packets: s.decode.length_from_capture,
+            decapsulated_packets: s.decode.decapsulated,
             ..Default::default()
         };
         (c, s)

@@ -29,6 +29,7 @@
 //! - `pods`: `Node` (a namespace with bridge `cbr0`, the pods' gateway) and
 //!   `Pod` (a namespace whose `eth0` is a veth into the bridge), as a CNI
 //!   bridge plugin lays out a real node. Nothing reaches the host's namespace.
+//!   `Node::offload` (in `offload`) turns on BIG TCP along a pod's path.
 //! - `netns`: named namespaces via `ip netns`, `in_netns` to run code on a
 //!   thread inside one, and `cleanup_stale` for what crashed runs left.
 //! - `process`: `Process`, a child killed with its process group on drop.
@@ -56,6 +57,7 @@
 pub mod conversation;
 pub mod http;
 pub mod netns;
+mod offload;
 pub mod pods;
 pub mod process;
 pub mod synth;

@@ -61,6 +61,13 @@ pub enum PodError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot set the offload sizes of {dev} in namespace {netns}: {source}")]
+    Offload {
+        netns: String,
+        dev: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("unexpected output from `ip` for {what}: {output:?}")]
     Parse { what: String, output: String },
     #[error("nothing accepted TCP connections on {addr} within {timeout:?}, seen from node {node}")]
@@ -468,7 +475,7 @@ fn disable_ipv6(ns: &str) -> Result<(), PodError> {
 }
 
 /// An interface's index, from `ip -o link show dev X` (`5: X@if2: <…`).
-fn ifindex(ns: &str, dev: &str) -> Result<u32, PodError> {
+pub(crate) fn ifindex(ns: &str, dev: &str) -> Result<u32, PodError> {
     let out = ip(["-n", ns, "-o", "link", "show", "dev", dev])?;
     out.split(':')
         .next()

@@ -10,6 +10,8 @@ const COUNTERS: [Exclude<keyof Workers['workers'][0]['counters'], 'drops_by_caus
   ['kernel_packets', 'captured', false],
   ['kernel_drops', 'ring drops', true],
   ['duplicate_packets', 'copies skipped', false],
+  ['offloaded_packets', 'offloaded', false],
+  ['decapsulated_packets', 'unwrapped', false],
   ['packets', 'packets', false],
   ['bytes', 'bytes', false],
   ['entries', 'entries', false],

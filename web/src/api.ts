@@ -133,6 +133,8 @@ export interface WorkerCounters {
   kernel_packets: number;
   kernel_drops: number;
   duplicate_packets: number;
+  offloaded_packets: number;
+  decapsulated_packets: number;
   /** Everything lost or skipped, one count per bound (`kernel_ring_full`, `queue_memory`, …). */
   drops_by_cause: Record<string, number>;
 }
