@@ -13,6 +13,17 @@
 //! bisection finds the last loss-free rate. The sender runs on one core and
 //! the capture on the other; a rate the sender cannot reach is reported as
 //! such. Both use a 4 MiB ring (tcpdump -B 4096; kubetap 4 x 1 MiB blocks).
+//!
+//! Then bulk TCP, as a node with BIG TCP carries large transfers: both pods'
+//! links pass segments of up to 185,000 bytes whole (`Node::offload`), so
+//! the capture sees super-packets, most with an IPv4 total length of 0. The
+//! sender uploads 1 MiB HTTP/1.1 POST bodies over four keep-alive
+//! connections at a paced byte rate (256 KiB writes), the receiver answers
+//! each; the rate
+//! doubles and bisects the same way. kubetap's loss also counts packets
+//! dropped as malformed (there must be none), and its count of offloaded
+//! packets read whole is printed. tcpdump keeps at most 64 KiB of each
+//! packet (libpcap's ring frames), so it records fewer bytes than it saw.
 
 use crate::target_dir;
 use anyhow::{Context as _, Result, bail};
@@ -31,6 +42,12 @@ struct Outcome {
     lost: u64,
     /// Peak RSS of the capture process, bytes.
     rss: u64,
+    /// kubetap's: offloaded packets read whole, and packets dropped as
+    /// malformed (also in `lost`).
+    offloaded: u64,
+    malformed: u64,
+    /// kubetap's drops by cause, those not zero.
+    causes: String,
 }
 
 pub fn run() -> Result<()> {
@@ -50,57 +67,130 @@ pub fn run() -> Result<()> {
         ("1400-byte frames", 1358),
     ] {
         let frame = 14 + 20 + 8 + payload;
-        eprintln!(
-            "\nxtask: live capture on a veth, {label}: raising the rate until the first loss"
-        );
-        let ours = search(|rate| kubetap_step(&node, &sender, &receiver, &kubetap, payload, rate))?;
-        let worker = search(|rate| worker_step(&node, &sender, &receiver, &bins, payload, rate))?;
-        let theirs = search(|rate| tcpdump_step(&node, &sender, &receiver, payload, rate))?;
+        let traffic = |rate: f64| send(&sender, &receiver, payload, rate);
+        let rates = compare(&node, &receiver, &kubetap, &bins, &traffic, label, 25_000.0)?;
         let gbit = |pps: f64| pps * frame as f64 * 8.0 / 1e9;
         let line = |who: &str, r: &Search| {
             format!(
                 "{who:<22} {:>9.0} packets/s {:>6.2} Gbit/s loss-free{}, peak RSS {:.1} MiB",
                 r.best,
                 gbit(r.best),
-                if r.sender_limited {
-                    " (the sender's limit: no loss seen)"
-                } else {
-                    ""
-                },
-                r.rss as f64 / (1 << 20) as f64
+                limited(r),
+                mib(r.rss)
             )
         };
-        println!("live capture, {label}:");
-        println!("  {}", line("kubetap tap --local", &ours));
-        println!("  {}", line("tap-worker -> tap-hub", &worker));
-        println!("  {}", line("tcpdump -w /dev/null", &theirs));
-        println!(
-            "  ratio: local mode {:.2}x, worker {:.2}x tcpdump's loss-free rate",
-            ours.best / theirs.best.max(1.0),
-            worker.best / theirs.best.max(1.0)
-        );
+        report(label, &rates, line);
     }
+
+    // Bulk TCP over BIG TCP links: rates in bytes per second.
+    for pod in [&sender, &receiver] {
+        node.offload(pod, 185_000)?;
+    }
+    let server = BulkServer::start(&receiver)?;
+    let label = "bulk TCP, 1 MiB HTTP uploads over BIG TCP (185,000-byte segments)";
+    let traffic = |rate: f64| bulk(&sender, server.addr, rate);
+    let rates = compare(
+        &node,
+        &receiver,
+        &kubetap,
+        &bins,
+        &traffic,
+        label,
+        62_500_000.0,
+    )?;
+    let line = |who: &str, r: &Search| {
+        format!(
+            "{who:<22} {:>6.2} Gbit/s loss-free{}, peak RSS {:.1} MiB{}",
+            r.best * 8.0 / 1e9,
+            limited(r),
+            mib(r.rss),
+            if r.offloaded > 0 {
+                format!(
+                    ", {} offloaded packets read whole, {} malformed",
+                    r.offloaded, r.malformed
+                )
+            } else {
+                String::new()
+            }
+        )
+    };
+    report(label, &rates, line);
     Ok(())
+}
+
+/// kubetap in local mode, a worker shipping to a hub, and tcpdump, each
+/// searched for its loss-free rate of `traffic` on the receiver's veth.
+fn compare(
+    node: &Node,
+    receiver: &Pod,
+    kubetap: &std::path::Path,
+    bins: &(std::path::PathBuf, std::path::PathBuf),
+    traffic: &dyn Fn(f64) -> Result<f64>,
+    label: &str,
+    start: f64,
+) -> Result<[Search; 3]> {
+    eprintln!("\nxtask: live capture on a veth, {label}: raising the rate until the first loss");
+    let ours = search(start, |rate| {
+        kubetap_step(node, receiver, kubetap, traffic, rate)
+    })?;
+    let worker = search(start, |rate| {
+        worker_step(node, receiver, bins, traffic, rate)
+    })?;
+    let theirs = search(start, |rate| tcpdump_step(node, receiver, traffic, rate))?;
+    Ok([ours, worker, theirs])
+}
+
+fn report(
+    label: &str,
+    [ours, worker, theirs]: &[Search; 3],
+    line: impl Fn(&str, &Search) -> String,
+) {
+    println!("live capture, {label}:");
+    println!("  {}", line("kubetap tap --local", ours));
+    println!("  {}", line("tap-worker -> tap-hub", worker));
+    println!("  {}", line("tcpdump -w /dev/null", theirs));
+    println!(
+        "  ratio: local mode {:.2}x, worker {:.2}x tcpdump's loss-free rate",
+        ours.best / theirs.best.max(1.0),
+        worker.best / theirs.best.max(1.0)
+    );
+}
+
+fn limited(r: &Search) -> &'static str {
+    if r.sender_limited {
+        " (the sender's limit: no loss seen)"
+    } else {
+        ""
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
 }
 
 struct Search {
     best: f64,
     sender_limited: bool,
     rss: u64,
+    offloaded: u64,
+    malformed: u64,
 }
 
-/// Doubles the rate from 25k packets/s until a loss (or the sender's limit),
-/// then bisects five times.
-fn search(mut step: impl FnMut(f64) -> Result<Outcome>) -> Result<Search> {
-    let mut rate = 25_000.0;
+/// Doubles the rate from `start` per second until a loss (or the sender's
+/// limit), then bisects five times.
+fn search(start: f64, mut step: impl FnMut(f64) -> Result<Outcome>) -> Result<Search> {
+    let mut rate = start;
     let mut best = 0.0;
     let mut rss = 0;
+    let (mut offloaded, mut malformed) = (0, 0);
     let bad = loop {
         let o = step(rate)?;
         rss = rss.max(o.rss);
+        offloaded += o.offloaded;
+        malformed += o.malformed;
         eprintln!(
-            "xtask:   offered {rate:>9.0}/s, sent {:>9.0}/s, lost {}",
-            o.sent_pps, o.lost
+            "xtask:   offered {rate:>9.0}/s, sent {:>9.0}/s, lost {}{}",
+            o.sent_pps, o.lost, o.causes
         );
         if o.lost > 0 {
             break rate;
@@ -111,6 +201,8 @@ fn search(mut step: impl FnMut(f64) -> Result<Outcome>) -> Result<Search> {
                 best,
                 sender_limited: true,
                 rss,
+                offloaded,
+                malformed,
             });
         }
         rate *= 2.0;
@@ -121,9 +213,11 @@ fn search(mut step: impl FnMut(f64) -> Result<Outcome>) -> Result<Search> {
         let mid = (lo + hi) / 2.0;
         let o = step(mid)?;
         rss = rss.max(o.rss);
+        offloaded += o.offloaded;
+        malformed += o.malformed;
         eprintln!(
-            "xtask:   offered {mid:>9.0}/s, sent {:>9.0}/s, lost {}",
-            o.sent_pps, o.lost
+            "xtask:   offered {mid:>9.0}/s, sent {:>9.0}/s, lost {}{}",
+            o.sent_pps, o.lost, o.causes
         );
         if o.lost > 0 {
             hi = mid;
@@ -135,6 +229,8 @@ fn search(mut step: impl FnMut(f64) -> Result<Outcome>) -> Result<Search> {
         best: lo,
         sender_limited: false,
         rss,
+        offloaded,
+        malformed,
     })
 }
 
@@ -224,10 +320,9 @@ fn interrupt(child: &mut Child) -> Result<()> {
 
 fn kubetap_step(
     node: &Node,
-    sender: &Pod,
     receiver: &Pod,
     kubetap: &std::path::Path,
-    payload: usize,
+    traffic: &dyn Fn(f64) -> Result<f64>,
     rate: f64,
 ) -> Result<Outcome> {
     let port = testkit::free_port();
@@ -255,20 +350,13 @@ fn kubetap_step(
         bail!("kubetap did not start capturing");
     }
     std::thread::spawn(move || for _ in lines {});
-    let sent_pps = send(sender, receiver, payload, rate)?;
+    let sent_pps = traffic(rate)?;
     // Let the capture drain its ring and report.
     std::thread::sleep(Duration::from_millis(1500));
     let w = get(port, "/api/workers")?;
-    let c = &w["workers"][0]["counters"];
-    let n = |k: &str| c[k].as_u64().unwrap_or(0);
-    let lost = n("kernel_drops") + n("queue_drops");
     let rss = peak_rss(child.id());
     interrupt(&mut child)?;
-    Ok(Outcome {
-        sent_pps,
-        lost,
-        rss,
-    })
+    Ok(counted(&w["workers"][0]["counters"], sent_pps, rss))
 }
 
 /// A worker capturing the receiver's veth and shipping to a hub, both in
@@ -276,10 +364,9 @@ fn kubetap_step(
 /// ring drops, the worker's queue drops and batches lost in flight.
 fn worker_step(
     node: &Node,
-    sender: &Pod,
     receiver: &Pod,
     (worker, hub): &(std::path::PathBuf, std::path::PathBuf),
-    payload: usize,
+    traffic: &dyn Fn(f64) -> Result<f64>,
     rate: f64,
 ) -> Result<Outcome> {
     let (grpc, api) = (18898, 18899);
@@ -316,7 +403,7 @@ fn worker_step(
         bail!("tap-worker did not start capturing");
     }
     std::thread::spawn(move || for _ in lines {});
-    let sent_pps = send(sender, receiver, payload, rate)?;
+    let sent_pps = traffic(rate)?;
     std::thread::sleep(Duration::from_millis(1500));
     let w = node
         .in_netns(|| get(api, "/api/workers"))
@@ -327,19 +414,37 @@ fn worker_step(
         .and_then(|a| a.iter().find(|x| x["node"] == "bench"))
         .map(|x| x["counters"].clone())
         .with_context(|| format!("the hub lists no worker: {w}"))?;
-    let n = |k: &str| c[k].as_u64().unwrap_or(0);
-    let lost = n("kernel_drops") + n("queue_drops") + n("lost_in_flight");
     let rss = peak_rss(child.0.id());
     Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()?;
     child.0.wait()?;
     interrupt(&mut hub.0)?;
-    Ok(Outcome {
+    Ok(counted(&c, sent_pps, rss))
+}
+
+/// A kubetap capture's outcome from its `WorkerCounters` JSON: lost are
+/// kernel ring drops, entry queue drops, batches lost in flight and packets
+/// dropped as malformed.
+fn counted(c: &serde_json::Value, sent_pps: f64, rss: u64) -> Outcome {
+    let n = |k: &str| c[k].as_u64().unwrap_or(0);
+    let malformed = c["drops_by_cause"]["malformed_packet"]
+        .as_u64()
+        .unwrap_or(0);
+    Outcome {
         sent_pps,
-        lost,
+        lost: n("kernel_drops") + n("queue_drops") + n("lost_in_flight") + malformed,
         rss,
-    })
+        offloaded: n("offloaded_packets"),
+        malformed,
+        causes: c["drops_by_cause"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| v.as_u64().is_some_and(|n| n > 0))
+            .map(|(k, v)| format!(" {k}={v}"))
+            .collect(),
+    }
 }
 
 /// A child process killed (if still running) and waited for when dropped,
@@ -357,9 +462,8 @@ impl Drop for Reaped {
 
 fn tcpdump_step(
     node: &Node,
-    sender: &Pod,
     receiver: &Pod,
-    payload: usize,
+    traffic: &dyn Fn(f64) -> Result<f64>,
     rate: f64,
 ) -> Result<Outcome> {
     let mut child = node
@@ -382,7 +486,7 @@ fn tcpdump_step(
     while stderr.read_line(&mut line)? > 0 && !line.contains("listening on") {
         line.clear();
     }
-    let sent_pps = send(sender, receiver, payload, rate)?;
+    let sent_pps = traffic(rate)?;
     std::thread::sleep(Duration::from_millis(500));
     // `ip netns exec` execs tcpdump in place: the pid is tcpdump's.
     let rss = peak_rss(child.id());
@@ -402,5 +506,138 @@ fn tcpdump_step(
         sent_pps,
         lost,
         rss,
+        offloaded: 0,
+        malformed: 0,
+        causes: String::new(),
     })
+}
+
+/// Bytes of each upload's body.
+const UPLOAD: usize = 1 << 20;
+/// Connections the uploads are spread over.
+const UPLOADERS: usize = 4;
+/// Bytes written at once: paced chunks large enough for the stack to build
+/// 185,000-byte segments, small enough that the four connections' bursts
+/// (1 MiB at most) fit the 4 MiB rings. Whole 1 MiB writes at veth speed
+/// overflow every capture's ring, tcpdump's too, at any rate.
+const CHUNK: usize = 256 << 10;
+
+/// The receiver's side of the bulk workload: reads each HTTP/1.1 upload and
+/// answers it, on every connection, until the sender closes. Its threads end
+/// with their connections; the accepting one with the process.
+struct BulkServer {
+    addr: std::net::SocketAddr,
+}
+
+impl BulkServer {
+    fn start(receiver: &Pod) -> Result<BulkServer> {
+        let ip = receiver.ip;
+        let listener = receiver
+            .in_netns(move || std::net::TcpListener::bind((ip, 0)))
+            .map_err(|e| anyhow::anyhow!("{e}"))??;
+        let addr = listener.local_addr()?;
+        std::thread::spawn(move || {
+            for conn in listener.incoming().map_while(Result::ok) {
+                std::thread::spawn(move || {
+                    if let Err(e) = answer_uploads(conn) {
+                        eprintln!("xtask: bulk receiver: {e}");
+                    }
+                });
+            }
+        });
+        Ok(BulkServer { addr })
+    }
+}
+
+fn answer_uploads(conn: std::net::TcpStream) -> Result<()> {
+    use std::io::Write as _;
+    let mut writer = conn.try_clone()?;
+    let mut reader = BufReader::with_capacity(1 << 16, conn);
+    let mut line = String::new();
+    loop {
+        let mut length = None;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = Some(v.trim().parse::<u64>()?);
+            }
+        }
+        let length = length.context("an upload without Content-Length")?;
+        let copied = std::io::copy(&mut reader.by_ref().take(length), &mut std::io::sink())?;
+        if copied < length {
+            return Ok(());
+        }
+        writer.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")?;
+    }
+}
+
+/// Uploads 1 MiB bodies from `sender` to `server` over `UPLOADERS`
+/// connections, made for this step, at `rate` bytes per second in all for
+/// `STEP`; returns the byte rate reached.
+fn bulk(sender: &Pod, server: std::net::SocketAddr, rate: f64) -> Result<f64> {
+    use std::io::Write as _;
+    let conns = sender
+        .in_netns(move || -> std::io::Result<Vec<std::net::TcpStream>> {
+            (0..UPLOADERS)
+                .map(|_| {
+                    let s = std::net::TcpStream::connect(server)?;
+                    s.set_nodelay(true)?;
+                    Ok(s)
+                })
+                .collect()
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))??;
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: bench\r\nContent-Type: application/octet-stream\r\nContent-Length: {UPLOAD}\r\n\r\n"
+    );
+    let body = vec![b'u'; UPLOAD];
+    let each = rate / UPLOADERS as f64;
+    let started = Instant::now();
+    let sent: Vec<u64> = std::thread::scope(|scope| {
+        let threads: Vec<_> = conns
+            .into_iter()
+            .map(|mut conn| {
+                let (head, body) = (head.as_bytes(), &body[..]);
+                scope.spawn(move || -> Result<u64> {
+                    let mut reader = BufReader::new(conn.try_clone()?);
+                    let mut answer = String::new();
+                    let mut sent = 0u64;
+                    while started.elapsed() < STEP {
+                        conn.write_all(head)?;
+                        sent += head.len() as u64;
+                        for chunk in body.chunks(CHUNK) {
+                            // Ahead of the pace: wait until this chunk is due.
+                            while sent as f64 > started.elapsed().as_secs_f64() * each {
+                                std::thread::sleep(Duration::from_micros(200));
+                            }
+                            conn.write_all(chunk)?;
+                            sent += chunk.len() as u64;
+                        }
+                        // The answer: a status line and an empty line.
+                        for _ in 0..2 {
+                            answer.clear();
+                            reader.read_line(&mut answer)?;
+                        }
+                    }
+                    Ok(sent)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("an uploader panicked")))
+            })
+            .collect::<Result<_>>()
+    })?;
+    Ok(sent.iter().sum::<u64>() as f64 / started.elapsed().as_secs_f64())
 }
