@@ -2,7 +2,7 @@
 //! what is missing, so running it again costs a few checks.
 
 use crate::exec;
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use std::process::Command;
 
 /// Debian packages and a command each provides, to tell whether it is there.
@@ -49,7 +49,7 @@ const PYTHON_MODULES: &[(&str, &str)] = &[
     ("grpc", "grpcio==1.76.0"),
     ("websockets", "websockets==15.0.1"),
     ("graphql", "graphql-core==3.2.8"),
-    ("kafka", "kafka-python==2.2.15"),
+    ("kafka", "kafka-python==3.0.12"),
     // The demo shop's clients (pure Python).
     ("redis", "redis==5.2.1"),
     ("pg8000", "pg8000==1.31.2"),
@@ -96,14 +96,21 @@ fn debian_packages() -> Result<()> {
     exec(&mut install)
 }
 
-/// Installs each of [`PYTHON_MODULES`] that `python3` cannot import. Only
-/// `--only-binary` wheels, so nothing is compiled here. Debian marks its
-/// Python as externally managed (PEP 668); these are test peers on a build
-/// machine, so pip may install beside Debian's packages.
+/// Installs each of [`PYTHON_MODULES`] that `python3` cannot import at the
+/// pinned version (an older one is upgraded). Only `--only-binary` wheels,
+/// so nothing is compiled here. Debian marks its Python as externally
+/// managed (PEP 668); these are test peers on a build machine, so pip may
+/// install beside Debian's packages.
 fn python_modules() -> Result<()> {
     for (module, requirement) in PYTHON_MODULES {
+        let (dist, version) = requirement
+            .split_once("==")
+            .context("PYTHON_MODULES pins every requirement with ==")?;
+        let check = format!(
+            "import {module}, importlib.metadata as m; assert m.version('{dist}') == '{version}'"
+        );
         let present = Command::new("python3")
-            .args(["-c", &format!("import {module}")])
+            .args(["-c", &check])
             .output()
             .is_ok_and(|o| o.status.success());
         if !present {

@@ -50,8 +50,8 @@ const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::Metadata, 8),
     (ApiKey::ApiVersions, 3),
     (ApiKey::FindCoordinator, 2),
-    (ApiKey::JoinGroup, 5),
-    (ApiKey::SyncGroup, 3),
+    (ApiKey::JoinGroup, 7),
+    (ApiKey::SyncGroup, 5),
     (ApiKey::Heartbeat, 3),
     (ApiKey::LeaveGroup, 3),
     (ApiKey::OffsetFetch, 5),
@@ -287,6 +287,7 @@ fn answer(msg: &[u8], port: u16, logs: &Logs) -> Option<Vec<u8>> {
             let first = req.protocols.first()?;
             JoinGroupResponse::default()
                 .with_generation_id(1)
+                .with_protocol_type(Some(req.protocol_type.clone()))
                 .with_protocol_name(Some(first.name.clone()))
                 .with_leader(member.clone())
                 .with_member_id(member.clone())
@@ -300,6 +301,8 @@ fn answer(msg: &[u8], port: u16, logs: &Logs) -> Option<Vec<u8>> {
         }
         ApiKey::SyncGroup => {
             let req = SyncGroupRequest::decode(&mut buf, version).ok()?;
+            let (protocol_type, protocol_name) =
+                (req.protocol_type.clone(), req.protocol_name.clone());
             let assignment = req
                 .assignments
                 .into_iter()
@@ -307,6 +310,8 @@ fn answer(msg: &[u8], port: u16, logs: &Logs) -> Option<Vec<u8>> {
                 .map(|a| a.assignment)
                 .unwrap_or_default();
             SyncGroupResponse::default()
+                .with_protocol_type(protocol_type)
+                .with_protocol_name(protocol_name)
                 .with_assignment(assignment)
                 .encode(&mut out, version)
                 .ok()?;

@@ -249,7 +249,10 @@ pub(super) fn request_body(api: ApiKey, v: i16, r: &mut Reader, d: &mut Decoded)
                 }
             }
         }
-        ApiKey::JoinGroup => d.group_id = r.nullable_string()?.unwrap_or_default(),
+        // Each of these starts with the group id.
+        ApiKey::JoinGroup | ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup => {
+            d.group_id = r.nullable_string()?.unwrap_or_default();
+        }
         ApiKey::OffsetCommit => {
             d.group_id = r.nullable_string()?.unwrap_or_default();
             if v >= 1 {
@@ -434,9 +437,15 @@ pub(super) fn response_body(api: ApiKey, v: i16, r: &mut Reader, d: &mut Decoded
                 r.tagged()?;
             }
         }
-        ApiKey::ApiVersions | ApiKey::FindCoordinator | ApiKey::JoinGroup => {
+        ApiKey::ApiVersions
+        | ApiKey::FindCoordinator
+        | ApiKey::JoinGroup
+        | ApiKey::SyncGroup
+        | ApiKey::Heartbeat
+        | ApiKey::LeaveGroup => {
             let throttle_first = match api {
-                ApiKey::FindCoordinator => v >= 1,
+                ApiKey::FindCoordinator | ApiKey::SyncGroup | ApiKey::Heartbeat => v >= 1,
+                ApiKey::LeaveGroup => v >= 1,
                 ApiKey::JoinGroup => v >= 2,
                 _ => false,
             };

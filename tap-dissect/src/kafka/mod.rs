@@ -11,9 +11,9 @@
 //! which versions use flexible headers). Bodies are read here rather than with
 //! its decoders: those preallocate arrays from the length the wire claims, so a
 //! few bytes could ask for gigabytes. Produce, Fetch, Metadata, ApiVersions,
-//! FindCoordinator, JoinGroup and OffsetCommit bodies are read for their
-//! topics, partitions, record counts and error codes; other APIs keep the
-//! header only. A message is kept up to the body cap and the rest counted; a
+//! FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup and
+//! OffsetCommit bodies are read for their topics, groups, partitions, record
+//! counts and error codes; other APIs keep the header only. A message is kept up to the body cap and the rest counted; a
 //! length that is negative or above [`MAX_MESSAGE`] is a parse error, after
 //! which the direction resynchronises at the next plausible message start.
 
@@ -48,13 +48,50 @@ const LOOK_CLIENT: usize = 32;
 
 /// Claims a stream whose client side starts with a plausible request header:
 /// a length within bounds, a known API key at a version the API has, and a
-/// client id that fits in the message. Responses carry too little to tell
-/// them apart from other binary protocols, so the server side never claims.
-pub fn probe(dir: Direction, first: &[u8], _midstream: bool) -> Claim {
-    if dir != Direction::ToServer {
+/// client id that fits in the message. One response carries too little to
+/// tell it from other binary protocols, so the server side claims only a
+/// connection picked up mid-way (whose requests may all predate the capture)
+/// and only on a chain of responses (see [`response_chain`]).
+pub fn probe(dir: Direction, first: &[u8], midstream: bool) -> Claim {
+    match dir {
+        Direction::ToServer => request_start(first),
+        Direction::ToClient if midstream => response_chain(first),
+        Direction::ToClient => Claim::No,
+    }
+}
+
+/// Largest rise of the correlation id from one response to the next: clients
+/// number their requests one by one, and a broker answers them in order.
+const MAX_ID_STEP: i64 = 1024;
+
+/// Whether `b` starts with two whole responses back to back: plausible
+/// lengths, the second frame starting exactly where the first ends, and
+/// correlation ids that are not negative and rise by 1 to [`MAX_ID_STEP`].
+/// `NeedMore` until the second response's header is in.
+fn response_chain(b: &[u8]) -> Claim {
+    let frame = |at: usize| -> Option<(i32, i32)> {
+        let h = b.get(at..at + 8)?;
+        Some((be_i32(&h[0..4]), be_i32(&h[4..8])))
+    };
+    if b.len() >= 4 && !plausible_length(be_i32(&b[0..4]), 4) {
         return Claim::No;
     }
-    request_start(first)
+    let Some((len, first)) = frame(0) else {
+        return Claim::NeedMore;
+    };
+    if first < 0 {
+        return Claim::No;
+    }
+    let next = 4 + len as usize;
+    let Some((len2, second)) = frame(next) else {
+        return Claim::NeedMore;
+    };
+    let step = i64::from(second) - i64::from(first);
+    if plausible_length(len2, 4) && (1..=MAX_ID_STEP).contains(&step) {
+        Claim::Yes
+    } else {
+        Claim::No
+    }
 }
 
 /// Whether `b` starts a request: `NeedMore` while it is too short to tell.

@@ -26,7 +26,8 @@ const CLIENT: &str = r#"
 import sys
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 server = "127.0.0.1:" + sys.argv[1]
-p = KafkaProducer(bootstrap_servers=server, linger_ms=0)
+# Not idempotent: the test broker serves no InitProducerId.
+p = KafkaProducer(bootstrap_servers=server, linger_ms=0, enable_idempotence=False)
 for i in range(3):
     p.send("orders", b"order-%d" % i).get(timeout=10)
 for i in range(2):
@@ -165,7 +166,7 @@ fn kafka_requests_match_tshark_on_real_traffic() {
     assert!(fetched >= 5, "records fetched: {fetched}");
 
     // The consumer group's requests name the group; every body read here parsed.
-    for api in ["FindCoordinator", "JoinGroup", "OffsetCommit"] {
+    for api in ["FindCoordinator", "JoinGroup", "SyncGroup", "OffsetCommit"] {
         let of_api: Vec<_> = entries
             .iter()
             .filter(|e| e["request"]["method"] == api)
@@ -174,6 +175,16 @@ fn kafka_requests_match_tshark_on_real_traffic() {
         for e in of_api {
             assert_eq!(e["request"]["group_id"], "readers", "{e}");
         }
+    }
+    // kafka-python 3 joins with the flexible versions (JoinGroup v7,
+    // SyncGroup v5: compact strings, tagged fields), which the broker serves.
+    for (api, version) in [("JoinGroup", 7), ("SyncGroup", 5)] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["request"]["method"] == api && e["request"]["api_version"] == version),
+            "no {api} v{version} request"
+        );
     }
     let committed: Vec<&str> = entries
         .iter()
@@ -192,6 +203,9 @@ fn kafka_requests_match_tshark_on_real_traffic() {
         "ApiVersions",
         "FindCoordinator",
         "JoinGroup",
+        "SyncGroup",
+        "Heartbeat",
+        "LeaveGroup",
         "OffsetCommit",
     ];
     for e in &entries {

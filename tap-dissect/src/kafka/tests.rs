@@ -507,3 +507,110 @@ fn probe_claims_requests_by_content() {
     }
     assert_eq!(probe(S, &metadata_request(1, &[]), false), Claim::No);
 }
+
+/// Entries (as `line`s) of a connection picked up mid-way, run through
+/// detection as the pipeline runs it.
+fn midstream(events: &[Ev]) -> (Vec<Protocol>, Vec<String>) {
+    use crate::flow::FlowHandler;
+    let f = flow(3, 9092, true);
+    let mut conn = crate::Connection::new(std::sync::Arc::new(DissectConfig::default()));
+    let mut out = Vec::new();
+    for (i, ev) in events.iter().enumerate() {
+        let ts = 1_000 * (i as u64 + 1);
+        match ev {
+            Ev::Data(dir, b) => conn.on_data(&f, *dir, ts, b, &mut out),
+            Ev::Gap(dir, n) => conn.on_gap(&f, *dir, ts, *n, &mut out),
+        }
+    }
+    conn.on_close(&f, &crate::testing::fin(1_000_000), &mut out);
+    let entries: Vec<&Entry> = out
+        .iter()
+        .filter_map(|e| match e {
+            Emit::Entry(e) => Some(&**e),
+            _ => None,
+        })
+        .collect();
+    (
+        entries
+            .iter()
+            .map(|e| Protocol::try_from(e.protocol).unwrap())
+            .collect(),
+        entries.iter().map(|e| line(e)).collect(),
+    )
+}
+
+/// The capture started after a request was sent: its response comes first,
+/// then the client goes on. The response is a response-only Kafka entry.
+#[test]
+fn a_response_to_a_request_before_the_capture_is_a_response_only_entry() {
+    let (protocols, lines) = midstream(&[
+        Ev::Data(S, &produce_response(41, "orders", 0)),
+        Ev::Data(C, &metadata_request(42, &["orders"])),
+        Ev::Data(S, &metadata_response(42, "orders", 0)),
+    ]);
+    assert_eq!(protocols, [Protocol::Kafka, Protocol::Kafka]);
+    assert_eq!(
+        lines,
+        [
+            "- - ->41 status=0 records=0 midstream,no_request",
+            "Metadata orders 42>42 status=0 records=0 midstream",
+        ]
+    );
+}
+
+/// Only responses seen (the client's requests were all sent before the
+/// capture, or the capture sees one direction): consecutive responses with
+/// rising correlation ids, one frame after the next, are Kafka.
+#[test]
+fn a_connection_seen_only_as_responses_is_kafka() {
+    let (protocols, lines) = midstream(&[
+        Ev::Data(S, &fetch_response(7, "orders", 1)),
+        Ev::Data(S, &fetch_response(8, "orders", 2)),
+    ]);
+    assert_eq!(protocols, [Protocol::Kafka, Protocol::Kafka], "{lines:?}");
+    assert!(lines.iter().all(|l| l.ends_with("no_request")), "{lines:?}");
+}
+
+/// What the server-side probe must not take: one frame alone, ids that
+/// fall or leap, frames that do not follow each other exactly.
+#[test]
+fn the_response_probe_wants_a_chain_of_responses() {
+    let two = |a: i32, b: i32| [produce_response(a, "t", 0), produce_response(b, "t", 0)].concat();
+    let cases: &[(&str, Vec<u8>, bool, Claim)] = &[
+        ("two rising", two(7, 8), true, Claim::Yes),
+        (
+            "two rising, seen from the start",
+            two(7, 8),
+            false,
+            Claim::No,
+        ),
+        (
+            "one response",
+            produce_response(7, "t", 0),
+            true,
+            Claim::NeedMore,
+        ),
+        ("falling ids", two(8, 7), true, Claim::No),
+        ("a leap", two(7, 100_000), true, Claim::No),
+        ("negative id", two(-5, -4), true, Claim::No),
+        (
+            "the first length two bytes off",
+            {
+                let mut b = two(7, 8);
+                b[3] = b[3].wrapping_add(2);
+                b
+            },
+            true,
+            Claim::No,
+        ),
+        (
+            "http",
+            b"HTTP/1.1 200 OK\r\n\r\nHTTP/1.1 200 OK\r\n\r\n".to_vec(),
+            true,
+            Claim::No,
+        ),
+    ];
+    for (name, bytes, midstream, want) in cases {
+        assert_eq!(probe(S, bytes, *midstream), *want, "{name}");
+    }
+}
