@@ -94,11 +94,13 @@ fn http_through_vxlan_is_dissected(port: u16) {
         .args(["-INT", &dump.id().to_string()])
         .status();
     let _ = dump.wait_timeout(Duration::from_secs(10));
-    check(&file);
+    check(&file, (&a, &b));
 }
 
-/// The capture holds only UDP on the underlay, yet kubetap finds the overlay's HTTP.
-fn check(file: &Path) {
+/// The capture holds only UDP on the underlay, yet kubetap finds the
+/// overlay's HTTP, and each entry names the hop it crossed: VXLAN 42
+/// between the two "nodes".
+fn check(file: &Path, (a, b): (&Pod, &Pod)) {
     // kubetap read --json, which must succeed.
     let entries = peers::kubetap_entries(file);
     let http: Vec<(String, String, i64)> = entries
@@ -122,6 +124,14 @@ fn check(file: &Path) {
         entries.iter().all(|e| e["dst"]["port"] != 4789),
         "an entry for the tunnel itself: {entries:?}"
     );
+    for e in entries.iter().filter(|e| e["protocol"] == "http") {
+        let t = &e["tunnel"];
+        assert_eq!(t["kind"], "vxlan", "{e}");
+        assert_eq!(t["vni"], 42, "{e}");
+        // The connection's first packet went from node a to node b.
+        assert_eq!(t["src"], a.ip.to_string(), "{e}");
+        assert_eq!(t["dst"], b.ip.to_string(), "{e}");
+    }
 }
 
 #[test]

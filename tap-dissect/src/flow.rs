@@ -2,7 +2,7 @@
 //! travel, how it ended, and the handler traits through which TCP reassembly
 //! (`tap-worker`'s `reassembly`) and UDP flows (`datagram`) feed them.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Which way bytes travel on a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,6 +40,52 @@ pub struct FlowInfo {
     /// library hands it over (the eBPF TLS source), not off the wire; its
     /// entries say `tls`.
     pub tls: bool,
+    /// The overlay tunnel its first packet was unwrapped from, if any.
+    pub outer: Option<Outer>,
+}
+
+/// An overlay hop: the tunnel a flow's packets travel in between two nodes
+/// (the outermost, when tunnels nest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outer {
+    pub kind: TunnelKind,
+    /// The outer addresses: the tunnel's two endpoints.
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// The VXLAN or Geneve network identifier, or the GRE key.
+    pub vni: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelKind {
+    Vxlan,
+    Geneve,
+    Gre,
+    IpInIp,
+}
+
+impl TunnelKind {
+    /// The name entries carry (`tunnel.kind`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TunnelKind::Vxlan => "vxlan",
+            TunnelKind::Geneve => "geneve",
+            TunnelKind::Gre => "gre",
+            TunnelKind::IpInIp => "ipip",
+        }
+    }
+}
+
+impl Outer {
+    /// The entry's `tunnel`.
+    pub fn to_proto(&self) -> proto::v1::Tunnel {
+        proto::v1::Tunnel {
+            kind: self.kind.name().to_string(),
+            src: crate::pair::ip_string(self.src),
+            dst: crate::pair::ip_string(self.dst),
+            vni: self.vni,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

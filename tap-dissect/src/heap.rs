@@ -20,7 +20,7 @@
 
 use std::mem::size_of;
 
-use proto::v1::{Endpoint, Entry, Request, Response};
+use proto::v1::{Endpoint, Entry, Request, Response, Tunnel};
 
 /// Bytes glibc's malloc takes for a request of `n` bytes: an 8-byte chunk
 /// header, rounded up to 16, at least 32. jemalloc and musl round to size
@@ -105,8 +105,9 @@ macro_rules! heap_fields {
 pub(crate) use heap_fields;
 
 heap_fields! {
-    Entry { id, node, src, dst, request, response, redacted, flags }
+    Entry { id, node, src, dst, request, response, redacted, flags, tunnel }
     Endpoint { ip, pod, namespace, service }
+    Tunnel { kind, src, dst }
     Request { kind }
     Response { kind }
 }

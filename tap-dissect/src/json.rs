@@ -3,7 +3,7 @@
 //! serializer writes straight to the output without building a tree.
 
 use crate::registry;
-use proto::v1::{Endpoint, Entry, Protocol};
+use proto::v1::{Endpoint, Entry, Protocol, Tunnel};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -25,9 +25,12 @@ pub const ENTRY_FIELDS: &[&str] = &[
     "stream_id",
     "tls",
     "ts",
+    "tunnel",
 ];
 /// The fields of `src` and `dst`.
 pub const ENDPOINT_FIELDS: &[&str] = &["ip", "namespace", "pod", "port", "service"];
+/// The fields of `tunnel`.
+pub const TUNNEL_FIELDS: &[&str] = &["dst", "kind", "src", "vni"];
 
 /// Serializes an [`Entry`] in its JSON form: `serde_json::to_writer(w, &EntryJson(&e))`.
 pub struct EntryJson<'a>(pub &'a Entry);
@@ -58,6 +61,7 @@ impl Serialize for EntryJson<'_> {
         m.serialize_entry("response", &ResponseJson(e))?;
         m.serialize_entry("redacted", &e.redacted)?;
         m.serialize_entry("flags", &e.flags)?;
+        m.serialize_entry("tunnel", &TunnelJson(e.tunnel.as_ref()))?;
         m.end()
     }
 }
@@ -87,6 +91,23 @@ pub(crate) struct Display<T>(pub(crate) T);
 impl<T: std::fmt::Display> Serialize for Display<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&self.0)
+    }
+}
+
+/// `{kind, src, dst, vni}`, or null outside a tunnel.
+struct TunnelJson<'a>(Option<&'a Tunnel>);
+
+impl Serialize for TunnelJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Some(t) = self.0 else {
+            return s.serialize_none();
+        };
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("kind", &t.kind)?;
+        m.serialize_entry("src", &t.src)?;
+        m.serialize_entry("dst", &t.dst)?;
+        m.serialize_entry("vni", &t.vni)?;
+        m.end()
     }
 }
 
@@ -225,6 +246,7 @@ pub(crate) mod field_lists {
         let here = include_str!("json.rs");
         assert_eq!(set(ENTRY_FIELDS), keys(here, &["EntryJson"]));
         assert_eq!(set(ENDPOINT_FIELDS), keys(here, &["EndpointJson"]));
+        assert_eq!(set(TUNNEL_FIELDS), keys(here, &["TunnelJson"]));
         // Every protocol the entry can have is in the registry once.
         let listed: Vec<&str> = crate::registry::protocols()
             .iter()

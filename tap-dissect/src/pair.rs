@@ -129,7 +129,7 @@ fn endpoint(addr: std::net::SocketAddr) -> Endpoint {
 
 /// An address as text; IPv4 (nearly every entry) without the `fmt`
 /// machinery, which costs more than the rest of building a small entry.
-fn ip_string(ip: std::net::IpAddr) -> String {
+pub(crate) fn ip_string(ip: std::net::IpAddr) -> String {
     match ip {
         std::net::IpAddr::V4(v4) => {
             let mut s = String::with_capacity(15);
@@ -201,6 +201,7 @@ pub fn entry(
         response: resp.map(|r| r.body),
         redacted: Vec::new(),
         flags,
+        tunnel: flow.outer.as_ref().map(crate::flow::Outer::to_proto),
     }
 }
 

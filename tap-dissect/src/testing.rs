@@ -16,6 +16,7 @@ pub(crate) fn flow(id: u64, server_port: u16, midstream: bool) -> FlowInfo {
         first_ts_ns: 0,
         midstream,
         tls: false,
+        outer: None,
     }
 }
 

@@ -88,6 +88,7 @@ async fn fields() -> Json<serde_json::Value> {
     Json(json!({
         "entry": tap_dissect::json::ENTRY_FIELDS,
         "endpoint": tap_dissect::json::ENDPOINT_FIELDS,
+        "tunnel": tap_dissect::json::TUNNEL_FIELDS,
         "protocols": tap_dissect::registry::protocols(),
     }))
 }

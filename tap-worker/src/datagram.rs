@@ -3,7 +3,7 @@
 //! flows (by count and idle time) whose handlers see each datagram in order.
 
 use crate::reassembly::{
-    CloseReason, Direction, FlowEnd, FlowIds, FlowInfo, FlowKey, IdleSweep, oldest_flow,
+    CloseReason, Direction, FlowEnd, FlowIds, FlowInfo, FlowKey, IdleSweep, Outer, oldest_flow,
 };
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -71,7 +71,8 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
         self.ids = ids;
     }
 
-    /// Feeds one datagram sent from `src` to `dst`; returns its flow's id.
+    /// Feeds one datagram sent from `src` to `dst`, unwrapped from tunnel
+    /// `outer` if any; returns its flow's id.
     #[allow(clippy::too_many_arguments)]
     pub fn datagram(
         &mut self,
@@ -81,6 +82,7 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
         dst: IpAddr,
         dst_port: u16,
         payload: &[u8],
+        outer: Option<Outer>,
         out: &mut Vec<H::Out>,
     ) -> Option<u64> {
         self.stats.datagrams += 1;
@@ -89,7 +91,7 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
         let to = SocketAddr::new(dst, dst_port);
         let key = FlowKey::new(from, to);
         if !self.flows.contains_key(&key) {
-            self.create(key, from, to, ts_ns, out);
+            self.create(key, from, to, ts_ns, outer, out);
         }
         let flow = self.flows.get_mut(&key)?;
         let dir = if from == flow.info.client {
@@ -119,6 +121,7 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
         from: SocketAddr,
         to: SocketAddr,
         ts_ns: u64,
+        outer: Option<Outer>,
         out: &mut Vec<H::Out>,
     ) {
         if self.flows.len() >= self.config.max_flows
@@ -142,6 +145,7 @@ impl<H: DatagramHandler, F: FnMut(&FlowInfo) -> H> DatagramFlows<H, F> {
             midstream: false,
             // Bytes off the wire: a TLS connection's stay encrypted here.
             tls: false,
+            outer,
         };
         self.stats.flows += 1;
         let handler = (self.new_handler)(&info);
@@ -213,7 +217,7 @@ mod tests {
         let lo = IpAddr::from([127, 0, 0, 1]);
         let mut out = Vec::new();
         let q = query(21, "idle.test");
-        flows.datagram(1_000_000_000, lo, 40000, lo, 5353, &q, &mut out);
+        flows.datagram(1_000_000_000, lo, 40000, lo, 5353, &q, None, &mut out);
         let entries = |out: &[Emit]| -> Vec<proto::v1::Entry> {
             out.iter()
                 .filter_map(|e| match e {
@@ -224,7 +228,7 @@ mod tests {
         };
         assert!(entries(&out).is_empty());
         // Another flow's datagram 31 s later: the first flow has been idle past 30 s.
-        flows.datagram(32_000_000_000, lo, 40001, lo, 5353, &q, &mut out);
+        flows.datagram(32_000_000_000, lo, 40001, lo, 5353, &q, None, &mut out);
         let es = entries(&out);
         assert_eq!(es.len(), 1, "{out:?}");
         assert_eq!(es[0].flags, ["no_response"]);

@@ -13,6 +13,7 @@
 //! dropped.
 
 use crate::capture::{Packet, link};
+use crate::dissect::flow::Outer;
 use crate::tunnel;
 use etherparse::defrag::IpDefragPool;
 use etherparse::{
@@ -69,6 +70,16 @@ pub struct Datagram<'a> {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub transport: Transport<'a>,
+    /// The overlay tunnel it was unwrapped from (the outermost).
+    pub outer: Option<Outer>,
+}
+
+/// The tunnels a packet being decoded was unwrapped from: the outermost
+/// hop, and how many.
+#[derive(Debug, Clone, Copy, Default)]
+struct Within {
+    outer: Option<Outer>,
+    depth: usize,
 }
 
 /// Why a packet was not decoded; each is counted in [`DecodeStats`].
@@ -161,7 +172,7 @@ impl Decoder {
         pkt: &Packet<'_>,
         f: impl FnOnce(&Datagram<'_>) -> R,
     ) -> Result<R, Skip> {
-        let r = self.decode_inner(pkt, f, 0);
+        let r = self.decode_inner(pkt, f, Within::default());
         match &r {
             Err(Skip::NotTcpUdp) => self.stats.not_tcp_udp += 1,
             Err(Skip::Fragment) => {}
@@ -172,16 +183,17 @@ impl Decoder {
         r
     }
 
+    /// `within`: the tunnels `pkt` was unwrapped from.
     fn decode_inner<R>(
         &mut self,
         pkt: &Packet<'_>,
         f: impl FnOnce(&Datagram<'_>) -> R,
-        depth: usize,
+        within: Within,
     ) -> Result<R, Skip> {
         let sliced = match slice_link(pkt.link, pkt.data) {
             Ok(sliced) => sliced,
             Err(Skip::Malformed(why)) => {
-                return match self.decode_lax(pkt, f) {
+                return match self.decode_lax(pkt, f, within.outer) {
                     Some(r) => r,
                     None => Err(Skip::Malformed(why)),
                 };
@@ -209,23 +221,11 @@ impl Decoder {
             }
             NetSlice::Arp(_) => return Err(Skip::NotTcpUdp),
         };
-        if let Some((link, data)) = tunnel::inner(&sliced) {
-            if depth >= MAX_TUNNELS {
-                return Err(Skip::Malformed(format!(
-                    "more than {MAX_TUNNELS} tunnels inside one another"
-                )));
-            }
-            self.stats.decapsulated += 1;
-            let inner = Packet {
-                ts_ns: pkt.ts_ns,
-                link,
-                data,
-                orig_len: data.len() as u32,
-            };
-            return self.decode_inner(&inner, f, depth + 1);
+        if let Some(t) = tunnel::inner(&sliced) {
+            return self.unwrap(t, pkt.ts_ns, (src, dst), f, within);
         }
         if sliced.is_ip_payload_fragmented() {
-            return self.defragment(&sliced, pkt.ts_ns, src, dst, f);
+            return self.defragment(&sliced, pkt.ts_ns, (src, dst), f, within);
         }
         let transport = match &sliced.transport {
             Some(TransportSlice::Tcp(t)) => Transport::Tcp(TcpSegment::from_slice(t)),
@@ -240,7 +240,42 @@ impl Decoder {
             src,
             dst,
             transport,
+            outer: within.outer,
         }))
+    }
+
+    /// Decodes the packet tunnel `t` between `src` and `dst` carries.
+    fn unwrap<R>(
+        &mut self,
+        t: tunnel::Inner<'_>,
+        ts_ns: u64,
+        (src, dst): (IpAddr, IpAddr),
+        f: impl FnOnce(&Datagram<'_>) -> R,
+        within: Within,
+    ) -> Result<R, Skip> {
+        if within.depth >= MAX_TUNNELS {
+            return Err(Skip::Malformed(format!(
+                "more than {MAX_TUNNELS} tunnels inside one another"
+            )));
+        }
+        self.stats.decapsulated += 1;
+        let inner = Packet {
+            ts_ns,
+            link: t.link,
+            data: t.data,
+            orig_len: t.data.len() as u32,
+        };
+        let within = Within {
+            // The outermost hop is the one between nodes.
+            outer: within.outer.or(Some(Outer {
+                kind: t.kind,
+                src,
+                dst,
+                vni: t.vni,
+            })),
+            depth: within.depth + 1,
+        };
+        self.decode_inner(&inner, f, within)
     }
 
     /// A packet the strict slicer refused, sliced again taking the captured
@@ -250,6 +285,7 @@ impl Decoder {
         &mut self,
         pkt: &Packet<'_>,
         f: impl FnOnce(&Datagram<'_>) -> R,
+        outer: Option<Outer>,
     ) -> Option<Result<R, Skip>> {
         let lax = match link_start(pkt.link, pkt.data).ok()? {
             LinkStart::Ethernet(d) => LaxSlicedPacket::from_ethernet(d).ok()?,
@@ -287,6 +323,7 @@ impl Decoder {
             src,
             dst,
             transport,
+            outer,
         })))
     }
 
@@ -294,9 +331,9 @@ impl Decoder {
         &mut self,
         sliced: &SlicedPacket<'_>,
         ts_ns: u64,
-        src: IpAddr,
-        dst: IpAddr,
+        (src, dst): (IpAddr, IpAddr),
         f: impl FnOnce(&Datagram<'_>) -> R,
+        within: Within,
     ) -> Result<R, Skip> {
         self.stats.fragments += 1;
         self.sweep(ts_ns);
@@ -313,6 +350,13 @@ impl Decoder {
             Ok(Some(whole)) => {
                 self.active.remove(&key);
                 self.stats.fragments_reassembled += 1;
+                // A tunnel packet fragmented on the underlay: what it carries
+                // is decoded now that it is whole.
+                if let Some(t) = tunnel::inner_of(whole.ip_number, &whole.payload) {
+                    let r = self.unwrap(t, ts_ns, (src, dst), f, within);
+                    self.pool.return_buf(whole);
+                    return r;
+                }
                 let transport = match whole.ip_number {
                     IpNumber::TCP => TcpSlice::from_slice(&whole.payload)
                         .map(|t| Transport::Tcp(TcpSegment::from_slice(&t)))
@@ -331,6 +375,7 @@ impl Decoder {
                         src,
                         dst,
                         transport,
+                        outer: within.outer,
                     })
                 });
                 self.pool.return_buf(whole);

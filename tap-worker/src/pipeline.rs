@@ -191,7 +191,10 @@ impl Pipeline {
         let udp = &mut self.udp;
         let emitted = &mut self.emitted;
         let r = self.decoder.decode(pkt, |d| match &d.transport {
-            Transport::Tcp(seg) => (true, tcp.segment(pkt.ts_ns, d.src, d.dst, seg, emitted)),
+            Transport::Tcp(seg) => (
+                true,
+                tcp.segment(pkt.ts_ns, d.src, d.dst, seg, d.outer, emitted),
+            ),
             Transport::Udp {
                 src_port,
                 dst_port,
@@ -199,7 +202,7 @@ impl Pipeline {
             } => (
                 false,
                 udp.datagram(
-                    pkt.ts_ns, d.src, *src_port, d.dst, *dst_port, payload, emitted,
+                    pkt.ts_ns, d.src, *src_port, d.dst, *dst_port, payload, d.outer, emitted,
                 ),
             ),
         });

@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use tap_dissect::flow::{CloseReason, Direction, FlowEnd, FlowHandler, FlowInfo};
+pub use tap_dissect::flow::{CloseReason, Direction, FlowEnd, FlowHandler, FlowInfo, Outer};
 
 #[derive(Debug, Clone)]
 pub struct ReassemblyConfig {
@@ -205,14 +205,16 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
         self.flows.len()
     }
 
-    /// Feeds one TCP segment sent from `src` to `dst` at `ts_ns`; returns the
-    /// id of the connection it belongs to (None when it starts none).
+    /// Feeds one TCP segment sent from `src` to `dst` at `ts_ns`, unwrapped
+    /// from tunnel `outer` if any; returns the id of the connection it
+    /// belongs to (None when it starts none).
     pub fn segment(
         &mut self,
         ts_ns: u64,
         src: IpAddr,
         dst: IpAddr,
         seg: &TcpSegment<'_>,
+        outer: Option<Outer>,
         out: &mut Vec<H::Out>,
     ) -> Option<u64> {
         self.stats.segments += 1;
@@ -239,7 +241,7 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
                 // nothing; it may be the tail of one that just closed.
                 return self.closed.get(&key).copied();
             }
-            self.create(key, from, to, ts_ns, seg, out);
+            self.create((from, to), ts_ns, seg, outer, out);
         }
         let flow = self.flows.get_mut(&key)?;
         let id = flow.info.id;
@@ -272,13 +274,13 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
 
     fn create(
         &mut self,
-        key: FlowKey,
-        from: SocketAddr,
-        to: SocketAddr,
+        (from, to): (SocketAddr, SocketAddr),
         ts_ns: u64,
         seg: &TcpSegment<'_>,
+        outer: Option<Outer>,
         out: &mut Vec<H::Out>,
     ) {
+        let key = FlowKey::new(from, to);
         if self.flows.len() >= self.config.max_flows
             && let Some(k) = oldest_flow(&self.flows, |f| f.last_ts_ns)
         {
@@ -301,6 +303,7 @@ impl<H: FlowHandler, F: FnMut(&FlowInfo) -> H> Reassembler<H, F> {
             midstream: !seg.syn,
             // Bytes off the wire: a TLS connection's stay encrypted here.
             tls: false,
+            outer,
         };
         self.stats.flows += 1;
         let handler = (self.new_handler)(&info);

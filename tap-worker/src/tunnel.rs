@@ -10,6 +10,7 @@
 //! stays the UDP or IP packet it looked like.
 
 use crate::capture::link;
+use crate::dissect::flow::TunnelKind;
 use etherparse::{IpNumber, NetSlice, SlicedPacket, TransportSlice};
 
 /// VXLAN's IANA port, and the one the Linux kernel used first (Flannel, Calico).
@@ -20,19 +21,19 @@ const ETHER_TEB: u16 = 0x6558;
 const ETHER_IPV4: u16 = 0x0800;
 const ETHER_IPV6: u16 = 0x86dd;
 
+/// The packet a tunnel carries, and what the tunnel is.
+pub(crate) struct Inner<'a> {
+    pub link: u32,
+    pub data: &'a [u8],
+    pub kind: TunnelKind,
+    /// VXLAN's or Geneve's network identifier, GRE's key.
+    pub vni: Option<u32>,
+}
+
 /// The packet a tunnel carries: its link type and bytes.
-pub(crate) fn inner<'a>(sliced: &SlicedPacket<'a>) -> Option<(u32, &'a [u8])> {
+pub(crate) fn inner<'a>(sliced: &SlicedPacket<'a>) -> Option<Inner<'a>> {
     match &sliced.transport {
-        Some(TransportSlice::Udp(u)) => {
-            let port = u.destination_port();
-            if VXLAN_PORTS.contains(&port) {
-                vxlan(u.payload())
-            } else if port == GENEVE_PORT {
-                geneve(u.payload())
-            } else {
-                None
-            }
-        }
+        Some(TransportSlice::Udp(u)) => udp_inner(u.destination_port(), u.payload()),
         Some(_) => None,
         None => {
             let payload = match sliced.net.as_ref()? {
@@ -43,14 +44,57 @@ pub(crate) fn inner<'a>(sliced: &SlicedPacket<'a>) -> Option<(u32, &'a [u8])> {
             if payload.fragmented {
                 return None;
             }
-            match payload.ip_number {
-                IpNumber::GRE => gre(payload.payload),
-                IpNumber::IPV4 => Some((link::IPV4, payload.payload)),
-                IpNumber::IPV6 => Some((link::IPV6, payload.payload)),
-                _ => None,
-            }
+            ip_inner(payload.ip_number, payload.payload)
         }
     }
+}
+
+/// The packet a tunnel carries in an IP payload (a datagram reassembled from
+/// fragments): UDP to a tunnel port, GRE or IP-in-IP.
+pub(crate) fn inner_of(ip_number: IpNumber, payload: &[u8]) -> Option<Inner<'_>> {
+    if ip_number == IpNumber::UDP {
+        let u = etherparse::UdpSlice::from_slice(payload).ok()?;
+        return udp_inner(u.destination_port(), u.payload());
+    }
+    ip_inner(ip_number, payload)
+}
+
+fn udp_inner(port: u16, b: &[u8]) -> Option<Inner<'_>> {
+    // The 24-bit identifier in bytes 4..7 of both headers.
+    let vni = b
+        .get(4..7)
+        .map(|v| u32::from_be_bytes([0, v[0], v[1], v[2]]));
+    let (kind, (link, data)) = if VXLAN_PORTS.contains(&port) {
+        (TunnelKind::Vxlan, vxlan(b)?)
+    } else if port == GENEVE_PORT {
+        (TunnelKind::Geneve, geneve(b)?)
+    } else {
+        return None;
+    };
+    Some(Inner {
+        link,
+        data,
+        kind,
+        vni,
+    })
+}
+
+fn ip_inner(ip_number: IpNumber, payload: &[u8]) -> Option<Inner<'_>> {
+    let (kind, link, data, vni) = match ip_number {
+        IpNumber::GRE => {
+            let (link, data, key) = gre(payload)?;
+            (TunnelKind::Gre, link, data, key)
+        }
+        IpNumber::IPV4 => (TunnelKind::IpInIp, link::IPV4, payload, None),
+        IpNumber::IPV6 => (TunnelKind::IpInIp, link::IPV6, payload, None),
+        _ => return None,
+    };
+    Some(Inner {
+        link,
+        data,
+        kind,
+        vni,
+    })
 }
 
 /// The link type of a tunnel's protocol type field.
@@ -84,8 +128,8 @@ fn geneve(b: &[u8]) -> Option<(u32, &[u8])> {
 /// GRE (RFC 2784, keys and sequence numbers RFC 2890), version 0: flags,
 /// then the protocol type, then a checksum, a key and a sequence number
 /// where the flags say so. Routing (RFC 1701) and version 1 (PPTP) are left
-/// alone.
-fn gre(b: &[u8]) -> Option<(u32, &[u8])> {
+/// alone. Also the key, when there is one.
+fn gre(b: &[u8]) -> Option<(u32, &[u8], Option<u32>)> {
     let h = b.get(..4)?;
     let flags = u16::from_be_bytes([h[0], h[1]]);
     let (checksum, routing, key, seq) = (
@@ -98,7 +142,15 @@ fn gre(b: &[u8]) -> Option<(u32, &[u8])> {
         return None;
     }
     let len = 4 + 4 * (usize::from(checksum) + usize::from(key) + usize::from(seq));
-    by_ether_type(u16::from_be_bytes([h[2], h[3]]), b.get(len..)?)
+    let key = if key {
+        let at = 4 + 4 * usize::from(checksum);
+        let k = b.get(at..at + 4)?;
+        Some(u32::from_be_bytes([k[0], k[1], k[2], k[3]]))
+    } else {
+        None
+    };
+    let (link, rest) = by_ether_type(u16::from_be_bytes([h[2], h[3]]), b.get(len..)?)?;
+    Some((link, rest, key))
 }
 
 /// NFLOG (`nflog:` captures): an address family, a version, a resource id,
@@ -135,6 +187,7 @@ pub(crate) fn nflog(b: &[u8]) -> Option<&[u8]> {
 mod tests {
     use crate::capture::{Packet, link};
     use crate::decode::{Decoder, DefragConfig, Skip, Transport};
+    use crate::dissect::flow::{Outer, TunnelKind};
     use etherparse::PacketBuilder;
     use std::net::IpAddr;
 
@@ -292,6 +345,106 @@ mod tests {
             6081
         );
         assert_eq!(d.stats.decapsulated, 0);
+    }
+
+    /// The tunnel a packet came in: kind, outer addresses, identifier.
+    fn outer_of(d: &mut Decoder, data: &[u8]) -> Option<Outer> {
+        let pkt = Packet {
+            ts_ns: 1,
+            link: link::ETHERNET,
+            data,
+            orig_len: data.len() as u32,
+        };
+        d.decode(&pkt, |dg| dg.outer).unwrap()
+    }
+
+    #[test]
+    fn the_outer_hop_is_kept() {
+        let nodes = (
+            IpAddr::from([192, 168, 0, 1]),
+            IpAddr::from([192, 168, 0, 2]),
+        );
+        let hop = |kind, vni| Outer {
+            kind,
+            src: nodes.0,
+            dst: nodes.1,
+            vni,
+        };
+        let mut vxlan = vec![0x08, 0, 0, 0, 0x01, 0x02, 0x03, 0];
+        vxlan.extend(inner_ethernet());
+        let mut geneve = vec![0, 0, 0x65, 0x58, 0, 0, 42, 0];
+        geneve.extend(inner_ethernet());
+        let mut keyed = vec![0x20, 0, 0x08, 0x00, 0, 0, 0x01, 0x00];
+        keyed.extend(inner_ip());
+        let mut keyless = vec![0, 0, 0x08, 0x00];
+        keyless.extend(inner_ip());
+        let cases = [
+            (
+                outer_udp(4789, &vxlan),
+                hop(TunnelKind::Vxlan, Some(0x010203)),
+            ),
+            (outer_udp(6081, &geneve), hop(TunnelKind::Geneve, Some(42))),
+            (outer_ip(47, &keyed), hop(TunnelKind::Gre, Some(256))),
+            (outer_ip(47, &keyless), hop(TunnelKind::Gre, None)),
+            (outer_ip(4, &inner_ip()), hop(TunnelKind::IpInIp, None)),
+        ];
+        for (frame, want) in cases {
+            let mut d = Decoder::new(DefragConfig::default());
+            assert_eq!(outer_of(&mut d, &frame), Some(want));
+        }
+        // Not in a tunnel: none.
+        let mut d = Decoder::new(DefragConfig::default());
+        assert_eq!(outer_of(&mut d, &inner_ethernet()), None);
+        // Nested: the outermost hop, between the nodes.
+        let ipip = outer_ip(4, &inner_ip());
+        let mut nested = vec![0x08, 0, 0, 0, 0, 0, 7, 0];
+        nested.extend(&ipip);
+        assert_eq!(
+            outer_of(&mut d, &outer_udp(4789, &nested)),
+            Some(hop(TunnelKind::Vxlan, Some(7)))
+        );
+    }
+
+    /// A VXLAN packet larger than the underlay's MTU, fragmented: once its
+    /// fragments are put back together, what it carries is decoded.
+    #[test]
+    fn a_fragmented_tunnel_packet_is_opened_once_whole() {
+        let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        vxlan.extend(inner_ethernet());
+        let whole = outer_udp(4789, &vxlan);
+        // Split the IPv4 payload (UDP header and all) at 32 bytes.
+        let ip = &whole[14..];
+        let (header, payload) = ip.split_at(20);
+        let fragment = |offset: usize, part: &[u8], more: bool| {
+            let mut h = header.to_vec();
+            let total = (20 + part.len()) as u16;
+            h[2..4].copy_from_slice(&total.to_be_bytes());
+            let flags = (if more { 0x2000 } else { 0 }) | (offset / 8) as u16;
+            h[6..8].copy_from_slice(&flags.to_be_bytes());
+            h[10..12].copy_from_slice(&[0, 0]);
+            let sum = etherparse::Ipv4HeaderSlice::from_slice(&h)
+                .unwrap()
+                .to_header()
+                .calc_header_checksum();
+            h[10..12].copy_from_slice(&sum.to_be_bytes());
+            let mut frame = whole[..14].to_vec();
+            frame.extend(h);
+            frame.extend(part);
+            frame
+        };
+        let first = fragment(0, &payload[..32], true);
+        let second = fragment(32, &payload[32..], false);
+        let mut d = Decoder::new(DefragConfig::default());
+        assert_eq!(decode(&mut d, link::ETHERNET, &first), Err(Skip::Fragment));
+        assert_eq!(
+            decode(&mut d, link::ETHERNET, &second),
+            Ok(the_inner_packet())
+        );
+        assert_eq!(d.stats.decapsulated, 1);
+        assert_eq!(
+            outer_of(&mut d, &whole).map(|o| o.kind),
+            Some(TunnelKind::Vxlan)
+        );
     }
 
     #[test]

@@ -189,6 +189,16 @@ export function EntryDetail({ id, onClose, onNarrow }: Props) {
           TLS: <b data-testid="tls">{entry.tls ? 'yes' : 'no'}</b>
         </span>
         <span>node {entry.node}</span>
+        {entry.tunnel && (
+          <span data-testid="tunnel">
+            via{' '}
+            <span class="v" onClick={() => onNarrow(`tunnel.kind == ${quote(entry.tunnel!.kind)}`)}>
+              {entry.tunnel.kind}
+              {entry.tunnel.vni !== null ? ` ${entry.tunnel.vni}` : ''}
+            </span>{' '}
+            {entry.tunnel.src} → {entry.tunnel.dst}
+          </span>
+        )}
         {entry.flags.length > 0 && (
           <span>
             flags:{' '}

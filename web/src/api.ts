@@ -41,6 +41,16 @@ export interface Entry {
   response: Record<string, unknown> | null;
   redacted: string[];
   flags: string[];
+  /** The overlay hop the connection was unwrapped from, if any. */
+  tunnel?: Tunnel | null;
+}
+
+/** An overlay tunnel between two nodes (docs/entries.md, `tunnel`). */
+export interface Tunnel {
+  kind: string;
+  src: string;
+  dst: string;
+  vni: number | null;
 }
 
 /** `[ip, port, pod, namespace, service]` as `/api/rows` lists an endpoint. */

@@ -69,6 +69,7 @@ fn flow() -> FlowInfo {
         first_ts_ns: 1_000,
         midstream: false,
         tls: false,
+        outer: None,
     }
 }
 

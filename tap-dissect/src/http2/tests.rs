@@ -21,6 +21,7 @@ fn flow(midstream: bool) -> FlowInfo {
         first_ts_ns: 1,
         midstream,
         tls: false,
+        outer: None,
     }
 }
 

@@ -24,7 +24,7 @@ const PARSER_STACK: usize = 64 << 20;
 const CEL_RECURSION_LIMIT: u16 = 250;
 
 const FIELDS: &str = "id, ts, node, protocol, src, dst, tls, elapsed_us, request_size, \
-     response_size, flow_id, stream_id, request, response, redacted, flags, \
+     response_size, flow_id, stream_id, request, response, redacted, flags, tunnel, \
      and the protocol names http, grpc, dns, …";
 const ENDPOINT_FIELDS: &str = "ip, port, pod, namespace, service";
 const FUNCTIONS: &str = "size, has, now, duration, timestamp, int, uint, double, string, \
@@ -461,6 +461,15 @@ impl Compiler<'_> {
             "stream_id" => scalar(Field::StreamId, Ty::Num),
             "flags" => scalar(Field::Flags, Ty::List(Elem::Str)),
             "redacted" => scalar(Field::Redacted, Ty::List(Elem::Str)),
+            // The overlay hop, read from the JSON form: `tunnel.kind == "vxlan"`,
+            // `tunnel != null`.
+            "tunnel" => {
+                let path = std::iter::once(name)
+                    .chain(segs.iter().map(|s| s.0))
+                    .map(|k| Seg::Key(k.into()))
+                    .collect();
+                Ok((Node::Json(path), Ty::Dyn, segs.len()))
+            }
             "src" | "dst" => {
                 let side = if name == "src" { Side::Src } else { Side::Dst };
                 let Some(&(sub, sub_id)) = segs.first() else {

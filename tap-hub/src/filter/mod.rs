@@ -19,6 +19,7 @@
 //! | `request_size`, `response_size`, `stream_id` | int | |
 //! | `flow_id` | string | 16 hex digits, as in the JSON form |
 //! | `flags`, `redacted` | list of strings | e.g. `"gap" in flags` |
+//! | `tunnel.kind`, `tunnel.src`, `tunnel.dst`, `tunnel.vni` | string, int | the overlay hop (`vxlan`, `geneve`, `gre`, `ipip`); `tunnel == null` outside one |
 //! | `request.method`, `request.path` | string | HTTP method and path, gRPC method and `/pkg.Service/Method`, Redis command and key, DNS type and name, SQL verb and text, … |
 //! | `response.status` | int | HTTP status, gRPC status, DNS rcode, 1 for a Redis or PostgreSQL error, … |
 //! | `request.headers["name"]`, `response.headers["name"]` | string | HTTP/1, HTTP/2, gRPC metadata, GraphQL's HTTP request; names are case-insensitive, repeated headers are joined with `", "` |

@@ -135,6 +135,12 @@ fn entries() -> Vec<Entry> {
                 }
                 .into(),
             )),
+            tunnel: Some(proto::v1::Tunnel {
+                kind: "vxlan".into(),
+                src: "192.168.0.1".into(),
+                dst: "192.168.0.2".into(),
+                vni: Some(42),
+            }),
             ..Default::default()
         },
         Entry {
@@ -343,6 +349,10 @@ fn cases() -> Vec<(String, Want)> {
         ("http or http2", M("xx.....")),
         ("grpc and response.status == 14", M("..x....")),
         ("not http", M(".xxxxxx")),
+        // The overlay hop, from the JSON form.
+        (r#"tunnel.kind == "vxlan""#, M(".x.....")),
+        ("tunnel.vni == 42 && tunnel.dst == \"192.168.0.2\"", M(".x.....")),
+        ("tunnel == null", M("x.xxxxx")),
         ("not(http)", M(".xxxxxx")),
         ("http and not tls", M("x......")),
         (r#""and" == "and" and "or" != "not""#, M("xxxxxxx")),

@@ -81,6 +81,7 @@ fn built_http_entry(i: u64) -> Entry {
         }),
         redacted: vec![],
         flags: vec![],
+        tunnel: None,
     }
 }
 
