@@ -28,6 +28,7 @@ pub mod pair;
 pub mod postgres;
 pub mod redis;
 pub mod registry;
+pub mod socks;
 pub mod stream;
 pub mod tcp;
 #[cfg(test)]

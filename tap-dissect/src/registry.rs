@@ -224,6 +224,7 @@ registry! {
     crate::amqp::model::Amqp => Amqp,
     crate::dns::model::Dns => Dns,
     crate::websocket::model::WebSocket => Websocket,
+    crate::socks::model::Socks => Socks,
     crate::stream::Tcp => Stream,
     crate::stream::Udp,
 }
@@ -332,7 +333,7 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{names:?}");
-        assert_eq!(names.len(), 12, "ten protocols, tcp and udp: {names:?}");
+        assert_eq!(names.len(), 13, "eleven protocols, tcp and udp: {names:?}");
         for spec in tcp_protocols() {
             assert!(names.contains(&spec.name), "{}", spec.name);
         }
@@ -347,7 +348,8 @@ mod tests {
                 "kafka",
                 "amqp",
                 "dns",
-                "websocket"
+                "websocket",
+                "socks"
             ]
         );
         let udp: Vec<&str> = datagram_protocols().map(|s| s.name).collect();

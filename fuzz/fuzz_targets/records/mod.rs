@@ -16,6 +16,7 @@ pub fn flow(client: [u8; 4], server: ([u8; 4], u16), midstream: bool) -> FlowInf
         first_ts_ns: 0,
         midstream,
         tls: false,
+        outer: None,
     }
 }
 

@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
         first_ts_ns: 0,
         midstream: data.first().is_some_and(|b| b & 1 == 1),
         tls: false,
+        outer: None,
     };
     let config = DissectConfig { max_pending: 4, ..Default::default() };
     let mut udp = dns::new_datagram(&flow, &config);

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | `id`, `node` | string | |
 //! | `ts` | timestamp | capture time of the request |
-//! | `protocol` | string | `http`, `http2`, `grpc`, `graphql`, `websocket`, `redis`, `kafka`, `amqp`, `dns`, `postgres`, `tcp`, `udp` |
+//! | `protocol` | string | `http`, `http2`, `grpc`, `graphql`, `websocket`, `redis`, `kafka`, `amqp`, `dns`, `postgres`, `socks`, `tcp`, `udp` |
 //! | `src.ip`, `dst.ip`, `src.pod`, `src.namespace`, `src.service` (and `dst.…`) | string | |
 //! | `src.port`, `dst.port` | int | |
 //! | `tls` | bool | |
