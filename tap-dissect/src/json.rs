@@ -61,7 +61,7 @@ impl Serialize for EntryJson<'_> {
         m.serialize_entry("response", &ResponseJson(e))?;
         m.serialize_entry("redacted", &e.redacted)?;
         m.serialize_entry("flags", &e.flags)?;
-        m.serialize_entry("tunnel", &TunnelJson(e.tunnel.as_ref()))?;
+        m.serialize_entry("tunnel", &TunnelJson(e.tunnel.as_deref()))?;
         m.end()
     }
 }

@@ -201,7 +201,7 @@ pub fn entry(
         response: resp.map(|r| r.body),
         redacted: Vec::new(),
         flags,
-        tunnel: flow.outer.as_ref().map(crate::flow::Outer::to_proto),
+        tunnel: flow.outer.as_ref().map(|o| Box::new(o.to_proto())),
     }
 }
 

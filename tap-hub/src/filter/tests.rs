@@ -135,12 +135,12 @@ fn entries() -> Vec<Entry> {
                 }
                 .into(),
             )),
-            tunnel: Some(proto::v1::Tunnel {
+            tunnel: Some(Box::new(proto::v1::Tunnel {
                 kind: "vxlan".into(),
                 src: "192.168.0.1".into(),
                 dst: "192.168.0.2".into(),
                 vni: Some(42),
-            }),
+            })),
             ..Default::default()
         },
         Entry {
