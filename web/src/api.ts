@@ -306,6 +306,8 @@ export interface ProtocolInfo {
 export interface Fields {
   entry: string[];
   endpoint: string[];
+  /** The fields of an entry's `tunnel` (its overlay hop). */
+  tunnel?: string[];
   protocols: ProtocolInfo[];
 }
 

@@ -1,13 +1,24 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import { setCatalogue } from './protocols';
-import { and, edgeCondition, endpointCondition, fieldPath, nodeCondition, nodeSideCondition, quote, tokenize } from './filterlang';
+import {
+  and,
+  edgeCondition,
+  endpointCondition,
+  fieldPath,
+  fieldsAfter,
+  nodeCondition,
+  nodeSideCondition,
+  quote,
+  tokenize,
+} from './filterlang';
 
 // Protocol names come from the hub's catalogue; a small one, as /api/fields writes it.
 beforeAll(() => {
   const side = { request: [], response: [], colour: '#58a6ff', status: { ok: [], redirect: [], client: [] } };
   setCatalogue({
     entry: [],
-    endpoint: [],
+    endpoint: ['ip', 'port'],
+    tunnel: ['dst', 'kind', 'src', 'vni'],
     protocols: [
       { protocol: 'http', ...side },
       { protocol: 'grpc', ...side },
@@ -86,5 +97,13 @@ describe('service map nodes as filters', () => {
     expect(edgeCondition(caller, svc, 'grpc')).toBe(
       `protocol == "grpc" && ${nodeSideCondition('src', caller)} && dst.service == "cat" && dst.namespace == "shop"`,
     );
+  });
+});
+
+describe('completion', () => {
+  test("after an endpoint or the tunnel, their fields from the hub's catalogue", () => {
+    const labels = (prefix: string) => fieldsAfter(prefix).map((c) => c.label);
+    expect(labels('src')).toEqual(['ip', 'port']);
+    expect(labels('tunnel')).toEqual(['dst', 'kind', 'src', 'vni']);
   });
 });

@@ -57,6 +57,7 @@ export function fieldsAfter(prefix: string, filter = ''): Completion[] {
   // JSON form writes them; fields seen in opened entries are added to it.
   const catalogue = getCatalogue();
   if (prefix === 'src' || prefix === 'dst') return props(catalogue?.endpoint ?? []);
+  if (prefix === 'tunnel') return props(catalogue?.tunnel ?? []);
   if (prefix === 'request' || prefix === 'response') {
     const named = new Set(
       tokenize(filter)
