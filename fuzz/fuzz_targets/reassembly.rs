@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
         };
         given += payload.len() as u64;
         let (src, dst) = if to_server { (a, b) } else { (b, a) };
-        r.segment(ts, src, dst, &seg, &mut out);
+        r.segment(ts, src, dst, &seg, None, &mut out);
     }
     r.finish(&mut out);
     let delivered: u64 = out.iter().sum();
