@@ -21,6 +21,7 @@ pub mod reassembly;
 pub mod ring;
 pub mod ship;
 pub mod tap;
+pub mod tls;
 pub mod tunnel;
 
 pub use pipeline::{Pipeline, PipelineConfig, Stats};

@@ -11,6 +11,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("wireshark-common", "editcap"),
     ("tcpdump", "tcpdump"),
     ("curl", "curl"),
+    // The TLS tests: openssl s_server and its certificates.
+    ("openssl", "openssl"),
     ("python3", "python3"),
     ("time", "/usr/bin/time"),
     // dnsmasq-base is the binary without the system service, which would take port 53.
@@ -161,9 +163,52 @@ pub fn cargo_fuzz() -> Result<()> {
     Ok(())
 }
 
+/// bpf-linker, which links tap-ebpf's kernel programs, built against the
+/// stable toolchain's own LLVM (the `libLLVM-<major>-rust-…` in its sysroot)
+/// so that it reads the bitcode rustc writes; about five minutes, once.
+pub fn bpf_linker() -> Result<()> {
+    let present = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()?;
+    let lib = std::path::PathBuf::from(String::from_utf8(sysroot.stdout)?.trim()).join("lib");
+    // libLLVM-22-rust-1.95.0-stable.so: the library's name and LLVM's major version.
+    let llvm = std::fs::read_dir(&lib)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find_map(|f| {
+            let name = f.strip_prefix("lib")?.strip_suffix(".so")?.to_string();
+            let major = name.strip_prefix("LLVM-")?.split('-').next()?.to_string();
+            major.parse::<u32>().ok().map(|_| (name, major))
+        })
+        .with_context(|| format!("no libLLVM-<major>-rust-….so in {}", lib.display()))?;
+    let (name, major) = llvm;
+    let lib = lib.display();
+    exec(
+        Command::new("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--no-default-features",
+                "--features",
+            ])
+            .arg(format!("llvm-{major},no-llvm-linking"))
+            .env(
+                "RUSTFLAGS",
+                format!("-L {lib} -l dylib={name} -C link-arg=-Wl,-rpath,{lib}"),
+            ),
+    )
+}
+
 pub fn all() -> Result<()> {
     debian_packages()?;
     python_modules()?;
     rust_components()?;
+    bpf_linker()?;
     cargo_fuzz()
 }

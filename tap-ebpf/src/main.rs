@@ -1,0 +1,185 @@
+//! kubetap's kernel programs: the plaintext OpenSSL (libssl 1.1 and 3, and
+//! BoringSSL where the symbols match) reads and writes, taken where the
+//! library hands it over, with the socket the call used.
+//!
+//! - Entry uprobes on `SSL_write`, `SSL_read`, `SSL_write_ex`, `SSL_read_ex`
+//!   keep the caller's buffer (and, for the `_ex` forms, where the byte
+//!   count goes) per thread in `CALLS`.
+//! - The syscall tracepoints the call makes on the same thread (`read`,
+//!   `write`, `sendto`, `recvfrom`, …, attached by user space) note its
+//!   socket: no per-version struct offsets, no kprobes.
+//! - One return uprobe, on all four, reads the bytes the call moved into a
+//!   `TlsEvent` of the `EVENTS` ring buffer, cut to `CHUNK`. What cannot be
+//!   sent is counted in `LOST` by cause.
+//!
+//! Built for `bpfel-unknown-none` by tap-worker's build script (aya-build);
+//! on the host it compiles to an empty program, so the workspace's checks
+//! cover it.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
+};
+use aya_ebpf::macros::{map, tracepoint, uprobe, uretprobe};
+use aya_ebpf::maps::{HashMap, PerCpuArray, RingBuf};
+use aya_ebpf::programs::{ProbeContext, RetProbeContext, TracePointContext};
+use tap_ebpf_common::{CHUNK, Call, EGRESS, INGRESS, RING_BYTES, TlsEvent};
+
+/// Calls in progress, by thread (`pid_tgid`).
+#[map]
+static CALLS: HashMap<u64, Call> = HashMap::with_max_entries(16 * 1024, 0);
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+
+/// Losses by cause, per CPU: `LOST_RING_FULL`, `LOST_READ`, `LOST_CALLS_FULL`.
+#[map]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(3, 0);
+const LOST_RING_FULL: u32 = 0;
+const LOST_READ: u32 = 1;
+const LOST_CALLS_FULL: u32 = 2;
+
+/// The `fd` argument of the `sys_enter_*` tracepoints: after the common
+/// fields (8 bytes) and the syscall number (8 with its padding).
+const SYSCALL_FD_OFFSET: usize = 16;
+
+fn lose(cause: u32) {
+    if let Some(n) = LOST.get_ptr_mut(cause) {
+        // SAFETY: a per-CPU slot, written by this CPU alone.
+        unsafe { *n += 1 };
+    }
+}
+
+/// Keeps the call's buffer (argument 1) and, for the `_ex` forms, where the
+/// count goes (argument 3), for the return probe.
+fn try_enter(ctx: &ProbeContext, direction: u8, ex: bool) -> Result<(), i32> {
+    let buf = ctx.arg::<u64>(1).ok_or(-1)?;
+    let count_ptr = if ex { ctx.arg::<u64>(3).ok_or(-1)? } else { 0 };
+    let call = Call {
+        buf,
+        count_ptr,
+        fd: -1,
+        direction,
+        _pad: [0; 3],
+    };
+    CALLS
+        .insert(bpf_get_current_pid_tgid(), call, 0)
+        .inspect_err(|_| lose(LOST_CALLS_FULL))
+}
+
+#[uprobe]
+pub fn tap_ssl_write(ctx: ProbeContext) -> u32 {
+    let _ = try_enter(&ctx, EGRESS, false);
+    0
+}
+
+#[uprobe]
+pub fn tap_ssl_read(ctx: ProbeContext) -> u32 {
+    let _ = try_enter(&ctx, INGRESS, false);
+    0
+}
+
+#[uprobe]
+pub fn tap_ssl_write_ex(ctx: ProbeContext) -> u32 {
+    let _ = try_enter(&ctx, EGRESS, true);
+    0
+}
+
+#[uprobe]
+pub fn tap_ssl_read_ex(ctx: ProbeContext) -> u32 {
+    let _ = try_enter(&ctx, INGRESS, true);
+    0
+}
+
+/// The socket of a `read`/`write`-family syscall, for the TLS call this
+/// thread is in (the first one seen).
+#[tracepoint]
+pub fn tap_syscall_fd(ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    if let Some(call) = CALLS.get_ptr_mut(id) {
+        // SAFETY: the tracepoint's record has the fd at this offset (the
+        // format of every sys_enter_* attached, checked by user space).
+        if let Ok(fd) = unsafe { ctx.read_at::<u64>(SYSCALL_FD_OFFSET) } {
+            // SAFETY: a value of this thread's own entry.
+            unsafe {
+                if (*call).fd < 0 {
+                    (*call).fd = fd as i32;
+                }
+            }
+        }
+    }
+    0
+}
+
+#[uretprobe]
+pub fn tap_ssl_return(ctx: RetProbeContext) -> u32 {
+    let _ = try_return(&ctx);
+    0
+}
+
+fn try_return(ctx: &RetProbeContext) -> Result<(), i32> {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: copied out before the entry is removed.
+    let call = unsafe { CALLS.get(id) }.copied().ok_or(-1)?;
+    let _ = CALLS.remove(id);
+    let total = if call.count_ptr != 0 {
+        // `_ex`: 1 on success, the count written through the pointer.
+        if ctx.ret::<i64>() as i32 != 1 {
+            return Ok(());
+        }
+        // SAFETY: the caller's size_t, read with the kernel's checks.
+        unsafe { bpf_probe_read_user(call.count_ptr as *const u64) }?
+    } else {
+        let n = ctx.ret::<i64>() as i32;
+        if n <= 0 {
+            return Ok(());
+        }
+        n as u64
+    };
+    let Some(mut entry) = EVENTS.reserve::<TlsEvent>(0) else {
+        lose(LOST_RING_FULL);
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    let len = (total as usize).min(CHUNK);
+    // SAFETY: `ev` is the reserved entry, ours until submitted or discarded;
+    // every field is written before it is submitted.
+    unsafe {
+        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).pid = (id >> 32) as u32;
+        (*ev).tid = id as u32;
+        (*ev).fd = call.fd;
+        (*ev).direction = call.direction;
+        (*ev)._pad = [0; 3];
+        (*ev).total = total.min(u64::from(u32::MAX)) as u32;
+        (*ev).len = len as u32;
+        let data = &mut (*ev).data;
+        let read = match data.get_mut(..len) {
+            Some(dst) => bpf_probe_read_user_buf(call.buf as *const u8, dst),
+            None => Err(-1),
+        };
+        if read.is_err() {
+            lose(LOST_READ);
+            entry.discard(0);
+            return Ok(());
+        }
+    }
+    entry.submit(0);
+    Ok(())
+}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// The kernel's licence string: GPL-compatible, so the programs may call
+/// GPL-only helpers (tap-ebpf's LICENSE-MIT and LICENSE-GPL2).
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+pub static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

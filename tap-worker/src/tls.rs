@@ -1,0 +1,381 @@
+//! TLS plaintext from eBPF uprobes: loads tap-ebpf's programs (embedded at
+//! build time), hooks a TLS library's read and write functions, and reads
+//! what they moved, with the process, thread and socket of each call.
+//!
+//! - [`TlsProbes::load`] loads the programs and attaches the syscall
+//!   tracepoints that tell each call's socket (tracefs is mounted at
+//!   `/sys/kernel/tracing` first when it is not: the kernel's tracepoints
+//!   are found there). No kprobes are used.
+//! - [`TlsProbes::attach`] hooks `SSL_write`, `SSL_read`, `SSL_write_ex`,
+//!   `SSL_read_ex` in one library file (OpenSSL 1.1 and 3, BoringSSL): an
+//!   entry and a return probe each, for every process that maps the file.
+//! - [`TlsProbes::poll`] hands over the events; [`TlsProbes::lost`] counts
+//!   what the kernel side could not send, by cause.
+//!
+//! Not yet: joining the events to connections and feeding them to the
+//! dissectors (a pipeline source), Go's crypto/tls, following processes as
+//! they start and exit.
+
+use aya::Ebpf;
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::{ProgramError, TracePoint, UProbe, uprobe::UProbeError, uprobe::UProbeScope};
+use std::os::fd::AsFd as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tap_ebpf_common::{CHUNK, TlsEvent};
+
+/// tap-ebpf's object file, built by this crate's build script.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tap-ebpf"));
+
+/// The TLS functions hooked, each with its entry program; one return
+/// program serves all of them.
+const FUNCTIONS: [(&str, &str); 4] = [
+    ("SSL_write", "tap_ssl_write"),
+    ("SSL_read", "tap_ssl_read"),
+    ("SSL_write_ex", "tap_ssl_write_ex"),
+    ("SSL_read_ex", "tap_ssl_read_ex"),
+];
+const RETURN: &str = "tap_ssl_return";
+const SYSCALL_FD: &str = "tap_syscall_fd";
+
+/// The syscalls a TLS library reads and writes its socket with; each
+/// tracepoint's `fd` is the program's first argument (checked in its format).
+const SYSCALLS: [&str; 8] = [
+    "sys_enter_write",
+    "sys_enter_read",
+    "sys_enter_sendto",
+    "sys_enter_recvfrom",
+    "sys_enter_sendmsg",
+    "sys_enter_recvmsg",
+    "sys_enter_writev",
+    "sys_enter_readv",
+];
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error(
+        "loading the TLS eBPF programs: {0} (needs root, or CAP_BPF and CAP_PERFMON, and Linux 5.8 or later for ring buffers)"
+    )]
+    Load(#[source] aya::EbpfError),
+    #[error("TLS eBPF program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("TLS eBPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("the TLS eBPF object has no {0}: it does not match this kubetap")]
+    Missing(&'static str),
+    #[error(
+        "tracefs is not mounted at {TRACEFS} and mounting it failed ({0}): the syscall tracepoints that tell a TLS call's socket are found there"
+    )]
+    Tracefs(String),
+    #[error("tracepoint syscalls/{name}: {why}")]
+    Format { name: &'static str, why: String },
+    #[error("{}: none of SSL_read, SSL_write, SSL_read_ex, SSL_write_ex to hook", .0.display())]
+    NoFunctions(PathBuf),
+}
+
+/// One TLS read or write, as the probes saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsRecord {
+    /// Monotonic nanoseconds since boot (`CLOCK_MONOTONIC`).
+    pub mono_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    /// The socket of the call, when a syscall showed it.
+    pub fd: Option<i32>,
+    pub egress: bool,
+    /// Bytes the call moved; `data` holds the first `CHUNK` of them.
+    pub total: u32,
+    pub data: Vec<u8>,
+}
+
+/// What the kernel side could not send, by cause.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Lost {
+    /// The ring buffer was full (user space fell behind).
+    pub ring_full: u64,
+    /// The caller's buffer could not be read (paged out).
+    pub unreadable: u64,
+    /// Too many calls in progress at once to remember one more.
+    pub calls_full: u64,
+}
+
+pub struct TlsProbes {
+    ebpf: Ebpf,
+    events: RingBuf<MapData>,
+    /// Library files hooked, and how many functions each.
+    attached: Vec<(PathBuf, usize)>,
+}
+
+impl TlsProbes {
+    /// Loads the programs and attaches the syscall tracepoints.
+    pub fn load() -> Result<TlsProbes, TlsError> {
+        ensure_tracefs()?;
+        let mut ebpf = Ebpf::load(PROGRAMS).map_err(TlsError::Load)?;
+        for name in FUNCTIONS.iter().map(|f| f.1).chain([RETURN]) {
+            uprobe(&mut ebpf, name)?
+                .load()
+                .map_err(|source| TlsError::Program { name, source })?;
+        }
+        let tp: &mut TracePoint = ebpf
+            .program_mut(SYSCALL_FD)
+            .ok_or(TlsError::Missing(SYSCALL_FD))?
+            .try_into()
+            .map_err(|source| TlsError::Program {
+                name: SYSCALL_FD,
+                source,
+            })?;
+        tp.load().map_err(|source| TlsError::Program {
+            name: SYSCALL_FD,
+            source,
+        })?;
+        for name in SYSCALLS {
+            check_fd_field(name)?;
+            tp.attach("syscalls", name)
+                .map_err(|source| TlsError::Program {
+                    name: SYSCALL_FD,
+                    source,
+                })?;
+        }
+        let map = ebpf.take_map("EVENTS").ok_or(TlsError::Missing("EVENTS"))?;
+        let events = RingBuf::try_from(map).map_err(|source| TlsError::Map {
+            name: "EVENTS",
+            source,
+        })?;
+        Ok(TlsProbes {
+            ebpf,
+            events,
+            attached: Vec::new(),
+        })
+    }
+
+    /// Hooks the TLS functions `library` (a shared object or an executable
+    /// with OpenSSL linked in) exports, for every process that maps it;
+    /// returns how many it has. Hooking a file twice does nothing more.
+    pub fn attach(&mut self, library: &Path) -> Result<usize, TlsError> {
+        if let Some((_, n)) = self.attached.iter().find(|(p, _)| p == library) {
+            return Ok(*n);
+        }
+        let mut hooked = 0;
+        for (function, entry) in FUNCTIONS {
+            match uprobe(&mut self.ebpf, entry)?.attach(
+                function,
+                library,
+                UProbeScope::AllProcesses,
+            ) {
+                Ok(_) => {}
+                // Not every library has every function (1.0 has no `_ex`).
+                Err(ProgramError::UProbeError(UProbeError::SymbolError { .. })) => continue,
+                Err(source) => {
+                    return Err(TlsError::Program {
+                        name: entry,
+                        source,
+                    });
+                }
+            }
+            uprobe(&mut self.ebpf, RETURN)?
+                .attach(function, library, UProbeScope::AllProcesses)
+                .map_err(|source| TlsError::Program {
+                    name: RETURN,
+                    source,
+                })?;
+            hooked += 1;
+        }
+        if hooked == 0 {
+            return Err(TlsError::NoFunctions(library.to_path_buf()));
+        }
+        self.attached.push((library.to_path_buf(), hooked));
+        Ok(hooked)
+    }
+
+    /// The library files hooked so far.
+    pub fn attached(&self) -> impl Iterator<Item = &Path> {
+        self.attached.iter().map(|(p, _)| p.as_path())
+    }
+
+    /// Hands every waiting event to `f`, first waiting up to `timeout` for
+    /// one; returns how many there were.
+    pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(TlsRecord)) -> usize {
+        let mut n = drain(&mut self.events, &mut f);
+        if n == 0 && !timeout.is_zero() {
+            let ts =
+                rustix::event::Timespec::try_from(timeout).unwrap_or(rustix::event::Timespec {
+                    tv_sec: 1,
+                    tv_nsec: 0,
+                });
+            let fd = self.events.as_fd();
+            let mut fds = [rustix::event::PollFd::new(
+                &fd,
+                rustix::event::PollFlags::IN,
+            )];
+            // An interrupted or failed wait just finds nothing new.
+            let _ = rustix::event::poll(&mut fds, Some(&ts));
+            n = drain(&mut self.events, &mut f);
+        }
+        n
+    }
+
+    /// What the kernel side could not send so far.
+    pub fn lost(&self) -> Lost {
+        let Some(map) = self.ebpf.map("LOST") else {
+            return Lost::default();
+        };
+        let Ok(lost) = PerCpuArray::<_, u64>::try_from(map) else {
+            return Lost::default();
+        };
+        let sum = |i: u32| {
+            lost.get(&i, 0)
+                .map(|per_cpu| per_cpu.iter().sum())
+                .unwrap_or(0)
+        };
+        Lost {
+            ring_full: sum(0),
+            unreadable: sum(1),
+            calls_full: sum(2),
+        }
+    }
+}
+
+fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut UProbe, TlsError> {
+    ebpf.program_mut(name)
+        .ok_or(TlsError::Missing(name))?
+        .try_into()
+        .map_err(|source| TlsError::Program { name, source })
+}
+
+fn drain(events: &mut RingBuf<MapData>, f: &mut impl FnMut(TlsRecord)) -> usize {
+    let mut n = 0;
+    while let Some(item) = events.next() {
+        if let Some(record) = parse(&item) {
+            f(record);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// A `TlsEvent` from the ring's bytes, read field by field (no unsafe cast).
+fn parse(b: &[u8]) -> Option<TlsRecord> {
+    use std::mem::offset_of;
+    let u32_at = |o: usize| Some(u32::from_ne_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    let mono_ns = u64::from_ne_bytes(b.get(..8)?.try_into().ok()?);
+    let fd = u32_at(offset_of!(TlsEvent, fd))? as i32;
+    let total = u32_at(offset_of!(TlsEvent, total))?;
+    let len = (u32_at(offset_of!(TlsEvent, len))? as usize).min(CHUNK);
+    let at = offset_of!(TlsEvent, data);
+    Some(TlsRecord {
+        mono_ns,
+        pid: u32_at(offset_of!(TlsEvent, pid))?,
+        tid: u32_at(offset_of!(TlsEvent, tid))?,
+        fd: (fd >= 0).then_some(fd),
+        egress: *b.get(offset_of!(TlsEvent, direction))? == tap_ebpf_common::EGRESS,
+        total,
+        data: b.get(at..at + len)?.to_vec(),
+    })
+}
+
+/// Mounts tracefs where the kernel's tracepoints are looked for, unless it
+/// is there already.
+fn ensure_tracefs() -> Result<(), TlsError> {
+    if Path::new(TRACEFS).join("events").is_dir() {
+        return Ok(());
+    }
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tracefs", "nodev", TRACEFS])
+        .output()
+        .map_err(|e| TlsError::Tracefs(e.to_string()))?;
+    if !out.status.success() {
+        return Err(TlsError::Tracefs(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// The tracepoint's record has its `fd` where the program reads it.
+fn check_fd_field(name: &'static str) -> Result<(), TlsError> {
+    let path = Path::new(TRACEFS)
+        .join("events/syscalls")
+        .join(name)
+        .join("format");
+    let format = std::fs::read_to_string(&path).map_err(|e| TlsError::Format {
+        name,
+        why: format!("{}: {e}", path.display()),
+    })?;
+    let field = format
+        .lines()
+        .find(|l| l.contains(" fd;"))
+        .ok_or_else(|| TlsError::Format {
+            name,
+            why: "no fd field".into(),
+        })?;
+    if field.contains("offset:16;") {
+        Ok(())
+    } else {
+        Err(TlsError::Format {
+            name,
+            why: format!("fd is not at offset 16: {}", field.trim()),
+        })
+    }
+}
+
+/// The TLS libraries process `pid` maps (`libssl.so…`), from its memory map.
+pub fn libraries_of(pid: u32) -> Vec<PathBuf> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let mut out: Vec<PathBuf> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| {
+            Path::new(p)
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libssl.so"))
+        })
+        .map(PathBuf::from)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_read_field_by_field() {
+        let mut b = vec![0u8; std::mem::offset_of!(TlsEvent, data) + 5];
+        b[..8].copy_from_slice(&42u64.to_ne_bytes());
+        let put = |b: &mut Vec<u8>, o: usize, v: u32| b[o..o + 4].copy_from_slice(&v.to_ne_bytes());
+        put(&mut b, std::mem::offset_of!(TlsEvent, pid), 7);
+        put(&mut b, std::mem::offset_of!(TlsEvent, tid), 8);
+        put(&mut b, std::mem::offset_of!(TlsEvent, fd), 5);
+        b[std::mem::offset_of!(TlsEvent, direction)] = tap_ebpf_common::INGRESS;
+        put(&mut b, std::mem::offset_of!(TlsEvent, total), 100);
+        put(&mut b, std::mem::offset_of!(TlsEvent, len), 5);
+        let at = std::mem::offset_of!(TlsEvent, data);
+        b[at..].copy_from_slice(b"hello");
+        assert_eq!(
+            parse(&b),
+            Some(TlsRecord {
+                mono_ns: 42,
+                pid: 7,
+                tid: 8,
+                fd: Some(5),
+                egress: false,
+                total: 100,
+                data: b"hello".to_vec(),
+            })
+        );
+        // A length past the bytes there: not read beyond them.
+        put(&mut b, std::mem::offset_of!(TlsEvent, len), 6);
+        assert_eq!(parse(&b), None);
+    }
+}

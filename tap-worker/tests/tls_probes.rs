@@ -1,0 +1,190 @@
+//! The TLS probes against real OpenSSL: a Python HTTPS server on loopback
+//! with a fresh self-signed certificate, curl asking it for a page. With the
+//! probes on the libssl both map, the plaintext of both sides must arrive
+//! through both pairs of functions: curl's request as it wrote it
+//! (`SSL_write`) and the answer as it read it (`SSL_read`), the request as
+//! the server read it (`SSL_read_ex`) and the answer as it wrote it
+//! (`SSL_write_ex`), each with its process and socket. Needs root (eBPF),
+//! openssl, curl and python3. (`openssl s_server -www` would not do: it
+//! reads through an SSL BIO, which does not call `SSL_read`.)
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tap_worker::tls::{TlsError, TlsProbes, TlsRecord, libraries_of};
+use testkit::{Process, TempDir, free_port, require_tools};
+
+/// A Python HTTPS server (its `ssl` module reads and writes with
+/// `SSL_read_ex`/`SSL_write_ex`; curl uses `SSL_read`/`SSL_write`), with a
+/// fresh self-signed certificate.
+const SERVER: &str = r#"
+import http.server, ssl, sys
+port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = b"hello over tls\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+
+fn https_server(dir: &TempDir, port: u16) -> Process {
+    let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success(), "openssl req");
+    let server = Process::spawn(
+        Command::new("python3")
+            .args(["-c", SERVER, &port.to_string()])
+            .arg(&cert)
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
+    testkit::assert_eventually!(
+        Duration::from_secs(20),
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "the HTTPS server on {port}"
+    );
+    server
+}
+
+/// The libssl curl links (`ldd`), which may be another file than Python's.
+fn curls_libssl() -> Option<std::path::PathBuf> {
+    let out = Command::new("sh")
+        .args(["-c", "ldd \"$(command -v curl)\""])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("libssl.so"))
+        .find_map(|l| {
+            l.split("=>")
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .map(Into::into)
+        })
+}
+
+#[test]
+fn openssl_plaintext_of_both_sides_arrives_with_pid_and_socket() {
+    if !require_tools("eBPF TLS test", true, &["openssl", "curl", "python3"]) {
+        return;
+    }
+    let dir = TempDir::new("tls-probes");
+    let port = free_port();
+    let server = https_server(&dir, port);
+    let libs = libraries_of(server.id());
+    assert!(!libs.is_empty(), "s_server maps no libssl");
+
+    let mut probes = TlsProbes::load().unwrap();
+    let hooked = probes.attach(&libs[0]).unwrap();
+    assert_eq!(hooked, 4, "functions hooked in {}", libs[0].display());
+    // Attaching the same file again changes nothing.
+    assert_eq!(probes.attach(&libs[0]).unwrap(), hooked);
+    if let Some(lib) = curls_libssl() {
+        probes.attach(&lib).unwrap();
+    }
+
+    let curl = Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "--http1.1"])
+        .arg(format!("https://127.0.0.1:{port}/kubetap-tls-probe"))
+        .spawn()
+        .unwrap();
+    let curl_pid = curl.id();
+    let done = curl.wait_with_output().unwrap();
+    assert!(done.status.success(), "curl");
+
+    let mut seen: Vec<TlsRecord> = Vec::new();
+    let has = |seen: &[TlsRecord], pid: u32, egress: bool, needle: &[u8]| {
+        seen.iter().any(|r| {
+            r.pid == pid && r.egress == egress && r.data.windows(needle.len()).any(|w| w == needle)
+        })
+    };
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10)
+        && !(has(
+            &seen,
+            curl_pid,
+            true,
+            b"GET /kubetap-tls-probe HTTP/1.1\r\n",
+        ) && has(&seen, curl_pid, false, b"hello over tls")
+            && has(&seen, server.id(), false, b"GET /kubetap-tls-probe")
+            && has(&seen, server.id(), true, b"hello over tls"))
+    {
+        probes.poll(Duration::from_millis(200), |r| seen.push(r));
+    }
+    let summary: Vec<String> = seen
+        .iter()
+        .map(|r| {
+            format!(
+                "pid {} fd {:?} {} {} bytes: {:?}",
+                r.pid,
+                r.fd,
+                if r.egress { "out" } else { "in" },
+                r.total,
+                String::from_utf8_lossy(&r.data[..r.data.len().min(40)])
+            )
+        })
+        .collect();
+    let request = seen
+        .iter()
+        .find(|r| r.pid == curl_pid && r.egress && r.data.starts_with(b"GET /kubetap-tls-probe"))
+        .unwrap_or_else(|| panic!("curl's request not seen: {summary:#?}"));
+    assert!(
+        request.fd.is_some_and(|fd| fd >= 0),
+        "no socket: {request:?}"
+    );
+    assert_eq!(request.total as usize, request.data.len());
+    assert!(
+        has(&seen, curl_pid, false, b"hello over tls"),
+        "the answer curl read: {summary:#?}"
+    );
+    // The server's side, through the `_ex` functions.
+    let read = seen
+        .iter()
+        .find(|r| {
+            r.pid == server.id() && !r.egress && r.data.starts_with(b"GET /kubetap-tls-probe")
+        })
+        .unwrap_or_else(|| panic!("the request the server read: {summary:#?}"));
+    assert!(read.fd.is_some_and(|fd| fd >= 0), "no socket: {read:?}");
+    assert!(
+        has(&seen, server.id(), true, b"hello over tls"),
+        "the answer the server wrote: {summary:#?}"
+    );
+    let lost = probes.lost();
+    assert_eq!(lost, Default::default(), "{lost:?}");
+}
+
+#[test]
+fn a_file_without_tls_functions_is_refused_by_name() {
+    if !require_tools("eBPF TLS test", true, &[]) {
+        return;
+    }
+    let mut probes = TlsProbes::load().unwrap();
+    let err = probes
+        .attach(std::path::Path::new("/bin/true"))
+        .unwrap_err();
+    assert!(matches!(err, TlsError::NoFunctions(_)), "{err}");
+    assert!(err.to_string().contains("/bin/true"), "{err}");
+}
