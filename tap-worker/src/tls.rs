@@ -19,6 +19,7 @@
 use aya::Ebpf;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::{ProgramError, TracePoint, UProbe, uprobe::UProbeError, uprobe::UProbeScope};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -327,6 +328,96 @@ fn check_fd_field(name: &'static str) -> Result<(), TlsError> {
     }
 }
 
+/// The TCP connection behind a TLS call's socket, as the process sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketInfo {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// The process listens on the local port: it is the connection's
+    /// server, the remote end its client.
+    pub server_side: bool,
+}
+
+/// The connection behind `fd` of process `pid`: the socket's inode
+/// (`/proc/<pid>/fd/<fd>` is `socket:[inode]`) found in the TCP tables of
+/// the process's network namespace (`/proc/<pid>/net/tcp`, `tcp6`). No
+/// kprobes or per-kernel struct offsets; the process must still have the
+/// socket open. `None` when it is not a TCP socket or is gone.
+pub fn socket_of(pid: u32, fd: i32) -> Option<SocketInfo> {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    let inode: u64 = link
+        .to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()?;
+    let mut rows = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) {
+            rows.extend(text.lines().skip(1).filter_map(tcp_row));
+        }
+    }
+    let own = rows
+        .iter()
+        .find(|r| r.inode == inode && r.state != TCP_LISTEN)?;
+    let server_side = rows
+        .iter()
+        .any(|r| r.state == TCP_LISTEN && r.local.port() == own.local.port());
+    Some(SocketInfo {
+        local: own.local,
+        remote: own.remote,
+        server_side,
+    })
+}
+
+/// `st` of a listening socket in /proc/net/tcp.
+const TCP_LISTEN: u8 = 0x0a;
+
+struct TcpRow {
+    local: SocketAddr,
+    remote: SocketAddr,
+    state: u8,
+    inode: u64,
+}
+
+/// One line of /proc/net/tcp or tcp6: `sl local rem st tx:rx tr:when
+/// retrnsmt uid timeout inode …`, addresses as hex words in host order and
+/// ports in hex.
+fn tcp_row(line: &str) -> Option<TcpRow> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    Some(TcpRow {
+        local: hex_addr(f.get(1)?)?,
+        remote: hex_addr(f.get(2)?)?,
+        state: u8::from_str_radix(f.get(3)?, 16).ok()?,
+        inode: f.get(9)?.parse().ok()?,
+    })
+}
+
+fn hex_addr(s: &str) -> Option<SocketAddr> {
+    let (ip, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    // Each 32-bit word as the kernel printed it: in host byte order.
+    let word = |i: usize| {
+        u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16)
+            .ok()
+            .map(u32::to_ne_bytes)
+    };
+    let ip: IpAddr = match ip.len() {
+        8 => Ipv4Addr::from(word(0)?).into(),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            let v6 = Ipv6Addr::from(b);
+            // A v4 peer of a dual-stack socket: shown as the v4 address.
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
 /// The TLS libraries process `pid` maps (`libssl.so…`), from its memory map.
 pub fn libraries_of(pid: u32) -> Vec<PathBuf> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
@@ -377,5 +468,22 @@ mod tests {
         // A length past the bytes there: not read beyond them.
         put(&mut b, std::mem::offset_of!(TlsEvent, len), 6);
         assert_eq!(parse(&b), None);
+    }
+
+    #[test]
+    fn tcp_table_rows_read_as_the_kernel_prints_them() {
+        // 127.0.0.1:8443 <- 127.0.0.1:40000, established; a listener on :8443.
+        let v4 = "   1: 0100007F:20FB 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 20 4 30 10 -1";
+        let r = tcp_row(v4).unwrap();
+        assert_eq!(r.local, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(r.remote, "127.0.0.1:40000".parse().unwrap());
+        assert_eq!((r.state, r.inode), (1, 4242));
+        // ::ffff:10.1.2.3 (a v4 peer of a v6 socket) and ::1.
+        let v6 = "   0: 0000000000000000FFFF00000302010A:01BB 00000000000000000000000001000000:C350 0A 00000000:00000000 00:00000000 00000000     0        0 77 1";
+        let r = tcp_row(v6).unwrap();
+        assert_eq!(r.local, "10.1.2.3:443".parse().unwrap());
+        assert_eq!(r.remote, "[::1]:50000".parse().unwrap());
+        assert_eq!(r.state, TCP_LISTEN);
+        assert!(tcp_row("  sl  local_address rem_address   st").is_none());
     }
 }

@@ -10,7 +10,7 @@
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tap_worker::tls::{TlsError, TlsProbes, TlsRecord, libraries_of};
+use tap_worker::tls::{TlsError, TlsProbes, TlsRecord, libraries_of, socket_of};
 use testkit::{Process, TempDir, free_port, require_tools};
 
 /// A Python HTTPS server (its `ssl` module reads and writes with
@@ -187,4 +187,70 @@ fn a_file_without_tls_functions_is_refused_by_name() {
         .unwrap_err();
     assert!(matches!(err, TlsError::NoFunctions(_)), "{err}");
     assert!(err.to_string().contains("/bin/true"), "{err}");
+}
+
+/// A Python TLS client that asks once and keeps its connection open.
+const CLIENT: &str = r#"
+import socket, ssl, sys, time
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+raw = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+tls = context.wrap_socket(raw)
+tls.sendall(b"GET /held-open HTTP/1.1\r\nHost: localhost\r\n\r\n")
+tls.recv(4096)
+print("answered", flush=True)
+time.sleep(30)
+"#;
+
+/// The connection behind each side's socket, read from /proc while both
+/// processes hold it: the addresses as each sees them, and which is the
+/// server.
+#[test]
+fn a_tls_calls_socket_resolves_to_its_connection() {
+    if !require_tools("eBPF TLS test", true, &["openssl", "python3"]) {
+        return;
+    }
+    let dir = TempDir::new("tls-sockets");
+    let port = free_port();
+    let server = https_server(&dir, port);
+    let mut probes = TlsProbes::load().unwrap();
+    for lib in libraries_of(server.id()) {
+        probes.attach(&lib).unwrap();
+    }
+    let mut client = Process::spawn(
+        Command::new("python3")
+            .args(["-c", CLIENT, &port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(client.child().stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "answered");
+    let mut seen: Vec<TlsRecord> = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10)
+        && !(seen.iter().any(|r| r.pid == client.id() && r.egress)
+            && seen.iter().any(|r| r.pid == server.id() && !r.egress))
+    {
+        probes.poll(Duration::from_millis(200), |r| seen.push(r));
+    }
+    let side = |pid: u32, egress: bool| {
+        let r = seen
+            .iter()
+            .find(|r| r.pid == pid && r.egress == egress && r.fd.is_some())
+            .unwrap_or_else(|| panic!("no call of {pid} with a socket: {seen:?}"));
+        socket_of(pid, r.fd.unwrap()).unwrap_or_else(|| panic!("socket of {r:?}"))
+    };
+    let c = side(client.id(), true);
+    let s = side(server.id(), false);
+    let server_addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    assert_eq!((c.remote, c.server_side), (server_addr, false), "{c:?}");
+    assert_eq!((s.local, s.server_side), (server_addr, true), "{s:?}");
+    assert_eq!(s.remote, c.local, "both ends name the same connection");
 }
