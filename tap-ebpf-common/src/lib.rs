@@ -22,6 +22,10 @@ pub const INGRESS: u8 = 1;
 pub struct TlsEvent {
     /// `bpf_ktime_get_ns` when the call returned (monotonic, since boot).
     pub ts_ns: u64,
+    /// The library's connection object (`SSL *`): calls served from the
+    /// library's buffer make no syscall, so user space learns the socket of
+    /// this object from its other calls.
+    pub ssl: u64,
     /// The process (thread group) and thread.
     pub pid: u32,
     pub tid: u32,
@@ -46,6 +50,8 @@ unsafe impl aya::Pod for TlsEvent {}
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Call {
+    /// The connection object (argument 0).
+    pub ssl: u64,
     /// The caller's buffer.
     pub buf: u64,
     /// `SSL_read_ex`/`SSL_write_ex`: where the library writes the byte

@@ -54,9 +54,11 @@ fn lose(cause: u32) {
 /// Keeps the call's buffer (argument 1) and, for the `_ex` forms, where the
 /// count goes (argument 3), for the return probe.
 fn try_enter(ctx: &ProbeContext, direction: u8, ex: bool) -> Result<(), i32> {
+    let ssl = ctx.arg::<u64>(0).ok_or(-1)?;
     let buf = ctx.arg::<u64>(1).ok_or(-1)?;
     let count_ptr = if ex { ctx.arg::<u64>(3).ok_or(-1)? } else { 0 };
     let call = Call {
+        ssl,
         buf,
         count_ptr,
         fd: -1,
@@ -147,6 +149,7 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), i32> {
     // every field is written before it is submitted.
     unsafe {
         (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).ssl = call.ssl;
         (*ev).pid = (id >> 32) as u32;
         (*ev).tid = id as u32;
         (*ev).fd = call.fd;

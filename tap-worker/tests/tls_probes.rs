@@ -10,6 +10,8 @@
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tap_worker::dissect::{DissectConfig, Emit, GenericFields as _};
+use tap_worker::tls::streams::Streams;
 use tap_worker::tls::{TlsError, TlsProbes, TlsRecord, libraries_of, socket_of};
 use testkit::{Process, TempDir, free_port, require_tools};
 
@@ -253,4 +255,66 @@ fn a_tls_calls_socket_resolves_to_its_connection() {
     assert_eq!((c.remote, c.server_side), (server_addr, false), "{c:?}");
     assert_eq!((s.local, s.server_side), (server_addr, true), "{s:?}");
     assert_eq!(s.remote, c.local, "both ends name the same connection");
+}
+
+/// The plaintext becomes entries, as captured packets do: the held-open
+/// client's exchange is one HTTP entry from its side and one from the
+/// server's, both marked `tls`, with the connection's real addresses.
+#[test]
+fn tls_plaintext_becomes_http_entries_marked_tls() {
+    if !require_tools("eBPF TLS test", true, &["openssl", "python3"]) {
+        return;
+    }
+    let dir = TempDir::new("tls-entries");
+    let port = free_port();
+    let server = https_server(&dir, port);
+    let mut probes = TlsProbes::load().unwrap();
+    for lib in libraries_of(server.id()) {
+        probes.attach(&lib).unwrap();
+    }
+    let mut streams = Streams::new(std::sync::Arc::new(DissectConfig::default()));
+    let mut out: Vec<Emit> = Vec::new();
+    let mut client = Process::spawn(
+        Command::new("python3")
+            .args(["-c", CLIENT, &port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
+    let mut stdout = std::io::BufReader::new(client.child().stdout.take().unwrap());
+    // The records are turned into flows as they come, while both
+    // processes hold the connection (its socket is resolved from /proc).
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        line
+    });
+    let started = Instant::now();
+    while !reader.is_finished() && started.elapsed() < Duration::from_secs(20) {
+        probes.poll(Duration::from_millis(100), |r| streams.record(&r, &mut out));
+    }
+    assert_eq!(reader.join().unwrap().trim(), "answered");
+    probes.poll(Duration::from_millis(300), |r| streams.record(&r, &mut out));
+    streams.finish(u64::MAX / 2, &mut out);
+    let entries: Vec<_> = out
+        .into_iter()
+        .filter_map(|e| match e {
+            Emit::Entry(e) => Some(*e),
+            _ => None,
+        })
+        .filter(|e| e.path() == Some("/held-open"))
+        .collect();
+    assert_eq!(
+        entries.len(),
+        2,
+        "one per end: {entries:?} {:?}",
+        streams.stats()
+    );
+    for e in &entries {
+        assert!(e.tls, "{e:?}");
+        assert_eq!((e.method(), e.status()), (Some("GET"), Some(200)), "{e:?}");
+        let dst = e.dst.as_ref().unwrap();
+        assert_eq!((dst.ip.as_str(), dst.port), ("127.0.0.1", u32::from(port)));
+    }
+    assert_eq!(entries[0].src, entries[1].src, "the same client port");
 }

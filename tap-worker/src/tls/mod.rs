@@ -12,9 +12,14 @@
 //! - [`TlsProbes::poll`] hands over the events; [`TlsProbes::lost`] counts
 //!   what the kernel side could not send, by cause.
 //!
-//! Not yet: joining the events to connections and feeding them to the
-//! dissectors (a pipeline source), Go's crypto/tls, following processes as
-//! they start and exit.
+//! - [`socket_of`] resolves a call's socket to its TCP connection, and
+//!   [`streams::Streams`] turns the records into flows dissected as
+//!   captured packets are, their entries marked `tls`.
+//!
+//! Not yet: a pipeline source (a `--tls` option), Go's crypto/tls,
+//! following processes as they start and exit.
+
+pub mod streams;
 
 use aya::Ebpf;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -88,6 +93,9 @@ pub enum TlsError {
 pub struct TlsRecord {
     /// Monotonic nanoseconds since boot (`CLOCK_MONOTONIC`).
     pub mono_ns: u64,
+    /// The library's connection object: the same for every call on one
+    /// TLS connection of a process.
+    pub ssl: u64,
     pub pid: u32,
     pub tid: u32,
     /// The socket of the call, when a syscall showed it.
@@ -274,6 +282,11 @@ fn parse(b: &[u8]) -> Option<TlsRecord> {
     let at = offset_of!(TlsEvent, data);
     Some(TlsRecord {
         mono_ns,
+        ssl: u64::from_ne_bytes(
+            b.get(offset_of!(TlsEvent, ssl)..offset_of!(TlsEvent, ssl) + 8)?
+                .try_into()
+                .ok()?,
+        ),
         pid: u32_at(offset_of!(TlsEvent, pid))?,
         tid: u32_at(offset_of!(TlsEvent, tid))?,
         fd: (fd >= 0).then_some(fd),
@@ -444,6 +457,8 @@ mod tests {
     fn events_are_read_field_by_field() {
         let mut b = vec![0u8; std::mem::offset_of!(TlsEvent, data) + 5];
         b[..8].copy_from_slice(&42u64.to_ne_bytes());
+        let ssl = std::mem::offset_of!(TlsEvent, ssl);
+        b[ssl..ssl + 8].copy_from_slice(&0x5000u64.to_ne_bytes());
         let put = |b: &mut Vec<u8>, o: usize, v: u32| b[o..o + 4].copy_from_slice(&v.to_ne_bytes());
         put(&mut b, std::mem::offset_of!(TlsEvent, pid), 7);
         put(&mut b, std::mem::offset_of!(TlsEvent, tid), 8);
@@ -457,6 +472,7 @@ mod tests {
             parse(&b),
             Some(TlsRecord {
                 mono_ns: 42,
+                ssl: 0x5000,
                 pid: 7,
                 tid: 8,
                 fd: Some(5),
