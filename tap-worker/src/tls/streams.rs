@@ -43,6 +43,10 @@ pub struct StreamStats {
 
 struct Stream {
     info: FlowInfo,
+    /// The connection object of the flow's calls: another one on the same
+    /// socket number means the process closed the old connection and the
+    /// number was given to a new one.
+    ssl: u64,
     conn: Connection,
     server_side: bool,
     last_mono: u64,
@@ -121,7 +125,10 @@ impl<R: FnMut(u32, i32) -> Option<SocketInfo>> Streams<R> {
             },
         };
         let key = (r.pid, fd);
-        if !self.flows.contains_key(&key) && !self.open(key, r.mono_ns, out) {
+        if self.flows.get(&key).is_some_and(|s| s.ssl != r.ssl) {
+            self.close(key, CloseReason::Reused, r.mono_ns, out);
+        }
+        if !self.flows.contains_key(&key) && !self.open(key, r.ssl, r.mono_ns, out) {
             return;
         }
         let ts = self.wall(r.mono_ns);
@@ -148,7 +155,7 @@ impl<R: FnMut(u32, i32) -> Option<SocketInfo>> Streams<R> {
 
     /// A new flow for `key`, if its socket resolves; the least recently
     /// active flow is closed first when the table is full.
-    fn open(&mut self, key: (u32, i32), mono_ns: u64, out: &mut Vec<Emit>) -> bool {
+    fn open(&mut self, key: (u32, i32), ssl: u64, mono_ns: u64, out: &mut Vec<Emit>) -> bool {
         let Some(sock) = (self.resolve)(key.0, key.1) else {
             self.stats.unresolved += 1;
             return false;
@@ -186,6 +193,7 @@ impl<R: FnMut(u32, i32) -> Option<SocketInfo>> Streams<R> {
             key,
             Stream {
                 info,
+                ssl,
                 conn: Connection::new(self.config.clone()),
                 server_side: sock.server_side,
                 last_mono: mono_ns,
@@ -353,6 +361,36 @@ mod tests {
             (st.records, st.no_socket, st.unresolved, st.flows),
             (2, 1, 1, 0)
         );
+    }
+
+    /// The process closed a connection and its socket number went to a new
+    /// one (another `SSL *`): the old flow ends, the new one starts afresh.
+    #[test]
+    fn a_socket_number_reused_by_another_connection_starts_a_new_flow() {
+        let mut s = Streams::with_resolver(Arc::new(DissectConfig::default()), resolver);
+        let mut out = Vec::new();
+        s.record(
+            &record(7, Some(5), true, b"GET /one HTTP/1.1\r\n\r\n"),
+            &mut out,
+        );
+        s.record(
+            &record(
+                7,
+                Some(5),
+                false,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ),
+            &mut out,
+        );
+        let mut next = record(7, Some(5), true, b"GET /two HTTP/1.1\r\n\r\n");
+        next.ssl = 0xdef;
+        s.record(&next, &mut out);
+        s.finish(2_000, &mut out);
+        let es = entries(out);
+        let flows: Vec<u64> = es.iter().map(|e| e.flow_id).collect();
+        assert_eq!(es.len(), 2, "{es:?}");
+        assert_ne!(flows[0], flows[1]);
+        assert_eq!(s.stats().flows, 2);
     }
 
     /// A call that moved more than its event holds: the rest is a gap, and
