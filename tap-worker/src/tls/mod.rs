@@ -23,7 +23,8 @@ pub mod streams;
 
 use aya::Ebpf;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{ProgramError, TracePoint, UProbe, uprobe::UProbeError, uprobe::UProbeScope};
+use aya::programs::uprobe::{UProbeError, UProbeLinkId, UProbeScope};
+use aya::programs::{ProgramError, TracePoint, UProbe};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
@@ -120,8 +121,15 @@ pub struct Lost {
 pub struct TlsProbes {
     ebpf: Ebpf,
     events: RingBuf<MapData>,
-    /// Library files hooked, and how many functions each.
-    attached: Vec<(PathBuf, usize)>,
+    /// Library files hooked, with their probes' links.
+    attached: Vec<Hooked>,
+}
+
+/// One library file's probes: each program's link, to detach them.
+struct Hooked {
+    library: PathBuf,
+    functions: usize,
+    links: Vec<(&'static str, UProbeLinkId)>,
 }
 
 impl TlsProbes {
@@ -170,17 +178,35 @@ impl TlsProbes {
     /// with OpenSSL linked in) exports, for every process that maps it;
     /// returns how many it has. Hooking a file twice does nothing more.
     pub fn attach(&mut self, library: &Path) -> Result<usize, TlsError> {
-        if let Some((_, n)) = self.attached.iter().find(|(p, _)| p == library) {
-            return Ok(*n);
+        if let Some(h) = self.attached.iter().find(|h| h.library == library) {
+            return Ok(h.functions);
         }
-        let mut hooked = 0;
+        let mut hooked = Hooked {
+            library: library.to_path_buf(),
+            functions: 0,
+            links: Vec::new(),
+        };
+        let result = self.hook(library, &mut hooked);
+        if hooked.functions == 0 || result.is_err() {
+            // Nothing half-attached stays behind.
+            self.unhook(hooked);
+            result?;
+            return Err(TlsError::NoFunctions(library.to_path_buf()));
+        }
+        let n = hooked.functions;
+        self.attached.push(hooked);
+        Ok(n)
+    }
+
+    /// Attaches an entry and a return probe to each function `library` has.
+    fn hook(&mut self, library: &Path, hooked: &mut Hooked) -> Result<(), TlsError> {
         for (function, entry) in FUNCTIONS {
             match uprobe(&mut self.ebpf, entry)?.attach(
                 function,
                 library,
                 UProbeScope::AllProcesses,
             ) {
-                Ok(_) => {}
+                Ok(link) => hooked.links.push((entry, link)),
                 // Not every library has every function (1.0 has no `_ex`).
                 Err(ProgramError::UProbeError(UProbeError::SymbolError { .. })) => continue,
                 Err(source) => {
@@ -190,24 +216,46 @@ impl TlsProbes {
                     });
                 }
             }
-            uprobe(&mut self.ebpf, RETURN)?
+            let link = uprobe(&mut self.ebpf, RETURN)?
                 .attach(function, library, UProbeScope::AllProcesses)
                 .map_err(|source| TlsError::Program {
                     name: RETURN,
                     source,
                 })?;
-            hooked += 1;
+            hooked.links.push((RETURN, link));
+            hooked.functions += 1;
         }
-        if hooked == 0 {
-            return Err(TlsError::NoFunctions(library.to_path_buf()));
+        Ok(())
+    }
+
+    /// Removes the probes of `library` (its last user exited); whether it
+    /// was hooked.
+    pub fn detach(&mut self, library: &Path) -> bool {
+        let Some(at) = self.attached.iter().position(|h| h.library == library) else {
+            return false;
+        };
+        let hooked = self.attached.swap_remove(at);
+        self.unhook(hooked);
+        true
+    }
+
+    fn unhook(&mut self, hooked: Hooked) {
+        for (program, link) in hooked.links {
+            if let Ok(p) = uprobe(&mut self.ebpf, program)
+                && let Err(e) = p.detach(link)
+            {
+                tracing::warn!(
+                    library = %hooked.library.display(),
+                    program,
+                    "detaching a TLS probe: {e}"
+                );
+            }
         }
-        self.attached.push((library.to_path_buf(), hooked));
-        Ok(hooked)
     }
 
     /// The library files hooked so far.
     pub fn attached(&self) -> impl Iterator<Item = &Path> {
-        self.attached.iter().map(|(p, _)| p.as_path())
+        self.attached.iter().map(|h| h.library.as_path())
     }
 
     /// Hands every waiting event to `f`, first waiting up to `timeout` for
