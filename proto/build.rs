@@ -32,6 +32,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .boxed(".kubetap.v1.Request.kind")
         .boxed(".kubetap.v1.Response.kind")
         .boxed(".kubetap.v1.Entry.tunnel")
+        // A worker's TLS status is rare and large: the counters stay small.
+        .boxed(".kubetap.v1.WorkerCounters.tls")
         .compile_fds(fds)?;
     Ok(())
 }

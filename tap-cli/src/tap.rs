@@ -134,6 +134,9 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
         "kubetap: capturing {}; the UI at http://{addr}/ — Ctrl-C stops",
         driver.describe()
     );
+    if let Some(why) = driver.tls_unavailable() {
+        eprintln!("kubetap: --tls: {why}; capturing packets without TLS plaintext");
+    }
     let mut sink = crate::local::HubSink::new(hub, node, true);
     let outcome = driver::run(
         driver,
@@ -148,13 +151,16 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "kubetap: {} packets, {} entries, {} dropped by the kernel (ring full), {} at the store's queue, {} at other bounds, {} parse errors{}",
         s.packets,
-        s.entries,
+        c.entries,
         c.kernel_drops,
         c.queue_drops,
         s.drops(),
         s.parse_errors,
         notable(c)
     );
+    if let Some(tls) = &c.tls {
+        eprintln!("kubetap: {}", tap_worker::tls::source::summary(tls));
+    }
     Ok(if outcome.errors.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -15,6 +15,9 @@ pub const RING_BYTES: u32 = 8 << 20;
 pub const EGRESS: u8 = 0;
 /// `TlsEvent::direction`: the process read (received) them.
 pub const INGRESS: u8 = 1;
+/// `SetFdEvent::direction`: the connection object was given a socket
+/// (`SSL_set_fd`): a new connection, whatever the object's address.
+pub const SET_FD: u8 = 2;
 
 /// One TLS read or write that moved plaintext.
 #[repr(C)]
@@ -38,8 +41,97 @@ pub struct TlsEvent {
     /// Bytes the call moved, and of those the bytes in `data`.
     pub total: u32,
     pub len: u32,
+    /// The socket's addresses, read in the kernel during the call.
+    pub socket: SocketAddrs,
     pub data: [u8; CHUNK],
 }
+
+/// `SSL_set_fd(ssl, fd)`: a [`TlsEvent`] without data, its fields at the
+/// same offsets (`direction` is [`SET_FD`], `total` and `len` 0).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SetFdEvent {
+    pub ts_ns: u64,
+    pub ssl: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub fd: i32,
+    pub direction: u8,
+    pub _pad: [u8; 3],
+    pub total: u32,
+    pub len: u32,
+    pub socket: SocketAddrs,
+}
+
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(SetFdEvent, direction) == offset_of!(TlsEvent, direction));
+    assert!(offset_of!(SetFdEvent, socket) == offset_of!(TlsEvent, socket));
+    assert!(offset_of!(SetFdEvent, fd) == offset_of!(TlsEvent, fd));
+    assert!(offset_of!(SetFdEvent, ssl) == offset_of!(TlsEvent, ssl));
+    assert!(core::mem::size_of::<SetFdEvent>() == offset_of!(TlsEvent, data));
+};
+
+/// A TCP socket's two ends as the kernel holds them, read while the call
+/// runs (so a connection closed right after is still known).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SocketAddrs {
+    /// `AF_INET` (2) or `AF_INET6` (10); 0: not read (no socket walk on
+    /// this kernel, or the fd was no socket).
+    pub family: u16,
+    /// The local port in host order (`skc_num`), the remote one in network
+    /// order (`skc_dport`).
+    pub local_port: u16,
+    pub remote_port_be: u16,
+    pub _pad: u16,
+    /// IPv4 addresses in the first 4 bytes; IPv6 in all 16.
+    pub local: [u8; 16],
+    pub remote: [u8; 16],
+}
+
+impl SocketAddrs {
+    pub const NONE: SocketAddrs = SocketAddrs {
+        family: 0,
+        local_port: 0,
+        remote_port_be: 0,
+        _pad: 0,
+        local: [0; 16],
+        remote: [0; 16],
+    };
+}
+
+// SAFETY: integers and byte arrays, padding explicit.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for SocketAddrs {}
+
+/// Where the kernel keeps what the socket walk reads, found in the running
+/// kernel's BTF by user space and handed to the programs as a global
+/// (`OFFSETS`): task → files → fdtable → file → socket → sock. `valid` 0:
+/// no walk (the user side resolves sockets from /proc instead).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub valid: u32,
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_private_data: u32,
+    pub socket_file: u32,
+    pub socket_sk: u32,
+    pub skc_family: u32,
+    pub skc_num: u32,
+    pub skc_dport: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+    pub skc_v6_daddr: u32,
+}
+
+// SAFETY: integers only.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for KernelOffsets {}
 
 // SAFETY: plain old data: integers and a byte array, every bit pattern valid,
 // no padding the compiler adds (the explicit `_pad` fills it).
@@ -61,8 +153,32 @@ pub struct Call {
     pub fd: i32,
     pub direction: u8,
     pub _pad: [u8; 3],
+    /// Its addresses, read at that syscall.
+    pub socket: SocketAddrs,
 }
 
 // SAFETY: as for TlsEvent: integers only, padding explicit.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Call {}
+
+/// The `PROCS` ring buffer's size: process starts and exits only.
+pub const PROCS_BYTES: u32 = 256 << 10;
+
+/// `ProcEvent::kind`: the process called `execve` (a new program: its
+/// libraries are mapped soon after).
+pub const PROC_EXEC: u32 = 0;
+/// `ProcEvent::kind`: the process (its last thread) exited.
+pub const PROC_EXIT: u32 = 1;
+
+/// A process started a program or exited, for discovery in user space.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ProcEvent {
+    pub pid: u32,
+    /// [`PROC_EXEC`] or [`PROC_EXIT`].
+    pub kind: u32,
+}
+
+// SAFETY: two integers, no padding.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ProcEvent {}

@@ -7,10 +7,17 @@
 //!   count goes) per thread in `CALLS`.
 //! - The syscall tracepoints the call makes on the same thread (`read`,
 //!   `write`, `sendto`, `recvfrom`, …, attached by user space) note its
-//!   socket: no per-version struct offsets, no kprobes.
+//!   socket: no per-version OpenSSL struct offsets, no kprobes. There the
+//!   socket's addresses are read too (task → files → fdtable → file →
+//!   socket → sock, with the kernel's struct offsets that user space found
+//!   in its BTF and put in `OFFSETS`), so a connection closed right after
+//!   its last call is still joined to its addresses.
 //! - One return uprobe, on all four, reads the bytes the call moved into a
 //!   `TlsEvent` of the `EVENTS` ring buffer, cut to `CHUNK`. What cannot be
 //!   sent is counted in `LOST` by cause.
+//! - Tracepoints on `sched_process_exec` and `sched_process_exit` tell user
+//!   space, through `PROCS`, which processes to look at for TLS libraries
+//!   and when a library's last user is gone.
 //!
 //! Built for `bpfel-unknown-none` by tap-worker's build script (aya-build);
 //! on the host it compiles to an empty program, so the workspace's checks
@@ -19,12 +26,37 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 use aya_ebpf::helpers::{
-    bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
+    bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    bpf_probe_read_user, bpf_probe_read_user_buf,
 };
 use aya_ebpf::macros::{map, tracepoint, uprobe, uretprobe};
 use aya_ebpf::maps::{HashMap, PerCpuArray, RingBuf};
 use aya_ebpf::programs::{ProbeContext, RetProbeContext, TracePointContext};
-use tap_ebpf_common::{CHUNK, Call, EGRESS, INGRESS, RING_BYTES, TlsEvent};
+use tap_ebpf_common::{
+    CHUNK, Call, EGRESS, INGRESS, KernelOffsets, PROC_EXEC, PROC_EXIT, PROCS_BYTES, ProcEvent,
+    RING_BYTES, SET_FD, SetFdEvent, SocketAddrs, TlsEvent,
+};
+
+/// The kernel's struct offsets for the socket walk, set by user space at
+/// load time (`valid` 0: no walk).
+#[unsafe(no_mangle)]
+static OFFSETS: KernelOffsets = KernelOffsets {
+    valid: 0,
+    task_files: 0,
+    files_fdt: 0,
+    fdt_max_fds: 0,
+    fdt_fd: 0,
+    file_private_data: 0,
+    socket_file: 0,
+    socket_sk: 0,
+    skc_family: 0,
+    skc_num: 0,
+    skc_dport: 0,
+    skc_rcv_saddr: 0,
+    skc_daddr: 0,
+    skc_v6_rcv_saddr: 0,
+    skc_v6_daddr: 0,
+};
 
 /// Calls in progress, by thread (`pid_tgid`).
 #[map]
@@ -33,12 +65,17 @@ static CALLS: HashMap<u64, Call> = HashMap::with_max_entries(16 * 1024, 0);
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 
-/// Losses by cause, per CPU: `LOST_RING_FULL`, `LOST_READ`, `LOST_CALLS_FULL`.
 #[map]
-static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(3, 0);
+static PROCS: RingBuf = RingBuf::with_byte_size(PROCS_BYTES, 0);
+
+/// Losses by cause, per CPU: `LOST_RING_FULL`, `LOST_READ`,
+/// `LOST_CALLS_FULL`, `LOST_PROCS_FULL`.
+#[map]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(4, 0);
 const LOST_RING_FULL: u32 = 0;
 const LOST_READ: u32 = 1;
 const LOST_CALLS_FULL: u32 = 2;
+const LOST_PROCS_FULL: u32 = 3;
 
 /// The `fd` argument of the `sys_enter_*` tracepoints: after the common
 /// fields (8 bytes) and the syscall number (8 with its padding).
@@ -64,6 +101,7 @@ fn try_enter(ctx: &ProbeContext, direction: u8, ex: bool) -> Result<(), i32> {
         fd: -1,
         direction,
         _pad: [0; 3],
+        socket: SocketAddrs::NONE,
     };
     CALLS
         .insert(bpf_get_current_pid_tgid(), call, 0)
@@ -94,6 +132,40 @@ pub fn tap_ssl_read_ex(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// `SSL_set_fd(ssl, fd)`: a connection object starts on a socket (a new
+/// connection, though the object may sit where a freed one did). Tells
+/// user space at once, with the socket's addresses, so the object's first
+/// reads (often served from what the handshake read, with no syscall)
+/// join the right connection.
+#[uprobe]
+pub fn tap_ssl_set_fd(ctx: ProbeContext) -> u32 {
+    let _ = try_set_fd(&ctx);
+    0
+}
+
+fn try_set_fd(ctx: &ProbeContext) -> Result<(), i32> {
+    let ssl = ctx.arg::<u64>(0).ok_or(-1)?;
+    let fd = ctx.arg::<u64>(1).ok_or(-1)? as i32;
+    let id = bpf_get_current_pid_tgid();
+    let ev = SetFdEvent {
+        // SAFETY: a helper without arguments.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        ssl,
+        pid: (id >> 32) as u32,
+        tid: id as u32,
+        fd,
+        direction: SET_FD,
+        _pad: [0; 3],
+        total: 0,
+        len: 0,
+        socket: socket_addrs(fd).unwrap_or(SocketAddrs::NONE),
+    };
+    if EVENTS.output::<SetFdEvent>(ev, 0).is_err() {
+        lose(LOST_RING_FULL);
+    }
+    Ok(())
+}
+
 /// The socket of a `read`/`write`-family syscall, for the TLS call this
 /// thread is in (the first one seen).
 #[tracepoint]
@@ -107,11 +179,68 @@ pub fn tap_syscall_fd(ctx: TracePointContext) -> u32 {
             unsafe {
                 if (*call).fd < 0 {
                     (*call).fd = fd as i32;
+                    if let Ok(addrs) = socket_addrs(fd as i32) {
+                        (*call).socket = addrs;
+                    }
                 }
             }
         }
     }
     0
+}
+
+/// Reads a kernel value of type `T` at `base + offset`.
+fn kread<T>(base: u64, offset: u32) -> Result<T, i32> {
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad one is an
+    // error, never a fault.
+    unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }.map_err(|_| -1)
+}
+
+/// The addresses of this thread's socket `fd`: its task's file table,
+/// the file, the socket (which must point back at the file: anything else
+/// is no socket), its sock's common part.
+fn socket_addrs(fd: i32) -> Result<SocketAddrs, i32> {
+    // SAFETY: a read of the program's own read-only global, which user
+    // space set before loading.
+    let o = unsafe { core::ptr::read_volatile(&OFFSETS) };
+    if o.valid == 0 || fd < 0 {
+        return Err(-1);
+    }
+    // SAFETY: the helper only returns the current task's address.
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = kread(task, o.task_files)?;
+    let fdt: u64 = kread(files, o.files_fdt)?;
+    let max_fds: u32 = kread(fdt, o.fdt_max_fds)?;
+    if fd as u32 >= max_fds {
+        return Err(-1);
+    }
+    let fds: u64 = kread(fdt, o.fdt_fd)?;
+    let file: u64 = kread(fds, (fd as u32) * 8)?;
+    let socket: u64 = kread(file, o.file_private_data)?;
+    let back: u64 = kread(socket, o.socket_file)?;
+    if back != file {
+        return Err(-1);
+    }
+    let sk: u64 = kread(socket, o.socket_sk)?;
+    let family: u16 = kread(sk, o.skc_family)?;
+    let mut a = SocketAddrs::NONE;
+    a.local_port = kread(sk, o.skc_num)?;
+    a.remote_port_be = kread(sk, o.skc_dport)?;
+    match family {
+        2 => {
+            let l: [u8; 4] = kread(sk, o.skc_rcv_saddr)?;
+            let r: [u8; 4] = kread(sk, o.skc_daddr)?;
+            a.local = [l[0], l[1], l[2], l[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            a.remote = [r[0], r[1], r[2], r[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        }
+        10 => {
+            a.local = kread(sk, o.skc_v6_rcv_saddr)?;
+            a.remote = kread(sk, o.skc_v6_daddr)?;
+        }
+        _ => return Err(-1),
+    }
+    a.family = family;
+    Ok(a)
 }
 
 #[uretprobe]
@@ -157,6 +286,7 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), i32> {
         (*ev)._pad = [0; 3];
         (*ev).total = total.min(u64::from(u32::MAX)) as u32;
         (*ev).len = len as u32;
+        (*ev).socket = call.socket;
         let data = &mut (*ev).data;
         let read = match data.get_mut(..len) {
             Some(dst) => bpf_probe_read_user_buf(call.buf as *const u8, dst),
@@ -170,6 +300,33 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), i32> {
     }
     entry.submit(0);
     Ok(())
+}
+
+fn process_event(kind: u32) {
+    let id = bpf_get_current_pid_tgid();
+    let pid = (id >> 32) as u32;
+    // A thread's exit is not the process's: only its leader's is.
+    if kind == PROC_EXIT && pid != id as u32 {
+        return;
+    }
+    if PROCS
+        .output::<ProcEvent>(ProcEvent { pid, kind }, 0)
+        .is_err()
+    {
+        lose(LOST_PROCS_FULL);
+    }
+}
+
+#[tracepoint]
+pub fn tap_process_exec(_ctx: TracePointContext) -> u32 {
+    process_event(PROC_EXEC);
+    0
+}
+
+#[tracepoint]
+pub fn tap_process_exit(_ctx: TracePointContext) -> u32 {
+    process_event(PROC_EXIT);
+    0
 }
 
 #[cfg(target_arch = "bpf")]

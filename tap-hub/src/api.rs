@@ -717,6 +717,35 @@ struct MapJson {
     window_s: Option<f64>,
 }
 
+/// A worker's TLS status: each library found, hooked or why not, with its
+/// processes and their pods.
+fn tls_json(t: &proto::v1::TlsStatus) -> serde_json::Value {
+    json!({
+        "state": t.state,
+        "reason": (!t.reason.is_empty()).then_some(&t.reason),
+        "records": t.records,
+        "bytes": t.bytes,
+        "connections": t.connections,
+        "mirrored_connections": t.mirrored_connections,
+        "encrypted_entries_replaced": t.encrypted_entries_replaced,
+        "libraries": t.libraries.iter().map(|l| json!({
+            "path": l.path,
+            "kind": l.kind,
+            "hooked": l.hooked,
+            "functions": l.functions,
+            "reason": (!l.reason.is_empty()).then_some(&l.reason),
+            "bytes": l.bytes,
+            "processes": l.processes.iter().map(|p| json!({
+                "pid": p.pid,
+                "command": p.command,
+                "pod": p.pod,
+                "namespace": p.namespace,
+                "bytes": p.bytes,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
 fn rfc3339(t: SystemTime) -> String {
     let ns = t
         .duration_since(UNIX_EPOCH)
@@ -768,6 +797,7 @@ async fn workers(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
                     "reconnects": c.reconnects,
                     "gap_bytes": c.gap_bytes,
                 },
+                "tls": c.tls.as_deref().map(tls_json),
             })
         })
         .collect();
@@ -989,6 +1019,41 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
         "worker_entries_received",
         "Entries the hub received from the worker",
         &|w| w.entries_received,
+    );
+    per_worker(
+        &mut r,
+        "worker_tls_plaintext_bytes",
+        "Plaintext bytes the worker's TLS probes read (0 without --tls)",
+        &|w| w.counters.tls.as_ref().map_or(0, |t| t.bytes),
+    );
+    per_worker(
+        &mut r,
+        "worker_tls_connections",
+        "Connections the worker's TLS probes read",
+        &|w| w.counters.tls.as_ref().map_or(0, |t| t.connections),
+    );
+    let hooked = Family::<Labels, Gauge>::default();
+    for w in &workers {
+        if let Some(t) = &w.counters.tls {
+            for hooked_or_not in [true, false] {
+                let n = t
+                    .libraries
+                    .iter()
+                    .filter(|l| l.hooked == hooked_or_not)
+                    .count();
+                hooked
+                    .get_or_create(&vec![
+                        ("node".into(), w.node.clone()),
+                        ("hooked".into(), hooked_or_not.to_string()),
+                    ])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+    }
+    r.register(
+        "worker_tls_libraries",
+        "TLS libraries the worker found, hooked or not",
+        hooked,
     );
     let dropped = Family::<Labels, Counter>::default();
     for w in &workers {

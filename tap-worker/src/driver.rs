@@ -23,6 +23,8 @@ use crate::capture::{CaptureError, CaptureFile};
 use crate::queue::{EntryQueue, QueueBounds};
 use crate::ring::PacketRing;
 use crate::tap::{LiveTap, PodSource, PodWatch};
+use crate::tls::source::TlsSource;
+use crate::tls::streams::Decrypted;
 use crate::{Pipeline, PipelineConfig, Stats};
 use anyhow::Context as _;
 use proto::v1::{Entry, WorkerCounters};
@@ -78,6 +80,13 @@ pub struct LiveArgs {
     /// with its own connection table. Up to the cores it may use.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub fanout: u16,
+    /// Also read TLS plaintext with eBPF uprobes on the TLS libraries of
+    /// the node's processes (OpenSSL), joined to their connections and
+    /// dissected like captured packets, entries marked `tls`. Needs root
+    /// (or CAP_BPF and CAP_PERFMON); without them, says what is missing
+    /// and captures packets alone.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 impl LiveArgs {
@@ -191,6 +200,10 @@ pub struct Driver {
     ring_evicted_before: u64,
     run: Run,
     described: String,
+    /// TLS plaintext (`--tls`), beside a live source.
+    tls: Option<TlsSource>,
+    /// Why `--tls` could not be had.
+    tls_unavailable: Option<String>,
 }
 
 enum Run {
@@ -257,11 +270,41 @@ impl Driver {
             queue,
             ring,
         } = config;
-        let sink = {
+        let tls_asked = match &source {
+            Source::Interfaces { live, .. } | Source::Pods { live, .. } => live.tls,
+            Source::File { .. } => false,
+        };
+        let decrypted = Arc::new(Decrypted::default());
+        let sink: crate::tap::Sink = {
             let queue = queue.clone();
+            let decrypted = decrypted.clone();
             Arc::new(move |e: Entry| {
+                // The packets of a connection read in plaintext: its
+                // plaintext's entries stand for them.
+                if tls_asked && decrypted.replaces(&e) {
+                    return;
+                }
                 queue.offer(e);
             })
+        };
+        let (tls, tls_unavailable) = if tls_asked {
+            let plain: crate::tap::Sink = {
+                let queue = queue.clone();
+                Arc::new(move |e: Entry| {
+                    queue.offer(e);
+                })
+            };
+            match TlsSource::start(
+                pipeline.node.clone(),
+                Arc::new(pipeline.dissect.clone()),
+                decrypted,
+                plain,
+            ) {
+                Ok(t) => (Some(t), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        } else {
+            (None, None)
         };
         let live_ring = || {
             ring.clone()
@@ -334,12 +377,20 @@ impl Driver {
             ring_evicted_before: 0,
             run,
             described,
+            tls,
+            tls_unavailable,
         })
     }
 
     /// What is captured, for a log line ("on eth0, lo", "the pods listed in …").
     pub fn describe(&self) -> &str {
         &self.described
+    }
+
+    /// Why `--tls` was asked for and could not be had (the packets are
+    /// captured all the same).
+    pub fn tls_unavailable(&self) -> Option<&str> {
+        self.tls_unavailable.as_deref()
     }
 
     pub fn queue(&self) -> &Arc<EntryQueue> {
@@ -365,7 +416,11 @@ impl Driver {
             return Vec::new();
         }
         *ticked = Some(Instant::now());
-        watch.tick(tap)
+        let log = watch.tick(tap);
+        if let (Some(tls), Some(names)) = (&self.tls, tap.take_new_names()) {
+            tls.set_names(names);
+        }
+        log
     }
 
     /// Applies the hub's configuration when it has changed since the last
@@ -504,7 +559,7 @@ impl Driver {
         }
     }
 
-    /// `c` with the queue's drops and every drop by cause.
+    /// `c` with the queue's drops, every drop by cause and TLS's part.
     fn complete(&self, c: WorkerCounters, stats: &Stats) -> WorkerCounters {
         let queue = self.queue.drops();
         let ring_evicted = self.ring_evicted_before
@@ -512,9 +567,36 @@ impl Driver {
                 .ring
                 .as_ref()
                 .map_or(0, |r| lock(r).stats().evicted_packets);
+        let tls_counts = self.tls.as_ref().map(TlsSource::counts).unwrap_or_default();
+        let tls = match (&self.tls, &self.tls_unavailable) {
+            (Some(t), _) => Some(t.status()),
+            (None, Some(why)) => Some(proto::v1::TlsStatus {
+                state: "unavailable".into(),
+                reason: why.clone(),
+                ..Default::default()
+            }),
+            (None, None) => None,
+        };
+        let l = &tls_counts.lost;
         WorkerCounters {
             queue_drops: queue.total(),
-            drops_by_cause: crate::drops::by_cause(stats, c.kernel_drops, queue, ring_evicted),
+            drops_by_cause: crate::drops::by_cause(
+                stats,
+                c.kernel_drops,
+                queue,
+                ring_evicted,
+                &tls_counts,
+            ),
+            entries: c.entries + tls_counts.entries,
+            parse_errors: c.parse_errors + tls_counts.parse_errors,
+            drops: c.drops
+                + l.ring_full
+                + l.unreadable
+                + l.calls_full
+                + tls_counts.streams.no_socket
+                + tls_counts.streams.unresolved
+                + tls_counts.dissect_dropped,
+            tls: tls.map(Box::new),
             ..c
         }
     }
@@ -523,6 +605,11 @@ impl Driver {
     /// connections are flushed into the queue either way. Stopping twice
     /// gives the same counters and no errors.
     pub fn stop(&mut self) -> Outcome {
+        // TLS first: its open connections flushed into the queue, its
+        // probes detached; its final counts stay for the outcome.
+        if let Some(tls) = &mut self.tls {
+            tls.stop();
+        }
         let outcome = match std::mem::replace(&mut self.run, Run::Stopped(Default::default())) {
             Run::File {
                 thread,

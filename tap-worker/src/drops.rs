@@ -7,6 +7,7 @@
 
 use crate::Stats;
 use crate::queue::QueueDrops;
+use crate::tls::source::TlsCounts;
 use std::collections::HashMap;
 
 /// A cause, as its name appears everywhere (API, metrics, UI).
@@ -38,10 +39,25 @@ pub enum DropCause {
     LostInFlight,
     /// Raw packets pushed out of the PCAP ring by newer ones.
     PcapRingEvicted,
+    /// TLS calls whose plaintext did not fit the probes' ring buffer (the
+    /// worker fell behind).
+    TlsRingFull,
+    /// TLS calls whose buffer the kernel could not read (paged out).
+    TlsUnreadable,
+    /// TLS calls not followed: too many in progress at once.
+    TlsCallsFull,
+    /// TLS calls whose socket was never seen (no syscall on their
+    /// connection yet).
+    TlsNoSocket,
+    /// TLS calls whose socket was no TCP connection, or gone, when first
+    /// seen (a process that exited at once).
+    TlsUnresolved,
+    /// TLS calls that moved more than one event holds: the rest is a gap.
+    TlsChunkCut,
 }
 
 impl DropCause {
-    pub const ALL: [DropCause; 13] = [
+    pub const ALL: [DropCause; 19] = [
         DropCause::KernelRingFull,
         DropCause::MalformedPacket,
         DropCause::UnsupportedLink,
@@ -55,6 +71,12 @@ impl DropCause {
         DropCause::QueueClosed,
         DropCause::LostInFlight,
         DropCause::PcapRingEvicted,
+        DropCause::TlsRingFull,
+        DropCause::TlsUnreadable,
+        DropCause::TlsCallsFull,
+        DropCause::TlsNoSocket,
+        DropCause::TlsUnresolved,
+        DropCause::TlsChunkCut,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +94,12 @@ impl DropCause {
             DropCause::QueueClosed => "queue_closed",
             DropCause::LostInFlight => "lost_in_flight",
             DropCause::PcapRingEvicted => "pcap_ring_evicted",
+            DropCause::TlsRingFull => "tls_ring_full",
+            DropCause::TlsUnreadable => "tls_unreadable",
+            DropCause::TlsCallsFull => "tls_calls_full",
+            DropCause::TlsNoSocket => "tls_no_socket",
+            DropCause::TlsUnresolved => "tls_unresolved",
+            DropCause::TlsChunkCut => "tls_chunk_cut",
         }
     }
 }
@@ -83,6 +111,7 @@ pub fn by_cause(
     kernel_drops: u64,
     queue: QueueDrops,
     ring_evicted: u64,
+    tls: &TlsCounts,
 ) -> HashMap<String, u64> {
     DropCause::ALL
         .iter()
@@ -102,6 +131,12 @@ pub fn by_cause(
                 // The shipper's: set where it reports.
                 DropCause::LostInFlight => 0,
                 DropCause::PcapRingEvicted => ring_evicted,
+                DropCause::TlsRingFull => tls.lost.ring_full,
+                DropCause::TlsUnreadable => tls.lost.unreadable,
+                DropCause::TlsCallsFull => tls.lost.calls_full,
+                DropCause::TlsNoSocket => tls.streams.no_socket,
+                DropCause::TlsUnresolved => tls.streams.unresolved,
+                DropCause::TlsChunkCut => tls.streams.cut_calls,
             };
             (c.name().to_string(), n)
         })
@@ -130,6 +165,7 @@ mod tests {
                 closed: 0,
             },
             9,
+            &TlsCounts::default(),
         );
         assert_eq!(m.len(), DropCause::ALL.len());
         assert_eq!(m["malformed_packet"], 3);

@@ -110,6 +110,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         driver.describe(),
         args.hub
     );
+    if let Some(why) = driver.tls_unavailable() {
+        eprintln!("tap-worker: --tls: {why}; capturing packets without TLS plaintext");
+    }
     let stop = driver::stop_on_signal(runtime.handle());
     let mut hub_config = shipper.config();
     let outcome = driver::run(
@@ -132,12 +135,15 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     eprintln!(
         "tap-worker: {} packets, {} entries, {} acknowledged by the hub, {} dropped at the queue, {} lost in flight, {} reconnects",
         s.packets,
-        s.entries,
+        outcome.counters.entries,
         c.entries_acked.load(Ordering::Relaxed),
         outcome.counters.queue_drops,
         c.lost_in_flight.load(Ordering::Relaxed),
         c.reconnects.load(Ordering::Relaxed),
     );
+    if let Some(tls) = &outcome.counters.tls {
+        eprintln!("tap-worker: {}", tap_worker::tls::source::summary(tls));
+    }
     finished?;
     Ok(if outcome.errors.is_empty() {
         ExitCode::SUCCESS

@@ -441,6 +441,11 @@ impl Names {
         Names { by_ip }
     }
 
+    /// The pod (name, namespace) with this address.
+    pub fn pod_of(&self, ip: IpAddr) -> Option<(String, String)> {
+        self.by_ip.get(&ip.to_canonical()).cloned()
+    }
+
     /// Fills in the pod and namespace of each end the list knows.
     pub fn annotate(&self, entry: &mut proto::v1::Entry) {
         if self.by_ip.is_empty() {

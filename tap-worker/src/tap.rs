@@ -122,6 +122,8 @@ pub struct LiveTap {
     captures: Vec<Running>,
     /// Counters of captures that have ended.
     retired: LiveStats,
+    /// Names set since [`LiveTap::take_new_names`] (for the TLS source).
+    new_names: Option<Names>,
 }
 
 impl LiveTap {
@@ -170,6 +172,7 @@ impl LiveTap {
             sink,
             captures: Vec::new(),
             retired: LiveStats::default(),
+            new_names: None,
         }
     }
 
@@ -353,6 +356,12 @@ impl LiveTap {
         for p in &self.pipelines {
             lock(p).names = names.clone();
         }
+        self.new_names = Some(names);
+    }
+
+    /// The names set since the last call, if they changed.
+    pub fn take_new_names(&mut self) -> Option<Names> {
+        self.new_names.take()
     }
 
     pub fn interfaces(&self) -> Vec<String> {

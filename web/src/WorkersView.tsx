@@ -3,7 +3,7 @@
 // two seconds.
 
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, type Workers, workers as fetchWorkers } from './api';
+import { ApiError, type TlsStatus, type Workers, workers as fetchWorkers } from './api';
 import { bytes, count } from './format';
 
 const COUNTERS: [Exclude<keyof Workers['workers'][0]['counters'], 'drops_by_cause'>, string, boolean][] = [
@@ -156,6 +156,12 @@ export function WorkersView() {
           </div>
         </>
       )}
+      {data && data.workers.some((w) => w.tls) && (
+        <>
+          <h3>TLS</h3>
+          {data.workers.map((w) => w.tls && <TlsPanel key={w.node} node={w.node} tls={w.tls} />)}
+        </>
+      )}
       <h2>Hub</h2>
       {data && (
         <div class="hub-panels">
@@ -175,6 +181,57 @@ export function WorkersView() {
                 <tr key={k}>
                   <th>store {k.replace(/_/g, ' ')}</th>
                   <td data-key={k}>{/bytes|budget/.test(k) && typeof v === 'number' ? bytes(v) : value(v)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </div>
+  );
+}
+
+/** One worker's TLS probes: each library found, hooked or why not, and who uses it. */
+function TlsPanel({ node, tls }: { node: string; tls: TlsStatus }) {
+  return (
+    <div class="tls-status" data-testid="tls-status" data-node={node}>
+      <p>
+        <strong>{node}</strong>{' '}
+        {tls.state === 'on' ? (
+          <span class="ok" data-key="tls-state">
+            on: {count(tls.connections)} connections, {bytes(tls.bytes)} of plaintext in {count(tls.records)} calls
+            {tls.encrypted_entries_replaced > 0 && `, ${count(tls.encrypted_entries_replaced)} encrypted entries replaced`}
+          </span>
+        ) : (
+          <span class="bad" data-key="tls-state">
+            unavailable: {tls.reason}
+          </span>
+        )}
+      </p>
+      {tls.libraries.length > 0 && (
+        <div class="scroll-x">
+          <table class="grid" data-testid="tls-libraries">
+            <thead>
+              <tr>
+                <th>library</th>
+                <th>hooked</th>
+                <th>processes</th>
+                <th class="num">plaintext</th>
+              </tr>
+            </thead>
+            <tbody>
+              {tls.libraries.map((l) => (
+                <tr key={l.path} data-library={l.path}>
+                  <td>
+                    {l.path} <span class="dim">({l.kind})</span>
+                  </td>
+                  <td class={l.hooked ? 'ok' : 'bad'}>{l.hooked ? l.functions.join(', ') : `no: ${l.reason ?? 'unknown'}`}</td>
+                  <td>
+                    {l.processes
+                      .map((p) => `${p.command} (${p.pid})${p.pod ? ` in ${p.namespace ? `${p.namespace}/` : ''}${p.pod}` : ''}`)
+                      .join(', ')}
+                  </td>
+                  <td class="num">{bytes(l.bytes)}</td>
                 </tr>
               ))}
             </tbody>

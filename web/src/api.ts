@@ -149,6 +149,26 @@ export interface WorkerCounters {
   drops_by_cause: Record<string, number>;
 }
 
+/** A worker's TLS probes (`--tls`): each library found, hooked or why not. */
+export interface TlsStatus {
+  state: 'on' | 'unavailable';
+  reason: string | null;
+  records: number;
+  bytes: number;
+  connections: number;
+  mirrored_connections: number;
+  encrypted_entries_replaced: number;
+  libraries: {
+    path: string;
+    kind: string;
+    hooked: boolean;
+    functions: string[];
+    reason: string | null;
+    bytes: number;
+    processes: { pid: number; command: string; pod: string | null; namespace: string | null; bytes: number }[];
+  }[];
+}
+
 export interface Worker {
   node: string;
   instance: string;
@@ -165,6 +185,8 @@ export interface Worker {
   entries_received: number;
   last_error: string | null;
   counters: WorkerCounters;
+  /** Absent when the worker runs without --tls. */
+  tls: TlsStatus | null;
 }
 
 export interface Workers {

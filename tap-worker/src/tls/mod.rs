@@ -16,9 +16,16 @@
 //!   [`streams::Streams`] turns the records into flows dissected as
 //!   captured packets are, their entries marked `tls`.
 //!
-//! Not yet: a pipeline source (a `--tls` option), Go's crypto/tls,
-//! following processes as they start and exit.
+//! - [`discovery`] finds the processes that map a TLS library and hooks
+//!   each library file once, unhooking it with its last user;
+//!   [`source::TlsSource`] runs all of it on a thread of its own, as the
+//!   driver's second source (`--tls`).
+//!
+//! Not yet: Go's crypto/tls.
 
+pub mod btf;
+pub mod discovery;
+pub mod source;
 pub mod streams;
 
 use aya::Ebpf;
@@ -29,7 +36,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tap_ebpf_common::{CHUNK, TlsEvent};
+use tap_ebpf_common::{CHUNK, SocketAddrs, TlsEvent};
 
 /// tap-ebpf's object file, built by this crate's build script.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tap-ebpf"));
@@ -43,7 +50,14 @@ const FUNCTIONS: [(&str, &str); 4] = [
     ("SSL_read_ex", "tap_ssl_read_ex"),
 ];
 const RETURN: &str = "tap_ssl_return";
+/// `SSL_set_fd`: an entry probe alone (a new connection's socket).
+const SET_FD: (&str, &str) = ("SSL_set_fd", "tap_ssl_set_fd");
 const SYSCALL_FD: &str = "tap_syscall_fd";
+/// Process starts and exits, for discovery.
+const PROCESS_TRACEPOINTS: [(&str, &str); 2] = [
+    ("tap_process_exec", "sched_process_exec"),
+    ("tap_process_exit", "sched_process_exit"),
+];
 
 /// The syscalls a TLS library reads and writes its socket with; each
 /// tracepoint's `fd` is the program's first argument (checked in its format).
@@ -85,6 +99,8 @@ pub enum TlsError {
     Tracefs(String),
     #[error("tracepoint syscalls/{name}: {why}")]
     Format { name: &'static str, why: String },
+    #[error("starting the TLS thread: {0}")]
+    Thread(String),
     #[error("{}: none of SSL_read, SSL_write, SSL_read_ex, SSL_write_ex to hook", .0.display())]
     NoFunctions(PathBuf),
 }
@@ -104,6 +120,12 @@ pub struct TlsRecord {
     pub egress: bool,
     /// Bytes the call moved; `data` holds the first `CHUNK` of them.
     pub total: u32,
+    /// The socket's (local, remote) addresses, when the kernel read them
+    /// during the call.
+    pub addrs: Option<(SocketAddr, SocketAddr)>,
+    /// Not a read or write: the connection object was given socket `fd`
+    /// (`SSL_set_fd`), a new connection.
+    pub socket_set: bool,
     pub data: Vec<u8>,
 }
 
@@ -116,11 +138,25 @@ pub struct Lost {
     pub unreadable: u64,
     /// Too many calls in progress at once to remember one more.
     pub calls_full: u64,
+    /// Process starts or exits not sent (their ring was full); discovery's
+    /// periodic scan finds what they would have said.
+    pub procs_full: u64,
+}
+
+/// A process started a program or exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessEvent {
+    Exec(u32),
+    Exit(u32),
 }
 
 pub struct TlsProbes {
     ebpf: Ebpf,
+    /// Why the kernel programs cannot read socket addresses themselves
+    /// (sockets are then resolved from /proc).
+    no_socket_walk: Option<String>,
     events: RingBuf<MapData>,
+    procs: RingBuf<MapData>,
     /// Library files hooked, with their probes' links.
     attached: Vec<Hooked>,
 }
@@ -136,8 +172,15 @@ impl TlsProbes {
     /// Loads the programs and attaches the syscall tracepoints.
     pub fn load() -> Result<TlsProbes, TlsError> {
         ensure_tracefs()?;
-        let mut ebpf = Ebpf::load(PROGRAMS).map_err(TlsError::Load)?;
-        for name in FUNCTIONS.iter().map(|f| f.1).chain([RETURN]) {
+        let (offsets, no_socket_walk) = match btf::kernel_offsets() {
+            Ok(o) => (o, None),
+            Err(why) => (tap_ebpf_common::KernelOffsets::default(), Some(why)),
+        };
+        let mut ebpf = aya::EbpfLoader::new()
+            .override_global("OFFSETS", &offsets, true)
+            .load(PROGRAMS)
+            .map_err(TlsError::Load)?;
+        for name in FUNCTIONS.iter().map(|f| f.1).chain([RETURN, SET_FD.1]) {
             uprobe(&mut ebpf, name)?
                 .load()
                 .map_err(|source| TlsError::Program { name, source })?;
@@ -162,14 +205,36 @@ impl TlsProbes {
                     source,
                 })?;
         }
-        let map = ebpf.take_map("EVENTS").ok_or(TlsError::Missing("EVENTS"))?;
-        let events = RingBuf::try_from(map).map_err(|source| TlsError::Map {
-            name: "EVENTS",
-            source,
-        })?;
+        for (program, event) in PROCESS_TRACEPOINTS {
+            let tp: &mut TracePoint = ebpf
+                .program_mut(program)
+                .ok_or(TlsError::Missing(program))?
+                .try_into()
+                .map_err(|source| TlsError::Program {
+                    name: program,
+                    source,
+                })?;
+            tp.load().map_err(|source| TlsError::Program {
+                name: program,
+                source,
+            })?;
+            tp.attach("sched", event)
+                .map_err(|source| TlsError::Program {
+                    name: program,
+                    source,
+                })?;
+        }
+        let mut ring = |name: &'static str| {
+            let map = ebpf.take_map(name).ok_or(TlsError::Missing(name))?;
+            RingBuf::try_from(map).map_err(|source| TlsError::Map { name, source })
+        };
+        let events = ring("EVENTS")?;
+        let procs = ring("PROCS")?;
         Ok(TlsProbes {
             ebpf,
+            no_socket_walk,
             events,
+            procs,
             attached: Vec::new(),
         })
     }
@@ -225,6 +290,18 @@ impl TlsProbes {
             hooked.links.push((RETURN, link));
             hooked.functions += 1;
         }
+        // Not essential (BIO-based programs never call it), so not counted.
+        match uprobe(&mut self.ebpf, SET_FD.1)?.attach(SET_FD.0, library, UProbeScope::AllProcesses)
+        {
+            Ok(link) => hooked.links.push((SET_FD.1, link)),
+            Err(ProgramError::UProbeError(UProbeError::SymbolError { .. })) => {}
+            Err(source) => {
+                return Err(TlsError::Program {
+                    name: SET_FD.1,
+                    source,
+                });
+            }
+        }
         Ok(())
     }
 
@@ -253,28 +330,54 @@ impl TlsProbes {
         }
     }
 
+    /// Why sockets are resolved from /proc rather than in the kernel.
+    pub fn no_socket_walk(&self) -> Option<&str> {
+        self.no_socket_walk.as_deref()
+    }
+
+    /// The functions hooked in `library`.
+    pub fn functions_of(&self, library: &Path) -> Vec<&'static str> {
+        let Some(h) = self.attached.iter().find(|h| h.library == library) else {
+            return Vec::new();
+        };
+        FUNCTIONS
+            .iter()
+            .chain([&SET_FD])
+            .filter(|(_, entry)| h.links.iter().any(|(p, _)| p == entry))
+            .map(|(function, _)| *function)
+            .collect()
+    }
+
     /// The library files hooked so far.
     pub fn attached(&self) -> impl Iterator<Item = &Path> {
         self.attached.iter().map(|h| h.library.as_path())
     }
 
-    /// Hands every waiting event to `f`, first waiting up to `timeout` for
-    /// one; returns how many there were.
-    pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(TlsRecord)) -> usize {
+    /// Hands every waiting TLS record to `f` and process start or exit to
+    /// `p`, first waiting up to `timeout` for one; returns how many records
+    /// there were.
+    pub fn poll(
+        &mut self,
+        timeout: Duration,
+        mut f: impl FnMut(TlsRecord),
+        mut p: impl FnMut(ProcessEvent),
+    ) -> usize {
+        let procs = drain_procs(&mut self.procs, &mut p);
         let mut n = drain(&mut self.events, &mut f);
-        if n == 0 && !timeout.is_zero() {
+        if n == 0 && procs == 0 && !timeout.is_zero() {
             let ts =
                 rustix::event::Timespec::try_from(timeout).unwrap_or(rustix::event::Timespec {
                     tv_sec: 1,
                     tv_nsec: 0,
                 });
-            let fd = self.events.as_fd();
-            let mut fds = [rustix::event::PollFd::new(
-                &fd,
-                rustix::event::PollFlags::IN,
-            )];
+            let (events, procs_fd) = (self.events.as_fd(), self.procs.as_fd());
+            let mut fds = [
+                rustix::event::PollFd::new(&events, rustix::event::PollFlags::IN),
+                rustix::event::PollFd::new(&procs_fd, rustix::event::PollFlags::IN),
+            ];
             // An interrupted or failed wait just finds nothing new.
             let _ = rustix::event::poll(&mut fds, Some(&ts));
+            drain_procs(&mut self.procs, &mut p);
             n = drain(&mut self.events, &mut f);
         }
         n
@@ -297,6 +400,7 @@ impl TlsProbes {
             ring_full: sum(0),
             unreadable: sum(1),
             calls_full: sum(2),
+            procs_full: sum(3),
         }
     }
 }
@@ -319,6 +423,29 @@ fn drain(events: &mut RingBuf<MapData>, f: &mut impl FnMut(TlsRecord)) -> usize 
     n
 }
 
+fn drain_procs(procs: &mut RingBuf<MapData>, p: &mut impl FnMut(ProcessEvent)) -> usize {
+    let mut n = 0;
+    while let Some(item) = procs.next() {
+        let word = |o: usize| {
+            item.get(o..o + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
+        };
+        use std::mem::offset_of;
+        use tap_ebpf_common::{PROC_EXEC, PROC_EXIT, ProcEvent};
+        match (
+            word(offset_of!(ProcEvent, pid)),
+            word(offset_of!(ProcEvent, kind)),
+        ) {
+            (Some(pid), Some(PROC_EXEC)) => p(ProcessEvent::Exec(pid)),
+            (Some(pid), Some(PROC_EXIT)) => p(ProcessEvent::Exit(pid)),
+            _ => continue,
+        }
+        n += 1;
+    }
+    n
+}
+
 /// A `TlsEvent` from the ring's bytes, read field by field (no unsafe cast).
 fn parse(b: &[u8]) -> Option<TlsRecord> {
     use std::mem::offset_of;
@@ -326,8 +453,16 @@ fn parse(b: &[u8]) -> Option<TlsRecord> {
     let mono_ns = u64::from_ne_bytes(b.get(..8)?.try_into().ok()?);
     let fd = u32_at(offset_of!(TlsEvent, fd))? as i32;
     let total = u32_at(offset_of!(TlsEvent, total))?;
-    let len = (u32_at(offset_of!(TlsEvent, len))? as usize).min(CHUNK);
+    let direction = *b.get(offset_of!(TlsEvent, direction))?;
+    let socket_set = direction == tap_ebpf_common::SET_FD;
+    let len = if socket_set {
+        0
+    } else {
+        (u32_at(offset_of!(TlsEvent, len))? as usize).min(CHUNK)
+    };
     let at = offset_of!(TlsEvent, data);
+    let sock = offset_of!(TlsEvent, socket);
+    let addrs = socket_addrs(b.get(sock..sock + std::mem::size_of::<SocketAddrs>())?);
     Some(TlsRecord {
         mono_ns,
         ssl: u64::from_ne_bytes(
@@ -338,10 +473,41 @@ fn parse(b: &[u8]) -> Option<TlsRecord> {
         pid: u32_at(offset_of!(TlsEvent, pid))?,
         tid: u32_at(offset_of!(TlsEvent, tid))?,
         fd: (fd >= 0).then_some(fd),
-        egress: *b.get(offset_of!(TlsEvent, direction))? == tap_ebpf_common::EGRESS,
+        egress: direction == tap_ebpf_common::EGRESS,
         total,
-        data: b.get(at..at + len)?.to_vec(),
+        addrs,
+        socket_set,
+        data: if socket_set {
+            Vec::new()
+        } else {
+            b.get(at..at + len)?.to_vec()
+        },
     })
+}
+
+/// The addresses the kernel read (`SocketAddrs`), when it read them.
+fn socket_addrs(b: &[u8]) -> Option<(SocketAddr, SocketAddr)> {
+    use std::mem::offset_of;
+    let u16_at = |o: usize| Some(u16::from_ne_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let family = u16_at(offset_of!(SocketAddrs, family))?;
+    let local_port = u16_at(offset_of!(SocketAddrs, local_port))?;
+    let remote_port = u16::from_be(u16_at(offset_of!(SocketAddrs, remote_port_be))?);
+    let addr = |o: usize| -> Option<[u8; 16]> { b.get(o..o + 16)?.try_into().ok() };
+    let (l, r) = (
+        addr(offset_of!(SocketAddrs, local))?,
+        addr(offset_of!(SocketAddrs, remote))?,
+    );
+    let ip = |a: [u8; 16]| -> Option<IpAddr> {
+        match family {
+            2 => Some(IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))),
+            10 => Some(Ipv6Addr::from(a).to_canonical()),
+            _ => None,
+        }
+    };
+    Some((
+        SocketAddr::new(ip(l)?, local_port),
+        SocketAddr::new(ip(r)?, remote_port),
+    ))
 }
 
 /// Mounts tracefs where the kernel's tracepoints are looked for, unless it
@@ -429,6 +595,36 @@ pub fn socket_of(pid: u32, fd: i32) -> Option<SocketInfo> {
         remote: own.remote,
         server_side,
     })
+}
+
+/// Which end of a connection the process is, from its local port: it
+/// listens on it (in its network namespace's TCP tables), or, when the
+/// tables cannot tell (the process is gone), the end whose port is not in
+/// Linux's default ephemeral range is the server.
+pub fn server_side(pid: u32, local: SocketAddr, remote: SocketAddr) -> bool {
+    let mut listens = None;
+    for table in ["tcp", "tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) {
+            let rows = text.lines().skip(1).filter_map(tcp_row);
+            let mut any = false;
+            for r in rows {
+                any = true;
+                if r.state == TCP_LISTEN && r.local.port() == local.port() {
+                    return true;
+                }
+            }
+            listens = listens.or(any.then_some(false));
+        }
+    }
+    if listens.is_some() {
+        return false;
+    }
+    let ephemeral = |p: u16| (32768..=60999).contains(&p);
+    match (ephemeral(local.port()), ephemeral(remote.port())) {
+        (false, true) => true,
+        (true, false) => false,
+        _ => local.port() < remote.port(),
+    }
 }
 
 /// `st` of a listening socket in /proc/net/tcp.
@@ -526,6 +722,8 @@ mod tests {
                 fd: Some(5),
                 egress: false,
                 total: 100,
+                addrs: None,
+                socket_set: false,
                 data: b"hello".to_vec(),
             })
         );

@@ -6,17 +6,29 @@
 //!
 //! A call's socket comes with the record when the call made a syscall;
 //! calls the library served from its buffer made none, and take the socket
-//! their connection object (`SSL *`) had last. A record whose socket cannot
-//! be known, or no longer resolves to a TCP connection, is counted and
-//! dropped. A chunk cut short (a call that moved more than one event holds)
+//! their connection object (`SSL *`) had last. A connection object not seen
+//! with a socket yet (a server whose handshake's read also took the first
+//! request, served from the buffer by its first `SSL_read`) has its records
+//! held, a few per object, until one of its calls shows the socket (its
+//! answer's write does). A record whose socket is never known, or no longer
+//! resolves to a TCP connection, is counted and dropped. A chunk cut short (a call that moved more than one event holds)
 //! is followed by a gap of the bytes missing, as a lost segment is.
 //! Flows end when idle ([`Streams::sweep`]) or at [`Streams::finish`].
+//!
+//! A connection whose both ends are on this node is seen twice (the
+//! client's writes are the server's reads): it is dissected from the
+//! server's end, the client's counted as a mirror. Each connection's addresses go
+//! into [`Decrypted`], so the entry of its encrypted packets is not reported
+//! beside the plaintext's.
 
-use super::{SocketInfo, TlsRecord, socket_of};
+use super::{SocketInfo, TlsRecord, server_side, socket_of};
 use crate::dissect::flow::{CloseReason, Direction, FlowEnd, FlowHandler, FlowInfo};
 use crate::dissect::{Connection, DissectConfig, Emit};
+use proto::v1::Entry;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Flow ids of TLS streams: apart from packet flows' (UDP's have bit 63).
 const ID_BASE: u64 = 1 << 62;
@@ -24,6 +36,13 @@ const ID_BASE: u64 = 1 << 62;
 const MAX_FLOWS: usize = 16 * 1024;
 /// Connection objects whose socket is remembered.
 const MAX_OBJECTS: usize = 64 * 1024;
+/// Records held per connection object until its socket shows, their bytes,
+/// and the objects with records held, at most.
+const HELD_RECORDS: usize = 8;
+const HELD_BYTES: usize = 64 * 1024;
+const HELD_OBJECTS: usize = 1024;
+/// Held records older than this are dropped (`no_socket`).
+const HELD_NS: u64 = 10_000_000_000;
 
 /// What happened to the records, by outcome.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +56,82 @@ pub struct StreamStats {
     pub no_socket: u64,
     /// Dropped: the socket was no TCP connection, or gone, when first seen.
     pub unresolved: u64,
-    /// Bytes a call moved beyond what its event held (gaps).
+    /// Bytes a call moved beyond what its event held (gaps), and the calls.
     pub cut_bytes: u64,
+    pub cut_calls: u64,
+    /// Connections seen from both ends: dissected from one.
+    pub mirrored: u64,
+}
+
+/// Connections (their two addresses) whose plaintext the probes read. The
+/// packet side's entry of such a connection (`tcp`: its bytes are
+/// encrypted) is not reported; [`Decrypted::replaces`] says which.
+#[derive(Default)]
+pub struct Decrypted {
+    inner: Mutex<DecryptedInner>,
+}
+
+#[derive(Default)]
+struct DecryptedInner {
+    conns: HashMap<(SocketAddr, SocketAddr), Instant>,
+    replaced: u64,
+}
+
+/// Connections remembered at once; the older than [`DECRYPTED_AGE`] go
+/// first when full.
+const MAX_DECRYPTED: usize = 64 * 1024;
+const DECRYPTED_AGE: Duration = Duration::from_secs(600);
+
+fn pair(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+impl Decrypted {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DecryptedInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn insert(&self, a: SocketAddr, b: SocketAddr) {
+        let mut d = self.lock();
+        if d.conns.len() >= MAX_DECRYPTED {
+            d.conns.retain(|_, seen| seen.elapsed() < DECRYPTED_AGE);
+            if d.conns.len() >= MAX_DECRYPTED {
+                d.conns.clear();
+            }
+        }
+        d.conns.insert(pair(a, b), Instant::now());
+    }
+
+    /// Whether `e` is the packets' view of a decrypted connection (a `tcp`
+    /// entry between its two addresses); counted when it is.
+    pub fn replaces(&self, e: &Entry) -> bool {
+        if e.tls || e.protocol != proto::v1::Protocol::Tcp as i32 {
+            return false;
+        }
+        let addr = |end: Option<&proto::v1::Endpoint>| {
+            let end = end?;
+            let ip: std::net::IpAddr = end.ip.parse().ok()?;
+            Some(SocketAddr::new(
+                ip.to_canonical(),
+                u16::try_from(end.port).ok()?,
+            ))
+        };
+        let (Some(a), Some(b)) = (addr(e.src.as_ref()), addr(e.dst.as_ref())) else {
+            return false;
+        };
+        let mut d = self.lock();
+        if d.conns.contains_key(&pair(a, b)) {
+            d.replaced += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Entries not reported so far.
+    pub fn replaced(&self) -> u64 {
+        self.lock().replaced
+    }
 }
 
 struct Stream {
@@ -49,32 +142,63 @@ struct Stream {
     ssl: u64,
     conn: Connection,
     server_side: bool,
+    /// The socket's addresses as the process sees them.
+    local: SocketAddr,
+    remote: SocketAddr,
     last_mono: u64,
     bytes: [u64; 2],
     calls: [u64; 2],
+    /// The other end of a connection already followed: not dissected.
+    mirror: bool,
 }
 
+/// A socket's (local, remote) addresses as the kernel read them.
+pub type Addrs = Option<(SocketAddr, SocketAddr)>;
+
 /// Turns TLS records into dissected entries, flow by flow.
-pub struct Streams<R = fn(u32, i32) -> Option<SocketInfo>> {
+pub struct Streams<R = fn(u32, i32, Addrs) -> Option<SocketInfo>> {
     config: Arc<DissectConfig>,
     resolve: R,
     flows: HashMap<(u32, i32), Stream>,
-    /// The socket each connection object used last, per process.
-    objects: HashMap<(u32, u64), i32>,
+    /// The socket each connection object used last, per process, with
+    /// its addresses when the kernel read them.
+    objects: HashMap<(u32, u64), (i32, Addrs)>,
+    /// Records of connection objects whose socket is not known yet.
+    held: HashMap<(u32, u64), Vec<TlsRecord>>,
+    /// The flow each connection (its two addresses) is dissected from.
+    owners: HashMap<(SocketAddr, SocketAddr), (u32, i32)>,
+    decrypted: Option<Arc<Decrypted>>,
+    /// Flows opened since [`Streams::take_opened`]: the process and its
+    /// socket's local address.
+    opened: Vec<(u32, SocketAddr)>,
     next_id: u64,
     /// Wall-clock nanoseconds minus monotonic ones.
     clock_offset: i128,
     stats: StreamStats,
 }
 
-impl Streams {
-    /// Streams whose sockets are resolved from /proc ([`socket_of`]).
-    pub fn new(config: Arc<DissectConfig>) -> Self {
-        Streams::with_resolver(config, socket_of)
+/// A socket's connection: the addresses the kernel read, with the side
+/// the process is on from its network namespace's listening sockets; else
+/// from /proc ([`socket_of`]).
+pub fn resolve(pid: u32, fd: i32, addrs: Addrs) -> Option<SocketInfo> {
+    match addrs {
+        Some((local, remote)) => Some(SocketInfo {
+            local,
+            remote,
+            server_side: server_side(pid, local, remote),
+        }),
+        None => socket_of(pid, fd),
     }
 }
 
-impl<R: FnMut(u32, i32) -> Option<SocketInfo>> Streams<R> {
+impl Streams {
+    /// Streams whose sockets are resolved by [`resolve`].
+    pub fn new(config: Arc<DissectConfig>) -> Self {
+        Streams::with_resolver(config, resolve)
+    }
+}
+
+impl<R: FnMut(u32, i32, Addrs) -> Option<SocketInfo>> Streams<R> {
     /// Streams whose sockets `resolve` finds (tests hand a table).
     pub fn with_resolver(config: Arc<DissectConfig>, resolve: R) -> Self {
         let now = |id| {
@@ -88,6 +212,10 @@ impl<R: FnMut(u32, i32) -> Option<SocketInfo>> Streams<R> {
             resolve,
             flows: HashMap::new(),
             objects: HashMap::new(),
+            held: HashMap::new(),
+            owners: HashMap::new(),
+            decrypted: None,
+            opened: Vec::new(),
             next_id: 0,
             clock_offset,
             stats: StreamStats::default(),
@@ -98,6 +226,17 @@ impl<R: FnMut(u32, i32) -> Option<SocketInfo>> Streams<R> {
         self.stats
     }
 
+    /// Connections followed are noted in `decrypted`.
+    pub fn note_decrypted(&mut self, decrypted: Arc<Decrypted>) {
+        self.decrypted = Some(decrypted);
+    }
+
+    /// The flows opened since the last call: each one's process and local
+    /// address.
+    pub fn take_opened(&mut self) -> Vec<(u32, SocketAddr)> {
+        std::mem::take(&mut self.opened)
+    }
+
     /// Wall-clock nanoseconds of a monotonic time.
     fn wall(&self, mono_ns: u64) -> u64 {
         u64::try_from(i128::from(mono_ns) + self.clock_offset).unwrap_or(0)
@@ -106,29 +245,47 @@ impl<R: FnMut(u32, i32) -> Option<SocketInfo>> Streams<R> {
     /// One TLS call's bytes, into its flow; what the flow's dissector
     /// completes goes to `out`.
     pub fn record(&mut self, r: &TlsRecord, out: &mut Vec<Emit>) {
+        let object = (r.pid, r.ssl);
+        if r.socket_set {
+            self.socket_set(r, out);
+            return;
+        }
         self.stats.records += 1;
         let fd = match r.fd {
             Some(fd) => {
-                if self.objects.len() >= MAX_OBJECTS && !self.objects.contains_key(&(r.pid, r.ssl))
-                {
+                if self.objects.len() >= MAX_OBJECTS && !self.objects.contains_key(&object) {
                     self.objects.clear();
                 }
-                self.objects.insert((r.pid, r.ssl), fd);
+                self.objects.insert(object, (fd, r.addrs));
+                // What the object did before its socket showed, first.
+                for held in self.held.remove(&object).unwrap_or_default() {
+                    self.stats.records -= 1;
+                    self.record(&held, out);
+                }
                 fd
             }
-            None => match self.objects.get(&(r.pid, r.ssl)) {
-                Some(&fd) => fd,
+            None => match self.objects.get(&object) {
+                Some(&(fd, _)) => fd,
                 None => {
-                    self.stats.no_socket += 1;
+                    self.hold(r);
                     return;
                 }
             },
         };
         let key = (r.pid, fd);
-        if self.flows.get(&key).is_some_and(|s| s.ssl != r.ssl) {
+        // Another connection on the same socket number: another connection
+        // object, or (the object's memory reused) other addresses.
+        let addrs = r
+            .addrs
+            .or_else(|| self.objects.get(&object).and_then(|o| o.1));
+        if self
+            .flows
+            .get(&key)
+            .is_some_and(|s| s.ssl != r.ssl || addrs.is_some_and(|a| a != (s.local, s.remote)))
+        {
             self.close(key, CloseReason::Reused, r.mono_ns, out);
         }
-        if !self.flows.contains_key(&key) && !self.open(key, r.ssl, r.mono_ns, out) {
+        if !self.flows.contains_key(&key) && !self.open(key, object, r.mono_ns, out) {
             return;
         }
         let ts = self.wall(r.mono_ns);
@@ -145,18 +302,76 @@ impl<R: FnMut(u32, i32) -> Option<SocketInfo>> Streams<R> {
         s.bytes[dir.index()] += u64::from(r.total);
         s.calls[dir.index()] += 1;
         self.stats.bytes += u64::from(r.total);
+        if s.mirror {
+            return;
+        }
         s.conn.on_data(&s.info, dir, ts, &r.data, out);
         let cut = u64::from(r.total).saturating_sub(r.data.len() as u64);
         if cut > 0 {
             self.stats.cut_bytes += cut;
+            self.stats.cut_calls += 1;
             s.conn.on_gap(&s.info, dir, ts, cut, out);
         }
     }
 
+    /// `SSL_set_fd`: the object starts a new connection on `r.fd`. What it
+    /// held belonged to an older one (the object's memory reused); a flow
+    /// on that socket number of another connection ends.
+    fn socket_set(&mut self, r: &TlsRecord, out: &mut Vec<Emit>) {
+        let (object, Some(fd)) = ((r.pid, r.ssl), r.fd) else {
+            return;
+        };
+        if let Some(old) = self.held.remove(&object) {
+            self.stats.no_socket += old.len() as u64;
+        }
+        if self.objects.len() >= MAX_OBJECTS && !self.objects.contains_key(&object) {
+            self.objects.clear();
+        }
+        self.objects.insert(object, (fd, r.addrs));
+        let key = (r.pid, fd);
+        if self
+            .flows
+            .get(&key)
+            .is_some_and(|s| s.ssl != r.ssl || r.addrs.is_some_and(|a| a != (s.local, s.remote)))
+        {
+            self.close(key, CloseReason::Reused, r.mono_ns, out);
+        }
+    }
+
+    /// Keeps a record of an object whose socket is not known yet, within
+    /// the bounds; what does not fit is counted as `no_socket`.
+    fn hold(&mut self, r: &TlsRecord) {
+        let object = (r.pid, r.ssl);
+        if !self.held.contains_key(&object) && self.held.len() >= HELD_OBJECTS {
+            self.stats.no_socket += 1;
+            return;
+        }
+        let held = self.held.entry(object).or_default();
+        let bytes: usize = held.iter().map(|h| h.data.len()).sum();
+        if held.len() >= HELD_RECORDS || bytes + r.data.len() > HELD_BYTES {
+            self.stats.no_socket += 1;
+            return;
+        }
+        held.push(r.clone());
+    }
+
     /// A new flow for `key`, if its socket resolves; the least recently
     /// active flow is closed first when the table is full.
-    fn open(&mut self, key: (u32, i32), ssl: u64, mono_ns: u64, out: &mut Vec<Emit>) -> bool {
-        let Some(sock) = (self.resolve)(key.0, key.1) else {
+    fn open(
+        &mut self,
+        key: (u32, i32),
+        object: (u32, u64),
+        mono_ns: u64,
+        out: &mut Vec<Emit>,
+    ) -> bool {
+        let ssl = object.1;
+        let addrs = self.objects.get(&object).and_then(|o| o.1);
+        let Some(sock) = (self.resolve)(key.0, key.1, addrs) else {
+            tracing::debug!(
+                pid = key.0,
+                fd = key.1,
+                "a TLS call's socket is no TCP connection"
+            );
             self.stats.unresolved += 1;
             return false;
         };
@@ -189,6 +404,36 @@ impl<R: FnMut(u32, i32) -> Option<SocketInfo>> Streams<R> {
             outer: None,
         };
         self.stats.flows += 1;
+        // Both ends on this node: the server's is dissected (it reads every
+        // request whole; a client may stop reading mid-answer). A client's
+        // flow that came first is demoted when the server's shows up,
+        // which is at the server's first read, before any answer.
+        let tuple = pair(client, server);
+        let owner = self
+            .owners
+            .get(&tuple)
+            .copied()
+            .filter(|owner| *owner != key && self.flows.contains_key(owner));
+        let mirror = match owner {
+            Some(owner) if sock.server_side && !self.flows[&owner].server_side => {
+                if let Some(o) = self.flows.get_mut(&owner) {
+                    o.mirror = true;
+                }
+                false
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if owner.is_some() {
+            self.stats.mirrored += 1;
+        }
+        if !mirror {
+            self.owners.insert(tuple, key);
+        }
+        if let Some(d) = &self.decrypted {
+            d.insert(client, server);
+        }
+        self.opened.push((key.0, sock.local));
         self.flows.insert(
             key,
             Stream {
@@ -196,9 +441,12 @@ impl<R: FnMut(u32, i32) -> Option<SocketInfo>> Streams<R> {
                 ssl,
                 conn: Connection::new(self.config.clone()),
                 server_side: sock.server_side,
+                local: sock.local,
+                remote: sock.remote,
                 last_mono: mono_ns,
                 bytes: [0; 2],
                 calls: [0; 2],
+                mirror,
             },
         );
         true
@@ -208,6 +456,13 @@ impl<R: FnMut(u32, i32) -> Option<SocketInfo>> Streams<R> {
         let Some(mut s) = self.flows.remove(&key) else {
             return;
         };
+        let tuple = pair(s.info.client, s.info.server);
+        if self.owners.get(&tuple) == Some(&key) {
+            self.owners.remove(&tuple);
+        }
+        if s.mirror {
+            return;
+        }
         let end = FlowEnd {
             ts_ns: self.wall(mono_ns.max(s.last_mono)),
             reason,
@@ -217,8 +472,17 @@ impl<R: FnMut(u32, i32) -> Option<SocketInfo>> Streams<R> {
         s.conn.on_close(&s.info, &end, out);
     }
 
-    /// Closes flows with no call for `idle_ns` up to `now_mono`.
+    /// Closes flows with no call for `idle_ns` up to `now_mono`, and drops
+    /// held records whose socket never showed.
     pub fn sweep(&mut self, now_mono: u64, idle_ns: u64, out: &mut Vec<Emit>) {
+        let mut expired = 0;
+        self.held.retain(|_, records| {
+            let before = records.len();
+            records.retain(|r| now_mono.saturating_sub(r.mono_ns) < HELD_NS);
+            expired += (before - records.len()) as u64;
+            !records.is_empty()
+        });
+        self.stats.no_socket += expired;
         let idle: Vec<(u32, i32)> = self
             .flows
             .iter()
@@ -230,8 +494,9 @@ impl<R: FnMut(u32, i32) -> Option<SocketInfo>> Streams<R> {
         }
     }
 
-    /// Closes every flow (the source stops).
+    /// Closes every flow (the source stops); held records are dropped.
     pub fn finish(&mut self, now_mono: u64, out: &mut Vec<Emit>) {
+        self.stats.no_socket += self.held.drain().map(|(_, r)| r.len() as u64).sum::<u64>();
         let all: Vec<(u32, i32)> = self.flows.keys().copied().collect();
         for key in all {
             self.close(key, CloseReason::EndOfCapture, now_mono, out);
@@ -253,6 +518,8 @@ mod tests {
             fd,
             egress,
             total: data.len() as u32,
+            addrs: None,
+            socket_set: false,
             data: data.to_vec(),
         }
     }
@@ -270,7 +537,7 @@ mod tests {
     const SERVER: &str = "10.1.1.7:443";
 
     /// A client (pid 7, fd 5) and the server (pid 9, fd 4) of one connection.
-    fn resolver(pid: u32, fd: i32) -> Option<SocketInfo> {
+    fn resolver(pid: u32, fd: i32, _: Addrs) -> Option<SocketInfo> {
         let (c, s) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
         match (pid, fd) {
             (7, 5) => Some(SocketInfo {
@@ -357,10 +624,40 @@ mod tests {
             &mut out,
         );
         let st = s.stats();
-        assert_eq!(
-            (st.records, st.no_socket, st.unresolved, st.flows),
-            (2, 1, 1, 0)
+        assert_eq!((st.records, st.unresolved, st.flows), (2, 1, 0));
+        // The first is held for its socket, which never shows.
+        assert_eq!(st.no_socket, 0);
+        s.sweep(HELD_NS + 2_000, u64::MAX, &mut out);
+        assert_eq!(s.stats().no_socket, 1);
+    }
+
+    /// A server's handshake read took the first request too: its first
+    /// `SSL_read` is served from the buffer (no syscall, no socket). The
+    /// record waits for the answer's write, which shows the socket.
+    #[test]
+    fn a_read_before_the_socket_shows_is_held_for_it() {
+        let mut s = Streams::with_resolver(Arc::new(DissectConfig::default()), resolver);
+        let mut out = Vec::new();
+        s.record(
+            &record(9, None, false, b"GET /early HTTP/1.1\r\n\r\n"),
+            &mut out,
         );
+        s.record(
+            &record(
+                9,
+                Some(4),
+                true,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ),
+            &mut out,
+        );
+        s.finish(2_000, &mut out);
+        let es = entries(out);
+        assert_eq!(es.len(), 1, "{es:?}");
+        assert_eq!(tap_dissect::GenericFields::path(&es[0]), Some("/early"));
+        assert_eq!(tap_dissect::GenericFields::status(&es[0]), Some(200));
+        let st = s.stats();
+        assert_eq!((st.records, st.no_socket), (2, 0));
     }
 
     /// The process closed a connection and its socket number went to a new
@@ -391,6 +688,96 @@ mod tests {
         assert_eq!(es.len(), 2, "{es:?}");
         assert_ne!(flows[0], flows[1]);
         assert_eq!(s.stats().flows, 2);
+    }
+
+    /// Both ends of one connection on this node: one entry, from the
+    /// server's end though the client's came first; the connection is noted as decrypted, so the packets'
+    /// `tcp` entry for it is not reported.
+    #[test]
+    fn a_connection_seen_from_both_ends_gives_one_entry() {
+        let mut s = Streams::with_resolver(Arc::new(DissectConfig::default()), resolver);
+        let decrypted = Arc::new(Decrypted::default());
+        s.note_decrypted(decrypted.clone());
+        let mut out = Vec::new();
+        let req = b"GET /both HTTP/1.1\r\n\r\n";
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        s.record(&record(7, Some(5), true, req), &mut out);
+        s.record(&record(9, Some(4), false, req), &mut out);
+        s.record(&record(9, Some(4), true, resp), &mut out);
+        s.record(&record(7, Some(5), false, resp), &mut out);
+        s.finish(2_000, &mut out);
+        let es = entries(out);
+        assert_eq!(es.len(), 1, "{es:?}");
+        assert_eq!(es[0].flow_id, ID_BASE | 2, "the server's flow: {es:?}");
+        assert_eq!(s.stats().mirrored, 1);
+        let mut tcp = proto::v1::Entry {
+            protocol: Protocol::Tcp as i32,
+            src: Some(proto::v1::Endpoint {
+                ip: "10.1.0.5".into(),
+                port: 40000,
+                ..Default::default()
+            }),
+            dst: Some(proto::v1::Endpoint {
+                ip: "10.1.1.7".into(),
+                port: 443,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(decrypted.replaces(&tcp));
+        tcp.dst.as_mut().unwrap().port = 444;
+        assert!(!decrypted.replaces(&tcp));
+        assert!(
+            !decrypted.replaces(&es[0]),
+            "the plaintext's own entry stays"
+        );
+        assert_eq!(decrypted.replaced(), 1);
+    }
+
+    /// The process freed a connection object and the next connection got
+    /// the same memory (the same `SSL *`) and the same socket number; its
+    /// first read came from the handshake's buffer (no syscall). The
+    /// `SSL_set_fd` of the new connection tells them apart.
+    #[test]
+    fn a_reused_object_on_a_reused_socket_is_told_apart_by_set_fd() {
+        let mut s = Streams::with_resolver(Arc::new(DissectConfig::default()), |_, _, a: Addrs| {
+            let (local, remote) = a?;
+            Some(SocketInfo {
+                local,
+                remote,
+                server_side: true,
+            })
+        });
+        let mut out = Vec::new();
+        let server: SocketAddr = SERVER.parse().unwrap();
+        for (port, path) in [(40001, "/first"), (40002, "/second")] {
+            let addrs = Some((server, SocketAddr::new([10, 1, 0, 5].into(), port)));
+            let mut set = record(9, Some(4), false, b"");
+            (set.socket_set, set.addrs, set.total) = (true, addrs, 0);
+            s.record(&set, &mut out);
+            let read = record(
+                9,
+                None,
+                false,
+                format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes(),
+            );
+            s.record(&read, &mut out);
+            let mut write = record(
+                9,
+                Some(4),
+                true,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            );
+            write.addrs = addrs;
+            s.record(&write, &mut out);
+        }
+        s.finish(2_000, &mut out);
+        let es = entries(out);
+        assert_eq!(es.len(), 2, "{es:?}");
+        let ports: Vec<u32> = es.iter().map(|e| e.src.as_ref().unwrap().port).collect();
+        assert_eq!(ports, [40001, 40002], "{es:?}");
+        assert_eq!(tap_dissect::GenericFields::path(&es[1]), Some("/second"));
+        assert_eq!(s.stats().records, 4, "set_fd is no call: {:?}", s.stats());
     }
 
     /// A call that moved more than its event holds: the rest is a gap, and

@@ -1,0 +1,291 @@
+//! TLS in plain text, end to end: a hub and a `tap-worker --tls` capturing
+//! two pods of a node (network namespaces on a bridge); HTTPS servers
+//! started in one pod after the worker (so discovery must find them), real
+//! clients in the other:
+//!
+//! - a Python `http.server` over `ssl` (`SSL_read_ex`/`SSL_write_ex`) with
+//!   curl (HTTP/1.1) and `openssl s_client` as clients;
+//! - `nghttpd` (HTTP/2 over TLS) with `curl --http2`;
+//! - `openssl s_server -www` with `openssl s_client`: the server reads
+//!   through an SSL BIO, which never calls `SSL_read`, so this exchange is
+//!   read from the client's side alone.
+//!
+//! Every request must be one entry marked `tls`, with the right method,
+//! path, status, protocol and both ends' pod addresses and names; none of
+//! those connections may also show as an encrypted `tcp` entry; the hub's
+//! workers API must show libssl hooked with its processes in their pod.
+//! Needs root (eBPF, namespaces), python3, curl, openssl and nghttpd.
+
+mod peers;
+
+use peers::node;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use testkit::{Node, TempDir, require, require_root};
+
+const PY_SERVER: &str = r#"
+import http.server, ssl, sys
+host, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = ("you asked for " + self.path + "\n").encode()
+        self.send_response(200 if not self.path.startswith("/missing") else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer((host, port), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+
+/// `openssl s_client` sending `request`, kept open a moment so the answer
+/// arrives before it closes.
+fn s_client(client: &testkit::Pod, addr: &str, request: &str) -> String {
+    let mut child = client
+        .command("openssl")
+        .args(["s_client", "-quiet", "-connect", addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(request.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn curl(client: &testkit::Pod, args: &[&str]) -> String {
+    let out = client
+        .command("curl")
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn tls_plaintext_of_openssl_peers_in_pods() {
+    if !require_root() || !require(&["python3", "curl", "openssl", "nghttpd"]) {
+        return;
+    }
+    let node = Node::new("tls").unwrap();
+    let web = node.pod("web").unwrap();
+    let client = node.pod("client").unwrap();
+    let dir = TempDir::new("tls");
+    let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=web", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success(), "openssl req");
+    let pods = dir.path("pods.json");
+    let pod = |p: &testkit::Pod| serde_json::json!({"name": p.name, "namespace": "shop", "ips": [p.ip.to_string()]});
+    std::fs::write(
+        &pods,
+        serde_json::json!([pod(&web), pod(&client)]).to_string(),
+    )
+    .unwrap();
+
+    let (grpc, http) = (18898, 18899);
+    let _hub = node::hub(&node, grpc, http, &[]);
+    let _worker = node::worker(
+        &node,
+        grpc,
+        "node-a",
+        &["--pods", pods.to_str().unwrap(), "--tls"],
+        "capturing",
+    );
+
+    // The servers start after the worker.
+    let htdocs = dir.path("htdocs");
+    std::fs::create_dir_all(&htdocs).unwrap();
+    std::fs::write(htdocs.join("h2-page"), "over http/2\n").unwrap();
+    let ip = web.ip.to_string();
+    let _py = web
+        .spawn(
+            web.command("python3")
+                .args(["-c", PY_SERVER, &ip, "8443"])
+                .arg(&cert)
+                .arg(&key)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap();
+    let _h2 = web
+        .spawn(
+            web.command("nghttpd")
+                .arg("-d")
+                .arg(&htdocs)
+                .arg("8444")
+                .arg(&key)
+                .arg(&cert)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap();
+    let _www = web
+        .spawn(
+            web.command("openssl")
+                .args(["s_server", "-www", "-accept", "4433", "-cert"])
+                .arg(&cert)
+                .arg("-key")
+                .arg(&key)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap();
+    for port in [8443, 8444, 4433] {
+        node.wait_for_tcp(web.addr(port), Duration::from_secs(20))
+            .unwrap();
+    }
+    // Discovery looks at new programs within a second or so.
+    testkit::eventually(
+        Duration::from_secs(20),
+        "the servers' libssl hooked",
+        || {
+            let v = node::api(&node, http, "/api/workers");
+            let libs = v["workers"][0]["tls"]["libraries"].as_array()?.clone();
+            let pids: Vec<u64> = libs
+                .iter()
+                .filter(|l| l["hooked"] == true)
+                .flat_map(|l| l["processes"].as_array().cloned().unwrap_or_default())
+                .filter_map(|p| p["pid"].as_u64())
+                .collect();
+            [_py.id(), _h2.id(), _www.id()]
+                .iter()
+                .all(|p| pids.contains(&u64::from(*p)))
+                .then_some(())
+        },
+    );
+
+    let py = format!("https://{ip}:8443");
+    assert_eq!(
+        curl(&client, &["--http1.1", &format!("{py}/curl-one")]),
+        "1.1 200"
+    );
+    assert_eq!(
+        curl(&client, &["--http1.1", &format!("{py}/missing-curl")]),
+        "1.1 404"
+    );
+    assert_eq!(
+        curl(&client, &["--http2", &format!("https://{ip}:8444/h2-page")]),
+        "2 200"
+    );
+    let answer = s_client(
+        &client,
+        &format!("{ip}:8443"),
+        "GET /s-client HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.contains("/s-client"), "{answer}");
+    let answer = s_client(
+        &client,
+        &format!("{ip}:4433"),
+        "GET /www-page HTTP/1.0\r\n\r\n",
+    );
+    assert!(answer.contains("200 ok"), "{answer}");
+
+    // (path, protocol, status, server port)
+    let expected = [
+        ("/curl-one", "http", 200, 8443),
+        ("/missing-curl", "http", 404, 8443),
+        ("/h2-page", "http2", 200, 8444),
+        ("/s-client", "http", 200, 8443),
+        ("/www-page", "http", 200, 4433),
+    ];
+    let entries = testkit::eventually(Duration::from_secs(60), "an entry per request", || {
+        let v = node::api(&node, http, "/api/entries?limit=200");
+        let es = v["entries"].as_array()?.clone();
+        expected
+            .iter()
+            .all(|(p, ..)| es.iter().any(|e| e["request"]["path"] == *p))
+            .then_some(es)
+    });
+    for (path, protocol, status, port) in expected {
+        let found: Vec<&serde_json::Value> = entries
+            .iter()
+            .filter(|e| e["request"]["path"] == path)
+            .collect();
+        assert_eq!(found.len(), 1, "{path} once: {found:?}");
+        let e = found[0];
+        assert_eq!(e["tls"], true, "{e}");
+        assert_eq!(e["protocol"], protocol, "{e}");
+        assert_eq!(e["request"]["method"], "GET", "{e}");
+        assert_eq!(e["response"]["status"], status, "{e}");
+        assert_eq!(e["src"]["ip"], client.ip.to_string(), "{e}");
+        assert_eq!(e["src"]["pod"], "client", "{e}");
+        assert_eq!(e["dst"]["ip"], ip, "{e}");
+        assert_eq!(e["dst"]["port"], port, "{e}");
+        assert_eq!(e["dst"]["pod"], "web", "{e}");
+        assert_eq!(e["dst"]["namespace"], "shop", "{e}");
+    }
+    // The encrypted packets of the client's connections are not a `tcp`
+    // entry too (one comes when its connection ends; they all have). The
+    // node's own port checks above are `tcp` entries, rightly.
+    std::thread::sleep(Duration::from_secs(2));
+    let v = node::api(
+        &node,
+        http,
+        "/api/entries?filter=protocol%20%3D%3D%20%22tcp%22&limit=200",
+    );
+    let tcp: Vec<&serde_json::Value> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["src"]["ip"] == client.ip.to_string())
+        .collect();
+    assert!(tcp.is_empty(), "encrypted entries shown: {tcp:?}");
+
+    let workers = node::api(&node, http, "/api/workers");
+    let tls = &workers["workers"][0]["tls"];
+    assert_eq!(tls["state"], "on", "{tls}");
+    assert!(
+        tls["encrypted_entries_replaced"].as_u64().unwrap() >= 4,
+        "{tls}"
+    );
+    let libs = tls["libraries"].as_array().unwrap();
+    let ssl = libs
+        .iter()
+        .find(|l| l["path"].as_str().unwrap().contains("libssl.so"))
+        .unwrap_or_else(|| panic!("no libssl: {tls}"));
+    assert_eq!(ssl["kind"], "openssl");
+    assert!(ssl["bytes"].as_u64().unwrap() > 0, "{ssl}");
+    let functions = ssl["functions"].as_array().unwrap();
+    assert!(functions.iter().any(|f| f == "SSL_read_ex"), "{ssl}");
+    let python = ssl["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == _py.id())
+        .unwrap_or_else(|| panic!("the Python server is not listed: {ssl}"));
+    assert_eq!(python["pod"], "web", "{python}");
+    assert_eq!(python["namespace"], "shop", "{python}");
+    let drops = &workers["workers"][0]["counters"]["drops_by_cause"];
+    for cause in ["tls_ring_full", "tls_unreadable", "tls_calls_full"] {
+        assert_eq!(drops[cause], 0, "{cause}: {drops}");
+    }
+}

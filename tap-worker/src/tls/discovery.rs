@@ -1,0 +1,441 @@
+//! Which processes use a TLS library, and which library files to hook.
+//!
+//! Uprobes are attached to a file (its inode), not to a process: once a
+//! libssl file is hooked, every process that maps it is read, including
+//! processes that start later. So discovery keeps, per library file (by
+//! device and inode, as `/proc/<pid>/maps` names it), the processes that map
+//! it: the first one found hooks the file (through `/proc/<pid>/root`, which
+//! reaches a container's own files), the last one to exit unhooks it.
+//!
+//! Processes are looked at when they start a program (`sched_process_exec`,
+//! then again as its libraries are loaded: soon after, and later for a
+//! library opened on demand, as Python's `ssl` is), and all of them at
+//! start and every [`RESCAN`] (which also catches what a full event ring
+//! lost); an exit (`sched_process_exit`) removes a process at once.
+
+use super::{ProcessEvent, TlsProbes};
+use crate::pods::Names;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A full look at every process, this often.
+pub const RESCAN: Duration = Duration::from_secs(5);
+/// After a process starts a program, it is looked at again after these
+/// delays (its libraries are mapped by the loader, or opened later).
+const LOOKS: [Duration; 4] = [
+    Duration::from_millis(20),
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+];
+/// Processes listed per library in the status, at most.
+const STATUS_PROCESSES: usize = 64;
+/// Processes followed at once (each a few bytes); beyond it, new ones wait
+/// for the next scan.
+const MAX_PROCESSES: usize = 64 * 1024;
+
+/// A file as `/proc/<pid>/maps` names it: device ("fd:01") and inode.
+type FileKey = (String, u64);
+
+/// One library file and its users.
+struct Library {
+    /// The path inside the processes' mount namespace.
+    path: PathBuf,
+    /// The path the probes were attached through (`/proc/<pid>/root/…`).
+    opened: PathBuf,
+    /// The functions hooked, or why none are.
+    hooked: Result<Vec<&'static str>, String>,
+    users: std::collections::BTreeSet<u32>,
+    bytes: u64,
+}
+
+#[derive(Default)]
+struct Process {
+    command: String,
+    library: Option<FileKey>,
+    pod: Option<(String, String)>,
+    bytes: u64,
+}
+
+/// The library files found and the processes using them.
+pub struct Discovery {
+    libraries: BTreeMap<FileKey, Library>,
+    processes: HashMap<u32, Process>,
+    /// Looks due: when, which process, how many looks done.
+    due: Vec<(Instant, u32, usize)>,
+    last_scan: Option<Instant>,
+    own_pid: u32,
+    /// Where `/proc` is (tests give another).
+    proc_root: PathBuf,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Discovery::new()
+    }
+}
+
+/// What hooking a library does; the worker's is [`TlsProbes`], tests count.
+pub trait Hooks {
+    /// Hooks the TLS functions of `opened`; the functions hooked, or why not.
+    fn hook(&mut self, opened: &Path) -> Result<Vec<&'static str>, String>;
+    fn unhook(&mut self, opened: &Path);
+}
+
+impl Hooks for TlsProbes {
+    fn hook(&mut self, opened: &Path) -> Result<Vec<&'static str>, String> {
+        self.attach(opened)
+            .map(|_| self.functions_of(opened))
+            .map_err(|e| e.to_string())
+    }
+
+    fn unhook(&mut self, opened: &Path) {
+        self.detach(opened);
+    }
+}
+
+impl Discovery {
+    pub fn new() -> Discovery {
+        Discovery::with_proc(PathBuf::from("/proc"))
+    }
+
+    pub fn with_proc(proc_root: PathBuf) -> Discovery {
+        Discovery {
+            libraries: BTreeMap::new(),
+            processes: HashMap::new(),
+            due: Vec::new(),
+            last_scan: None,
+            own_pid: std::process::id(),
+            proc_root,
+        }
+    }
+
+    /// A process started a program or exited.
+    pub fn event(&mut self, e: ProcessEvent, hooks: &mut impl Hooks) {
+        match e {
+            ProcessEvent::Exec(pid) => {
+                // A new program: what the old one mapped is gone.
+                self.forget(pid, hooks);
+                self.due.push((Instant::now() + LOOKS[0], pid, 0));
+            }
+            ProcessEvent::Exit(pid) => self.forget(pid, hooks),
+        }
+    }
+
+    /// Due looks, and the periodic scan when it is time.
+    pub fn tick(&mut self, hooks: &mut impl Hooks) {
+        let now = Instant::now();
+        if self
+            .last_scan
+            .is_none_or(|t| now.duration_since(t) >= RESCAN)
+        {
+            self.scan(hooks);
+        }
+        let due: Vec<(Instant, u32, usize)> = std::mem::take(&mut self.due);
+        for (when, pid, done) in due {
+            if when > now {
+                self.due.push((when, pid, done));
+                continue;
+            }
+            self.look(pid, hooks);
+            // Looked at until it maps a library or the looks run out.
+            let found = self
+                .processes
+                .get(&pid)
+                .is_some_and(|p| p.library.is_some());
+            if !found && let Some(after) = LOOKS.get(done + 1) {
+                self.due.push((now + *after - LOOKS[done], pid, done + 1));
+            }
+        }
+    }
+
+    /// Looks at every process, and forgets the ones gone without an exit
+    /// event (a full ring).
+    pub fn scan(&mut self, hooks: &mut impl Hooks) {
+        self.last_scan = Some(Instant::now());
+        let Ok(dir) = std::fs::read_dir(&self.proc_root) else {
+            return;
+        };
+        let mut alive = std::collections::HashSet::new();
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            alive.insert(pid);
+            // A process without a library yet may have opened one since.
+            if self.processes.get(&pid).is_none_or(|p| p.library.is_none()) {
+                self.look(pid, hooks);
+            }
+        }
+        let gone: Vec<u32> = self
+            .processes
+            .keys()
+            .filter(|p| !alive.contains(p))
+            .copied()
+            .collect();
+        for pid in gone {
+            self.forget(pid, hooks);
+        }
+    }
+
+    /// Reads one process's memory map for a TLS library; hooks a file not
+    /// seen before.
+    fn look(&mut self, pid: u32, hooks: &mut impl Hooks) {
+        if pid == self.own_pid || self.processes.len() >= MAX_PROCESSES {
+            return;
+        }
+        let base = self.proc_root.join(pid.to_string());
+        let Ok(maps) = std::fs::read_to_string(base.join("maps")) else {
+            return;
+        };
+        let command = std::fs::read_to_string(base.join("comm"))
+            .map(|c| c.trim_end().to_string())
+            .unwrap_or_default();
+        let found = tls_library(&maps);
+        let process = self.processes.entry(pid).or_default();
+        process.command = command;
+        let Some((key, path)) = found else {
+            return;
+        };
+        if process.library.as_ref() == Some(&key) {
+            return;
+        }
+        process.library = Some(key.clone());
+        let library = self.libraries.entry(key).or_insert_with(|| {
+            // The file as this process sees it, inside its container.
+            let opened = base.join("root").join(path.strip_prefix("/").unwrap_or(&path));
+            let hooked = hooks.hook(&opened);
+            match &hooked {
+                Ok(f) => tracing::info!(library = %path.display(), pid, functions = ?f, "TLS library hooked"),
+                Err(e) => tracing::warn!(library = %path.display(), pid, "TLS library not hooked: {e}"),
+            }
+            Library {
+                path,
+                opened,
+                hooked,
+                users: Default::default(),
+                bytes: 0,
+            }
+        });
+        library.users.insert(pid);
+    }
+
+    /// The process is gone (or runs another program): its library loses a
+    /// user, and is unhooked with its last.
+    fn forget(&mut self, pid: u32, hooks: &mut impl Hooks) {
+        let Some(p) = self.processes.remove(&pid) else {
+            return;
+        };
+        let Some(key) = p.library else {
+            return;
+        };
+        let Some(library) = self.libraries.get_mut(&key) else {
+            return;
+        };
+        library.users.remove(&pid);
+        if library.users.is_empty() {
+            if library.hooked.is_ok() {
+                hooks.unhook(&library.opened);
+                tracing::info!(library = %library.path.display(), "TLS library unhooked: its last process exited");
+            }
+            self.libraries.remove(&key);
+        }
+    }
+
+    /// Plaintext bytes a process's TLS calls moved.
+    pub fn count(&mut self, pid: u32, bytes: u64) {
+        if let Some(p) = self.processes.get_mut(&pid) {
+            p.bytes += bytes;
+            if let Some(l) = p.library.as_ref().and_then(|k| self.libraries.get_mut(k)) {
+                l.bytes += bytes;
+            }
+        }
+    }
+
+    /// The pod a process's connections use, from its socket's local address.
+    pub fn name_process(&mut self, pid: u32, local: std::net::IpAddr, names: &Names) {
+        if let Some(p) = self.processes.get_mut(&pid)
+            && p.pod.is_none()
+        {
+            p.pod = names.pod_of(local);
+        }
+    }
+
+    /// Library files hooked now.
+    pub fn hooked(&self) -> usize {
+        self.libraries.values().filter(|l| l.hooked.is_ok()).count()
+    }
+
+    /// Each library with its processes, for the status.
+    pub fn libraries(&self) -> Vec<proto::v1::TlsLibrary> {
+        self.libraries
+            .values()
+            .map(|l| proto::v1::TlsLibrary {
+                path: l.path.display().to_string(),
+                kind: "openssl".into(),
+                hooked: l.hooked.is_ok(),
+                functions: l
+                    .hooked
+                    .as_ref()
+                    .map(|f| f.iter().map(|s| s.to_string()).collect())
+                    .unwrap_or_default(),
+                reason: l.hooked.as_ref().err().cloned().unwrap_or_default(),
+                processes: l
+                    .users
+                    .iter()
+                    .take(STATUS_PROCESSES)
+                    .filter_map(|pid| {
+                        let p = self.processes.get(pid)?;
+                        Some(proto::v1::TlsProcess {
+                            pid: *pid,
+                            command: p.command.clone(),
+                            pod: p.pod.as_ref().map(|(n, _)| n.clone()),
+                            namespace: p
+                                .pod
+                                .as_ref()
+                                .map(|(_, ns)| ns.clone())
+                                .filter(|ns| !ns.is_empty()),
+                            bytes: p.bytes,
+                        })
+                    })
+                    .collect(),
+                bytes: l.bytes,
+            })
+            .collect()
+    }
+}
+
+/// The TLS library a memory map has (`libssl.so…`): its file's device and
+/// inode, and path. Lines are `address perms offset dev inode path`.
+fn tls_library(maps: &str) -> Option<(FileKey, PathBuf)> {
+    maps.lines().find_map(|line| {
+        let mut f = line.split_whitespace();
+        let (dev, inode, path) = (f.nth(3)?, f.next()?, f.next()?);
+        let name = Path::new(path).file_name()?.to_str()?;
+        if !name.starts_with("libssl.so") {
+            return None;
+        }
+        Some(((dev.to_string(), inode.parse().ok()?), PathBuf::from(path)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Count {
+        hooked: Vec<PathBuf>,
+        unhooked: Vec<PathBuf>,
+    }
+
+    impl Hooks for Count {
+        fn hook(&mut self, opened: &Path) -> Result<Vec<&'static str>, String> {
+            self.hooked.push(opened.to_path_buf());
+            Ok(vec!["SSL_read"])
+        }
+        fn unhook(&mut self, opened: &Path) {
+            self.unhooked.push(opened.to_path_buf());
+        }
+    }
+
+    const SSL: &str = "7f0000000000-7f0000001000 r-xp 00000000 fd:01 4242 /usr/lib/x86_64-linux-gnu/libssl.so.3\n";
+    const OTHER_SSL: &str =
+        "7f0000000000-7f0000001000 r-xp 00000000 00:2a 99 /usr/lib/libssl.so.1.1\n";
+    const NONE: &str = "55d0-55d1 r-xp 00000000 fd:01 10 /usr/bin/cat\n";
+
+    fn fake_proc(dir: &Path, pid: u32, maps: &str) {
+        let p = dir.join(pid.to_string());
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("maps"), maps).unwrap();
+        std::fs::write(p.join("comm"), format!("prog{pid}\n")).unwrap();
+    }
+
+    #[test]
+    fn a_library_is_hooked_once_and_unhooked_with_its_last_user() {
+        let dir = testkit::TempDir::new("discovery");
+        fake_proc(dir.root(), 10, SSL);
+        fake_proc(dir.root(), 11, SSL);
+        fake_proc(dir.root(), 12, NONE);
+        fake_proc(dir.root(), 13, OTHER_SSL);
+        let mut d = Discovery::with_proc(dir.root().to_path_buf());
+        let mut hooks = Count::default();
+        d.scan(&mut hooks);
+        // One hook per file, through the first user's root.
+        assert_eq!(hooks.hooked.len(), 2, "{:?}", hooks.hooked);
+        assert!(
+            hooks
+                .hooked
+                .iter()
+                .any(|p| p.ends_with("root/usr/lib/x86_64-linux-gnu/libssl.so.3"))
+        );
+        let libs = d.libraries();
+        let ssl3 = libs.iter().find(|l| l.path.ends_with("so.3")).unwrap();
+        assert_eq!(ssl3.processes.len(), 2);
+        assert_eq!(ssl3.processes[0].command, "prog10");
+        std::fs::remove_dir_all(dir.root().join("10")).unwrap();
+        d.event(ProcessEvent::Exit(10), &mut hooks);
+        assert!(hooks.unhooked.is_empty(), "one user is left");
+        std::fs::remove_dir_all(dir.root().join("11")).unwrap();
+        d.event(ProcessEvent::Exit(11), &mut hooks);
+        assert_eq!(hooks.unhooked.len(), 1);
+        // The other file's user vanished without an exit event: the next
+        // scan finds it gone.
+        std::fs::remove_dir_all(dir.root().join("13")).unwrap();
+        d.scan(&mut hooks);
+        assert_eq!(hooks.unhooked.len(), 2);
+        assert_eq!(d.hooked(), 0);
+    }
+
+    #[test]
+    fn a_started_program_is_looked_at_until_it_maps_a_library() {
+        let dir = testkit::TempDir::new("discovery");
+        let mut d = Discovery::with_proc(dir.root().to_path_buf());
+        let mut hooks = Count::default();
+        d.scan(&mut hooks);
+        fake_proc(dir.root(), 20, NONE);
+        d.event(ProcessEvent::Exec(20), &mut hooks);
+        std::thread::sleep(LOOKS[0]);
+        d.tick(&mut hooks);
+        assert!(hooks.hooked.is_empty());
+        // It loads libssl later (Python imports ssl on demand).
+        fake_proc(dir.root(), 20, SSL);
+        std::thread::sleep(LOOKS[1]);
+        d.tick(&mut hooks);
+        assert_eq!(hooks.hooked.len(), 1);
+        assert!(d.due.is_empty(), "no more looks once found");
+    }
+
+    #[test]
+    fn a_failed_hook_is_kept_with_its_reason_and_not_retried() {
+        struct Refuse(usize);
+        impl Hooks for Refuse {
+            fn hook(&mut self, _: &Path) -> Result<Vec<&'static str>, String> {
+                self.0 += 1;
+                Err("no SSL_read".into())
+            }
+            fn unhook(&mut self, _: &Path) {
+                panic!("nothing was hooked");
+            }
+        }
+        let dir = testkit::TempDir::new("discovery");
+        fake_proc(dir.root(), 30, SSL);
+        let mut d = Discovery::with_proc(dir.root().to_path_buf());
+        let mut hooks = Refuse(0);
+        d.scan(&mut hooks);
+        fake_proc(dir.root(), 31, SSL);
+        d.scan(&mut hooks);
+        assert_eq!(hooks.0, 1);
+        let libs = d.libraries();
+        assert!(!libs[0].hooked);
+        assert_eq!(libs[0].reason, "no SSL_read");
+        d.event(ProcessEvent::Exit(30), &mut hooks);
+        d.event(ProcessEvent::Exit(31), &mut hooks);
+        assert!(d.libraries().is_empty());
+    }
+}
