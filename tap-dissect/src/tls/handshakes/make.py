@@ -6,6 +6,8 @@ is one connection, one flight per line: `C <hex>` (client to server) or
 
     python3 make.py   # in this folder; needs the openssl command
 
+It writes the same connections as fuzz seeds, fuzz/seeds/tls/<name>.
+
 The certificate is made fresh (EC P-256, CN and SANs below, valid ten
 years from the day it is made), so rerunning changes the bytes and the
 certificate's not-after date, which the tests read: update them.
@@ -112,6 +114,21 @@ def write(name, flights):
     with open(os.path.join(HERE, name), "w") as f:
         for d, b in flights:
             f.write(f"{d} {b.hex()}\n")
+    seed(name.removesuffix(".hex"), flights)
+
+
+def seed(name, flights):
+    """The same connection as a fuzz seed (fuzz/fuzz_targets/records): a
+    control byte (bit 0: from the server), a length byte, at most 255 bytes."""
+    out = bytearray()
+    for d, b in flights:
+        for at in range(0, len(b), 255):
+            part = b[at:at + 255]
+            out += bytes([0 if d == "C" else 1, len(part)]) + part
+    seeds = os.path.join(HERE, "..", "..", "..", "..", "fuzz", "seeds", "tls")
+    os.makedirs(seeds, exist_ok=True)
+    with open(os.path.join(seeds, name), "wb") as f:
+        f.write(out)
 
 
 def main():
