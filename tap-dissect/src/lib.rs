@@ -33,6 +33,7 @@ pub mod stream;
 pub mod tcp;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod tls;
 pub mod udp;
 pub mod websocket;
 

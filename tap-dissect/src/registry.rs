@@ -222,6 +222,7 @@ registry! {
     crate::postgres::model::Postgres => Postgres,
     crate::kafka::model::Kafka => Kafka,
     crate::amqp::model::Amqp => Amqp,
+    crate::tls::model::Tls => Tls,
     crate::dns::model::Dns => Dns,
     crate::websocket::model::WebSocket => Websocket,
     crate::socks::model::Socks => Socks,
@@ -333,7 +334,7 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{names:?}");
-        assert_eq!(names.len(), 13, "eleven protocols, tcp and udp: {names:?}");
+        assert_eq!(names.len(), 14, "twelve protocols, tcp and udp: {names:?}");
         for spec in tcp_protocols() {
             assert!(names.contains(&spec.name), "{}", spec.name);
         }
@@ -347,6 +348,7 @@ mod tests {
                 "postgres",
                 "kafka",
                 "amqp",
+                "tls",
                 "dns",
                 "websocket",
                 "socks"

@@ -1352,7 +1352,7 @@ mod tests {
         assert!(of("postgres", "request").contains(&"sql".to_string()));
         assert!(of("dns", "response").contains(&"rcode_name".to_string()));
         assert!(of("tcp", "response").contains(&"ended".to_string()));
-        assert_eq!(v["protocols"].as_array().unwrap().len(), 13);
+        assert_eq!(v["protocols"].as_array().unwrap().len(), 14);
         assert_eq!(
             v["tunnel"],
             serde_json::json!(["dst", "kind", "src", "vni"])

@@ -204,20 +204,18 @@ fn what_goes_through_a_connect_tunnel_is_detected_again() {
     assert_eq!(es[1].path(), Some("/inner"));
 }
 
-/// A tunnel carrying what nothing dissects (TLS) ends as a `tcp` entry beside
+/// A tunnel carrying what nothing dissects (SSH) ends as a `tcp` entry beside
 /// the CONNECT's, with an id of its own.
 #[test]
 fn an_undissected_tunnel_is_a_tcp_entry_after_the_connect() {
-    let mut hello = b"\x16\x03\x01\x00\xf8\x01\x00\x00\xf4\x03\x03".to_vec();
-    hello.extend((0..200u8).map(|i| i.wrapping_mul(37)));
     let es = connection(&[
         (
             Direction::ToServer,
-            b"CONNECT pay.example:443 HTTP/1.1\r\n\r\n",
+            b"CONNECT git.example:22 HTTP/1.1\r\n\r\n",
         ),
         (Direction::ToClient, b"HTTP/1.1 200 OK\r\n\r\n"),
-        (Direction::ToServer, &hello),
-        (Direction::ToClient, &hello),
+        (Direction::ToServer, b"SSH-2.0-OpenSSH_9.6\r\n"),
+        (Direction::ToClient, b"SSH-2.0-OpenSSH_9.2p1\r\n"),
     ]);
     let got: Vec<_> = es.iter().map(|e| (e.id.as_str(), e.protocol)).collect();
     assert_eq!(

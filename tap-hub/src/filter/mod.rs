@@ -11,10 +11,10 @@
 //! |---|---|---|
 //! | `id`, `node` | string | |
 //! | `ts` | timestamp | capture time of the request |
-//! | `protocol` | string | `http`, `http2`, `grpc`, `graphql`, `websocket`, `redis`, `kafka`, `amqp`, `dns`, `postgres`, `socks`, `tcp`, `udp` |
+//! | `protocol` | string | `http`, `http2`, `grpc`, `graphql`, `websocket`, `redis`, `kafka`, `amqp`, `dns`, `postgres`, `socks`, `tls`, `tcp`, `udp` (the condition `tls` alone is the `tls` field below: write `protocol == "tls"` for handshakes) |
 //! | `src.ip`, `dst.ip`, `src.pod`, `src.namespace`, `src.service` (and `dst.…`) | string | |
 //! | `src.port`, `dst.port` | int | |
-//! | `tls` | bool | |
+//! | `tls` | bool | the entry was read as TLS plaintext (eBPF), not a `tls` handshake entry |
 //! | `elapsed_us` | int | response time in µs; a flow's duration for `tcp`/`udp` |
 //! | `request_size`, `response_size`, `stream_id` | int | |
 //! | `flow_id` | string | 16 hex digits, as in the JSON form |
