@@ -12,9 +12,11 @@
 //!
 //! Every request must be one entry marked `tls`, with the right method,
 //! path, status, protocol and both ends' pod addresses and names; none of
-//! those connections may also show as an encrypted `tcp` entry; the hub's
-//! workers API must show libssl hooked with its processes in their pod.
-//! Needs root (eBPF, namespaces), python3, curl, openssl and nghttpd.
+//! those connections may also show as an encrypted `tls` or `tcp` entry;
+//! the hub's workers API must show libssl hooked with its processes in
+//! their pod. And a client the worker cannot hook (wget, on GnuTLS) talking
+//! to `s_server -www` gives a `tls` entry with its SNI. Needs root (eBPF,
+//! namespaces), python3, curl, wget, openssl and nghttpd.
 
 mod peers;
 
@@ -81,7 +83,7 @@ fn curl(client: &testkit::Pod, args: &[&str]) -> String {
 
 #[test]
 fn tls_plaintext_of_openssl_peers_in_pods() {
-    if !require_root() || !require(&["python3", "curl", "openssl", "nghttpd"]) {
+    if !require_root() || !require(&["python3", "curl", "wget", "openssl", "nghttpd"]) {
         return;
     }
     let node = Node::new("tls").unwrap();
@@ -209,6 +211,38 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
     );
     assert!(answer.contains("200 ok"), "{answer}");
 
+    // wget (GnuTLS: not hooked) by name, which it sends as the SNI; the
+    // name comes from the client pod's own hosts file (`ip netns exec`
+    // mounts /etc/netns/<netns>/hosts over /etc/hosts).
+    let hosts = HostsFile::new(&client.netns, &format!("{ip} web.shop.test\n"));
+    let got = client
+        .command("wget")
+        .args(["-q", "-O", "-", "--no-check-certificate", "--tries=1"])
+        .arg("https://web.shop.test:4433/unhooked")
+        .output()
+        .unwrap();
+    assert!(
+        got.status.success() && String::from_utf8_lossy(&got.stdout).contains("s_server"),
+        "wget: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    drop(hosts);
+    let handshake = testkit::eventually(Duration::from_secs(30), "wget's tls entry", || {
+        let v = node::api(
+            &node,
+            http,
+            "/api/entries?filter=protocol%20%3D%3D%20%22tls%22&limit=50",
+        );
+        v["entries"]
+            .as_array()?
+            .iter()
+            .find(|e| e["request"]["server_name"] == "web.shop.test")
+            .cloned()
+    });
+    assert_eq!(handshake["tls"], false, "not decrypted: {handshake}");
+    assert_eq!(handshake["dst"]["port"], 4433, "{handshake}");
+    assert_eq!(handshake["src"]["pod"], "client", "{handshake}");
+
     // (path, protocol, status, server port)
     let expected = [
         ("/curl-one", "http", 200, 8443),
@@ -243,20 +277,21 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
         assert_eq!(e["dst"]["pod"], "web", "{e}");
         assert_eq!(e["dst"]["namespace"], "shop", "{e}");
     }
-    // The encrypted packets of the client's connections are not a `tcp`
-    // entry too (one comes when its connection ends; they all have). The
-    // node's own port checks above are `tcp` entries, rightly.
+    // The encrypted packets of the client's connections are not a `tls`
+    // (handshake) or `tcp` entry too. The node's own port checks above are
+    // `tcp` entries, rightly.
     std::thread::sleep(Duration::from_secs(2));
     let v = node::api(
         &node,
         http,
-        "/api/entries?filter=protocol%20%3D%3D%20%22tcp%22&limit=200",
+        "/api/entries?filter=protocol%20in%20%5B%22tcp%22%2C%20%22tls%22%5D&limit=200",
     );
     let tcp: Vec<&serde_json::Value> = v["entries"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["src"]["ip"] == client.ip.to_string())
+        .filter(|e| e["request"]["server_name"] != "web.shop.test")
         .collect();
     assert!(tcp.is_empty(), "encrypted entries shown: {tcp:?}");
 
@@ -287,5 +322,24 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
     let drops = &workers["workers"][0]["counters"]["drops_by_cause"];
     for cause in ["tls_ring_full", "tls_unreadable", "tls_calls_full"] {
         assert_eq!(drops[cause], 0, "{cause}: {drops}");
+    }
+}
+
+/// A pod's own /etc/hosts: `ip netns exec NS` mounts /etc/netns/NS/hosts
+/// over /etc/hosts for what it runs. Removed on drop.
+struct HostsFile(std::path::PathBuf);
+
+impl HostsFile {
+    fn new(netns: &str, text: &str) -> HostsFile {
+        let dir = std::path::Path::new("/etc/netns").join(netns);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hosts"), text).unwrap();
+        HostsFile(dir)
+    }
+}
+
+impl Drop for HostsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

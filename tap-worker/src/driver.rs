@@ -204,6 +204,46 @@ pub struct Driver {
     tls: Option<TlsSource>,
     /// Why `--tls` could not be had.
     tls_unavailable: Option<String>,
+    /// Handshake entries waiting to learn whether their connection was
+    /// decrypted (`--tls`), and the connections that were.
+    held: Arc<Mutex<Held>>,
+    decrypted: Option<Arc<Decrypted>>,
+}
+
+/// How long a handshake's entry waits for its connection's plaintext.
+const HOLD: Duration = Duration::from_millis(1500);
+/// Handshake entries waiting at most; beyond, one goes on at once.
+const MAX_HELD: usize = 16 * 1024;
+
+/// Handshake entries waiting, oldest first.
+#[derive(Default)]
+struct Held {
+    entries: std::collections::VecDeque<(Instant, Entry)>,
+}
+
+impl Held {
+    /// Keeps `e`, or hands it back when full.
+    fn hold(&mut self, e: Entry) -> Option<Entry> {
+        if self.entries.len() >= MAX_HELD {
+            return Some(e);
+        }
+        self.entries.push_back((Instant::now(), e));
+        None
+    }
+
+    /// The entries whose wait is over (`all`: every one).
+    fn due(&mut self, all: bool) -> Vec<Entry> {
+        let mut out = Vec::new();
+        while let Some((since, _)) = self.entries.front() {
+            if !all && since.elapsed() < HOLD {
+                break;
+            }
+            if let Some((_, e)) = self.entries.pop_front() {
+                out.push(e);
+            }
+        }
+        out
+    }
 }
 
 enum Run {
@@ -275,16 +315,31 @@ impl Driver {
             Source::File { .. } => false,
         };
         let decrypted = Arc::new(Decrypted::default());
+        let held = Arc::new(Mutex::new(Held::default()));
         let sink: crate::tap::Sink = {
             let queue = queue.clone();
-            let decrypted = decrypted.clone();
+            let (decrypted, held) = (decrypted.clone(), held.clone());
             Arc::new(move |e: Entry| {
-                // The packets of a connection read in plaintext: its
-                // plaintext's entries stand for them.
-                if tls_asked && decrypted.replaces(&e) {
+                if !tls_asked {
+                    queue.offer(e);
                     return;
                 }
-                queue.offer(e);
+                // A handshake's entry comes as soon as the handshake is
+                // over, often before the connection's first plaintext: it
+                // waits a moment to learn whether it was decrypted.
+                let e = if e.protocol == proto::v1::Protocol::Tls as i32 {
+                    match lock(&held).hold(e) {
+                        None => return,
+                        Some(e) => e,
+                    }
+                } else {
+                    e
+                };
+                // The packets of a connection read in plaintext: its
+                // plaintext's entries stand for them.
+                if !decrypted.replaces(&e) {
+                    queue.offer(e);
+                }
             })
         };
         let (tls, tls_unavailable) = if tls_asked {
@@ -297,7 +352,7 @@ impl Driver {
             match TlsSource::start(
                 pipeline.node.clone(),
                 Arc::new(pipeline.dissect.clone()),
-                decrypted,
+                decrypted.clone(),
                 plain,
             ) {
                 Ok(t) => (Some(t), None),
@@ -379,6 +434,8 @@ impl Driver {
             described,
             tls,
             tls_unavailable,
+            held,
+            decrypted: tls_asked.then_some(decrypted),
         })
     }
 
@@ -401,9 +458,25 @@ impl Driver {
         self.ring.as_ref()
     }
 
-    /// Periodic work: a pod list followed (once a second), ended captures
-    /// reaped. Returns what changed, one line each, for the log.
+    /// Handshake entries whose wait is over go on, unless their connection
+    /// was decrypted.
+    fn release_held(&self, all: bool) {
+        let Some(decrypted) = &self.decrypted else {
+            return;
+        };
+        let due = lock(&self.held).due(all);
+        for e in due {
+            if !decrypted.replaces(&e) {
+                self.queue.offer(e);
+            }
+        }
+    }
+
+    /// Periodic work: held handshake entries released, a pod list followed
+    /// (once a second), ended captures reaped. Returns what changed, one
+    /// line each, for the log.
     pub fn tick(&mut self) -> Vec<String> {
+        self.release_held(false);
         let Run::Live {
             tap,
             watch: Some(watch),
@@ -610,6 +683,12 @@ impl Driver {
         if let Some(tls) = &mut self.tls {
             tls.stop();
         }
+        let outcome = self.stop_source();
+        self.release_held(true);
+        outcome
+    }
+
+    fn stop_source(&mut self) -> Outcome {
         let outcome = match std::mem::replace(&mut self.run, Run::Stopped(Default::default())) {
             Run::File {
                 thread,

@@ -11,6 +11,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("wireshark-common", "editcap"),
     ("tcpdump", "tcpdump"),
     ("curl", "curl"),
+    // A TLS client on GnuTLS, which the TLS probes do not hook (its handshake stays a `tls` entry).
+    ("wget", "wget"),
     // The TLS tests: openssl s_server and its certificates.
     ("openssl", "openssl"),
     ("python3", "python3"),

@@ -64,8 +64,9 @@ pub struct StreamStats {
 }
 
 /// Connections (their two addresses) whose plaintext the probes read. The
-/// packet side's entry of such a connection (`tcp`: its bytes are
-/// encrypted) is not reported; [`Decrypted::replaces`] says which.
+/// packet side's entry of such a connection (`tls`, its handshake, or
+/// `tcp`) is not reported; [`Decrypted::replaces`] says which. A
+/// connection is noted from its `SSL_set_fd` on, before its handshake.
 #[derive(Default)]
 pub struct Decrypted {
     inner: Mutex<DecryptedInner>,
@@ -102,10 +103,13 @@ impl Decrypted {
         d.conns.insert(pair(a, b), Instant::now());
     }
 
-    /// Whether `e` is the packets' view of a decrypted connection (a `tcp`
-    /// entry between its two addresses); counted when it is.
+    /// Whether `e` is the packets' view of a decrypted connection (a `tls`
+    /// or `tcp` entry between its two addresses); counted when it is.
     pub fn replaces(&self, e: &Entry) -> bool {
-        if e.tls || e.protocol != proto::v1::Protocol::Tcp as i32 {
+        let encrypted = [proto::v1::Protocol::Tcp, proto::v1::Protocol::Tls]
+            .iter()
+            .any(|p| e.protocol == *p as i32);
+        if e.tls || !encrypted {
             return false;
         }
         let addr = |end: Option<&proto::v1::Endpoint>| {
@@ -328,6 +332,9 @@ impl<R: FnMut(u32, i32, Addrs) -> Option<SocketInfo>> Streams<R> {
             self.objects.clear();
         }
         self.objects.insert(object, (fd, r.addrs));
+        if let (Some(d), Some((local, remote))) = (&self.decrypted, r.addrs) {
+            d.insert(local, remote);
+        }
         let key = (r.pid, fd);
         if self
             .flows
