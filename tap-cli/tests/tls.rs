@@ -15,8 +15,11 @@
 //! those connections may also show as an encrypted `tls` or `tcp` entry;
 //! the hub's workers API must show libssl hooked with its processes in
 //! their pod. And a client the worker cannot hook (wget, on GnuTLS) talking
-//! to `s_server -www` gives a `tls` entry with its SNI. Needs root (eBPF,
-//! namespaces), python3, curl, wget, openssl and nghttpd.
+//! to `s_server -www` gives a `tls` entry with its SNI. The PCAP export of
+//! a decrypted exchange holds its plaintext as TCP on the connection's
+//! addresses, which tshark reads as HTTP (each packet's comment says it was
+//! made, not captured). Needs root (eBPF, namespaces), python3, curl, wget,
+//! openssl, nghttpd and tshark.
 
 mod peers;
 
@@ -83,7 +86,7 @@ fn curl(client: &testkit::Pod, args: &[&str]) -> String {
 
 #[test]
 fn tls_plaintext_of_openssl_peers_in_pods() {
-    if !require_root() || !require(&["python3", "curl", "wget", "openssl", "nghttpd"]) {
+    if !require_root() || !require(&["python3", "curl", "wget", "openssl", "nghttpd", "tshark"]) {
         return;
     }
     let node = Node::new("tls").unwrap();
@@ -294,6 +297,54 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
         .filter(|e| e["request"]["server_name"] != "web.shop.test")
         .collect();
     assert!(tcp.is_empty(), "encrypted entries shown: {tcp:?}");
+
+    // The decrypted exchange, exported: tshark reads the plaintext as HTTP
+    // on the connection's addresses.
+    let filter = testkit::http::encode(r#"request.path == "/curl-one""#);
+    let pcap = node::get(&node, http, &format!("/api/pcap?filter={filter}"));
+    let file = dir.path("curl-one.pcapng");
+    std::fs::write(&file, &pcap).unwrap();
+    let fields = Command::new("tshark")
+        .arg("-r")
+        .arg(&file)
+        .args([
+            "-Y",
+            "http",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "tcp.dstport",
+        ])
+        .args([
+            "-e",
+            "http.request.uri",
+            "-e",
+            "http.response.code",
+            "-e",
+            "frame.comment",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        fields.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fields.stderr)
+    );
+    let rows: Vec<Vec<String>> = String::from_utf8_lossy(&fields.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "a request and its answer: {rows:?}");
+    assert_eq!(rows[0][0], client.ip.to_string(), "{rows:?}");
+    assert_eq!(rows[0][1], "8443", "{rows:?}");
+    assert_eq!(rows[0][2], "/curl-one", "{rows:?}");
+    assert_eq!(rows[1][3], "200", "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r[4].contains("TLS plaintext")),
+        "{rows:?}"
+    );
 
     let workers = node::api(&node, http, "/api/workers");
     let tls = &workers["workers"][0]["tls"];

@@ -9,7 +9,7 @@ use crate::filter::Filter;
 use crate::hub::{Hub, PacketSource};
 use pcap_file::DataLink;
 use pcap_file::pcapng::PcapNgWriter;
-use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
@@ -224,7 +224,11 @@ fn write(names: &[String], packets: &[(usize, RawPacket)]) -> Result<Vec<u8>, St
             timestamp: Duration::from_nanos(p.ts_ns),
             original_len: p.orig_len.max(p.data.len() as u32),
             data: Cow::Borrowed(&p.data),
-            options: Vec::new(),
+            options: if p.comment.is_empty() {
+                Vec::new()
+            } else {
+                vec![EnhancedPacketOption::Comment(Cow::Borrowed(&p.comment))]
+            },
         };
         w.write_pcapng_block(epb).map_err(|e| e.to_string())?;
     }

@@ -354,6 +354,7 @@ impl Driver {
                 Arc::new(pipeline.dissect.clone()),
                 decrypted.clone(),
                 plain,
+                ring.clone(),
             ) {
                 Ok(t) => (Some(t), None),
                 Err(e) => (None, Some(e.to_string())),

@@ -17,7 +17,12 @@ struct Meta {
     len: u32,
     orig_len: u32,
     link: u32,
+    /// Made by kubetap (TLS plaintext as TCP), not captured.
+    synthetic: bool,
 }
+
+/// The pcapng comment of a made packet.
+pub const SYNTHETIC_COMMENT: &str = "kubetap: TLS plaintext read by eBPF uprobes in the process, written as TCP on the connection's real addresses and times (not captured on the wire)";
 
 /// Bytes a stored packet is counted for: its data and its index entry.
 fn cost(data_len: usize) -> usize {
@@ -102,6 +107,15 @@ impl PacketRing {
     }
 
     pub fn push(&mut self, pkt: &Packet<'_>, flow: u64) {
+        self.keep(pkt, flow, false);
+    }
+
+    /// A packet kubetap made (exported with [`SYNTHETIC_COMMENT`]).
+    pub fn push_synthetic(&mut self, pkt: &Packet<'_>, flow: u64) {
+        self.keep(pkt, flow, true);
+    }
+
+    fn keep(&mut self, pkt: &Packet<'_>, flow: u64, synthetic: bool) {
         let len = pkt.data.len();
         let c = cost(len);
         if c > self.budget {
@@ -149,6 +163,7 @@ impl PacketRing {
             len: len as u32,
             orig_len: pkt.orig_len,
             link: pkt.link,
+            synthetic,
         });
         self.bytes += c;
         self.write = end;
@@ -166,6 +181,11 @@ impl PacketRing {
                 linktype: p.link,
                 orig_len: p.orig_len,
                 data: self.buf[p.start..p.start + p.len as usize].to_vec(),
+                comment: if p.synthetic {
+                    SYNTHETIC_COMMENT.to_string()
+                } else {
+                    String::new()
+                },
             })
             .collect()
     }

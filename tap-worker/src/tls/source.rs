@@ -11,6 +11,7 @@ use super::streams::{Decrypted, StreamStats, Streams};
 use super::{Lost, TlsProbes};
 use crate::dissect::{DissectConfig, Emit};
 use crate::pods::Names;
+use crate::ring::PacketRing;
 use crate::tap::Sink;
 use proto::v1::TlsStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,11 +61,14 @@ impl TlsSource {
     /// Loads the probes and starts following processes; entries go to
     /// `sink` with `node` set. Fails (and nothing runs) when the probes
     /// cannot be loaded: the message says what is missing.
+    /// With a `ring`, the plaintext is also kept there as TCP packets on
+    /// each connection's addresses, for PCAP export.
     pub fn start(
         node: String,
         dissect: Arc<DissectConfig>,
         decrypted: Arc<Decrypted>,
         sink: Sink,
+        ring: Option<Arc<Mutex<PacketRing>>>,
     ) -> Result<TlsSource, super::TlsError> {
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Mutex::new(Shared::default()));
@@ -86,6 +90,9 @@ impl TlsSource {
                     };
                     let mut streams = Streams::new(dissect);
                     streams.note_decrypted(decrypted);
+                    if ring.is_some() {
+                        streams.make_packets();
+                    }
                     Worker {
                         probes,
                         streams,
@@ -93,6 +100,7 @@ impl TlsSource {
                         names: Names::default(),
                         node,
                         sink,
+                        ring,
                         shared,
                         out: Vec::new(),
                         parse_errors: 0,
@@ -174,6 +182,7 @@ struct Worker {
     names: Names,
     node: String,
     sink: Sink,
+    ring: Option<Arc<Mutex<PacketRing>>>,
     shared: Arc<Mutex<Shared>>,
     out: Vec<Emit>,
     parse_errors: u64,
@@ -223,6 +232,23 @@ impl Worker {
     /// The entry stages for TLS entries (as `Pipeline::deliver` for
     /// packets'): node and pod names, then the sink.
     fn deliver(&mut self) {
+        if let Some(ring) = &self.ring {
+            let made = self.streams.take_packets();
+            if !made.is_empty() {
+                let mut ring = lock(ring);
+                for p in made {
+                    ring.push_synthetic(
+                        &crate::capture::Packet {
+                            ts_ns: p.ts_ns,
+                            link: super::streams::LINKTYPE_RAW,
+                            data: &p.data,
+                            orig_len: p.data.len() as u32,
+                        },
+                        p.flow,
+                    );
+                }
+            }
+        }
         for e in self.out.drain(..) {
             match e {
                 Emit::Entry(mut entry) => {

@@ -154,6 +154,64 @@ struct Stream {
     calls: [u64; 2],
     /// The other end of a connection already followed: not dissected.
     mirror: bool,
+    /// Next TCP sequence number of each direction's made packets.
+    seq: [u32; 2],
+}
+
+/// A packet made from TLS plaintext, for the raw-packet ring: the flow's
+/// id, wall-clock time, and an IP packet (LINKTYPE_RAW).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MadePacket {
+    pub flow: u64,
+    pub ts_ns: u64,
+    pub data: Vec<u8>,
+}
+
+/// pcap's LINKTYPE_RAW: an IPv4 or IPv6 packet, no link header.
+pub const LINKTYPE_RAW: u32 = 101;
+/// Plaintext per made packet, at most (within an IP packet's length).
+const MADE_SEGMENT: usize = 32 * 1024;
+
+/// TCP flags of a made packet.
+#[derive(Clone, Copy)]
+enum Flags {
+    Syn,
+    SynAck,
+    Ack,
+    PshAck,
+    FinAck,
+}
+
+/// One TCP segment from `from` to `to`, as an IP packet.
+fn segment(
+    from: SocketAddr,
+    to: SocketAddr,
+    seq: u32,
+    ack: u32,
+    flags: Flags,
+    payload: &[u8],
+) -> Option<Vec<u8>> {
+    use etherparse::PacketBuilder;
+    let ip = match (from.ip(), to.ip()) {
+        (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) => {
+            PacketBuilder::ipv4(a.octets(), b.octets(), 64)
+        }
+        (std::net::IpAddr::V6(a), std::net::IpAddr::V6(b)) => {
+            PacketBuilder::ipv6(a.octets(), b.octets(), 64)
+        }
+        _ => return None,
+    };
+    let tcp = ip.tcp(from.port(), to.port(), seq, 65535);
+    let tcp = match flags {
+        Flags::Syn => tcp.syn(),
+        Flags::SynAck => tcp.syn().ack(ack),
+        Flags::Ack => tcp.ack(ack),
+        Flags::PshAck => tcp.psh().ack(ack),
+        Flags::FinAck => tcp.fin().ack(ack),
+    };
+    let mut out = Vec::with_capacity(tcp.size(payload.len()));
+    tcp.write(&mut out, payload).ok()?;
+    Some(out)
 }
 
 /// A socket's (local, remote) addresses as the kernel read them.
@@ -175,6 +233,9 @@ pub struct Streams<R = fn(u32, i32, Addrs) -> Option<SocketInfo>> {
     /// Flows opened since [`Streams::take_opened`]: the process and its
     /// socket's local address.
     opened: Vec<(u32, SocketAddr)>,
+    /// Packets made from the plaintext since [`Streams::take_packets`]
+    /// (only when [`Streams::make_packets`] asked for them).
+    packets: Option<Vec<MadePacket>>,
     next_id: u64,
     /// Wall-clock nanoseconds minus monotonic ones.
     clock_offset: i128,
@@ -220,6 +281,7 @@ impl<R: FnMut(u32, i32, Addrs) -> Option<SocketInfo>> Streams<R> {
             owners: HashMap::new(),
             decrypted: None,
             opened: Vec::new(),
+            packets: None,
             next_id: 0,
             clock_offset,
             stats: StreamStats::default(),
@@ -233,6 +295,57 @@ impl<R: FnMut(u32, i32, Addrs) -> Option<SocketInfo>> Streams<R> {
     /// Connections followed are noted in `decrypted`.
     pub fn note_decrypted(&mut self, decrypted: Arc<Decrypted>) {
         self.decrypted = Some(decrypted);
+    }
+
+    /// Make the plaintext into TCP packets on each connection's addresses
+    /// (a handshake when a flow opens, a segment per call, FINs at its
+    /// end), for PCAP export: Wireshark dissects them as it would the
+    /// connection unencrypted.
+    pub fn make_packets(&mut self) {
+        self.packets.get_or_insert_with(Vec::new);
+    }
+
+    /// The packets made since the last call.
+    pub fn take_packets(&mut self) -> Vec<MadePacket> {
+        self.packets
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Appends made packets of flow `key` to [`Streams::packets`]: for each
+    /// (direction, flags, payload), one segment; a payload's length moves
+    /// that direction's sequence number (SYN and FIN move it by one).
+    fn make(&mut self, key: (u32, i32), ts_ns: u64, segments: &[(Direction, Flags, &[u8])]) {
+        let (Some(packets), Some(s)) = (self.packets.as_mut(), self.flows.get_mut(&key)) else {
+            return;
+        };
+        if s.mirror {
+            return;
+        }
+        for (dir, flags, payload) in segments {
+            let i = dir.index();
+            let (from, to) = match dir {
+                Direction::ToServer => (s.info.client, s.info.server),
+                Direction::ToClient => (s.info.server, s.info.client),
+            };
+            for piece in payload.chunks(MADE_SEGMENT).chain(
+                // A segment without payload (SYN, ACK, FIN) still goes.
+                payload.is_empty().then_some(&[][..]),
+            ) {
+                let ack = s.seq[1 - i];
+                if let Some(data) = segment(from, to, s.seq[i], ack, *flags, piece) {
+                    packets.push(MadePacket {
+                        flow: s.info.id,
+                        ts_ns,
+                        data,
+                    });
+                }
+                let moved = piece.len() as u32
+                    + u32::from(matches!(flags, Flags::Syn | Flags::SynAck | Flags::FinAck));
+                s.seq[i] = s.seq[i].wrapping_add(moved);
+            }
+        }
     }
 
     /// The flows opened since the last call: each one's process and local
@@ -315,6 +428,15 @@ impl<R: FnMut(u32, i32, Addrs) -> Option<SocketInfo>> Streams<R> {
             self.stats.cut_bytes += cut;
             self.stats.cut_calls += 1;
             s.conn.on_gap(&s.info, dir, ts, cut, out);
+        }
+        if self.packets.is_some() {
+            self.make(key, ts, &[(dir, Flags::PshAck, &r.data)]);
+            // What the event could not hold: a hole in the sequence, as a
+            // lost segment would leave.
+            if let Some(s) = self.flows.get_mut(&key) {
+                let i = dir.index();
+                s.seq[i] = s.seq[i].wrapping_add(cut as u32);
+            }
         }
     }
 
@@ -454,12 +576,34 @@ impl<R: FnMut(u32, i32, Addrs) -> Option<SocketInfo>> Streams<R> {
                 bytes: [0; 2],
                 calls: [0; 2],
                 mirror,
+                seq: [1, 1],
             },
+        );
+        let ts = self.wall(mono_ns);
+        self.make(
+            key,
+            ts,
+            &[
+                (Direction::ToServer, Flags::Syn, &[]),
+                (Direction::ToClient, Flags::SynAck, &[]),
+                (Direction::ToServer, Flags::Ack, &[]),
+            ],
         );
         true
     }
 
     fn close(&mut self, key: (u32, i32), reason: CloseReason, mono_ns: u64, out: &mut Vec<Emit>) {
+        if let Some(last) = self.flows.get(&key).map(|s| s.last_mono) {
+            let ts = self.wall(mono_ns.max(last));
+            self.make(
+                key,
+                ts,
+                &[
+                    (Direction::ToServer, Flags::FinAck, &[]),
+                    (Direction::ToClient, Flags::FinAck, &[]),
+                ],
+            );
+        }
         let Some(mut s) = self.flows.remove(&key) else {
             return;
         };
@@ -785,6 +929,51 @@ mod tests {
         assert_eq!(ports, [40001, 40002], "{es:?}");
         assert_eq!(tap_dissect::GenericFields::path(&es[1]), Some("/second"));
         assert_eq!(s.stats().records, 4, "set_fd is no call: {:?}", s.stats());
+    }
+
+    /// Made packets: a handshake, the plaintext as segments with running
+    /// sequence numbers on the connection's addresses, FINs; what tshark
+    /// reads back is the plaintext.
+    #[test]
+    fn plaintext_is_made_into_tcp_packets_on_the_connections_addresses() {
+        let mut s = Streams::with_resolver(Arc::new(DissectConfig::default()), resolver);
+        s.make_packets();
+        let mut out = Vec::new();
+        let req = b"GET /made HTTP/1.1\r\n\r\n";
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        s.record(&record(7, Some(5), true, req), &mut out);
+        s.record(&record(7, Some(5), false, resp), &mut out);
+        s.finish(2_000, &mut out);
+        let made = s.take_packets();
+        assert_eq!(made.len(), 3 + 2 + 2, "{made:?}");
+        let tcp = |p: &MadePacket| {
+            let sliced = etherparse::SlicedPacket::from_ip(&p.data).unwrap();
+            let Some(etherparse::TransportSlice::Tcp(t)) = sliced.transport else {
+                panic!("no tcp: {p:?}");
+            };
+            (
+                t.source_port(),
+                t.destination_port(),
+                t.sequence_number(),
+                t.acknowledgment_number(),
+                t.syn(),
+                t.fin(),
+                t.payload().to_vec(),
+            )
+        };
+        assert_eq!(tcp(&made[0]), (40000, 443, 1, 0, true, false, vec![]));
+        assert_eq!(tcp(&made[1]), (443, 40000, 1, 2, true, false, vec![]));
+        assert_eq!(
+            tcp(&made[3]),
+            (40000, 443, 2, 2, false, false, req.to_vec())
+        );
+        let answer = 2 + req.len() as u32;
+        assert_eq!(
+            tcp(&made[4]),
+            (443, 40000, 2, answer, false, false, resp.to_vec())
+        );
+        assert!(tcp(&made[5]).5 && tcp(&made[6]).5, "FINs");
+        assert!(made.iter().all(|p| p.flow == ID_BASE | 1));
     }
 
     /// A call that moved more than its event holds: the rest is a gap, and
