@@ -394,3 +394,67 @@ impl Drop for HostsFile {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Without the capabilities eBPF needs (root, with CAP_BPF, CAP_PERFMON
+/// and CAP_SYS_ADMIN taken out of its bounding set), `--tls` says what is
+/// missing and the packets are captured all the same; nothing panics.
+#[test]
+fn without_bpf_privileges_tls_says_why_and_packets_are_still_captured() {
+    if !require_root() || !require(&["setpriv"]) {
+        return;
+    }
+    let port = testkit::free_port();
+    let mut tap = peers::Peer::start(
+        Command::new("setpriv")
+            .args(["--bounding-set", "-bpf,-perfmon,-sys_admin", "--"])
+            .arg(env!("CARGO_BIN_EXE_kubetap"))
+            .args([
+                "tap",
+                "--local",
+                "-i",
+                "lo",
+                "--tls",
+                "--port",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let stderr = tap.child().stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let mut seen = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        let done = line.contains("--tls:");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let said = seen.join("\n");
+    assert!(said.contains("capturing on lo"), "{said}");
+    assert!(
+        said.contains("--tls: ") && said.contains("capturing packets without TLS plaintext"),
+        "{said}"
+    );
+    assert!(!said.contains("panicked"), "{said}");
+    // Still serving, with the reason in the workers API.
+    let tls = testkit::eventually(Duration::from_secs(10), "the TLS status", || {
+        let (status, body) = peers::serve::get(port, "/api/workers");
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        (status == 200 && v["workers"][0]["tls"].is_object())
+            .then(|| v["workers"][0]["tls"].clone())
+    });
+    assert_eq!(tls["state"], "unavailable", "{tls}");
+    assert!(!tls["reason"].as_str().unwrap_or("").is_empty(), "{tls}");
+    Command::new("kill")
+        .args(["-INT", &tap.id().to_string()])
+        .status()
+        .unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = tap.child().wait().unwrap();
+    assert!(status.success(), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("TLS plaintext unavailable")),
+        "{rest:?}"
+    );
+}

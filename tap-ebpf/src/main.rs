@@ -13,7 +13,8 @@
 //!   in its BTF and put in `OFFSETS`), so a connection closed right after
 //!   its last call is still joined to its addresses.
 //! - One return uprobe, on all four, reads the bytes the call moved into a
-//!   `TlsEvent` of the `EVENTS` ring buffer, cut to `CHUNK`. What cannot be
+//!   `TlsEvent` (built in a per-CPU scratch slot, cut to `CHUNK`) and puts
+//!   its used part in the `EVENTS` ring buffer. What cannot be
 //!   sent is counted in `LOST` by cause.
 //! - Tracepoints on `sched_process_exec` and `sched_process_exit` tell user
 //!   space, through `PROCS`, which processes to look at for TLS libraries
@@ -64,6 +65,12 @@ static CALLS: HashMap<u64, Call> = HashMap::with_max_entries(16 * 1024, 0);
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+
+/// Where each CPU builds its event before the used part goes to `EVENTS`.
+#[map]
+static SCRATCH: PerCpuArray<TlsEvent> = PerCpuArray::with_max_entries(1, 0);
+/// A `TlsEvent`'s bytes before its data.
+const HEADER: usize = core::mem::offset_of!(TlsEvent, data);
 
 #[map]
 static PROCS: RingBuf = RingBuf::with_byte_size(PROCS_BYTES, 0);
@@ -268,14 +275,16 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), i32> {
         }
         n as u64
     };
-    let Some(mut entry) = EVENTS.reserve::<TlsEvent>(0) else {
-        lose(LOST_RING_FULL);
-        return Ok(());
+    // The event is built in a per-CPU scratch slot and only its used part
+    // (header and the bytes moved) goes into the ring: a small call takes
+    // a small part of the ring, not a whole 16 KiB chunk.
+    let Some(ev) = SCRATCH.get_ptr_mut(0) else {
+        return Err(-1);
     };
-    let ev = entry.as_mut_ptr();
     let len = (total as usize).min(CHUNK);
-    // SAFETY: `ev` is the reserved entry, ours until submitted or discarded;
-    // every field is written before it is submitted.
+    // SAFETY: `ev` is this CPU's scratch slot, ours until the program ends
+    // (programs do not nest on a CPU); every header field is written and
+    // the data read before the used part is copied out.
     unsafe {
         (*ev).ts_ns = bpf_ktime_get_ns();
         (*ev).ssl = call.ssl;
@@ -294,11 +303,17 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), i32> {
         };
         if read.is_err() {
             lose(LOST_READ);
-            entry.discard(0);
             return Ok(());
         }
+        let size = HEADER + len;
+        if size > core::mem::size_of::<TlsEvent>() {
+            return Err(-1);
+        }
+        let used = core::slice::from_raw_parts(ev as *const u8, size);
+        if EVENTS.output::<[u8]>(used, 0).is_err() {
+            lose(LOST_RING_FULL);
+        }
     }
-    entry.submit(0);
     Ok(())
 }
 

@@ -42,6 +42,8 @@ type FileKey = (String, u64);
 struct Library {
     /// The path inside the processes' mount namespace.
     path: PathBuf,
+    /// What it is: "openssl", or a library not hooked ("gnutls", …).
+    kind: &'static str,
     /// The path the probes were attached through (`/proc/<pid>/root/…`).
     opened: PathBuf,
     /// The functions hooked, or why none are.
@@ -199,7 +201,7 @@ impl Discovery {
         let found = tls_library(&maps);
         let process = self.processes.entry(pid).or_default();
         process.command = command;
-        let Some((key, path)) = found else {
+        let Some((key, path, kind)) = found else {
             return;
         };
         if process.library.as_ref() == Some(&key) {
@@ -209,13 +211,19 @@ impl Discovery {
         let library = self.libraries.entry(key).or_insert_with(|| {
             // The file as this process sees it, inside its container.
             let opened = base.join("root").join(path.strip_prefix("/").unwrap_or(&path));
-            let hooked = hooks.hook(&opened);
+            let hooked = match kind {
+                "openssl" => hooks.hook(&opened),
+                other => Err(format!(
+                    "{other} is not hooked: its connections show as `tls` handshake entries"
+                )),
+            };
             match &hooked {
                 Ok(f) => tracing::info!(library = %path.display(), pid, functions = ?f, "TLS library hooked"),
                 Err(e) => tracing::warn!(library = %path.display(), pid, "TLS library not hooked: {e}"),
             }
             Library {
                 path,
+                kind,
                 opened,
                 hooked,
                 users: Default::default(),
@@ -277,7 +285,7 @@ impl Discovery {
             .values()
             .map(|l| proto::v1::TlsLibrary {
                 path: l.path.display().to_string(),
-                kind: "openssl".into(),
+                kind: l.kind.into(),
                 hooked: l.hooked.is_ok(),
                 functions: l
                     .hooked
@@ -310,18 +318,40 @@ impl Discovery {
     }
 }
 
-/// The TLS library a memory map has (`libssl.so…`): its file's device and
-/// inode, and path. Lines are `address perms offset dev inode path`.
-fn tls_library(maps: &str) -> Option<(FileKey, PathBuf)> {
-    maps.lines().find_map(|line| {
+/// TLS libraries by file name prefix: OpenSSL's is hooked, the others are
+/// listed (their processes' TLS is not read).
+const LIBRARIES: [(&str, &str); 5] = [
+    ("libssl.so", "openssl"),
+    ("libgnutls.so", "gnutls"),
+    ("libnss3.so", "nss"),
+    ("libwolfssl.so", "wolfssl"),
+    ("libmbedtls.so", "mbedtls"),
+];
+
+/// The TLS library a memory map has (OpenSSL's first): its file's device
+/// and inode, path and kind. Lines are `address perms offset dev inode
+/// path`.
+fn tls_library(maps: &str) -> Option<(FileKey, PathBuf, &'static str)> {
+    let mut best: Option<(usize, FileKey, PathBuf)> = None;
+    for line in maps.lines() {
         let mut f = line.split_whitespace();
-        let (dev, inode, path) = (f.nth(3)?, f.next()?, f.next()?);
-        let name = Path::new(path).file_name()?.to_str()?;
-        if !name.starts_with("libssl.so") {
-            return None;
+        let (Some(dev), Some(inode), Some(path)) = (f.nth(3), f.next(), f.next()) else {
+            continue;
+        };
+        let Some(name) = Path::new(path).file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(rank) = LIBRARIES.iter().position(|(p, _)| name.starts_with(p)) else {
+            continue;
+        };
+        let Ok(inode) = inode.parse() else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|b| rank < b.0) {
+            best = Some((rank, (dev.to_string(), inode), PathBuf::from(path)));
         }
-        Some(((dev.to_string(), inode.parse().ok()?), PathBuf::from(path)))
-    })
+    }
+    best.map(|(rank, key, path)| (key, path, LIBRARIES[rank].1))
 }
 
 #[cfg(test)]
@@ -409,6 +439,25 @@ mod tests {
         d.tick(&mut hooks);
         assert_eq!(hooks.hooked.len(), 1);
         assert!(d.due.is_empty(), "no more looks once found");
+    }
+
+    /// GnuTLS is listed, not hooked; a process with both prefers OpenSSL.
+    #[test]
+    fn other_tls_libraries_are_listed_with_why_they_are_not_read() {
+        let dir = testkit::TempDir::new("discovery");
+        let gnutls = "7f00-7f01 r-xp 00000000 fd:01 77 /usr/lib/x86_64-linux-gnu/libgnutls.so.30\n";
+        fake_proc(dir.root(), 40, gnutls);
+        fake_proc(dir.root(), 41, &format!("{gnutls}{SSL}"));
+        let mut d = Discovery::with_proc(dir.root().to_path_buf());
+        let mut hooks = Count::default();
+        d.scan(&mut hooks);
+        assert_eq!(hooks.hooked.len(), 1, "only OpenSSL: {:?}", hooks.hooked);
+        let libs = d.libraries();
+        let g = libs.iter().find(|l| l.kind == "gnutls").unwrap();
+        assert!(!g.hooked && g.reason.contains("not hooked"), "{g:?}");
+        assert_eq!(g.processes.len(), 1);
+        let o = libs.iter().find(|l| l.kind == "openssl").unwrap();
+        assert_eq!(o.processes[0].pid, 41);
     }
 
     #[test]

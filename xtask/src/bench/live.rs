@@ -293,7 +293,7 @@ fn dns_query(payload: usize) -> Vec<u8> {
     m
 }
 
-fn get(port: u16, path: &str) -> Result<serde_json::Value> {
+pub(super) fn get(port: u16, path: &str) -> Result<serde_json::Value> {
     let addr = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let reply = testkit::http::try_get(addr, path).map_err(anyhow::Error::msg)?;
     serde_json::from_str(&reply.body).with_context(|| format!("GET {path}: {}", reply.body))
@@ -310,7 +310,7 @@ fn peak_rss(pid: u32) -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
-fn interrupt(child: &mut Child) -> Result<()> {
+pub(super) fn interrupt(child: &mut Child) -> Result<()> {
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()?;
@@ -449,7 +449,7 @@ fn counted(c: &serde_json::Value, sent_pps: f64, rss: u64) -> Outcome {
 
 /// A child process killed (if still running) and waited for when dropped,
 /// so a failed step leaves nothing running on its fixed ports.
-struct Reaped(Child);
+pub(super) struct Reaped(pub(super) Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {

@@ -5,6 +5,7 @@
 
 mod hub;
 mod live;
+mod tls;
 
 use crate::{cargo, exec, root, setup, target_dir};
 use anyhow::{Context as _, Result, bail};
@@ -78,6 +79,9 @@ pub enum Part {
     Hub,
     /// Live capture's loss-free packet rate on a veth, against tcpdump.
     Live,
+    /// An HTTPS server's requests per second with and without the TLS
+    /// probes (`tap-worker --tls`) following it.
+    Tls,
     /// The web UI with 500,000 entries in a hub: first rows, filters, scrolling.
     Web,
     /// In-process measurements kept beside the code they time (ignored by
@@ -101,6 +105,9 @@ pub fn run(transactions: u64, only: Option<Part>) -> Result<()> {
     }
     if want(Part::Live) {
         live::run()?;
+    }
+    if want(Part::Tls) {
+        tls::run()?;
     }
     if want(Part::Web) {
         crate::web::bench()?;
