@@ -728,6 +728,7 @@ fn tls_json(t: &proto::v1::TlsStatus) -> serde_json::Value {
         "connections": t.connections,
         "mirrored_connections": t.mirrored_connections,
         "encrypted_entries_replaced": t.encrypted_entries_replaced,
+        "degraded": (!t.degraded.is_empty()).then_some(&t.degraded),
         "libraries": t.libraries.iter().map(|l| json!({
             "path": l.path,
             "kind": l.kind,

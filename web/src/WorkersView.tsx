@@ -208,6 +208,11 @@ function TlsPanel({ node, tls }: { node: string; tls: TlsStatus }) {
           </span>
         )}
       </p>
+      {tls.degraded && (
+        <p class="bad" data-key="tls-degraded">
+          {tls.degraded}
+        </p>
+      )}
       {tls.libraries.length > 0 && (
         <div class="scroll-x">
           <table class="grid" data-testid="tls-libraries">

@@ -158,6 +158,8 @@ export interface TlsStatus {
   connections: number;
   mirrored_connections: number;
   encrypted_entries_replaced: number;
+  /** What works less well than it could here (no BTF: sockets from /proc). */
+  degraded: string | null;
   libraries: {
     path: string;
     kind: string;

@@ -288,6 +288,15 @@ impl Worker {
             connections: st.flows,
             encrypted_entries_replaced: 0,
             mirrored_connections: st.mirrored,
+            degraded: self
+                .probes
+                .no_socket_walk()
+                .map(|why| {
+                    format!(
+                        "sockets are resolved from /proc (connections closed right after their last call are missed): no socket walk in the kernel: {why}"
+                    )
+                })
+                .unwrap_or_default(),
         };
     }
 }
@@ -304,12 +313,50 @@ pub fn summary(status: &TlsStatus) -> String {
     if status.state != "on" {
         return format!("TLS plaintext unavailable: {}", status.reason);
     }
-    format!(
+    let mut line = format!(
         "TLS plaintext: {} calls, {} bytes, {} connections ({} of them seen from both ends), {} encrypted entries replaced",
         status.records,
         status.bytes,
         status.connections,
         status.mirrored_connections,
         status.encrypted_entries_replaced
-    )
+    );
+    if !status.degraded.is_empty() {
+        line.push_str("; ");
+        line.push_str(&status.degraded);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_says_what_was_read_why_nothing_was_or_what_is_degraded() {
+        let on = TlsStatus {
+            state: "on".into(),
+            records: 12,
+            bytes: 832,
+            connections: 3,
+            mirrored_connections: 1,
+            encrypted_entries_replaced: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            summary(&on),
+            "TLS plaintext: 12 calls, 832 bytes, 3 connections (1 of them seen from both ends), 2 encrypted entries replaced"
+        );
+        let degraded = TlsStatus {
+            degraded: "sockets are resolved from /proc".into(),
+            ..on
+        };
+        assert!(summary(&degraded).ends_with("; sockets are resolved from /proc"));
+        let off = TlsStatus {
+            state: "unavailable".into(),
+            reason: "no BPF".into(),
+            ..Default::default()
+        };
+        assert_eq!(summary(&off), "TLS plaintext unavailable: no BPF");
+    }
 }
