@@ -55,6 +55,7 @@
 
 #[cfg(feature = "pipeline")]
 pub mod conversation;
+pub mod go;
 pub mod http;
 pub mod netns;
 mod offload;

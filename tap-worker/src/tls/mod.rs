@@ -25,6 +25,7 @@
 
 pub mod btf;
 pub mod discovery;
+pub mod go;
 pub mod source;
 pub mod streams;
 
