@@ -1,6 +1,6 @@
 //! What kubetap's eBPF programs (`tap-ebpf`) and the worker exchange: the
-//! plaintext a TLS library read or wrote, one event per call, through a ring
-//! buffer. `#![no_std]` for the kernel side; with the `user` feature the
+//! plaintext a TLS library (OpenSSL, or Go's crypto/tls) read or wrote, one
+//! event per call, through a ring buffer. `#![no_std]` for the kernel side; with the `user` feature the
 //! types are `aya::Pod`, so user space reads them from the map as they are.
 #![no_std]
 
@@ -175,11 +175,27 @@ impl GoOffsets {
     }
 }
 
-/// What a TLS call's entry probe keeps for its return probe, per thread.
+/// A Go call in progress is keyed by its goroutine (the `g` in R14), not
+/// its thread: a goroutine that blocks in `Read` may return on another
+/// thread.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GoCall {
+    pub pid: u32,
+    pub _pad: u32,
+    pub g: u64,
+}
+
+// SAFETY: integers only, padding explicit.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for GoCall {}
+
+/// What a TLS call's entry probe keeps for its return probe, per thread
+/// (per goroutine for Go).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Call {
-    /// The connection object (argument 0).
+    /// The connection object (argument 0; Go: the `*tls.Conn`).
     pub ssl: u64,
     /// The caller's buffer.
     pub buf: u64,

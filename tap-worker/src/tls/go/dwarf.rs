@@ -36,9 +36,8 @@ pub fn offsets<'a, R: object::ReadRef<'a>>(
     let abbrev = load(elf.section_by_name(".debug_abbrev"))?;
     let strings = load(elf.section_by_name(".debug_str"))?;
     let found = members(&info, &abbrev, &strings).map_err(|e| e.to_string())?;
-    let get = |i: usize| {
-        found[i].ok_or_else(|| format!("no member {}.{}", MEMBERS[i].0, MEMBERS[i].1))
-    };
+    let get =
+        |i: usize| found[i].ok_or_else(|| format!("no member {}.{}", MEMBERS[i].0, MEMBERS[i].1));
     let narrow = |v: u64| u16::try_from(v).map_err(|_| format!("offset {v} out of range"));
     Ok(Some(GoOffsets {
         // The interface's data word follows its type word.

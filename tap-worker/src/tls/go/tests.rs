@@ -59,8 +59,12 @@ fn full_and_stripped_binaries_give_the_same_functions_and_rets() {
     let dir = TempDir::new("go-inspect");
     let full = build(dir.root(), "full", TLS_CLIENT, Link::Full);
     let stripped = build(dir.root(), "stripped", TLS_CLIENT, Link::Stripped);
-    let a = inspect(&full).unwrap().expect("a Go binary with crypto/tls");
-    let b = inspect(&stripped).unwrap().expect("a Go binary with crypto/tls");
+    let a = inspect(&full)
+        .unwrap()
+        .expect("a Go binary with crypto/tls");
+    let b = inspect(&stripped)
+        .unwrap()
+        .expect("a Go binary with crypto/tls");
     assert_eq!((a.symbols_from, a.offsets_from), (".symtab", "DWARF"));
     assert_eq!((b.symbols_from, b.offsets_from), (".gopclntab", "table"));
     let go = std::process::Command::new("go")
@@ -68,7 +72,10 @@ fn full_and_stripped_binaries_give_the_same_functions_and_rets() {
         .output()
         .unwrap();
     let installed = String::from_utf8_lossy(&go.stdout);
-    assert!(installed.contains(&format!("{} ", a.version)), "{installed}");
+    assert!(
+        installed.contains(&format!("{} ", a.version)),
+        "{installed}"
+    );
     assert_eq!(a.version, b.version);
     // The table agrees with what this Go's DWARF says.
     assert_eq!(a.offsets, b.offsets);
@@ -80,7 +87,12 @@ fn full_and_stripped_binaries_give_the_same_functions_and_rets() {
         assert!(!f.rets.is_empty(), "{f:?}");
         // The ret-finder against Go's own disassembler (which needs the
         // symbols: the stripped binary's are the same, above).
-        assert_eq!(ret_addresses_of(f), objdump_rets(&full, f.name), "{}", f.name);
+        assert_eq!(
+            ret_addresses_of(f),
+            objdump_rets(&full, f.name),
+            "{}",
+            f.name
+        );
         // File offsets: the entry's bytes in the file are the function's
         // (Go's stack check opens it), and each ret offset holds 0xc3.
         let bytes = std::fs::read(&full).unwrap();
@@ -149,7 +161,8 @@ fn versions_outside_the_table_are_reported_not_guessed() {
     }
     let err = table_offsets("go1.23.4").unwrap_err();
     assert!(
-        err.to_string().starts_with("Go 1.23.4: no offsets for netFD"),
+        err.to_string()
+            .starts_with("Go 1.23.4: no offsets for netFD"),
         "{err}"
     );
     assert!(table_offsets("go1.16.15").is_err());
