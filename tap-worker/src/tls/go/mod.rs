@@ -140,12 +140,13 @@ fn minor(version: &str) -> Option<u32> {
 }
 
 /// Where a `*tls.Conn` keeps its socket number, by Go version, for
-/// binaries without DWARF. Go 1.17 to 1.22 (checked against each
-/// version's source, and against the DWARF of what Debian's Go builds in
-/// the tests): `tls.Conn` opens with `conn net.Conn` (an interface: type
-/// word, data word), `net.TCPConn` with its embedded `conn`, whose only
-/// field is `fd *netFD`; `netFD` opens with `pfd poll.FD`, and `poll.FD`
-/// with `fdmu fdMutex` (16 bytes) then `Sysfd int`.
+/// binaries without DWARF: Go 1.17 to 1.22, whose sources lay it out so:
+/// `tls.Conn` opens with `conn net.Conn` (an interface: type word, data
+/// word), `net.TCPConn` with its embedded `conn`, whose only field is
+/// `fd *netFD`; `netFD` opens with `pfd poll.FD`, and `poll.FD` with
+/// `fdmu fdMutex` (16 bytes) then `Sysfd int`. The tests hold the table to
+/// the DWARF of the binaries the installed Go builds; other versions are
+/// refused until they are checked and added.
 pub fn table_offsets(version: &str) -> Result<GoOffsets, GoError> {
     match minor(version) {
         Some(17..=22) => Ok(GoOffsets {
