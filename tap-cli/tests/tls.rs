@@ -8,23 +8,25 @@
 //! - `nghttpd` (HTTP/2 over TLS) with `curl --http2`;
 //! - `openssl s_server -www` with `openssl s_client`: the server reads
 //!   through an SSL BIO, which never calls `SSL_read`, so this exchange is
-//!   read from the client's side alone.
+//!   read from the client's side alone;
+//! - a Go HTTPS server and Go clients (crypto/tls, built by the test) over
+//!   HTTP/1.1 and HTTP/2, the client started after the worker too.
 //!
 //! Every request must be one entry marked `tls`, with the right method,
 //! path, status, protocol and both ends' pod addresses and names; none of
 //! those connections may also show as an encrypted `tls` or `tcp` entry;
 //! the hub's workers API must show libssl hooked with its processes in
-//! their pod. And a client the worker cannot hook (wget, on GnuTLS) talking
-//! to `s_server -www` gives a `tls` entry with its SNI. The PCAP export of
-//! a decrypted exchange holds its plaintext as TCP on the connection's
-//! addresses, which tshark reads as HTTP (each packet's comment says it was
-//! made, not captured). Needs root (eBPF, namespaces), python3, curl, wget,
-//! openssl, nghttpd and tshark.
+//! their pod, and the Go binaries hooked as Go. And a client the worker
+//! cannot hook (wget, on GnuTLS) talking to `s_server -www` gives a `tls`
+//! entry with its SNI. The PCAP export of a decrypted exchange holds its
+//! plaintext as TCP on the connection's addresses, which tshark reads as
+//! HTTP (each packet's comment says it was made, not captured). Needs root
+//! (eBPF, namespaces), python3, curl, wget, openssl, nghttpd, go and tshark.
 
 mod peers;
 
 use peers::node;
-use std::io::Write as _;
+use std::io::{BufRead as _, Write as _};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use testkit::{Node, TempDir, require, require_root};
@@ -84,29 +86,68 @@ fn curl(client: &testkit::Pod, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A Go HTTPS client (`testkit::go::HTTPS_CLIENT`) in `pod`, asking for
+/// `path` once it is hooked (`hooked(pid)` turns true); its answer's line.
+fn go_client(
+    pod: &testkit::Pod,
+    binary: &std::path::Path,
+    base: &str,
+    mode: &str,
+    path: &str,
+    hooked: impl Fn(u32) -> bool,
+) -> String {
+    let mut process = pod
+        .spawn(
+            pod.command(binary.to_str().unwrap())
+                .args([base, mode, path])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )
+        .unwrap();
+    let mut lines = std::io::BufReader::new(process.child().stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let pid = process.id();
+    testkit::eventually(Duration::from_secs(20), "the Go client hooked", || {
+        hooked(pid).then_some(())
+    });
+    let mut stdin = process.child().stdin.take().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    let answer = lines.next().unwrap().unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "done");
+    drop(stdin);
+    let _ = process.wait_timeout(Duration::from_secs(10));
+    answer
+}
+
+/// The pids of the processes of the hooked TLS libraries and Go binaries.
+fn hooked_pids(node: &Node, http: u16) -> Vec<u64> {
+    let v = node::api(node, http, "/api/workers");
+    let libs = v["workers"][0]["tls"]["libraries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    libs.iter()
+        .filter(|l| l["hooked"] == true)
+        .flat_map(|l| l["processes"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["pid"].as_u64())
+        .collect()
+}
+
 #[test]
 fn tls_plaintext_of_openssl_peers_in_pods() {
-    if !require_root() || !require(&["python3", "curl", "wget", "openssl", "nghttpd", "tshark"]) {
+    if !require_root()
+        || !require(&[
+            "python3", "curl", "wget", "openssl", "nghttpd", "go", "tshark",
+        ])
+    {
         return;
     }
     let node = Node::new("tls").unwrap();
     let web = node.pod("web").unwrap();
     let client = node.pod("client").unwrap();
     let dir = TempDir::new("tls");
-    let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=web", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(made.success(), "openssl req");
+    let (cert, key) = testkit::self_signed(&dir, "web");
     let pods = dir.path("pods.json");
     let pod = |p: &testkit::Pod| serde_json::json!({"name": p.name, "namespace": "shop", "ips": [p.ip.to_string()]});
     std::fs::write(
@@ -123,6 +164,19 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
         "node-a",
         &["--pods", pods.to_str().unwrap(), "--tls"],
         "capturing",
+    );
+
+    let go_server = testkit::go::build(
+        dir.root(),
+        "go-server",
+        testkit::go::HTTPS_SERVER,
+        testkit::go::Link::Full,
+    );
+    let go_client_bin = testkit::go::build(
+        dir.root(),
+        "go-client",
+        testkit::go::HTTPS_CLIENT,
+        testkit::go::Link::Full,
     );
 
     // The servers start after the worker.
@@ -164,24 +218,27 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
                 .stderr(Stdio::null()),
         )
         .unwrap();
-    for port in [8443, 8444, 4433] {
+    let _go = web
+        .spawn(
+            web.command(go_server.to_str().unwrap())
+                .arg(format!("{ip}:8445"))
+                .arg(&cert)
+                .arg(&key)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap();
+    for port in [8443, 8444, 4433, 8445] {
         node.wait_for_tcp(web.addr(port), Duration::from_secs(20))
             .unwrap();
     }
     // Discovery looks at new programs within a second or so.
     testkit::eventually(
         Duration::from_secs(20),
-        "the servers' libssl hooked",
+        "the servers' libssl and Go binary hooked",
         || {
-            let v = node::api(&node, http, "/api/workers");
-            let libs = v["workers"][0]["tls"]["libraries"].as_array()?.clone();
-            let pids: Vec<u64> = libs
-                .iter()
-                .filter(|l| l["hooked"] == true)
-                .flat_map(|l| l["processes"].as_array().cloned().unwrap_or_default())
-                .filter_map(|p| p["pid"].as_u64())
-                .collect();
-            [_py.id(), _h2.id(), _www.id()]
+            let pids = hooked_pids(&node, http);
+            [_py.id(), _h2.id(), _www.id(), _go.id()]
                 .iter()
                 .all(|p| pids.contains(&u64::from(*p)))
                 .then_some(())
@@ -213,6 +270,17 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
         "GET /www-page HTTP/1.0\r\n\r\n",
     );
     assert!(answer.contains("200 ok"), "{answer}");
+
+    let go_base = format!("https://{ip}:8445");
+    let hooked = |pid: u32| hooked_pids(&node, http).contains(&u64::from(pid));
+    assert_eq!(
+        go_client(&client, &go_client_bin, &go_base, "h1", "/go-h1", hooked),
+        "HTTP/1.1 200"
+    );
+    assert_eq!(
+        go_client(&client, &go_client_bin, &go_base, "h2", "/go-h2", hooked),
+        "HTTP/2.0 200"
+    );
 
     // wget (GnuTLS: not hooked) by name, which it sends as the SNI; the
     // name comes from the client pod's own hosts file (`ip netns exec`
@@ -253,8 +321,13 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
         ("/h2-page", "http2", 200, 8444),
         ("/s-client", "http", 200, 8443),
         ("/www-page", "http", 200, 4433),
+        ("/go-h1", "http", 200, 8445),
+        ("/go-h2", "http2", 200, 8445),
     ];
-    let entries = testkit::eventually(Duration::from_secs(60), "an entry per request", || {
+    // `/www-page` comes last: its answer ends with the connection, and the
+    // client's flow ends when idle (30 s); the limit leaves room on a busy
+    // machine.
+    let entries = testkit::eventually(Duration::from_secs(90), "an entry per request", || {
         let v = node::api(&node, http, "/api/entries?limit=200");
         let es = v["entries"].as_array()?.clone();
         expected
@@ -370,6 +443,21 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
         .unwrap_or_else(|| panic!("the Python server is not listed: {ssl}"));
     assert_eq!(python["pod"], "web", "{python}");
     assert_eq!(python["namespace"], "shop", "{python}");
+    let go = libs
+        .iter()
+        .find(|l| l["path"] == go_server.to_str().unwrap())
+        .unwrap_or_else(|| panic!("the Go server is not listed: {tls}"));
+    assert_eq!(go["kind"], "go", "{go}");
+    assert_eq!(go["hooked"], true, "{go}");
+    assert_eq!(
+        go["functions"],
+        serde_json::json!(["crypto/tls.(*Conn).Write", "crypto/tls.(*Conn).Read"]),
+        "{go}"
+    );
+    assert!(go["bytes"].as_u64().unwrap() > 0, "{go}");
+    let process = &go["processes"][0];
+    assert_eq!(process["pid"], _go.id(), "{go}");
+    assert_eq!(process["pod"], "web", "{go}");
     let drops = &workers["workers"][0]["counters"]["drops_by_cause"];
     for cause in ["tls_ring_full", "tls_unreadable", "tls_calls_full"] {
         assert_eq!(drops[cause], 0, "{cause}: {drops}");

@@ -1,6 +1,6 @@
 //! What kubetap's eBPF programs (`tap-ebpf`) and the worker exchange: the
-//! plaintext a TLS library read or wrote, one event per call, through a ring
-//! buffer. `#![no_std]` for the kernel side; with the `user` feature the
+//! plaintext a TLS library (OpenSSL, or Go's crypto/tls) read or wrote, one
+//! event per call, through a ring buffer. `#![no_std]` for the kernel side; with the `user` feature the
 //! types are `aya::Pod`, so user space reads them from the map as they are.
 #![no_std]
 
@@ -138,11 +138,64 @@ unsafe impl aya::Pod for KernelOffsets {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for TlsEvent {}
 
-/// What a TLS call's entry probe keeps for its return probe, per thread.
+/// Where a Go binary keeps a `*tls.Conn`'s socket number, for the kernel
+/// programs to read it at `(*Conn).Read`/`Write`: `tls.Conn.conn` (a
+/// `net.Conn` interface: its data word, a `*net.TCPConn`) → `TCPConn`'s
+/// `fd *netFD` → `netFD.pfd` (a `poll.FD`) → `Sysfd`. Per binary (its
+/// DWARF, or a table per Go version), so each probe carries its binary's
+/// offsets as its attach cookie ([`GoOffsets::cookie`]).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct GoOffsets {
+    /// The interface's data word in `tls.Conn` (the field's offset + 8).
+    pub conn_data: u16,
+    /// `fd *netFD` in `net.TCPConn` (through its embedded `conn`).
+    pub tcpconn_fd: u16,
+    /// `pfd` in `net.netFD`.
+    pub netfd_pfd: u16,
+    /// `Sysfd` in `poll.FD`.
+    pub pfd_sysfd: u16,
+}
+
+impl GoOffsets {
+    /// The four offsets in one attach cookie, 16 bits each.
+    pub const fn cookie(&self) -> u64 {
+        (self.conn_data as u64)
+            | (self.tcpconn_fd as u64) << 16
+            | (self.netfd_pfd as u64) << 32
+            | (self.pfd_sysfd as u64) << 48
+    }
+
+    pub const fn from_cookie(c: u64) -> GoOffsets {
+        GoOffsets {
+            conn_data: c as u16,
+            tcpconn_fd: (c >> 16) as u16,
+            netfd_pfd: (c >> 32) as u16,
+            pfd_sysfd: (c >> 48) as u16,
+        }
+    }
+}
+
+/// A Go call in progress is keyed by its goroutine (the `g` in R14), not
+/// its thread: a goroutine that blocks in `Read` may return on another
+/// thread.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GoCall {
+    pub pid: u32,
+    pub _pad: u32,
+    pub g: u64,
+}
+
+// SAFETY: integers only, padding explicit.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for GoCall {}
+
+/// What a TLS call's entry probe keeps for its return probe, per thread
+/// (per goroutine for Go).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Call {
-    /// The connection object (argument 0).
+    /// The connection object (argument 0; Go: the `*tls.Conn`).
     pub ssl: u64,
     /// The caller's buffer.
     pub buf: u64,

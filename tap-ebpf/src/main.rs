@@ -1,6 +1,6 @@
 //! kubetap's kernel programs: the plaintext OpenSSL (libssl 1.1 and 3, and
-//! BoringSSL where the symbols match) reads and writes, taken where the
-//! library hands it over, with the socket the call used.
+//! BoringSSL where the symbols match) and Go's crypto/tls read and write,
+//! taken where the library hands it over, with the socket the call used.
 //!
 //! - Entry uprobes on `SSL_write`, `SSL_read`, `SSL_write_ex`, `SSL_read_ex`
 //!   keep the caller's buffer (and, for the `_ex` forms, where the byte
@@ -16,6 +16,17 @@
 //!   `TlsEvent` (built in a per-CPU scratch slot, cut to `CHUNK`) and puts
 //!   its used part in the `EVENTS` ring buffer. What cannot be
 //!   sent is counted in `LOST` by cause.
+//! - Go (amd64, register ABI of Go 1.17+): an entry uprobe on
+//!   `crypto/tls.(*Conn).Write` and `Read` (RAX the `*tls.Conn`, RBX and
+//!   RCX the buffer) and a uprobe on each of their `ret` instructions (RAX
+//!   the bytes moved), never a return probe: uretprobes rewrite the return
+//!   address on the goroutine's stack, which Go moves when it grows. A
+//!   call is kept by goroutine (R14 holds `g`) in `GO_CALLS`: a goroutine
+//!   parked in `Read` may come back on another thread. The socket number
+//!   is read at entry from the `tls.Conn` (its `net.Conn`'s `*TCPConn` →
+//!   `netFD` → `poll.FD.Sysfd`), with the binary's offsets as the probe's
+//!   attach cookie, and its addresses by the same socket walk; the event
+//!   is OpenSSL's `TlsEvent` (`ssl` the `*tls.Conn`).
 //! - Tracepoints on `sched_process_exec` and `sched_process_exit` tell user
 //!   space, through `PROCS`, which processes to look at for TLS libraries
 //!   and when a library's last user is gone.
@@ -26,16 +37,17 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+use aya_ebpf::EbpfContext as _;
 use aya_ebpf::helpers::{
-    bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-    bpf_probe_read_user, bpf_probe_read_user_buf,
+    bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
+    bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_buf,
 };
 use aya_ebpf::macros::{map, tracepoint, uprobe, uretprobe};
-use aya_ebpf::maps::{HashMap, PerCpuArray, RingBuf};
+use aya_ebpf::maps::{HashMap, LruHashMap, PerCpuArray, RingBuf};
 use aya_ebpf::programs::{ProbeContext, RetProbeContext, TracePointContext};
 use tap_ebpf_common::{
-    CHUNK, Call, EGRESS, INGRESS, KernelOffsets, PROC_EXEC, PROC_EXIT, PROCS_BYTES, ProcEvent,
-    RING_BYTES, SET_FD, SetFdEvent, SocketAddrs, TlsEvent,
+    CHUNK, Call, EGRESS, GoCall, GoOffsets, INGRESS, KernelOffsets, PROC_EXEC, PROC_EXIT,
+    PROCS_BYTES, ProcEvent, RING_BYTES, SET_FD, SetFdEvent, SocketAddrs, TlsEvent,
 };
 
 /// The kernel's struct offsets for the socket walk, set by user space at
@@ -62,6 +74,11 @@ static OFFSETS: KernelOffsets = KernelOffsets {
 /// Calls in progress, by thread (`pid_tgid`).
 #[map]
 static CALLS: HashMap<u64, Call> = HashMap::with_max_entries(16 * 1024, 0);
+
+/// Go calls in progress, by goroutine. LRU: a goroutine that never
+/// returns (it panicked through the call) leaves its entry to be evicted.
+#[map]
+static GO_CALLS: LruHashMap<GoCall, Call> = LruHashMap::with_max_entries(16 * 1024, 0);
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
@@ -275,11 +292,17 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), i32> {
         }
         n as u64
     };
-    // The event is built in a per-CPU scratch slot and only its used part
-    // (header and the bytes moved) goes into the ring: a small call takes
-    // a small part of the ring, not a whole 16 KiB chunk.
+    emit(id, &call, total);
+    Ok(())
+}
+
+/// The `TlsEvent` of a call that moved `total` bytes, its first `CHUNK`
+/// read from the caller's buffer. It is built in a per-CPU scratch slot and
+/// only its used part (header and the bytes moved) goes into the ring: a
+/// small call takes a small part of the ring, not a whole 16 KiB chunk.
+fn emit(id: u64, call: &Call, total: u64) {
     let Some(ev) = SCRATCH.get_ptr_mut(0) else {
-        return Err(-1);
+        return;
     };
     let len = (total as usize).min(CHUNK);
     // SAFETY: `ev` is this CPU's scratch slot, ours until the program ends
@@ -303,17 +326,103 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), i32> {
         };
         if read.is_err() {
             lose(LOST_READ);
-            return Ok(());
+            return;
         }
         let size = HEADER + len;
         if size > core::mem::size_of::<TlsEvent>() {
-            return Err(-1);
+            return;
         }
         let used = core::slice::from_raw_parts(ev as *const u8, size);
         if EVENTS.output::<[u8]>(used, 0).is_err() {
             lose(LOST_RING_FULL);
         }
     }
+}
+
+/// The goroutine of this Go call: its process and `g` (R14 in Go's
+/// register ABI).
+fn goroutine(ctx: &ProbeContext) -> GoCall {
+    GoCall {
+        pid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        _pad: 0,
+        // SAFETY: the probe's saved registers, which the context points at.
+        g: unsafe { (*ctx.regs).r14 },
+    }
+}
+
+/// Reads a user value of type `T` at `base + offset`.
+fn uread<T>(base: u64, offset: u16) -> Result<T, i32> {
+    // SAFETY: bpf_probe_read_user checks the address; a bad one is an
+    // error, never a fault.
+    unsafe { bpf_probe_read_user((base + u64::from(offset)) as *const T) }.map_err(|_| -1)
+}
+
+/// `crypto/tls.(*Conn).Write`/`Read` entry: the `*tls.Conn` (RAX) and the
+/// buffer (RBX), with the connection's socket, read from the `tls.Conn`
+/// with this binary's offsets (the probe's cookie).
+fn try_go_enter(ctx: &ProbeContext, direction: u8) -> Result<(), i32> {
+    // SAFETY: the probe's saved registers, which the context points at.
+    let (conn, buf) = unsafe { ((*ctx.regs).rax, (*ctx.regs).rbx) };
+    // SAFETY: a helper reading this attachment's cookie.
+    let o = GoOffsets::from_cookie(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) });
+    let fd = go_fd(conn, &o).unwrap_or(-1);
+    let call = Call {
+        ssl: conn,
+        buf,
+        count_ptr: 0,
+        fd,
+        direction,
+        _pad: [0; 3],
+        socket: socket_addrs(fd).unwrap_or(SocketAddrs::NONE),
+    };
+    GO_CALLS
+        .insert(goroutine(ctx), call, 0)
+        .inspect_err(|_| lose(LOST_CALLS_FULL))
+}
+
+/// The socket number behind a `*tls.Conn`: its `net.Conn`'s data word (a
+/// `*net.TCPConn`), that one's `*netFD`, its `poll.FD`'s `Sysfd`.
+fn go_fd(conn: u64, o: &GoOffsets) -> Result<i32, i32> {
+    if o.conn_data == 0 {
+        return Err(-1);
+    }
+    let tcp: u64 = uread(conn, o.conn_data)?;
+    let netfd: u64 = uread(tcp, o.tcpconn_fd)?;
+    let sysfd: i64 = uread(netfd, o.netfd_pfd + o.pfd_sysfd)?;
+    i32::try_from(sysfd).map_err(|_| -1)
+}
+
+#[uprobe]
+pub fn tap_go_write(ctx: ProbeContext) -> u32 {
+    let _ = try_go_enter(&ctx, EGRESS);
+    0
+}
+
+#[uprobe]
+pub fn tap_go_read(ctx: ProbeContext) -> u32 {
+    let _ = try_go_enter(&ctx, INGRESS);
+    0
+}
+
+/// At a `ret` of `(*Conn).Write` or `Read`: RAX is the count of bytes
+/// moved (`n`; the error is in RBX and RCX).
+#[uprobe]
+pub fn tap_go_return(ctx: ProbeContext) -> u32 {
+    let _ = try_go_return(&ctx);
+    0
+}
+
+fn try_go_return(ctx: &ProbeContext) -> Result<(), i32> {
+    let key = goroutine(ctx);
+    // SAFETY: copied out before the entry is removed.
+    let call = unsafe { GO_CALLS.get(key) }.copied().ok_or(-1)?;
+    let _ = GO_CALLS.remove(key);
+    // SAFETY: the probe's saved registers, which the context points at.
+    let n = unsafe { (*ctx.regs).rax } as i64;
+    if n <= 0 {
+        return Ok(());
+    }
+    emit(bpf_get_current_pid_tgid(), &call, n as u64);
     Ok(())
 }
 

@@ -39,20 +39,7 @@ server.serve_forever()
 "#;
 
 fn https_server(dir: &TempDir, port: u16) -> Process {
-    let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(made.success(), "openssl req");
+    let (cert, key) = testkit::self_signed(dir, "localhost");
     let server = Process::spawn(
         Command::new("python3")
             .args(["-c", SERVER, &port.to_string()])

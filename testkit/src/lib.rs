@@ -55,6 +55,7 @@
 
 #[cfg(feature = "pipeline")]
 pub mod conversation;
+pub mod go;
 pub mod http;
 pub mod netns;
 mod offload;
@@ -212,4 +213,27 @@ impl std::ops::Deref for TempDir {
     fn deref(&self) -> &std::path::Path {
         self.0.path()
     }
+}
+
+/// A fresh self-signed certificate for `common_name` (RSA 2048, a day),
+/// written by `openssl req` as `cert.pem` and `key.pem` in `dir`; their
+/// paths. Panics, naming openssl, when it cannot make them.
+pub fn self_signed(dir: &TempDir, common_name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .arg("-subj")
+        .arg(format!("/CN={common_name}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run openssl req: {e}"));
+    assert!(made.success(), "openssl req could not make a certificate");
+    (cert, key)
 }

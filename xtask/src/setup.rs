@@ -16,6 +16,10 @@ const PACKAGES: &[(&str, &str)] = &[
     // The TLS tests: openssl s_server and its certificates.
     ("openssl", "openssl"),
     ("python3", "python3"),
+    // Go's crypto/tls probes: the tests build Go HTTPS servers and clients.
+    ("golang-go", "go"),
+    // objcopy: a Go binary with its function table's section renamed.
+    ("binutils", "objcopy"),
     ("time", "/usr/bin/time"),
     // dnsmasq-base is the binary without the system service, which would take port 53.
     ("dnsmasq-base", "/usr/sbin/dnsmasq"),

@@ -7,12 +7,20 @@
 //! it: the first one found hooks the file (through `/proc/<pid>/root`, which
 //! reaches a container's own files), the last one to exit unhooks it.
 //!
+//! A process's executable (`/proc/<pid>/exe`, by device and inode too) is
+//! looked at once for Go's crypto/tls ([`go::inspect`]): a Go binary that
+//! has it is hooked and unhooked the same way, and listed with `kind: go`,
+//! hooked or with the reason it cannot be; any other executable (most,
+//! including Go binaries without crypto/tls) is remembered as nothing to
+//! hook, so it is read once.
+//!
 //! Processes are looked at when they start a program (`sched_process_exec`,
 //! then again as its libraries are loaded: soon after, and later for a
 //! library opened on demand, as Python's `ssl` is), and all of them at
 //! start and every [`RESCAN`] (which also catches what a full event ring
 //! lost); an exit (`sched_process_exit`) removes a process at once.
 
+use super::go::{self, GoBinary, GoError};
 use super::{ProcessEvent, TlsProbes};
 use crate::pods::Names;
 use std::collections::{BTreeMap, HashMap};
@@ -35,15 +43,19 @@ const STATUS_PROCESSES: usize = 64;
 /// for the next scan.
 const MAX_PROCESSES: usize = 64 * 1024;
 
+/// Executables known to have nothing to hook, remembered at most (then
+/// forgotten all at once, and read again as they are met).
+const MAX_NOTHING: usize = 16 * 1024;
+
 /// A file as `/proc/<pid>/maps` names it: device ("fd:01") and inode.
 type FileKey = (String, u64);
 
-/// One library file and its users.
+/// One library file (or Go binary) and its users.
 struct Library {
+    /// What it is: "openssl", "go", or a library not hooked ("gnutls", …).
+    kind: &'static str,
     /// The path inside the processes' mount namespace.
     path: PathBuf,
-    /// What it is: "openssl", or a library not hooked ("gnutls", …).
-    kind: &'static str,
     /// The path the probes were attached through (`/proc/<pid>/root/…`).
     opened: PathBuf,
     /// The functions hooked, or why none are.
@@ -56,6 +68,10 @@ struct Library {
 struct Process {
     command: String,
     library: Option<FileKey>,
+    /// Its executable, when it is a Go binary with crypto/tls.
+    go: Option<FileKey>,
+    /// Its executable was looked at.
+    exe_seen: bool,
     pod: Option<(String, String)>,
     bytes: u64,
 }
@@ -64,6 +80,8 @@ struct Process {
 pub struct Discovery {
     libraries: BTreeMap<FileKey, Library>,
     processes: HashMap<u32, Process>,
+    /// Executables with nothing to hook.
+    nothing: std::collections::HashSet<FileKey>,
     /// Looks due: when, which process, how many looks done.
     due: Vec<(Instant, u32, usize)>,
     last_scan: Option<Instant>,
@@ -82,12 +100,20 @@ impl Default for Discovery {
 pub trait Hooks {
     /// Hooks the TLS functions of `opened`; the functions hooked, or why not.
     fn hook(&mut self, opened: &Path) -> Result<Vec<&'static str>, String>;
+    /// Hooks the Go binary `opened`'s crypto/tls, as `go` describes it.
+    fn hook_go(&mut self, opened: &Path, go: &GoBinary) -> Result<Vec<&'static str>, String>;
     fn unhook(&mut self, opened: &Path);
 }
 
 impl Hooks for TlsProbes {
     fn hook(&mut self, opened: &Path) -> Result<Vec<&'static str>, String> {
         self.attach(opened)
+            .map(|_| self.functions_of(opened))
+            .map_err(|e| e.to_string())
+    }
+
+    fn hook_go(&mut self, opened: &Path, go: &GoBinary) -> Result<Vec<&'static str>, String> {
+        self.attach_go(opened, go)
             .map(|_| self.functions_of(opened))
             .map_err(|e| e.to_string())
     }
@@ -106,6 +132,7 @@ impl Discovery {
         Discovery {
             libraries: BTreeMap::new(),
             processes: HashMap::new(),
+            nothing: Default::default(),
             due: Vec::new(),
             last_scan: None,
             own_pid: std::process::id(),
@@ -141,11 +168,12 @@ impl Discovery {
                 continue;
             }
             self.look(pid, hooks);
-            // Looked at until it maps a library or the looks run out.
+            // Looked at until it maps a library (or runs Go's crypto/tls)
+            // or the looks run out.
             let found = self
                 .processes
                 .get(&pid)
-                .is_some_and(|p| p.library.is_some());
+                .is_some_and(|p| p.library.is_some() || p.go.is_some());
             if !found && let Some(after) = LOOKS.get(done + 1) {
                 self.due.push((now + *after - LOOKS[done], pid, done + 1));
             }
@@ -201,6 +229,13 @@ impl Discovery {
         let found = tls_library(&maps);
         let process = self.processes.entry(pid).or_default();
         process.command = command;
+        if !process.exe_seen {
+            process.exe_seen = true;
+            self.look_exe(pid, hooks);
+        }
+        let Some(process) = self.processes.get_mut(&pid) else {
+            return;
+        };
         let Some((key, path, kind)) = found else {
             return;
         };
@@ -233,25 +268,102 @@ impl Discovery {
         library.users.insert(pid);
     }
 
+    /// Reads a process's executable for Go's crypto/tls, once per file:
+    /// hooks it, or keeps why it cannot be, or remembers there is nothing.
+    fn look_exe(&mut self, pid: u32, hooks: &mut impl Hooks) {
+        let base = self.proc_root.join(pid.to_string());
+        // The file the process runs (its device and inode), and its path
+        // inside the process's mount namespace.
+        let Ok(meta) = std::fs::metadata(base.join("exe")) else {
+            return;
+        };
+        let Ok(path) = std::fs::read_link(base.join("exe")) else {
+            return;
+        };
+        use std::os::unix::fs::MetadataExt as _;
+        let key: FileKey = (
+            format!(
+                "{:02x}:{:02x}",
+                libc::major(meta.dev()),
+                libc::minor(meta.dev())
+            ),
+            meta.ino(),
+        );
+        if self.nothing.contains(&key) {
+            return;
+        }
+        if !self.libraries.contains_key(&key) {
+            let opened = base
+                .join("root")
+                .join(path.strip_prefix("/").unwrap_or(&path));
+            let hooked = match go::inspect(&opened) {
+                Ok(None) => Err(None),
+                Ok(Some(binary)) => hooks
+                    .hook_go(&opened, &binary)
+                    .map_err(|why| Some(format!("{}: {why}", binary.version))),
+                // Gone, or not ours to read (a deleted executable): not
+                // known to be Go, so nothing to list.
+                Err(GoError::Io(e)) => {
+                    tracing::debug!(pid, exe = %path.display(), "executable not read: {e}");
+                    return;
+                }
+                Err(e) => Err(Some(e.to_string())),
+            };
+            let hooked = match hooked {
+                Err(None) => {
+                    if self.nothing.len() >= MAX_NOTHING {
+                        self.nothing.clear();
+                    }
+                    self.nothing.insert(key);
+                    return;
+                }
+                Err(Some(why)) => {
+                    tracing::warn!(binary = %path.display(), pid, "Go binary not hooked: {why}");
+                    Err(why)
+                }
+                Ok(f) => {
+                    tracing::info!(binary = %path.display(), pid, functions = ?f, "Go binary hooked");
+                    Ok(f)
+                }
+            };
+            self.libraries.insert(
+                key.clone(),
+                Library {
+                    kind: "go",
+                    path,
+                    opened,
+                    hooked,
+                    users: Default::default(),
+                    bytes: 0,
+                },
+            );
+        }
+        if let Some(library) = self.libraries.get_mut(&key) {
+            library.users.insert(pid);
+        }
+        if let Some(p) = self.processes.get_mut(&pid) {
+            p.go = Some(key);
+        }
+    }
+
     /// The process is gone (or runs another program): its library loses a
     /// user, and is unhooked with its last.
     fn forget(&mut self, pid: u32, hooks: &mut impl Hooks) {
         let Some(p) = self.processes.remove(&pid) else {
             return;
         };
-        let Some(key) = p.library else {
-            return;
-        };
-        let Some(library) = self.libraries.get_mut(&key) else {
-            return;
-        };
-        library.users.remove(&pid);
-        if library.users.is_empty() {
-            if library.hooked.is_ok() {
-                hooks.unhook(&library.opened);
-                tracing::info!(library = %library.path.display(), "TLS library unhooked: its last process exited");
+        for key in [p.library, p.go].into_iter().flatten() {
+            let Some(library) = self.libraries.get_mut(&key) else {
+                continue;
+            };
+            library.users.remove(&pid);
+            if library.users.is_empty() {
+                if library.hooked.is_ok() {
+                    hooks.unhook(&library.opened);
+                    tracing::info!(library = %library.path.display(), "TLS library unhooked: its last process exited");
+                }
+                self.libraries.remove(&key);
             }
-            self.libraries.remove(&key);
         }
     }
 
@@ -259,7 +371,12 @@ impl Discovery {
     pub fn count(&mut self, pid: u32, bytes: u64) {
         if let Some(p) = self.processes.get_mut(&pid) {
             p.bytes += bytes;
-            if let Some(l) = p.library.as_ref().and_then(|k| self.libraries.get_mut(k)) {
+            if let Some(l) = p
+                .library
+                .as_ref()
+                .or(p.go.as_ref())
+                .and_then(|k| self.libraries.get_mut(k))
+            {
                 l.bytes += bytes;
             }
         }
@@ -369,6 +486,10 @@ mod tests {
             self.hooked.push(opened.to_path_buf());
             Ok(vec!["SSL_read"])
         }
+        fn hook_go(&mut self, opened: &Path, _: &GoBinary) -> Result<Vec<&'static str>, String> {
+            self.hooked.push(opened.to_path_buf());
+            Ok(go::FUNCTIONS.to_vec())
+        }
         fn unhook(&mut self, opened: &Path) {
             self.unhooked.push(opened.to_path_buf());
         }
@@ -467,6 +588,9 @@ mod tests {
             fn hook(&mut self, _: &Path) -> Result<Vec<&'static str>, String> {
                 self.0 += 1;
                 Err("no SSL_read".into())
+            }
+            fn hook_go(&mut self, _: &Path, _: &GoBinary) -> Result<Vec<&'static str>, String> {
+                panic!("no Go binary here");
             }
             fn unhook(&mut self, _: &Path) {
                 panic!("nothing was hooked");

@@ -9,6 +9,9 @@
 //! - [`TlsProbes::attach`] hooks `SSL_write`, `SSL_read`, `SSL_write_ex`,
 //!   `SSL_read_ex` in one library file (OpenSSL 1.1 and 3, BoringSSL): an
 //!   entry and a return probe each, for every process that maps the file.
+//! - [`TlsProbes::attach_go`] hooks a Go binary's `crypto/tls.(*Conn).Write`
+//!   and `Read` ([`go`] finds them): an entry probe each and one on each of
+//!   their `ret` instructions, carrying the binary's struct offsets.
 //! - [`TlsProbes::poll`] hands over the events; [`TlsProbes::lost`] counts
 //!   what the kernel side could not send, by cause.
 //!
@@ -16,21 +19,23 @@
 //!   [`streams::Streams`] turns the records into flows dissected as
 //!   captured packets are, their entries marked `tls`.
 //!
-//! - [`discovery`] finds the processes that map a TLS library and hooks
-//!   each library file once, unhooking it with its last user;
+//! - [`discovery`] finds the processes that map a TLS library or run a Go
+//!   binary with crypto/tls and hooks each file once, unhooking it with its
+//!   last user;
 //!   [`source::TlsSource`] runs all of it on a thread of its own, as the
 //!   driver's second source (`--tls`).
-//!
-//! Not yet: Go's crypto/tls.
 
 pub mod btf;
 pub mod discovery;
+pub mod go;
 pub mod source;
 pub mod streams;
 
 use aya::Ebpf;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::uprobe::{UProbeError, UProbeLinkId, UProbeScope};
+use aya::programs::uprobe::{
+    UProbeAttachLocation, UProbeAttachPoint, UProbeError, UProbeLinkId, UProbeScope,
+};
 use aya::programs::{ProgramError, TracePoint, UProbe};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd as _;
@@ -53,6 +58,10 @@ const RETURN: &str = "tap_ssl_return";
 /// `SSL_set_fd`: an entry probe alone (a new connection's socket).
 const SET_FD: (&str, &str) = ("SSL_set_fd", "tap_ssl_set_fd");
 const SYSCALL_FD: &str = "tap_syscall_fd";
+/// Go's `(*Conn).Write` and `Read` entries (as `go::FUNCTIONS`), and the
+/// program on each of their `ret`s.
+const GO_ENTRIES: [&str; 2] = ["tap_go_write", "tap_go_read"];
+const GO_RETURN: &str = "tap_go_return";
 /// Process starts and exits, for discovery.
 const PROCESS_TRACEPOINTS: [(&str, &str); 2] = [
     ("tap_process_exec", "sched_process_exec"),
@@ -164,7 +173,10 @@ pub struct TlsProbes {
 /// One library file's probes: each program's link, to detach them.
 struct Hooked {
     library: PathBuf,
-    functions: usize,
+    /// The functions hooked (for OpenSSL, of those counted, the ones before
+    /// `counted`: `SSL_set_fd` is not essential).
+    functions: Vec<&'static str>,
+    counted: usize,
     links: Vec<(&'static str, UProbeLinkId)>,
 }
 
@@ -180,7 +192,12 @@ impl TlsProbes {
             .override_global("OFFSETS", &offsets, true)
             .load(PROGRAMS)
             .map_err(TlsError::Load)?;
-        for name in FUNCTIONS.iter().map(|f| f.1).chain([RETURN, SET_FD.1]) {
+        for name in FUNCTIONS
+            .iter()
+            .map(|f| f.1)
+            .chain([RETURN, SET_FD.1, GO_RETURN])
+            .chain(GO_ENTRIES)
+        {
             uprobe(&mut ebpf, name)?
                 .load()
                 .map_err(|source| TlsError::Program { name, source })?;
@@ -244,23 +261,94 @@ impl TlsProbes {
     /// returns how many it has. Hooking a file twice does nothing more.
     pub fn attach(&mut self, library: &Path) -> Result<usize, TlsError> {
         if let Some(h) = self.attached.iter().find(|h| h.library == library) {
-            return Ok(h.functions);
+            return Ok(h.counted);
         }
         let mut hooked = Hooked {
             library: library.to_path_buf(),
-            functions: 0,
+            functions: Vec::new(),
+            counted: 0,
             links: Vec::new(),
         };
         let result = self.hook(library, &mut hooked);
-        if hooked.functions == 0 || result.is_err() {
+        if hooked.counted == 0 || result.is_err() {
             // Nothing half-attached stays behind.
             self.unhook(hooked);
             result?;
             return Err(TlsError::NoFunctions(library.to_path_buf()));
         }
-        let n = hooked.functions;
+        let n = hooked.counted;
         self.attached.push(hooked);
         Ok(n)
+    }
+
+    /// Hooks the crypto/tls functions of the Go binary `binary`, as
+    /// [`go::inspect`] found them, for every process running it: an entry
+    /// probe on each (its cookie the binary's struct offsets) and a probe
+    /// on each `ret`. All or nothing; returns how many functions.
+    pub fn attach_go(&mut self, binary: &Path, go: &go::GoBinary) -> Result<usize, TlsError> {
+        if let Some(h) = self.attached.iter().find(|h| h.library == binary) {
+            return Ok(h.counted);
+        }
+        let mut hooked = Hooked {
+            library: binary.to_path_buf(),
+            functions: Vec::new(),
+            counted: 0,
+            links: Vec::new(),
+        };
+        match self.hook_go(binary, go, &mut hooked) {
+            Ok(()) => {
+                let n = hooked.counted;
+                self.attached.push(hooked);
+                Ok(n)
+            }
+            Err(e) => {
+                self.unhook(hooked);
+                Err(e)
+            }
+        }
+    }
+
+    fn hook_go(
+        &mut self,
+        binary: &Path,
+        go: &go::GoBinary,
+        hooked: &mut Hooked,
+    ) -> Result<(), TlsError> {
+        let cookie = go.offsets.cookie();
+        for f in &go.functions {
+            let entry = go::FUNCTIONS
+                .iter()
+                .position(|n| *n == f.name)
+                .map(|i| GO_ENTRIES[i])
+                .ok_or(TlsError::Missing("a Go function's entry program"))?;
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(f.entry),
+                cookie: Some(cookie),
+            };
+            let link = uprobe(&mut self.ebpf, entry)?
+                .attach(point, binary, UProbeScope::AllProcesses)
+                .map_err(|source| TlsError::Program {
+                    name: entry,
+                    source,
+                })?;
+            hooked.links.push((entry, link));
+            for ret in &f.rets {
+                let link = uprobe(&mut self.ebpf, GO_RETURN)?
+                    .attach(
+                        UProbeAttachLocation::AbsoluteOffset(*ret),
+                        binary,
+                        UProbeScope::AllProcesses,
+                    )
+                    .map_err(|source| TlsError::Program {
+                        name: GO_RETURN,
+                        source,
+                    })?;
+                hooked.links.push((GO_RETURN, link));
+            }
+            hooked.functions.push(f.name);
+            hooked.counted += 1;
+        }
+        Ok(())
     }
 
     /// Attaches an entry and a return probe to each function `library` has.
@@ -288,12 +376,16 @@ impl TlsProbes {
                     source,
                 })?;
             hooked.links.push((RETURN, link));
-            hooked.functions += 1;
+            hooked.functions.push(function);
+            hooked.counted += 1;
         }
         // Not essential (BIO-based programs never call it), so not counted.
         match uprobe(&mut self.ebpf, SET_FD.1)?.attach(SET_FD.0, library, UProbeScope::AllProcesses)
         {
-            Ok(link) => hooked.links.push((SET_FD.1, link)),
+            Ok(link) => {
+                hooked.links.push((SET_FD.1, link));
+                hooked.functions.push(SET_FD.0);
+            }
             Err(ProgramError::UProbeError(UProbeError::SymbolError { .. })) => {}
             Err(source) => {
                 return Err(TlsError::Program {
@@ -335,17 +427,13 @@ impl TlsProbes {
         self.no_socket_walk.as_deref()
     }
 
-    /// The functions hooked in `library`.
+    /// The functions hooked in `library` (or Go binary).
     pub fn functions_of(&self, library: &Path) -> Vec<&'static str> {
-        let Some(h) = self.attached.iter().find(|h| h.library == library) else {
-            return Vec::new();
-        };
-        FUNCTIONS
+        self.attached
             .iter()
-            .chain([&SET_FD])
-            .filter(|(_, entry)| h.links.iter().any(|(p, _)| p == entry))
-            .map(|(function, _)| *function)
-            .collect()
+            .find(|h| h.library == library)
+            .map(|h| h.functions.clone())
+            .unwrap_or_default()
     }
 
     /// The library files hooked so far.

@@ -207,6 +207,10 @@ impl Worker {
                 |e| events.push(e),
             );
             for e in events {
+                if let super::ProcessEvent::Exit(pid) = e {
+                    self.streams
+                        .process_exited(pid, monotonic_ns(), &mut self.out);
+                }
                 self.discovery.event(e, &mut self.probes);
             }
             self.discovery.tick(&mut self.probes);

@@ -645,6 +645,23 @@ impl<R: FnMut(u32, i32, Addrs) -> Option<SocketInfo>> Streams<R> {
         }
     }
 
+    /// Closes the flows of a process that exited (its sockets are closed).
+    pub fn process_exited(&mut self, pid: u32, now_mono: u64, out: &mut Vec<Emit>) {
+        let gone: Vec<(u32, i32)> = self.flows.keys().filter(|k| k.0 == pid).copied().collect();
+        for key in gone {
+            self.close(key, CloseReason::Fin, now_mono, out);
+        }
+        self.objects.retain(|o, _| o.0 != pid);
+        let held: u64 = self
+            .held
+            .iter()
+            .filter(|(o, _)| o.0 == pid)
+            .map(|(_, r)| r.len() as u64)
+            .sum();
+        self.held.retain(|o, _| o.0 != pid);
+        self.stats.no_socket += held;
+    }
+
     /// Closes every flow (the source stops); held records are dropped.
     pub fn finish(&mut self, now_mono: u64, out: &mut Vec<Emit>) {
         self.stats.no_socket += self.held.drain().map(|(_, r)| r.len() as u64).sum::<u64>();
@@ -974,6 +991,28 @@ mod tests {
         );
         assert!(tcp(&made[5]).5 && tcp(&made[6]).5, "FINs");
         assert!(made.iter().all(|p| p.flow == ID_BASE | 1));
+    }
+
+    /// A client that exits: its connection's entry comes at once (an
+    /// HTTP/1.0 answer ends with the connection), not when it goes idle.
+    #[test]
+    fn a_process_that_exits_closes_its_flows() {
+        let mut s = Streams::with_resolver(Arc::new(DissectConfig::default()), resolver);
+        let mut out = Vec::new();
+        s.record(
+            &record(7, Some(5), true, b"GET /bye HTTP/1.0\r\n\r\n"),
+            &mut out,
+        );
+        s.record(
+            &record(7, Some(5), false, b"HTTP/1.0 200 ok\r\n\r\nuntil the end"),
+            &mut out,
+        );
+        assert!(entries(std::mem::take(&mut out)).is_empty());
+        s.process_exited(7, 2_000, &mut out);
+        let es = entries(out);
+        assert_eq!(es.len(), 1, "{es:?}");
+        assert_eq!(tap_dissect::GenericFields::path(&es[0]), Some("/bye"));
+        assert!(s.flows.is_empty());
     }
 
     /// A call that moved more than its event holds: the rest is a gap, and

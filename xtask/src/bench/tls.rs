@@ -38,21 +38,7 @@ pub fn run() -> Result<()> {
     let server = node.pod("server")?;
     let client = node.pod("client")?;
     let dir = testkit::TempDir::new("bench-tls");
-    let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=server", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?;
-    if !made.success() {
-        bail!("openssl req failed");
-    }
+    let (cert, key) = testkit::self_signed(&dir, "server");
     let htdocs = dir.path("htdocs");
     std::fs::create_dir_all(&htdocs)?;
     std::fs::write(htdocs.join("page"), vec![b'k'; 1024])?;
