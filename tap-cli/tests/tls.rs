@@ -146,6 +146,9 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
     let node = Node::new("tls").unwrap();
     let web = node.pod("web").unwrap();
     let client = node.pod("client").unwrap();
+    // Not in the pods list: its TLS is read by the probes (they hook the
+    // library file) but not dissected.
+    let other = node.pod("other").unwrap();
     let dir = TempDir::new("tls");
     let (cert, key) = testkit::self_signed(&dir, "web");
     let pods = dir.path("pods.json");
@@ -417,6 +420,47 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
     assert!(
         rows.iter().all(|r| r[4].contains("TLS plaintext")),
         "{rows:?}"
+    );
+
+    // A pod not targeted talking to itself over TLS: no entry, counted.
+    let other_ip = other.ip.to_string();
+    let _other_py = other
+        .spawn(
+            other
+                .command("python3")
+                .args(["-c", PY_SERVER, &other_ip, "8443"])
+                .arg(&cert)
+                .arg(&key)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap();
+    node.wait_for_tcp(other.addr(8443), Duration::from_secs(20))
+        .unwrap();
+    assert_eq!(
+        curl(
+            &other,
+            &["--http1.1", &format!("https://{other_ip}:8443/untargeted")]
+        ),
+        "1.1 200"
+    );
+    testkit::eventually(
+        Duration::from_secs(20),
+        "the untargeted connection counted",
+        || {
+            let v = node::api(&node, http, "/api/workers");
+            (v["workers"][0]["tls"]["untargeted_connections"].as_u64()? > 0).then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let v = node::api(&node, http, "/api/entries?limit=500");
+    assert!(
+        !v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["request"]["path"] == "/untargeted" || e["src"]["ip"] == other_ip.as_str()),
+        "an untargeted pod's traffic made entries"
     );
 
     let workers = node::api(&node, http, "/api/workers");

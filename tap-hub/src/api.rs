@@ -729,6 +729,7 @@ fn tls_json(t: &proto::v1::TlsStatus) -> serde_json::Value {
         "mirrored_connections": t.mirrored_connections,
         "encrypted_entries_replaced": t.encrypted_entries_replaced,
         "degraded": (!t.degraded.is_empty()).then_some(&t.degraded),
+        "untargeted_connections": t.untargeted_connections,
         "libraries": t.libraries.iter().map(|l| json!({
             "path": l.path,
             "kind": l.kind,

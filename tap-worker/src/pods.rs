@@ -441,6 +441,11 @@ impl Names {
         Names { by_ip }
     }
 
+    /// Whether no pod is listed.
+    pub fn is_empty(&self) -> bool {
+        self.by_ip.is_empty()
+    }
+
     /// The pod (name, namespace) with this address.
     pub fn pod_of(&self, ip: IpAddr) -> Option<(String, String)> {
         self.by_ip.get(&ip.to_canonical()).cloned()

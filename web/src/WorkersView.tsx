@@ -201,6 +201,8 @@ function TlsPanel({ node, tls }: { node: string; tls: TlsStatus }) {
           <span class="ok" data-key="tls-state">
             on: {count(tls.connections)} connections, {bytes(tls.bytes)} of plaintext in {count(tls.records)} calls
             {tls.encrypted_entries_replaced > 0 && `, ${count(tls.encrypted_entries_replaced)} encrypted entries replaced`}
+            {tls.untargeted_connections > 0 &&
+              `, ${count(tls.untargeted_connections)} connections of pods not targeted left out`}
           </span>
         ) : (
           <span class="bad" data-key="tls-state">

@@ -158,6 +158,8 @@ export interface TlsStatus {
   connections: number;
   mirrored_connections: number;
   encrypted_entries_replaced: number;
+  /** Connections between no target pods: not dissected. */
+  untargeted_connections: number;
   /** What works less well than it could here (no BTF: sockets from /proc). */
   degraded: string | null;
   libraries: {

@@ -275,6 +275,9 @@ impl Worker {
     fn publish(&mut self) {
         let mut shared = lock(&self.shared);
         if let Some(names) = shared.names.take() {
+            // Pods targeted: only their connections are dissected.
+            self.streams
+                .set_targets((!names.is_empty()).then(|| names.clone()));
             self.names = names;
         }
         let st = self.streams.stats();
@@ -292,6 +295,7 @@ impl Worker {
             connections: st.flows,
             encrypted_entries_replaced: 0,
             mirrored_connections: st.mirrored,
+            untargeted_connections: st.untargeted,
             degraded: self
                 .probes
                 .no_socket_walk()

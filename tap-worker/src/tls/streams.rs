@@ -61,6 +61,9 @@ pub struct StreamStats {
     pub cut_calls: u64,
     /// Connections seen from both ends: dissected from one.
     pub mirrored: u64,
+    /// Connections between no target pods (when pods are targeted): not
+    /// dissected.
+    pub untargeted: u64,
 }
 
 /// Connections (their two addresses) whose plaintext the probes read. The
@@ -230,6 +233,9 @@ pub struct Streams<R = fn(u32, i32, Addrs) -> Option<SocketInfo>> {
     /// The flow each connection (its two addresses) is dissected from.
     owners: HashMap<(SocketAddr, SocketAddr), (u32, i32)>,
     decrypted: Option<Arc<Decrypted>>,
+    /// The target pods, when pods are targeted: a connection with neither
+    /// end among them is not dissected.
+    targets: Option<crate::pods::Names>,
     /// Flows opened since [`Streams::take_opened`]: the process and its
     /// socket's local address.
     opened: Vec<(u32, SocketAddr)>,
@@ -280,6 +286,7 @@ impl<R: FnMut(u32, i32, Addrs) -> Option<SocketInfo>> Streams<R> {
             held: HashMap::new(),
             owners: HashMap::new(),
             decrypted: None,
+            targets: None,
             opened: Vec::new(),
             packets: None,
             next_id: 0,
@@ -290,6 +297,12 @@ impl<R: FnMut(u32, i32, Addrs) -> Option<SocketInfo>> Streams<R> {
 
     pub fn stats(&self) -> StreamStats {
         self.stats
+    }
+
+    /// Only connections with an end among `targets` (pods' addresses) are
+    /// dissected from now on; `None`: every connection.
+    pub fn set_targets(&mut self, targets: Option<crate::pods::Names>) {
+        self.targets = targets;
     }
 
     /// Connections followed are noted in `decrypted`.
@@ -543,7 +556,17 @@ impl<R: FnMut(u32, i32, Addrs) -> Option<SocketInfo>> Streams<R> {
             .get(&tuple)
             .copied()
             .filter(|owner| *owner != key && self.flows.contains_key(owner));
+        let targeted = self
+            .targets
+            .as_ref()
+            .is_none_or(|t| t.pod_of(client.ip()).is_some() || t.pod_of(server.ip()).is_some());
+        if !targeted {
+            self.stats.untargeted += 1;
+        }
         let mirror = match owner {
+            // Not a target pod's: followed (its socket number stays taken)
+            // but not dissected.
+            _ if !targeted => true,
             Some(owner) if sock.server_side && !self.flows[&owner].server_side => {
                 if let Some(o) = self.flows.get_mut(&owner) {
                     o.mirror = true;
@@ -553,13 +576,13 @@ impl<R: FnMut(u32, i32, Addrs) -> Option<SocketInfo>> Streams<R> {
             Some(_) => true,
             None => false,
         };
-        if owner.is_some() {
+        if owner.is_some() && targeted {
             self.stats.mirrored += 1;
         }
         if !mirror {
             self.owners.insert(tuple, key);
         }
-        if let Some(d) = &self.decrypted {
+        if let Some(d) = self.decrypted.as_ref().filter(|_| targeted) {
             d.insert(client, server);
         }
         self.opened.push((key.0, sock.local));
@@ -991,6 +1014,55 @@ mod tests {
         );
         assert!(tcp(&made[5]).5 && tcp(&made[6]).5, "FINs");
         assert!(made.iter().all(|p| p.flow == ID_BASE | 1));
+    }
+
+    /// Pods targeted: a connection between two other addresses is not
+    /// dissected (and counted); one with a target pod at either end is.
+    #[test]
+    fn with_target_pods_only_their_connections_are_dissected() {
+        let mut s = Streams::with_resolver(Arc::new(DissectConfig::default()), resolver);
+        let pod = |ip: &str| crate::pods::TargetPod {
+            name: "web".into(),
+            namespace: "shop".into(),
+            ips: vec![ip.parse().unwrap()],
+            node: None,
+        };
+        let mut out = Vec::new();
+        s.set_targets(Some(crate::pods::Names::new(&[pod("10.9.9.9")])));
+        s.record(
+            &record(7, Some(5), true, b"GET /other HTTP/1.1\r\n\r\n"),
+            &mut out,
+        );
+        s.record(
+            &record(
+                7,
+                Some(5),
+                false,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ),
+            &mut out,
+        );
+        s.finish(2_000, &mut out);
+        assert!(entries(std::mem::take(&mut out)).is_empty());
+        assert_eq!(s.stats().untargeted, 1);
+        s.set_targets(Some(crate::pods::Names::new(&[pod("10.1.1.7")])));
+        s.record(
+            &record(7, Some(5), true, b"GET /web HTTP/1.1\r\n\r\n"),
+            &mut out,
+        );
+        s.record(
+            &record(
+                7,
+                Some(5),
+                false,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ),
+            &mut out,
+        );
+        s.finish(3_000, &mut out);
+        let es = entries(out);
+        assert_eq!(es.len(), 1, "{es:?}");
+        assert_eq!(tap_dissect::GenericFields::path(&es[0]), Some("/web"));
     }
 
     /// A client that exits: its connection's entry comes at once (an
