@@ -230,6 +230,8 @@ pub struct Streams<R = fn(u32, i32, Addrs) -> Option<SocketInfo>> {
     objects: HashMap<(u32, u64), (i32, Addrs)>,
     /// Records of connection objects whose socket is not known yet.
     held: HashMap<(u32, u64), Vec<TlsRecord>>,
+    /// Processes whose calls were seen (bounded like `objects`).
+    callers: std::collections::HashSet<u32>,
     /// The flow each connection (its two addresses) is dissected from.
     owners: HashMap<(SocketAddr, SocketAddr), (u32, i32)>,
     decrypted: Option<Arc<Decrypted>>,
@@ -284,6 +286,7 @@ impl<R: FnMut(u32, i32, Addrs) -> Option<SocketInfo>> Streams<R> {
             flows: HashMap::new(),
             objects: HashMap::new(),
             held: HashMap::new(),
+            callers: std::collections::HashSet::new(),
             owners: HashMap::new(),
             decrypted: None,
             targets: None,
@@ -376,6 +379,14 @@ impl<R: FnMut(u32, i32, Addrs) -> Option<SocketInfo>> Streams<R> {
     /// completes goes to `out`.
     pub fn record(&mut self, r: &TlsRecord, out: &mut Vec<Emit>) {
         let object = (r.pid, r.ssl);
+        if !self.callers.contains(&r.pid) {
+            if self.callers.len() >= MAX_OBJECTS {
+                // Forgetting callers only means an exit closes nothing early;
+                // their flows still end when idle.
+                self.callers.clear();
+            }
+            self.callers.insert(r.pid);
+        }
         if r.socket_set {
             self.socket_set(r, out);
             return;
@@ -670,6 +681,11 @@ impl<R: FnMut(u32, i32, Addrs) -> Option<SocketInfo>> Streams<R> {
 
     /// Closes the flows of a process that exited (its sockets are closed).
     pub fn process_exited(&mut self, pid: u32, now_mono: u64, out: &mut Vec<Emit>) {
+        // Most processes that exit on a node never made a TLS call here:
+        // nothing to look through for them.
+        if !self.callers.remove(&pid) {
+            return;
+        }
         let gone: Vec<(u32, i32)> = self.flows.keys().filter(|k| k.0 == pid).copied().collect();
         for key in gone {
             self.close(key, CloseReason::Fin, now_mono, out);
