@@ -29,7 +29,7 @@ impl Drop for Guard {
 }
 
 /// (user+system CPU seconds, peak RSS MiB) of a running process.
-fn cpu_and_rss(pid: u32) -> Result<(f64, f64)> {
+pub(super) fn cpu_and_rss(pid: u32) -> Result<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses.
     let after = stat.rsplit_once(')').context("/proc stat")?.1;

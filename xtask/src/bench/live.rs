@@ -310,6 +310,21 @@ fn peak_rss(pid: u32) -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
+/// Waits for a capture's "capturing on" line on its stderr (piped), then
+/// drains the rest on a thread of its own.
+pub(super) fn wait_capturing(child: &mut Child, who: &str) -> Result<()> {
+    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    if !lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("capturing on"))
+    {
+        bail!("{who} did not start capturing");
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok(())
+}
+
 pub(super) fn interrupt(child: &mut Child) -> Result<()> {
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -341,15 +356,7 @@ fn kubetap_step(
         .stderr(Stdio::piped())
         .spawn()
         .context("starting kubetap")?;
-    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
-    if !lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.contains("capturing on"))
-    {
-        bail!("kubetap did not start capturing");
-    }
-    std::thread::spawn(move || for _ in lines {});
+    wait_capturing(&mut child, "kubetap")?;
     let sent_pps = traffic(rate)?;
     // Let the capture drain its ring and report.
     std::thread::sleep(Duration::from_millis(1500));
@@ -394,15 +401,7 @@ fn worker_step(
             .spawn()
             .context("starting tap-worker")?,
     );
-    let mut lines = BufReader::new(child.0.stderr.take().context("stderr")?).lines();
-    if !lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.contains("capturing on"))
-    {
-        bail!("tap-worker did not start capturing");
-    }
-    std::thread::spawn(move || for _ in lines {});
+    wait_capturing(&mut child.0, "tap-worker")?;
     let sent_pps = traffic(rate)?;
     std::thread::sleep(Duration::from_millis(1500));
     let w = node

@@ -16,10 +16,10 @@
 //! whether its probes' ring lost anything, and how many entries reached the
 //! hub for the requests made.
 
-use super::live::{Reaped, get, interrupt};
+use super::hub::cpu_and_rss;
+use super::live::{Reaped, get, interrupt, wait_capturing};
 use crate::target_dir;
 use anyhow::{Context as _, Result, bail};
-use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use testkit::{Node, Pod};
@@ -220,15 +220,7 @@ fn with_worker(
             .spawn()
             .context("starting tap-worker")?,
     );
-    let mut lines = BufReader::new(worker.0.stderr.take().context("stderr")?).lines();
-    if !lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.contains("capturing on"))
-    {
-        bail!("tap-worker did not start capturing");
-    }
-    std::thread::spawn(move || for _ in lines {});
+    wait_capturing(&mut worker.0, "tap-worker")?;
     // Discovery hooks nghttpd's libssl at start; give it its first scan.
     std::thread::sleep(Duration::from_secs(2));
     let cpu_before = cpu_seconds(worker.0.id())?;
@@ -260,10 +252,5 @@ fn with_worker(
 
 /// User and system CPU seconds of a running process.
 fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').context("/proc stat")?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
-    // USER_HZ is 100 on Linux.
-    Ok(ticks / 100.0)
+    Ok(cpu_and_rss(pid)?.0)
 }
