@@ -36,15 +36,18 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// a form whose secret is cut between two segments; a gzip JSON response.
 fn capture(dir: &TempDir) -> PathBuf {
     let mut frames = Vec::new();
+    let json = format!(
+        r#"{{"a":{{"b":[1,{{"password":"{}"}}]}},"item":"visible-item"}}"#,
+        SECRETS[5]
+    );
     let mut c = Conversation::open();
     c.exchange(
         format!(
-            "POST /login?user=ann&password={}&page=2 HTTP/1.1\r\nHost: shop\r\nAuthorization: Bearer {}\r\nCookie: session={}\r\nX-Request-Id: visible-req-1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+            "POST /login?user=ann&password={}&page=2 HTTP/1.1\r\nHost: shop\r\nAuthorization: Bearer {}\r\nCookie: session={}\r\nX-Request-Id: visible-req-1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
             SECRETS[3],
             SECRETS[0],
             SECRETS[1],
-            format!(r#"{{"a":{{"b":[1,{{"password":"{}"}}]}},"item":"visible-item"}}"#, SECRETS[5]).len(),
-            format!(r#"{{"a":{{"b":[1,{{"password":"{}"}}]}},"item":"visible-item"}}"#, SECRETS[5]),
+            json.len(),
         )
         .as_bytes(),
         format!(
