@@ -21,6 +21,8 @@ pub struct HubConfig {
     pub live_buffer: usize,
     /// What every worker is told to capture, on connect and when it changes.
     pub worker_config: WorkerConfig,
+    /// The API's bearer token (`access`); by default a new random one.
+    pub token: crate::access::Token,
 }
 
 impl Default for HubConfig {
@@ -33,6 +35,8 @@ impl Default for HubConfig {
                 version: 1,
                 ..Default::default()
             },
+            token: crate::access::Token::generate()
+                .expect("the operating system gives randomness for the API token"),
         }
     }
 }
@@ -110,6 +114,8 @@ pub struct Hub {
     /// `serve` is running the hub's servers (`/readyz`).
     serving: AtomicBool,
     pub counters: HubCounters,
+    /// API requests refused for want of a token or from another origin.
+    pub refusals: crate::access::Refusals,
     pub config: HubConfig,
     pub started: SystemTime,
 }
@@ -131,6 +137,7 @@ impl Hub {
             references: Mutex::default(),
             serving: AtomicBool::new(false),
             counters: HubCounters::default(),
+            refusals: Default::default(),
             config,
             started: SystemTime::now(),
         }))
