@@ -373,21 +373,23 @@ fn the_hubs_target_pods_change_what_a_running_worker_captures() {
 /// (and are echoed).
 fn local_kubetap(node: &Node, port: u16, args: &[&str]) -> (Peer, Receiver<String>) {
     let mut kubetap = Peer::start(
-        std::process::Command::new(env!("CARGO_BIN_EXE_kubetap"))
-            .args([
-                "tap",
-                "--local",
-                "--no-browser",
-                "--port",
-                &port.to_string(),
-            ])
-            .args([
-                "--netns",
-                testkit::netns::netns_path(node.netns()).to_str().unwrap(),
-            ])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
+        testkit::http::with_token(&mut std::process::Command::new(env!(
+            "CARGO_BIN_EXE_kubetap"
+        )))
+        .args([
+            "tap",
+            "--local",
+            "--no-browser",
+            "--port",
+            &port.to_string(),
+        ])
+        .args([
+            "--netns",
+            testkit::netns::netns_path(node.netns()).to_str().unwrap(),
+        ])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped()),
     );
     let lines = log_lines(&mut kubetap, "kubetap");
     (kubetap, lines)
