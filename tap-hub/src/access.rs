@@ -18,8 +18,9 @@
 //!
 //! Every refusal is counted by cause (`/metrics`, `/api/workers`) and logged
 //! at warn with the peer and the path (never the token, nor the query, which
-//! could hold one), at most [`LOG_BURST`] lines a minute; the rest are
-//! counted in the next line, so a scanner cannot flood the log.
+//! could hold one), at most [`LOG_BURST`] lines a minute per cause; the rest
+//! are counted in the next line, so a scanner cannot flood the log, and a
+//! tab without a token retrying its requests does not hide another origin's.
 
 use crate::hub::Hub;
 use axum::Json;
@@ -43,7 +44,7 @@ pub const WS_PROTOCOL: &str = "kubetap.v1";
 pub const WS_BEARER_PREFIX: &str = "kubetap.bearer.";
 /// A token a user chooses is at least this long.
 pub const MIN_TOKEN_LEN: usize = 16;
-/// Refusals logged per [`LOG_WINDOW`]; the others are counted.
+/// Refusals of one cause logged per [`LOG_WINDOW`]; the others are counted.
 pub const LOG_BURST: u32 = 10;
 const LOG_WINDOW: Duration = Duration::from_secs(60);
 
@@ -204,11 +205,11 @@ impl Refusal {
     }
 }
 
-/// Refusals counted by cause, and the log's rate limit.
+/// Refusals counted by cause, and the log's rate limit per cause.
 #[derive(Debug, Default)]
 pub struct Refusals {
     counts: [AtomicU64; 3],
-    log: Mutex<LogWindow>,
+    log: [Mutex<LogWindow>; 3],
 }
 
 #[derive(Debug, Default)]
@@ -227,7 +228,9 @@ impl Refusals {
     fn record(&self, why: Refusal, peer: Option<SocketAddr>, path: &str, origin: Option<&str>) {
         self.counts[why as usize].fetch_add(1, Ordering::Relaxed);
         let unlogged_before = {
-            let mut w = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = self.log[why as usize]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             if w.started
                 .is_none_or(|s| now.duration_since(s) >= LOG_WINDOW)
@@ -461,11 +464,19 @@ mod tests {
         for _ in 0..(LOG_BURST + 5) {
             r.record(Refusal::MissingToken, None, "/api/entries", None);
         }
-        r.record(Refusal::WrongToken, None, "/metrics", None);
+        // Another cause has lines of its own.
+        r.record(
+            Refusal::ForeignOrigin,
+            None,
+            "/api/stream",
+            Some("http://x"),
+        );
         assert_eq!(r.count(Refusal::MissingToken), u64::from(LOG_BURST) + 5);
-        assert_eq!(r.count(Refusal::WrongToken), 1);
-        let w = r.log.lock().unwrap();
-        assert_eq!((w.logged, w.unlogged), (LOG_BURST, 6));
+        assert_eq!(r.count(Refusal::ForeignOrigin), 1);
+        let missing = r.log[Refusal::MissingToken as usize].lock().unwrap();
+        assert_eq!((missing.logged, missing.unlogged), (LOG_BURST, 5));
+        let foreign = r.log[Refusal::ForeignOrigin as usize].lock().unwrap();
+        assert_eq!((foreign.logged, foreign.unlogged), (1, 0));
     }
 
     #[test]
