@@ -635,6 +635,12 @@ describe('kubetap web UI', { skip: missing ? `SKIPPED: ${missing}` : false }, ()
         const text = await fresh.textContent('[data-testid=auth-problem]', { timeout: 15_000 });
         assert.match(text, /\?token=/, what);
         assert.match(text, /KUBETAP_TOKEN/, what);
+        // Said once, at the top: not again as a filter error or a view's error.
+        await fresh.waitForTimeout(1000);
+        const said = await fresh.$$eval('body *', (els) =>
+          els.filter((e) => e.children.length === 0 && e.textContent.includes('no valid access token')).length,
+        );
+        assert.equal(said, 1, what);
         await fresh.screenshot({ path: path.join(artifacts, `no-token-${what.replace(/ /g, '-')}.png`) });
       } finally {
         await fresh.close();
