@@ -217,7 +217,7 @@ pub fn run(args: &DemoArgs, kubetap: &Path) -> Result<()> {
         .arg(&ns)
         .arg("--pods")
         .arg(&list);
-    eprintln!("xtask: running KUBETAP_TOKEN=… {cmd:?}");
+    eprintln!("xtask: running {cmd:?}");
     eprintln!(
         "\nxtask: the shop runs in network namespaces on bridge cbr0 of {}; kubetap watches its pods.\n       Open http://localhost:{}/?token={token} — Ctrl-C stops kubetap and the shop.\n",
         node.netns(),
