@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use tap_worker::driver::{Driver, Sink};
 use tap_worker::ring::PacketRing;
 
-/// Opens the hub (entries kept within `memory_budget` bytes; PCAP exports
-/// untouched with `raw_pcap`) and binds 127.0.0.1:`port`; returns both and
-/// the address.
+/// Opens the hub (entries kept within `memory_budget` bytes; its API token
+/// `KUBETAP_TOKEN`'s or a new one; PCAP exports untouched with `raw_pcap`)
+/// and binds 127.0.0.1:`port`, never another address; returns both and the
+/// UI's URL to print (with a new token in it).
 pub fn hub(
     runtime: &tokio::runtime::Runtime,
     memory_budget: u64,
@@ -21,12 +22,14 @@ pub fn hub(
     if raw_pcap {
         tracing::warn!("--raw-pcap: PCAP exports will carry redacted values as captured");
     }
+    let (token, source) = tap_hub::access::token_from(None)?;
     let hub = tap_hub::Hub::open(tap_hub::HubConfig {
         store: tap_hub::store::StoreConfig {
             memory_budget,
             disk: None,
         },
         raw_pcap,
+        token: token.clone(),
         ..Default::default()
     })
     .context("opening the entry store")?;
@@ -38,7 +41,8 @@ pub fn hub(
                 "cannot listen on {addr} (is another kubetap running? pick another with --port)"
             )
         })?;
-    Ok((hub, listener, addr))
+    let url = tap_hub::access::ui_banner(&format!("http://{addr}"), &token, &source);
+    Ok((hub, listener, url))
 }
 
 /// The in-process hub as the driver's sink: entries go straight into its

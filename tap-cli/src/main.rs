@@ -30,8 +30,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Errors only by default, and the hub's refusals of API requests
+    // (`tap_hub::access`: who was refused is worth seeing).
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("KUBETAP_LOG"))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KUBETAP_LOG")
+                .unwrap_or_else(|_| "error,tap_hub::access=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

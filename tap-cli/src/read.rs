@@ -163,7 +163,7 @@ fn read(args: &ReadArgs) -> anyhow::Result<ExitCode> {
 fn serve(args: &ReadArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let (hub, listener, addr) = crate::local::hub(
+    let (hub, listener, url) = crate::local::hub(
         &runtime,
         args.memory_budget.as_u64(),
         args.port,
@@ -176,7 +176,7 @@ fn serve(args: &ReadArgs) -> anyhow::Result<ExitCode> {
         tap_hub::serve::shutdown_signal(),
     ));
     eprintln!(
-        "kubetap: serving the entries of {} at http://{addr}/",
+        "kubetap: serving the entries of {} at {url}",
         args.file.display()
     );
     // The file's packets answer PCAP exports, as a worker's ring would.
@@ -199,7 +199,7 @@ fn serve(args: &ReadArgs) -> anyhow::Result<ExitCode> {
     for w in &outcome.warnings {
         eprintln!("kubetap: warning: {w}");
     }
-    eprintln!("kubetap: all entries loaded; serving at http://{addr}/ until Ctrl-C");
+    eprintln!("kubetap: all entries loaded; serving at {url} until Ctrl-C");
     runtime
         .block_on(server)
         .context("the API server stopped")??;

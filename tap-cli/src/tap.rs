@@ -104,7 +104,7 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
     }
     let ring = driver::packet_ring("--pcap-ring", args.pcap_ring.as_u64())?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let (hub, http, addr) = crate::local::hub(
+    let (hub, http, url) = crate::local::hub(
         &runtime,
         args.memory_budget.as_u64(),
         args.port,
@@ -140,7 +140,7 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
         crate::local::answer_pcap(&hub, node, ring);
     }
     eprintln!(
-        "kubetap: capturing {}; the UI at http://{addr}/ — Ctrl-C stops",
+        "kubetap: capturing {}; the UI at {url} — Ctrl-C stops",
         driver.describe()
     );
     if let Some(why) = driver.tls_unavailable() {

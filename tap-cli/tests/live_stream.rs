@@ -17,9 +17,12 @@ const CLIENT: &str = r#"
 import asyncio, json, sys
 import websockets
 
-async def main(url, want, out):
+async def main(url, want, out, token):
     got = []
-    async with websockets.connect(url, max_size=None) as ws:
+    # The browser's way to send the API token: a subprotocol beside kubetap.v1.
+    protocols = ["kubetap.v1", "kubetap.bearer." + token]
+    async with websockets.connect(url, max_size=None, subprotocols=protocols) as ws:
+        assert ws.subprotocol == "kubetap.v1", ws.subprotocol
         print("subscribed", flush=True)
         while len(got) < want:
             msg = json.loads(await asyncio.wait_for(ws.recv(), 60))
@@ -27,7 +30,7 @@ async def main(url, want, out):
     with open(out, "w") as f:
         json.dump(got, f)
 
-asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]))
 "#;
 
 /// Waits for a line containing `needle` on the child's stdout, or its
@@ -75,7 +78,7 @@ fn live_stream_sends_exactly_the_matching_entries() {
 
     let (grpc, http) = (free_port(), free_port());
     let mut hub = Peer::start(
-        Command::new(sibling("tap-hub"))
+        testkit::http::with_token(&mut Command::new(sibling("tap-hub")))
             .args(["--grpc", &format!("127.0.0.1:{grpc}")])
             .args(["--listen", &format!("127.0.0.1:{http}")])
             .stdout(Stdio::null())
@@ -91,6 +94,7 @@ fn live_stream_sends_exactly_the_matching_entries() {
             Command::new("python3")
                 .args(["-c", CLIENT, url, &want.len().to_string()])
                 .arg(out)
+                .arg(testkit::http::TOKEN)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit()),
         );

@@ -91,7 +91,7 @@ fn read_serve_exports_exactly_the_selected_connections() {
     let (file, server) = capture(&dir);
     let port = free_port();
     let mut serve = spawn_piped(
-        Command::new(env!("CARGO_BIN_EXE_kubetap"))
+        testkit::http::with_token(&mut Command::new(env!("CARGO_BIN_EXE_kubetap")))
             .args(["read", "--serve", "--port", &port.to_string()])
             .arg(&file),
     );
@@ -116,7 +116,7 @@ fn a_hub_merges_the_packets_of_several_workers() {
     let (file, server) = capture(&dir);
     let (grpc, http) = (free_port(), free_port());
     let mut hub = spawn_piped(
-        Command::new(sibling("tap-hub"))
+        testkit::http::with_token(&mut Command::new(sibling("tap-hub")))
             .args(["--grpc", &format!("127.0.0.1:{grpc}")])
             .args(["--listen", &format!("127.0.0.1:{http}")]),
     );

@@ -14,8 +14,7 @@
 mod peers;
 
 use peers::{Peer, node, sibling};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
@@ -373,21 +372,23 @@ fn the_hubs_target_pods_change_what_a_running_worker_captures() {
 /// (and are echoed).
 fn local_kubetap(node: &Node, port: u16, args: &[&str]) -> (Peer, Receiver<String>) {
     let mut kubetap = Peer::start(
-        std::process::Command::new(env!("CARGO_BIN_EXE_kubetap"))
-            .args([
-                "tap",
-                "--local",
-                "--no-browser",
-                "--port",
-                &port.to_string(),
-            ])
-            .args([
-                "--netns",
-                testkit::netns::netns_path(node.netns()).to_str().unwrap(),
-            ])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
+        testkit::http::with_token(&mut std::process::Command::new(env!(
+            "CARGO_BIN_EXE_kubetap"
+        )))
+        .args([
+            "tap",
+            "--local",
+            "--no-browser",
+            "--port",
+            &port.to_string(),
+        ])
+        .args([
+            "--netns",
+            testkit::netns::netns_path(node.netns()).to_str().unwrap(),
+        ])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped()),
     );
     let lines = log_lines(&mut kubetap, "kubetap");
     (kubetap, lines)
@@ -408,15 +409,9 @@ fn log_lines(p: &mut Peer, who: &'static str) -> Receiver<String> {
 
 /// A JSON document from the API on this host's loopback (not the node's).
 fn host_api(port: u16, path: &str) -> serde_json::Value {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap()
+    let reply = testkit::http::get_local(port, path);
+    assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
+    reply.json()
 }
 
 #[test]

@@ -252,3 +252,65 @@ fn table_shows_control_characters_in_a_path_as_question_marks() {
         "control characters reached the terminal: {stdout:?}"
     );
 }
+
+/// `read --serve` without `KUBETAP_TOKEN`: its hub makes a token, prints it
+/// in the UI's URL (on 127.0.0.1), wants it on the API, and says on stderr
+/// whom it refused (never with the token).
+#[test]
+fn read_serve_prints_the_uis_url_with_a_new_token_and_its_api_wants_it() {
+    use std::io::{BufRead as _, BufReader};
+    use std::time::Duration;
+    let file = scratch("serve-token.pcap", &pcap(&two_requests()));
+    let port = testkit::free_port();
+    let mut child = kubetap()
+        .env_remove("KUBETAP_TOKEN")
+        .env_remove("KUBETAP_LOG")
+        .args(["read", "--serve", "--port", &port.to_string()])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start kubetap read --serve");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("kubetap read --serve printed no more")
+    };
+    let loaded = loop {
+        let line = next();
+        if line.contains("all entries loaded") {
+            break line;
+        }
+    };
+    let prefix = format!("serving at http://127.0.0.1:{port}/?token=");
+    let token = loaded
+        .split_once(&prefix)
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no URL with a token in {loaded:?}"))
+        .to_string();
+    assert_eq!(token.len(), 64, "{loaded}");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let call = |token: Option<&str>| {
+        testkit::http::try_request_as(addr, "GET", "/api/entries", None, token, &[]).unwrap()
+    };
+    assert_eq!(call(None).status, 401);
+    let with = call(Some(&token));
+    assert_eq!(with.status, 200, "{}", with.body);
+    assert_eq!(with.json()["entries"].as_array().unwrap().len(), 2);
+    let refused = loop {
+        let line = next();
+        if line.contains("refused an API request") {
+            break line;
+        }
+    };
+    assert!(refused.contains("missing_token"), "{refused}");
+    assert!(!refused.contains(&token), "{refused}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

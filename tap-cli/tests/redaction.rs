@@ -170,7 +170,7 @@ fn no_secret_in_entries_api_answers_or_the_default_pcap_export() {
     // `kubetap read --serve`: every API answer and the PCAP export.
     let port = free_port();
     let mut serve = spawn_piped(
-        Command::new(env!("CARGO_BIN_EXE_kubetap"))
+        testkit::http::with_token(&mut Command::new(env!("CARGO_BIN_EXE_kubetap")))
             .args(["read", "--serve", "--port", &port.to_string()])
             .arg(&file),
     );
@@ -236,7 +236,7 @@ fn no_secret_in_entries_api_answers_or_the_default_pcap_export() {
     // --raw-pcap: the packets as captured.
     let port = free_port();
     let mut raw = spawn_piped(
-        Command::new(env!("CARGO_BIN_EXE_kubetap"))
+        testkit::http::with_token(&mut Command::new(env!("CARGO_BIN_EXE_kubetap")))
             .args(["read", "--serve", "--raw-pcap", "--port", &port.to_string()])
             .arg(&file),
     );

@@ -31,7 +31,7 @@ fn local_mode_captures_live_traffic_into_its_hub() {
     let dir = TempDir::new("tap-local");
     let (api, web) = (free_port(), free_port());
     let mut tap = Peer::start(
-        Command::new(env!("CARGO_BIN_EXE_kubetap"))
+        testkit::http::with_token(&mut Command::new(env!("CARGO_BIN_EXE_kubetap")))
             .args(["tap", "--local", "-i", "lo", "--port", &api.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),

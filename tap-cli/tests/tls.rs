@@ -537,7 +537,7 @@ fn without_bpf_privileges_tls_says_why_and_packets_are_still_captured() {
     }
     let port = testkit::free_port();
     let mut tap = peers::Peer::start(
-        Command::new("setpriv")
+        testkit::http::with_token(&mut Command::new("setpriv"))
             .args(["--bounding-set", "-bpf,-perfmon,-sys_admin", "--"])
             .arg(env!("CARGO_BIN_EXE_kubetap"))
             .args([

@@ -4,31 +4,27 @@
 //! (in-process, on loopback) and the worker's real shipping stage.
 
 use proto::v1::WorkerCounters;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tap_worker::ship::{ShipConfig, Shipper};
 
+/// `method path` with a JSON `body` to the API on 127.0.0.1:`port`, with the tests' token.
 fn request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    (head[9..12].parse().unwrap(), body.to_string())
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let body = (!body.is_empty()).then_some(("application/json", body.as_bytes()));
+    let reply = testkit::http::request(addr, method, path, body);
+    (reply.status, reply.body)
 }
 
 #[test]
 fn workers_get_the_configuration_on_connect_and_on_every_change() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let hub = tap_hub::Hub::open(Default::default()).unwrap();
+    let hub = tap_hub::Hub::open(tap_hub::HubConfig {
+        token: tap_hub::access::Token::new(testkit::http::TOKEN).unwrap(),
+        ..Default::default()
+    })
+    .unwrap();
     let (grpc, http) = rt.block_on(async {
         (
             tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),

@@ -22,6 +22,10 @@
 //! - Every other path outside `/api/` is the web UI (`ui`); an unknown
 //!   `/api/…` path is a JSON 404.
 //!
+//! Everything under `/api/` and `/metrics` needs the hub's bearer token and,
+//! from a browser, the hub's own origin (`access`, a layer over every route);
+//! `/healthz`, `/readyz` and the UI's files do not.
+//!
 //! The API is described in `tap-hub/openapi.yaml`.
 
 use crate::export::ExportError;
@@ -77,6 +81,10 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            crate::access::guard,
+        ))
         .with_state(hub)
 }
 
@@ -450,6 +458,9 @@ async fn stream(
     // after the client sees the stream open is always in it (the UI asks
     // for history only then, so nothing falls between the two).
     let feed = hub.subscribe();
+    // A browser that offered the token as a subprotocol must see one of its
+    // offers selected, or it drops the connection: `kubetap.v1`, never the token.
+    let ws = ws.protocols([crate::access::WS_PROTOCOL]);
     Ok(ws.on_upgrade(move |socket| live(hub, filter, rows, feed, socket)))
 }
 
@@ -838,6 +849,10 @@ async fn workers(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
             "entries_ingested": h.entries_ingested.load(Ordering::Relaxed),
             "store_errors": h.store_errors.load(Ordering::Relaxed),
             "live_dropped": h.live_dropped.load(Ordering::Relaxed),
+            "api_refused": crate::access::Refusal::ALL
+                .into_iter()
+                .map(|why| (why.name(), hub.refusals.count(why)))
+                .collect::<std::collections::BTreeMap<_, _>>(),
             "store": hub.store_stats(),
         },
     }))
@@ -944,6 +959,18 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
         "store_lost_entries",
         "Entries gone from memory and disk both",
         s.lost_entries,
+    );
+
+    let refused = Family::<Labels, Counter>::default();
+    for why in crate::access::Refusal::ALL {
+        refused
+            .get_or_create(&vec![("reason".into(), why.name().into())])
+            .inc_by(hub.refusals.count(why));
+    }
+    r.register(
+        "hub_api_refused",
+        "API requests refused: without the token, with a wrong one, from another origin",
+        refused,
     );
 
     let workers: Vec<_> = hub.workers().values().cloned().collect();
@@ -1201,10 +1228,12 @@ mod tests {
     }
 
     async fn get(hub: &Arc<Hub>, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-        let response = router(hub.clone())
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-            .await
+        let bearer = format!("Bearer {}", hub.config.token.secret());
+        let request = Request::get(uri)
+            .header(header::AUTHORIZATION, bearer)
+            .body(Body::empty())
             .unwrap();
+        let response = router(hub.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let body = axum::body::to_bytes(response.into_body(), usize::MAX)
@@ -1422,6 +1451,159 @@ mod tests {
         );
         assert_eq!(of("dns")["status"]["client"], json!([[3, 3]]));
         assert_eq!(of("redis")["status"]["ok"], json!([[0, 0]]));
+    }
+
+    /// `method uri` with `headers`, answered by the router; no token unless a header carries it.
+    async fn call(
+        hub: &Arc<Hub>,
+        method: Method,
+        uri: &str,
+        headers: &[(header::HeaderName, &str)],
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(name, *value);
+        }
+        let response = router(hub.clone())
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn the_api_needs_the_token_and_the_probes_and_page_do_not() {
+        let (hub, _) = hub();
+        let bearer = format!("Bearer {}", hub.config.token.secret());
+        let right = [(header::AUTHORIZATION, bearer.as_str())];
+        let wrong = [(header::AUTHORIZATION, "Bearer not-the-token-at-all")];
+        for uri in [
+            "/api/entries",
+            "/api/rows",
+            "/api/entries/1",
+            "/api/workers",
+            "/api/config",
+            "/api/fields",
+            "/api/servicemap",
+            "/api/filter/check?filter=http",
+            "/api/stream",
+            "/api/nope",
+            "/api",
+            "/metrics",
+        ] {
+            let (status, h, body) = call(&hub, Method::GET, uri, &[]).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}: {body}");
+            assert_eq!(h[header::WWW_AUTHENTICATE], r#"Bearer realm="kubetap""#);
+            let error = serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                error.contains("Authorization: Bearer <token>") && error.contains("KUBETAP_TOKEN"),
+                "{uri}: {error}"
+            );
+            let (status, h, _) = call(&hub, Method::GET, uri, &wrong).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
+            assert!(
+                h[header::WWW_AUTHENTICATE]
+                    .to_str()
+                    .unwrap()
+                    .contains("invalid_token")
+            );
+        }
+        // The same token as a query parameter is no token.
+        let uri = format!("/api/entries?token={}", hub.config.token.secret());
+        let (status, _, _) = call(&hub, Method::GET, &uri, &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        for uri in ["/api/entries", "/api/workers", "/api/fields", "/metrics"] {
+            let (status, _, body) = call(&hub, Method::GET, uri, &right).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        }
+        // A PUT is refused before it changes anything.
+        let (status, _, _) = call(&hub, Method::PUT, "/api/config", &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // Open: the probes, and the page that reads the token from its URL.
+        for uri in ["/healthz", "/", "/workers?filter=http"] {
+            let (status, _, _) = call(&hub, Method::GET, uri, &[]).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+        }
+        let (status, _, _) = call(&hub, Method::GET, "/readyz", &[]).await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not serving, but answered"
+        );
+        // Counted by cause, where an operator looks.
+        let (_, _, metrics) = call(&hub, Method::GET, "/metrics", &right).await;
+        assert!(
+            metrics.contains(r#"kubetap_hub_api_refused_total{reason="missing_token"} 14"#),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(r#"kubetap_hub_api_refused_total{reason="wrong_token"} 12"#),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn another_origin_is_refused_even_with_the_token() {
+        let (hub, _) = hub();
+        let bearer = format!("Bearer {}", hub.config.token.secret());
+        let host = "127.0.0.1:8899";
+        let from = |origin: &'static str| {
+            [
+                (header::HOST, host),
+                (header::ORIGIN, origin),
+                (header::AUTHORIZATION, bearer.as_str()),
+            ]
+        };
+        let (status, h, body) = call(
+            &hub,
+            Method::GET,
+            "/api/entries",
+            &from("http://evil.example"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(body.contains("evil.example"), "{body}");
+        assert!(!h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+        // A CORS preflight from there gets nothing that allows it.
+        let (status, h, _) = call(
+            &hub,
+            Method::OPTIONS,
+            "/api/entries",
+            &[
+                (header::HOST, host),
+                (header::ORIGIN, "http://evil.example"),
+                (header::ACCESS_CONTROL_REQUEST_METHOD, "GET"),
+                (header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization"),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(
+            !h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            "{h:?}"
+        );
+        assert!(
+            !h.contains_key(header::ACCESS_CONTROL_ALLOW_HEADERS),
+            "{h:?}"
+        );
+        // The hub's own page may.
+        let (status, _, _) = call(
+            &hub,
+            Method::GET,
+            "/api/entries",
+            &from("http://127.0.0.1:8899"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(hub.refusals.count(crate::access::Refusal::ForeignOrigin), 2);
     }
 
     #[tokio::test]

@@ -24,6 +24,8 @@ pub struct HubConfig {
     /// PCAP exports carry the packets as captured, redacted values
     /// included (`--raw-pcap`); each such export is logged.
     pub raw_pcap: bool,
+    /// The API's bearer token (`access`); by default a new random one.
+    pub token: crate::access::Token,
 }
 
 impl Default for HubConfig {
@@ -37,6 +39,8 @@ impl Default for HubConfig {
                 ..Default::default()
             },
             raw_pcap: false,
+            token: crate::access::Token::generate()
+                .expect("the operating system gives randomness for the API token"),
         }
     }
 }
@@ -114,6 +118,8 @@ pub struct Hub {
     /// `serve` is running the hub's servers (`/readyz`).
     serving: AtomicBool,
     pub counters: HubCounters,
+    /// API requests refused for want of a token or from another origin.
+    pub refusals: crate::access::Refusals,
     pub config: HubConfig,
     pub started: SystemTime,
 }
@@ -135,6 +141,7 @@ impl Hub {
             references: Mutex::default(),
             serving: AtomicBool::new(false),
             counters: HubCounters::default(),
+            refusals: Default::default(),
             config,
             started: SystemTime::now(),
         }))

@@ -1,10 +1,11 @@
 //! kubetap's hub: takes entries from every node's worker over gRPC (`ingest`),
 //! keeps them within a memory and disk budget (`store`), answers queries in
 //! the filter language (`filter`), draws who talks to whom (`servicemap`) and
-//! serves all of it over HTTP on the UI port (`api`), with the browser UI
-//! (`ui`). `hub` is the state they share; `serve` runs the two servers.
+//! serves all of it over HTTP on the UI port (`api`, behind the bearer
+//! token and origin checks of `access`), with the browser UI (`ui`). `hub` is the state they share; `serve` runs the two servers.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod api;
 pub mod export;
 pub mod filter;

@@ -21,9 +21,14 @@ struct Args {
     /// Address for the workers' gRPC streams.
     #[arg(long, default_value = "127.0.0.1:8898")]
     grpc: String,
-    /// Address for the HTTP API (and later the UI).
+    /// Address for the HTTP API and the UI. Another address than loopback
+    /// lets other hosts reach it (the token guards it; a warning says so).
     #[arg(long, default_value = "127.0.0.1:8899")]
     listen: String,
+    /// Read the API's bearer token from FILE. Without it the token is
+    /// KUBETAP_TOKEN's, or a new random one printed in the UI's URL.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Memory the stored entries may take (e.g. 256MiB, 2GiB).
     #[arg(long, default_value = "256MiB")]
     memory_budget: bytesize::ByteSize,
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    let (token, source) = tap_hub::access::token_from(args.token_file.as_deref())?;
     let config = HubConfig {
         store: StoreConfig {
             memory_budget: args.memory_budget.as_u64(),
@@ -83,6 +89,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         },
         max_message: usize::try_from(args.max_message.as_u64()).unwrap_or(usize::MAX),
         raw_pcap: args.raw_pcap,
+        token: token.clone(),
         ..Default::default()
     };
     if args.raw_pcap {
@@ -97,11 +104,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         let http = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen for the API on {}", args.listen))?;
+        let api = http.local_addr()?;
         eprintln!(
-            "tap-hub: workers connect to http://{}, API at http://{}/",
+            "tap-hub: workers connect to http://{}, API at http://{api}/",
             grpc.local_addr()?,
-            http.local_addr()?
         );
+        eprintln!(
+            "tap-hub: the UI: {} (API clients send Authorization: Bearer <token>)",
+            tap_hub::access::ui_banner(&format!("http://{api}"), &token, &source)
+        );
+        if let Some(warning) = tap_hub::access::exposure_warning(&api) {
+            eprintln!("tap-hub: warning: {warning}");
+        }
         tap_hub::serve(hub, Some(grpc), http, tap_hub::serve::shutdown_signal()).await?;
         Ok(())
     })

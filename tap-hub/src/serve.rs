@@ -5,6 +5,7 @@ use crate::api;
 use crate::hub::Hub;
 use crate::ingest::Ingest;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -29,8 +30,9 @@ pub async fn serve(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let http_server = axum::serve(http, api::router(hub.clone()))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    // The peer's address reaches `access`, which logs refusals with it.
+    let app = api::router(hub.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let http_server = axum::serve(http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
     let grpc_server = async {
         match grpc {
             Some(listener) => {

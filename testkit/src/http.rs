@@ -2,14 +2,30 @@
 //! `read --serve`'s): one request per connection, whole or chunked bodies.
 //! Tests call the panicking functions (the panic names the request); xtask
 //! calls the `try_` ones.
+//!
+//! The API needs a bearer token: tests start every `kubetap` and `tap-hub`
+//! with [`with_token`] (`KUBETAP_TOKEN` = [`TOKEN`]), and every request here
+//! sends `Authorization: Bearer` [`TOKEN`] unless [`try_request_as`] says
+//! otherwise.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::time::Duration;
 
-/// An answer: its status, content type and body.
+/// The API token of every hub a test or xtask's benchmarks start.
+pub const TOKEN: &str = "kubetap-tests-token-0123456789";
+
+/// Gives `cmd` (a `kubetap` or `tap-hub` to start) the tests' API token.
+pub fn with_token(cmd: &mut Command) -> &mut Command {
+    cmd.env("KUBETAP_TOKEN", TOKEN)
+}
+
+/// An answer: its status, headers, content type and body.
 pub struct Reply {
     pub status: u16,
+    /// Every header as sent, names in lower case.
+    pub headers: Vec<(String, String)>,
     pub content_type: Option<String>,
     /// The body as text (invalid UTF-8 replaced).
     pub body: String,
@@ -18,6 +34,14 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The first header `name` (lower case), if any.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
@@ -52,6 +76,19 @@ pub fn try_request(
     path: &str,
     body: Option<(&str, &[u8])>,
 ) -> Result<Reply, String> {
+    try_request_as(addr, method, path, body, Some(TOKEN), &[])
+}
+
+/// A request with the bearer `token` (none: no `Authorization` header) and
+/// more `headers` (an `Origin`, say).
+pub fn try_request_as(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<Reply, String> {
     let what = format!("{method} {path} on {addr}");
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .map_err(|e| format!("{what}: cannot connect: {e}"))?;
@@ -59,6 +96,12 @@ pub fn try_request(
         .set_read_timeout(Some(Duration::from_secs(120)))
         .map_err(|e| format!("{what}: {e}"))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     if let Some((content_type, data)) = body {
         head.push_str(&format!(
             "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
@@ -88,6 +131,7 @@ fn parse(raw: &[u8]) -> Option<Reply> {
     let mut lines = head.split("\r\n");
     let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
     let mut content_type = None;
+    let mut headers = Vec::new();
     for line in lines {
         let (name, value) = line.split_once(':')?;
         let value = value.trim();
@@ -96,9 +140,11 @@ fn parse(raw: &[u8]) -> Option<Reply> {
         } else if name.eq_ignore_ascii_case("content-type") {
             content_type = Some(value.to_string());
         }
+        headers.push((name.to_ascii_lowercase(), value.to_string()));
     }
     Some(Reply {
         status,
+        headers,
         content_type,
         body: String::from_utf8_lossy(&body).into_owned(),
         raw: body,

@@ -15,7 +15,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { api, artifactsDir, kubetapBin, launchBrowser, serveCapture } from './harness.mjs';
+import { api, artifactsDir, kubetapBin, launchBrowser, serveCapture, withToken } from './harness.mjs';
 
 const capture = process.env.KUBETAP_BENCH_CAPTURE;
 if (!capture || !fs.existsSync(capture)) {
@@ -67,7 +67,7 @@ try {
   // First rows, cold (first visit) then warm.
   const firstRows = [];
   for (let run = 0; run < 5; run++) {
-    await page.goto(`${hub.url}/`);
+    await page.goto(withToken(`${hub.url}/`));
     const m = await waitMark('kubetap:rows-shown');
     firstRows.push(m.t);
   }

@@ -3,6 +3,7 @@
 // no browser download), free ports, and the artifacts folder under target/.
 
 import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -16,6 +17,16 @@ export const targetDir = process.env.CARGO_TARGET_DIR
   ? path.resolve(process.env.CARGO_TARGET_DIR)
   : path.join(root, 'target');
 export const chromiumPath = process.env.KUBETAP_CHROMIUM ?? '/usr/bin/chromium';
+
+/** The API token of every hub started here (KUBETAP_TOKEN in their environment). */
+export const token = process.env.KUBETAP_TOKEN || crypto.randomBytes(32).toString('hex');
+
+/** `url` with the token in its query, as kubetap prints the UI's address. */
+export function withToken(url) {
+  const u = new URL(url);
+  u.searchParams.set('token', token);
+  return u.toString();
+}
 
 export function kubetapBin(profile = 'debug') {
   return process.env.KUBETAP_BIN ?? path.join(targetDir, profile, 'kubetap');
@@ -57,7 +68,10 @@ export function freePort() {
  */
 export function startKubetap(args, { ready, timeoutMs = 120_000, bin = kubetapBin(), log } = {}) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn(bin, args, {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, KUBETAP_TOKEN: token },
+    });
     let stderr = '';
     const logStream = log ? fs.createWriteStream(log) : null;
     const timer = setTimeout(() => {
@@ -129,9 +143,9 @@ export async function launchBrowser(viewport = { width: 1400, height: 900 }) {
   };
 }
 
-/** GETs a JSON document from the hub. */
+/** GETs a JSON document from the hub, with the token. */
 export async function api(base, pathAndQuery) {
-  const res = await fetch(base + pathAndQuery);
+  const res = await fetch(base + pathAndQuery, { headers: { authorization: `Bearer ${token}` } });
   const body = await res.json();
   if (!res.ok) throw Object.assign(new Error(`${pathAndQuery}: ${res.status} ${body.error}`), { body, status: res.status });
   return body;

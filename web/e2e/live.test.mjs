@@ -17,6 +17,7 @@ import {
   rowPaths,
   startKubetap,
   waitShown as waitShownOn,
+  withToken,
 } from './harness.mjs';
 
 const missing = missingPrerequisite();
@@ -68,7 +69,7 @@ describe('kubetap web UI, live', { skip: missing ? `SKIPPED: ${missing}` : false
 
   test('requests made while the page is open appear live; pause holds them, resume shows them', async () => {
     // The filter keeps the UI's own API traffic, captured on lo too, out of the list.
-    await page.goto(`${hubUrl}/?filter=${encodeURIComponent(`dst.port == ${serverPort}`)}`);
+    await page.goto(withToken(`${hubUrl}/?filter=${encodeURIComponent(`dst.port == ${serverPort}`)}`));
     await page.waitForFunction(() => document.querySelector('[data-testid=live-state]')?.textContent.includes('live'));
     await waitShown(0);
     for (let i = 0; i < 3; i++) curl(`/hello?live=${i}`);
@@ -96,7 +97,7 @@ describe('kubetap web UI, live', { skip: missing ? `SKIPPED: ${missing}` : false
 
   test('the workers panel shows the capturing worker, its counters and drops', async () => {
     const before_ = await api(hubUrl, '/api/workers');
-    await page.goto(`${hubUrl}/workers`);
+    await page.goto(withToken(`${hubUrl}/workers`));
     await page.waitForSelector(`[data-testid=workers] tr[data-node=${NODE}]`);
     const row = await page.$eval(`[data-testid=workers] tr[data-node=${NODE}]`, (tr) => ({
       state: tr.children[1].textContent,
@@ -132,7 +133,7 @@ describe('kubetap web UI, live', { skip: missing ? `SKIPPED: ${missing}` : false
     await page.screenshot({ path: path.join(artifacts, 'workers-live.png') });
 
     // The traffic view's counter of what workers dropped is the API's sum.
-    await page.goto(`${hubUrl}/?filter=${encodeURIComponent(`dst.port == ${serverPort}`)}`);
+    await page.goto(withToken(`${hubUrl}/?filter=${encodeURIComponent(`dst.port == ${serverPort}`)}`));
     await page.waitForFunction(() => /^\d/.test(document.querySelector('[data-testid=worker-drops]')?.textContent ?? ''));
     const shownDrops = num(await page.textContent('[data-testid=worker-drops]'));
     const w = (await api(hubUrl, '/api/workers')).workers.find((x) => x.node === NODE);

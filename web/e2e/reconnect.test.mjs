@@ -24,6 +24,7 @@ import {
   rowPaths,
   startKubetap,
   waitShown as waitShownOn,
+  withToken,
 } from './harness.mjs';
 
 const missing = missingPrerequisite();
@@ -91,7 +92,7 @@ describe('kubetap web UI, live stream across a hub restart', { skip: missing ? `
   test('the page reconnects, catches up on what it missed and goes on live', async () => {
     const filter = `dst.port == ${serverPort}`;
     const url = `http://127.0.0.1:${ports.http}`;
-    await page.goto(`${url}/?filter=${encodeURIComponent(filter)}`);
+    await page.goto(withToken(`${url}/?filter=${encodeURIComponent(filter)}`));
     await liveState('live');
     for (let i = 0; i < 2; i++) curl(`/before?i=${i}`);
     await waitShown(2);

@@ -17,12 +17,15 @@ import {
   allRows,
   api,
   artifactsDir,
+  freePort,
   launchBrowser,
   missingPrerequisite,
   pythonServer,
   root,
   serveCapture,
+  token,
   webDir,
+  withToken,
 } from './harness.mjs';
 
 const missing = missingPrerequisite();
@@ -46,7 +49,7 @@ async function shot(name) {
 }
 
 async function goto(pathAndQuery) {
-  await page.goto(hub.url + pathAndQuery);
+  await page.goto(withToken(hub.url + pathAndQuery));
 }
 
 /** Waits until the list holds every entry matching its filter, and returns the counters. */
@@ -232,10 +235,12 @@ describe('kubetap web UI', { skip: missing ? `SKIPPED: ${missing}` : false }, ()
     assert.ok(kinds.includes('tok-number:200'), kinds.join(' '));
     assert.ok(kinds.includes('tok-operator:&&'), kinds.join(' '));
     await shot('traffic-filtered');
-    // The URL is the view: opening it elsewhere shows the same rows.
+    // The URL is the view: opening it elsewhere (with a token of one's own:
+    // the address bar no longer has it) shows the same rows.
     const url = page.url();
+    assert.equal(new URL(url).searchParams.get('token'), null, url);
     const other = await browser.context.newPage();
-    await other.goto(url);
+    await other.goto(withToken(url));
     await other.waitForFunction((n) => document.querySelector('[data-testid=shown]')?.textContent === String(n), want.length);
     assert.equal(await other.textContent('[data-testid=filter] .cm-content'), filter);
     await other.close();
@@ -300,7 +305,9 @@ describe('kubetap web UI', { skip: missing ? `SKIPPED: ${missing}` : false }, ()
     await settled(expected.requests.length);
     const bad = 'http && src.podd == "/x"';
     await applyFilter(bad);
-    const check = await fetch(`${hub.url}/api/filter/check?filter=${encodeURIComponent(bad)}`);
+    const check = await fetch(`${hub.url}/api/filter/check?filter=${encodeURIComponent(bad)}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
     assert.equal(check.status, 400);
     const err = await check.json();
     assert.equal(typeof err.column, 'number');
@@ -603,6 +610,81 @@ describe('kubetap web UI', { skip: missing ? `SKIPPED: ${missing}` : false }, ()
     assert.deepEqual(uris, want.map((r) => r.path));
     const other = tshark(['-Y', `tcp.port==${expected.port_a}`]).split('\n').filter(Boolean);
     assert.deepEqual(other, [], 'no packet of the other server');
+  });
+
+  test('the token leaves the address bar; a page without it says what to do', async () => {
+    await goto(`/?filter=${encodeURIComponent('http')}`);
+    await settled();
+    const url = new URL(page.url());
+    assert.equal(url.searchParams.get('token'), null, url.href);
+    assert.equal(url.searchParams.get('filter'), 'http');
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('kubetap.token')), token);
+    // A reload keeps it, and the live stream (a WebSocket: the token as its subprotocol) opens.
+    await page.reload();
+    await settled();
+    await page.waitForFunction(() => document.querySelector('[data-testid=live-state]')?.textContent.includes('live'));
+    assert.equal(await page.$('[data-testid=auth-problem]'), null);
+    // A new tab starts without it; with none, or a wrong one, the page says where the token is.
+    for (const [what, address] of [
+      ['no token', `${hub.url}/`],
+      ['a wrong token', `${hub.url}/map?token=wrong-0123456789abcdef`],
+    ]) {
+      const fresh = await browser.context.newPage();
+      try {
+        await fresh.goto(address);
+        const text = await fresh.textContent('[data-testid=auth-problem]', { timeout: 15_000 });
+        assert.match(text, /\?token=/, what);
+        assert.match(text, /KUBETAP_TOKEN/, what);
+        // Said once, at the top: not again as a filter error or a view's error.
+        await fresh.waitForTimeout(1000);
+        const said = await fresh.$$eval('body *', (els) =>
+          els.filter((e) => e.children.length === 0 && e.textContent.includes('no valid access token')).length,
+        );
+        assert.equal(said, 1, what);
+        await fresh.screenshot({ path: path.join(artifacts, `no-token-${what.replace(/ /g, '-')}.png`) });
+      } finally {
+        await fresh.close();
+      }
+    }
+  });
+
+  test('a page of another origin cannot use the API, even with the token', async () => {
+    const http = await import('node:http');
+    const port = await freePort();
+    const server = http.createServer((_, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<!doctype html><title>elsewhere</title><p>another site');
+    });
+    await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+    const elsewhere = await browser.context.newPage();
+    try {
+      await elsewhere.goto(`http://127.0.0.1:${port}/`);
+      const tried = await elsewhere.evaluate(
+        async ({ hubUrl, token }) => {
+          const out = {};
+          try {
+            const r = await fetch(`${hubUrl}/api/entries`, { headers: { authorization: `Bearer ${token}` } });
+            out.fetch = `answered ${r.status}`;
+          } catch (e) {
+            out.fetch = `failed: ${e.message}`;
+          }
+          out.ws = await new Promise((resolve) => {
+            const ws = new WebSocket(`${hubUrl.replace(/^http/, 'ws')}/api/stream`, ['kubetap.v1', `kubetap.bearer.${token}`]);
+            ws.onopen = () => resolve('open');
+            ws.onerror = () => resolve('refused');
+          });
+          return out;
+        },
+        { hubUrl: hub.url, token },
+      );
+      // The preflight gets no Access-Control-Allow-Origin: the browser never sends the request.
+      assert.match(tried.fetch, /^failed/, tried.fetch);
+      assert.equal(tried.ws, 'refused');
+      assert.match(hub.stderr(), /refused an API request.*foreign_origin/);
+    } finally {
+      await elsewhere.close();
+      server.close();
+    }
   });
 
   test('the workers panel shows the hub and its store', async () => {

@@ -218,6 +218,8 @@ export function FilterBar({ value, error, onApply }: Props) {
         () => seq === checkSeq.current && setDraftError(null),
         (e) => {
           if (seq !== checkSeq.current || (e instanceof DOMException && e.name === 'AbortError')) return;
+          // A refused token says nothing about the filter; the app shows it above.
+          if (e instanceof ApiError && e.status === 401) return setDraftError(null);
           setDraftError(e instanceof ApiError ? e : new ApiError(String(e), 0));
         },
       );

@@ -250,7 +250,7 @@ export function ServiceMapView({ route }: Props) {
           </span>
         )}
       </div>
-      {error && (
+      {error && error.status !== 401 && (
         <div class="error-banner" role="alert">
           {error.message}
         </div>

@@ -3,7 +3,7 @@
 // the entry detail beside it. Clicking a value in a row narrows the filter.
 
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { type Workers, workers as fetchWorkers } from './api';
+import { ApiError, type Workers, workers as fetchWorkers } from './api';
 import { EntryDetail } from './EntryDetail';
 import { and, endpointCondition, pathCondition, quote } from './filterlang';
 import { bytes, clock, count, duration, fullTime } from './format';
@@ -46,7 +46,7 @@ export function TrafficView({ route, traffic, status, version }: Props) {
           setDrops({ workers: sum, hub: Number(w.hub.live_dropped ?? 0) });
           setDropsError(null);
         },
-        (e) => alive && setDropsError(String(e.message ?? e)),
+        (e) => alive && setDropsError(e instanceof ApiError && e.status === 401 ? null : String(e.message ?? e)),
       );
     void load();
     const t = setInterval(load, 5000);
@@ -104,7 +104,8 @@ export function TrafficView({ route, traffic, status, version }: Props) {
             {dropsError && <span class="warn">{dropsError}</span>}
           </span>
         </div>
-        {status.error && status.error.status !== 400 && (
+        {/* A filter error is shown in the filter bar, a refused token above everything. */}
+        {status.error && status.error.status !== 400 && status.error.status !== 401 && (
           <div class="error-banner" role="alert">
             {status.error.message}
           </div>

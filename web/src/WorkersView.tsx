@@ -59,7 +59,8 @@ export function WorkersView() {
           setData(w);
           setError(null);
         },
-        (e) => alive && setError(e instanceof ApiError ? e.message : String(e)),
+        // A refused token is shown above every view.
+        (e) => alive && setError(e instanceof ApiError ? (e.status === 401 ? null : e.message) : String(e)),
       );
     void load();
     const t = setInterval(load, 2000);

@@ -202,6 +202,71 @@ export interface Workers {
   hub: Record<string, unknown> & { live_dropped?: number; store?: Record<string, unknown> };
 }
 
+// The API token (tap-hub/src/access.rs). kubetap prints the UI's URL with
+// `?token=…`; the page takes it from there once, keeps it in this tab's
+// sessionStorage and takes it out of the address bar, so it is not in
+// screenshots, bookmarks or shared links. sessionStorage rather than
+// localStorage: the token lives as long as the tab, is not written to disk
+// for good, and is not handed to whatever else runs on this origin
+// (127.0.0.1:8899) later; a reload keeps it.
+
+const TOKEN_KEY = 'kubetap.token';
+/** When sessionStorage is refused (some privacy settings), the token lives here. */
+let memoryToken: string | null = null;
+let unauthorized: string | null = null;
+const authListeners = new Set<() => void>();
+
+export const UNAUTHORIZED =
+  'This page has no valid access token for the hub. Open the address kubetap or tap-hub printed when it started ' +
+  '(it ends in ?token=…), or add ?token=<your KUBETAP_TOKEN> to this address.';
+
+/** Moves `?token=` from the address into this tab's storage. Call once, before the route is read. */
+export function adoptToken(): void {
+  const url = new URL(location.href);
+  const t = url.searchParams.get('token');
+  if (t === null) return;
+  memoryToken = t;
+  try {
+    sessionStorage.setItem(TOKEN_KEY, t);
+  } catch {
+    // Kept in memory only: a reload will need the token again.
+  }
+  url.searchParams.delete('token');
+  history.replaceState(history.state, '', url.pathname + url.search + url.hash);
+}
+
+function token(): string | null {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) ?? memoryToken;
+  } catch {
+    return memoryToken;
+  }
+}
+
+function authHeaders(): Record<string, string> {
+  const t = token();
+  return t ? { authorization: `Bearer ${t}` } : {};
+}
+
+/** The message to show when the hub refused the token (null: it never did). */
+export function authProblem(): string | null {
+  return unauthorized;
+}
+
+/** Calls `f` when the hub first refuses this page's token; returns the unsubscribe. */
+export function onAuthProblem(f: () => void): () => void {
+  authListeners.add(f);
+  return () => authListeners.delete(f);
+}
+
+function refused(): ApiError {
+  if (unauthorized === null) {
+    unauthorized = UNAUTHORIZED;
+    for (const f of authListeners) f();
+  }
+  return new ApiError(UNAUTHORIZED, 401);
+}
+
 function query(params: Record<string, string | number | null | undefined>): string {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) {
@@ -213,6 +278,7 @@ function query(params: Record<string, string | number | null | undefined>): stri
 
 /** The error a non-2xx answer carries, read from its `{"error", "column"}` body. */
 async function errorOf(res: Response, what: string): Promise<ApiError> {
+  if (res.status === 401) return refused();
   let text = '';
   try {
     text = await res.text();
@@ -235,7 +301,7 @@ async function errorOf(res: Response, what: string): Promise<ApiError> {
 async function getJson<T>(url: string, what: string, signal?: AbortSignal): Promise<T> {
   let res: Response;
   try {
-    res = await fetch(url, { signal, headers: { accept: 'application/json' } });
+    res = await fetch(url, { signal, headers: { accept: 'application/json', ...authHeaders() } });
   } catch (e) {
     if (e instanceof DOMException && e.name === 'AbortError') throw e;
     throw new ApiError(`${what}: the hub does not answer (${(e as Error).message})`, 0);
@@ -364,7 +430,7 @@ export interface Pcap {
 export async function pcap(filter: string, window: string): Promise<Pcap> {
   let res: Response;
   try {
-    res = await fetch(`/api/pcap${query({ filter, window })}`);
+    res = await fetch(`/api/pcap${query({ filter, window })}`, { headers: authHeaders() });
   } catch (e) {
     throw new ApiError(`PCAP export: the hub does not answer (${(e as Error).message})`, 0);
   }
@@ -381,4 +447,14 @@ export async function pcap(filter: string, window: string): Promise<Pcap> {
 export function streamUrl(filter: string): string {
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
   return `${proto}//${location.host}/api/stream${query({ filter, format: 'rows' })}`;
+}
+
+/**
+ * The live stream's subprotocols: a browser cannot set a WebSocket's
+ * headers, so the token travels as `kubetap.bearer.<token>`, offered beside
+ * `kubetap.v1`, which the hub selects.
+ */
+export function streamProtocols(): string[] {
+  const t = token();
+  return t ? ['kubetap.v1', `kubetap.bearer.${t}`] : ['kubetap.v1'];
 }

@@ -4,7 +4,7 @@
 
 import { render } from 'preact';
 import { useEffect, useLayoutEffect, useMemo, useState } from 'preact/hooks';
-import { fields, pcap } from './api';
+import { adoptToken, authProblem, fields, onAuthProblem, pcap } from './api';
 import { FilterBar } from './FilterBar';
 import { setCatalogue, useCatalogue } from './protocols';
 import { navigate, type Route, useRoute, type View } from './route';
@@ -13,6 +13,9 @@ import { Traffic, type TrafficStatus } from './traffic';
 import { TrafficView } from './TrafficView';
 import { WorkersView } from './WorkersView';
 import './style.css';
+
+// Before anything reads the address: `?token=` leaves it for this tab's storage.
+adoptToken();
 
 const TABS: { view: View; label: string }[] = [
   { view: 'traffic', label: 'Traffic' },
@@ -47,6 +50,8 @@ function App() {
   }, [route.filter]);
 
   const filterError = status.error?.status === 400 ? status.error : null;
+  const [auth, setAuth] = useState(authProblem());
+  useEffect(() => onAuthProblem(() => setAuth(authProblem())), []);
 
   return (
     <div class="app">
@@ -81,6 +86,11 @@ function App() {
         </nav>
         <PcapButton route={route} />
       </header>
+      {auth && (
+        <div class="error-banner" role="alert" data-testid="auth-problem">
+          {auth}
+        </div>
+      )}
       <FilterBar
         value={route.filter}
         error={filterError}

@@ -7,7 +7,7 @@
 // sequence numbers, so an entry is never shown twice nor lost between the
 // two. Changes are batched to one notification per animation frame.
 
-import { ApiError, type RowTuple, rowsPage, streamUrl } from './api';
+import { ApiError, type RowTuple, rowsPage, streamProtocols, streamUrl } from './api';
 import { RowStore } from './rows';
 
 /** Rows the list holds at most; beyond, the oldest are let go (memory stays bounded). */
@@ -168,7 +168,7 @@ export class Traffic {
     return new Promise((resolve) => {
       let ws: WebSocket;
       try {
-        ws = new WebSocket(streamUrl(filter));
+        ws = new WebSocket(streamUrl(filter), streamProtocols());
       } catch {
         this.status.live = 'down';
         resolve();

@@ -197,8 +197,20 @@ pub fn run(args: &DemoArgs, kubetap: &Path) -> Result<()> {
     std::fs::write(&list, format!("[{}]", json.join(",")))?;
 
     let ns = testkit::netns::netns_path(node.netns());
+    // The demo knows the UI's token, to print the URL and for its --check:
+    // the user's KUBETAP_TOKEN, else a new one.
+    let token = match std::env::var("KUBETAP_TOKEN") {
+        Ok(t) if !t.is_empty() => t,
+        _ => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes)
+                .map_err(|e| anyhow::anyhow!("no randomness for the UI's token: {e}"))?;
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        }
+    };
     let mut cmd = Command::new(kubetap);
-    cmd.args(["tap", "--local", "--no-browser"])
+    cmd.env("KUBETAP_TOKEN", &token)
+        .args(["tap", "--local", "--no-browser"])
         .arg("--port")
         .arg(args.port.to_string())
         .arg("--netns")
@@ -207,7 +219,7 @@ pub fn run(args: &DemoArgs, kubetap: &Path) -> Result<()> {
         .arg(&list);
     eprintln!("xtask: running {cmd:?}");
     eprintln!(
-        "\nxtask: the shop runs in network namespaces on bridge cbr0 of {}; kubetap watches its pods.\n       Open http://localhost:{}/ — Ctrl-C stops kubetap and the shop.\n",
+        "\nxtask: the shop runs in network namespaces on bridge cbr0 of {}; kubetap watches its pods.\n       Open http://localhost:{}/?token={token} — Ctrl-C stops kubetap and the shop.\n",
         node.netns(),
         args.port
     );
@@ -227,7 +239,7 @@ pub fn run(args: &DemoArgs, kubetap: &Path) -> Result<()> {
             && started.elapsed() >= Duration::from_secs(s)
         {
             if args.check {
-                result = check(args.port);
+                result = check(args.port, &token);
             }
             let _ = Command::new("kill")
                 .args(["-INT", &child.id().to_string()])
@@ -285,14 +297,15 @@ fn postgres_bin() -> Result<(PathBuf, u32)> {
     Ok((bin, v))
 }
 
-fn get(port: u16, path: &str) -> Result<serde_json::Value> {
+fn get(port: u16, token: &str, path: &str) -> Result<serde_json::Value> {
     let addr = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let reply = testkit::http::try_get(addr, path).map_err(anyhow::Error::msg)?;
+    let reply = testkit::http::try_request_as(addr, "GET", path, None, Some(token), &[])
+        .map_err(anyhow::Error::msg)?;
     serde_json::from_str(&reply.body).with_context(|| format!("GET {path}: {}", reply.body))
 }
 
 /// Every protocol of the shop shows up, between the pods that speak it.
-fn check(port: u16) -> Result<()> {
+fn check(port: u16, token: &str) -> Result<()> {
     let cases = [
         ("http", "loadgen", "frontend"),
         ("http", "frontend", "catalogue"),
@@ -306,14 +319,14 @@ fn check(port: u16) -> Result<()> {
         let filter =
             format!("protocol == \"{protocol}\" && src.pod == \"{src}\" && dst.pod == \"{dst}\"");
         let q: String = url_encode(&filter);
-        let v = get(port, &format!("/api/entries?filter={q}&limit=5"))?;
+        let v = get(port, token, &format!("/api/entries?filter={q}&limit=5"))?;
         let n = v["entries"].as_array().map_or(0, Vec::len);
         eprintln!("xtask: check: {protocol} {src} -> {dst}: {n} entries (of at most 5 asked)");
         if n == 0 {
             missing.push(format!("{protocol} {src} -> {dst}"));
         }
     }
-    let workers = get(port, "/api/workers")?;
+    let workers = get(port, token, "/api/workers")?;
     eprintln!("xtask: check: workers: {}", workers["workers"]);
     if !missing.is_empty() {
         bail!("the demo made no entries for: {}", missing.join(", "));

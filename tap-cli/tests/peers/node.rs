@@ -35,7 +35,7 @@ pub fn api(node: &Node, port: u16, path: &str) -> serde_json::Value {
 /// A `tap-hub` inside `node` (gRPC on `grpc`, API on `http`), once it listens.
 pub fn hub(node: &Node, grpc: u16, http: u16, extra: &[&str]) -> Peer {
     let mut hub = Peer::start(
-        node.command(sibling("tap-hub").to_str().unwrap())
+        testkit::http::with_token(&mut node.command(sibling("tap-hub").to_str().unwrap()))
             .args(["--grpc", &format!("127.0.0.1:{grpc}")])
             .args(["--listen", &format!("127.0.0.1:{http}")])
             .args(extra)

@@ -287,7 +287,7 @@ fn websocket_messages_match_tshark_on_real_traffic() {
 fn upgrades_resolve_through_the_api(file: &Path) {
     let port = free_port();
     let mut serve = spawn_piped(
-        Command::new(env!("CARGO_BIN_EXE_kubetap"))
+        testkit::http::with_token(&mut Command::new(env!("CARGO_BIN_EXE_kubetap")))
             .args(["read", "--serve", "--port", &port.to_string()])
             .arg(file),
     );

@@ -149,7 +149,9 @@ pub mod process {
         pub fn start_on(grpc: &str, api: &str, extra: &[&str]) -> Hub {
             let (tx, rx) = mpsc::channel();
             let mut command = Command::new(env!("CARGO_BIN_EXE_tap-hub"));
-            command.args(["--grpc", grpc, "--listen", api]).args(extra);
+            http::with_token(&mut command)
+                .args(["--grpc", grpc, "--listen", api])
+                .args(extra);
             let process = Process::spawn("tap-hub", &mut command, Some(tx));
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {

@@ -109,7 +109,7 @@ fn ingest(files: &[PathBuf], budget: &str) -> Result<Ingest> {
     let http = testkit::free_port();
     let api = format!("127.0.0.1:{http}");
     let mut hub = Guard(
-        Command::new(&hub_bin)
+        testkit::http::with_token(&mut Command::new(&hub_bin))
             .args(["--grpc", &format!("127.0.0.1:{grpc}"), "--listen", &api])
             .args(["--memory-budget", budget])
             .env("KUBETAP_LOG", "warn")

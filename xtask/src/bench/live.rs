@@ -341,7 +341,7 @@ fn kubetap_step(
     rate: f64,
 ) -> Result<Outcome> {
     let port = testkit::free_port();
-    let mut child = Command::new(kubetap)
+    let mut child = testkit::http::with_token(&mut Command::new(kubetap))
         .args([
             "tap",
             "--local",
@@ -378,7 +378,7 @@ fn worker_step(
 ) -> Result<Outcome> {
     let (grpc, api) = (18898, 18899);
     let mut hub = Reaped(
-        node.command(&hub.to_string_lossy())
+        testkit::http::with_token(&mut node.command(&hub.to_string_lossy()))
             .args(["--grpc", &format!("127.0.0.1:{grpc}")])
             .args(["--listen", &format!("127.0.0.1:{api}")])
             .args(["--memory-budget", "64MiB"])

@@ -197,14 +197,16 @@ fn with_worker(
 ) -> Result<Traced> {
     let (grpc, api) = (18998, 18999);
     let mut hub = Reaped(
-        node.command(&target_dir().join("release/tap-hub").to_string_lossy())
-            .args(["--grpc", &format!("127.0.0.1:{grpc}")])
-            .args(["--listen", &format!("127.0.0.1:{api}")])
-            .args(["--memory-budget", "512MiB"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting tap-hub")?,
+        testkit::http::with_token(
+            &mut node.command(&target_dir().join("release/tap-hub").to_string_lossy()),
+        )
+        .args(["--grpc", &format!("127.0.0.1:{grpc}")])
+        .args(["--listen", &format!("127.0.0.1:{api}")])
+        .args(["--memory-budget", "512MiB"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting tap-hub")?,
     );
     let mut worker = Reaped(
         node.command(&target_dir().join("release/tap-worker").to_string_lossy())
