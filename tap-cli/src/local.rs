@@ -54,6 +54,8 @@ pub struct HubSink {
     /// a file served by `read --serve` is not a worker).
     pub report: bool,
     pub stored: u64,
+    /// The Linux capabilities this process kept, for the workers panel.
+    pub linux_capabilities: Vec<String>,
     reported: Option<Instant>,
 }
 
@@ -64,6 +66,7 @@ impl HubSink {
             node: node.to_string(),
             report,
             stored: 0,
+            linux_capabilities: Vec::new(),
             reported: None,
         }
     }
@@ -79,8 +82,13 @@ impl HubSink {
         if driver.ring().is_some() {
             capabilities.push("pcap".into());
         }
-        self.hub
-            .report_local(&self.node, &capabilities, counters, self.stored);
+        self.hub.report_local(
+            &self.node,
+            &capabilities,
+            &self.linux_capabilities,
+            counters,
+            self.stored,
+        );
     }
 }
 

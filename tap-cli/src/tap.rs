@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tap_worker::driver::{self, Driver, DriverConfig, LiveArgs, PipelineArgs, QueueArgs};
+use tap_worker::privileges;
 
 #[derive(clap::Args)]
 pub struct TapArgs {
@@ -99,6 +100,17 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
             "only local mode exists yet: run `kubetap tap --local` (cluster mode arrives with the Kubernetes commands)"
         );
     }
+    // Before any thread starts (threads copy the capabilities they start
+    // with): the capture's needs, entering --netns, a port below 1024.
+    let mut needs = privileges::for_live(&args.live);
+    if args.netns.is_some() {
+        needs.push(privileges::ENTER_NETNS);
+    }
+    if args.port < 1024 {
+        needs.push(privileges::LOW_PORT);
+    }
+    let kept = privileges::drop_for("kubetap", &needs)
+        .context("dropping the capabilities this capture does not need")?;
     if let Err(e) = tap_worker::capture::live::disable_transparent_huge_pages() {
         tracing::debug!(%e, "transparent huge pages stay as the kernel has them");
     }
@@ -150,6 +162,7 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
     // settings) applies here as a worker applies what its hub pushes.
     let mut configs = hub.worker_config();
     let mut sink = crate::local::HubSink::new(hub, node, true);
+    sink.linux_capabilities = kept.names().iter().map(|n| n.to_string()).collect();
     let outcome = driver::run(
         driver,
         &mut sink,

@@ -798,6 +798,7 @@ async fn workers(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
                 "instance": w.instance,
                 "version": w.version,
                 "capabilities": w.capabilities,
+                "linux_capabilities": w.linux_capabilities,
                 "state": if w.connected { "connected" } else { "disconnected" },
                 "remote": w.remote,
                 "connected_at": rfc3339(w.connected_at),

@@ -70,6 +70,8 @@ pub struct WorkerState {
     pub session: u64,
     pub version: String,
     pub capabilities: Vec<String>,
+    /// The Linux capabilities the worker kept after start.
+    pub linux_capabilities: Vec<String>,
     pub connected: bool,
     pub remote: Option<String>,
     pub connected_at: SystemTime,
@@ -250,11 +252,13 @@ impl Hub {
 
     /// A worker in this process (`kubetap tap --local`): shown in the workers
     /// panel like a remote one, its counters set directly instead of by
-    /// heartbeats. `capabilities` as a remote worker's hello says them.
+    /// heartbeats. `capabilities` and `linux_capabilities` as a remote
+    /// worker's hello says them.
     pub fn report_local(
         &self,
         node: &str,
         capabilities: &[String],
+        linux_capabilities: &[String],
         counters: WorkerCounters,
         entries_received: u64,
     ) {
@@ -268,6 +272,7 @@ impl Hub {
                 session: 0,
                 version: env!("CARGO_PKG_VERSION").into(),
                 capabilities: capabilities.to_vec(),
+                linux_capabilities: linux_capabilities.to_vec(),
                 connected: true,
                 remote: Some("in-process".into()),
                 connected_at: now,

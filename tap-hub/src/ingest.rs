@@ -159,6 +159,7 @@ fn register(
             session,
             version: String::new(),
             capabilities: Vec::new(),
+            linux_capabilities: Vec::new(),
             connected: false,
             remote: None,
             connected_at: now,
@@ -179,6 +180,7 @@ fn register(
     w.session = session;
     w.version = hello.version.clone();
     w.capabilities = hello.capabilities.clone();
+    w.linux_capabilities = hello.linux_capabilities.clone();
     w.connected = true;
     w.remote = remote.map(|r| r.to_string());
     w.connected_at = now;

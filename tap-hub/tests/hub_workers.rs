@@ -489,6 +489,7 @@ fn hello(node: &str) -> Hello {
         version: "test".into(),
         capabilities: vec!["entries".into()],
         instance: format!("{node}-instance"),
+        linux_capabilities: Vec::new(),
     }
 }
 

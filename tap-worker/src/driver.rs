@@ -83,8 +83,8 @@ pub struct LiveArgs {
     /// Also read TLS plaintext with eBPF uprobes on the TLS libraries of
     /// the node's processes (OpenSSL), joined to their connections and
     /// dissected like captured packets, entries marked `tls`. Needs root
-    /// (or CAP_BPF and CAP_PERFMON); without them, says what is missing
-    /// and captures packets alone.
+    /// (or CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN and CAP_SYS_PTRACE); without
+    /// them, says what is missing and captures packets alone.
     #[arg(long)]
     pub tls: bool,
 }
@@ -416,6 +416,25 @@ impl Driver {
                 )
             }
             Source::Pods { pods, node, live } => {
+                // Without capture sockets or entering their namespaces no
+                // pod is ever captured: said now, not as "no interface
+                // (yet)" forever. Without CAP_SYS_PTRACE some are found.
+                use crate::privileges::{Cap, describe, missing};
+                let (ptrace, fatal): (Vec<_>, Vec<_>) = missing(crate::privileges::PODS)
+                    .into_iter()
+                    .partition(|n| n.cap == Cap::SysPtrace);
+                if !fatal.is_empty() {
+                    anyhow::bail!(
+                        "--pods: this process lacks {}; run as root or grant them (securityContext.capabilities.add: [NET_RAW, SYS_ADMIN, SYS_PTRACE])",
+                        describe(&fatal)
+                    );
+                }
+                if !ptrace.is_empty() {
+                    tracing::warn!(
+                        "--pods: this process lacks {}: only pods whose network namespace is pinned under /run/netns are found",
+                        describe(&ptrace)
+                    );
+                }
                 let described = match &pods {
                     PodSource::File(p) => format!("the pods listed in {}", p.display()),
                     PodSource::List(_) => "the target pods".to_string(),

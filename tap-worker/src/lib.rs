@@ -16,6 +16,7 @@ pub mod driver;
 pub mod drops;
 pub mod pipeline;
 pub mod pods;
+pub mod privileges;
 pub mod queue;
 pub mod reassembly;
 pub mod redact;

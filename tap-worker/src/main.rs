@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tap_worker::driver::{self, Driver, DriverConfig, LiveArgs, PipelineArgs, QueueArgs, Source};
+use tap_worker::privileges;
 use tap_worker::ship::{ShipConfig, ShipSink, Shipper};
 
 #[global_allocator]
@@ -71,14 +72,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if let Err(e) = tap_worker::capture::live::disable_transparent_huge_pages() {
-        tracing::debug!(%e, "transparent huge pages stay as the kernel has them");
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let source = match &args.file {
         Some(path) => Source::File {
             path: path.clone(),
@@ -88,6 +81,17 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             .live
             .source(Some(args.pipeline.node.clone()), || Ok(Vec::new()))?,
     };
+    // Before any thread starts (threads copy the capabilities they start with).
+    let kept = privileges::drop_for("tap-worker", &privileges::for_source(&source))
+        .context("dropping the capabilities this mode does not need")?;
+    if let Err(e) = tap_worker::capture::live::disable_transparent_huge_pages() {
+        tracing::debug!(%e, "transparent huge pages stay as the kernel has them");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let queue = args.queue.queue();
     let ring = driver::packet_ring("--pcap-ring", args.pcap_ring.as_u64())?;
     let driver = Driver::start(
@@ -102,6 +106,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = ShipConfig {
         hub: args.hub.clone(),
         node: args.pipeline.node.clone(),
+        linux_capabilities: kept.names().iter().map(|n| n.to_string()).collect(),
         ..Default::default()
     };
     let shipper = runtime.block_on(async { Shipper::start(config, queue, counters, ring) });

@@ -58,6 +58,9 @@ pub struct ShipConfig {
     /// not hold a worker forever.
     pub connect_timeout: Duration,
     pub capabilities: Vec<String>,
+    /// The Linux capabilities the worker kept (`privileges::Kept::names`),
+    /// for the hello.
+    pub linux_capabilities: Vec<String>,
 }
 
 impl Default for ShipConfig {
@@ -74,6 +77,7 @@ impl Default for ShipConfig {
             backoff_max: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             capabilities: vec!["entries".into()],
+            linux_capabilities: Vec::new(),
         }
     }
 }
@@ -298,6 +302,7 @@ impl Link {
                 version: env!("CARGO_PKG_VERSION").into(),
                 capabilities: cfg.capabilities.clone(),
                 instance: self.instance.clone(),
+                linux_capabilities: cfg.linux_capabilities.clone(),
             })),
         };
         let _ = tx.try_send(hello);

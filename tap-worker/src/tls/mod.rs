@@ -85,9 +85,18 @@ const TRACEFS: &str = "/sys/kernel/tracing";
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error(
-        "loading the TLS eBPF programs: {0} (needs root, or CAP_BPF and CAP_PERFMON, and Linux 5.8 or later for ring buffers)"
+        "loading the TLS eBPF programs: {0} (needs root, or CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN and CAP_SYS_PTRACE, and Linux 5.8 or later for ring buffers)"
     )]
     Load(#[source] aya::EbpfError),
+    #[error(
+        "this process lacks {0}; run as root or grant them (securityContext.capabilities.add: [BPF, PERFMON, SYS_ADMIN, SYS_PTRACE])"
+    )]
+    Privileges(String),
+    #[error("{}: cannot read it: {error}{}", .path.display(), unreadable_hint(.error))]
+    Unreadable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("TLS eBPF program {name}: {source}")]
     Program {
         name: &'static str,
@@ -181,8 +190,14 @@ struct Hooked {
 }
 
 impl TlsProbes {
-    /// Loads the programs and attaches the syscall tracepoints.
+    /// Loads the programs and attaches the syscall tracepoints; first says
+    /// which capabilities are missing, if any
+    /// ([`privileges::TLS`](crate::privileges::TLS)).
     pub fn load() -> Result<TlsProbes, TlsError> {
+        let lacking = crate::privileges::missing(crate::privileges::TLS);
+        if !lacking.is_empty() {
+            return Err(TlsError::Privileges(crate::privileges::describe(&lacking)));
+        }
         ensure_tracefs()?;
         let (offsets, no_socket_walk) = match btf::kernel_offsets() {
             Ok(o) => (o, None),
@@ -262,6 +277,14 @@ impl TlsProbes {
     pub fn attach(&mut self, library: &Path) -> Result<usize, TlsError> {
         if let Some(h) = self.attached.iter().find(|h| h.library == library) {
             return Ok(h.counted);
+        }
+        // The probes' symbol lookup takes a file it cannot read for one
+        // without the symbols: an unreadable file is said here.
+        if let Err(error) = std::fs::File::open(library) {
+            return Err(TlsError::Unreadable {
+                path: library.to_path_buf(),
+                error,
+            });
         }
         let mut hooked = Hooked {
             library: library.to_path_buf(),
@@ -596,6 +619,16 @@ fn socket_addrs(b: &[u8]) -> Option<(SocketAddr, SocketAddr)> {
         SocketAddr::new(ip(l)?, local_port),
         SocketAddr::new(ip(r)?, remote_port),
     ))
+}
+
+/// Why a library may be unreadable: another process's files are reached
+/// through `/proc/<pid>/root`, which needs CAP_SYS_PTRACE.
+fn unreadable_hint(error: &std::io::Error) -> &'static str {
+    if error.kind() == std::io::ErrorKind::PermissionDenied {
+        " (reading another process's files through /proc/<pid>/root needs CAP_SYS_PTRACE)"
+    } else {
+        ""
+    }
 }
 
 /// Mounts tracefs where the kernel's tracepoints are looked for, unless it
