@@ -316,7 +316,7 @@ fn local_capture_on_loopback_needs_net_raw_alone() {
     );
     let port = free_port();
     let tap = started(
-        Command::new("setpriv")
+        testkit::http::with_token(&mut Command::new("setpriv"))
             .args(with_only(&["net_raw"]))
             .arg(env!("CARGO_BIN_EXE_kubetap"))
             .args(["tap", "--local", "-i", "lo", "--port", &port.to_string()]),

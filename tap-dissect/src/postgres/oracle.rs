@@ -405,7 +405,16 @@ fn postgres_queries_match_tshark_on_real_traffic() {
         // libpq asks for TLS first (sslmode=prefer); this server says no.
         assert_eq!(st["request"]["encryption"], "ssl");
         assert_eq!(st["response"]["encryption"], "refused");
-        assert_eq!(st["request"]["user"], "postgres");
+        // `user` is a sensitive key: redacted, and named as such.
+        assert_eq!(st["request"]["user"], "[REDACTED]");
+        assert!(
+            st["redacted"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == "request.user"),
+            "{st}"
+        );
     }
     let failed: Vec<_> = startups
         .iter()
