@@ -9,10 +9,11 @@
 mod peers;
 
 use peers::serve::{encode, get, spawn_piped, wait_line};
-use peers::{TempDir, free_port, require, run};
-use std::io::Write as _;
+use peers::{Peer, TempDir, free_port, require, run};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 use testkit::conversation::{Conversation, Link, Peer as End, pcap};
 
 const SECRETS: &[&str] = &[
@@ -272,4 +273,130 @@ fn tshark(file: &Path, filter: &str, fields: &[&str]) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// The entries for `path` on the web server at `web`, once `n` are there.
+fn entries_for(api: u16, web: u16, path: &str, n: usize) -> Vec<serde_json::Value> {
+    let filter = encode(&format!(
+        "http && dst.port == {web} && request.path.startsWith(\"{path}\")"
+    ));
+    let started = Instant::now();
+    loop {
+        let (status, body) = get(api, &format!("/api/entries?filter={filter}"));
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let entries = v["entries"].as_array().unwrap().clone();
+        if entries.len() >= n {
+            return entries;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} of {n} entries for {path}",
+            entries.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Rules set on the hub (`PUT /api/config`) apply to the entries made
+/// from then on, live: a user key and a value pattern.
+#[test]
+fn the_hubs_rules_apply_to_new_entries_at_once() {
+    if !require(&["curl", "python3"]) {
+        return;
+    }
+    if !testkit::require_tools("live capture", true, &[]) {
+        return;
+    }
+    let dir = TempDir::new("redaction-rules");
+    let (api, web) = (free_port(), free_port());
+    let mut tap = Peer::start(
+        testkit::http::with_token(&mut Command::new(env!("CARGO_BIN_EXE_kubetap")))
+            .args(["tap", "--local", "-i", "lo", "--port", &api.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let (tx, said) = std::sync::mpsc::channel();
+    let stderr = tap.child().stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            if let Ok(line) = said.recv_timeout(Duration::from_millis(200))
+                && line.contains(needle)
+            {
+                return line;
+            }
+        }
+        panic!("kubetap never said {needle:?}");
+    };
+    wait_for("capturing on lo");
+    let server = Peer::spawn(
+        Command::new("python3")
+            .args(["-m", "http.server", &web.to_string(), "--bind", "127.0.0.1"])
+            .current_dir(dir.root()),
+    );
+    server.wait_for_port(web);
+    let curl = |path: &str| {
+        let status = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                &format!("http://127.0.0.1:{web}{path}"),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let card = "4111-1111-1111-1111";
+    curl(&format!("/before?ssn=078-05-1120&note={card}&page=1"));
+    let before = entries_for(api, web, "/before", 1);
+    assert_eq!(
+        before[0]["request"]["path"],
+        format!("/before?ssn=078-05-1120&note={card}&page=1"),
+        "no rule yet: neither is a default key or pattern"
+    );
+
+    let rules = format!(
+        r#"{{"redaction":[{{"key":"SSN"}},{{"pattern":"{}"}}]}}"#,
+        tap_dissect::redact::EXAMPLE_PATTERNS[0]
+            .1
+            .replace('\\', "\\\\")
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], api));
+    let reply = testkit::http::request(
+        addr,
+        "PUT",
+        "/api/config",
+        Some(("application/json", rules.as_bytes())),
+    );
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.raw));
+    let applied = wait_for("redaction rules from the hub");
+    assert!(applied.contains("2 rule(s)"), "{applied}");
+    curl(&format!("/after?ssn=078-05-1120&note={card}&page=1"));
+    let after = entries_for(api, web, "/after", 1);
+    assert_eq!(
+        after[0]["request"]["path"],
+        "/after?ssn=[REDACTED]&note=[REDACTED]&page=1"
+    );
+    let redacted = after[0]["redacted"].to_string();
+    assert!(
+        redacted.contains("request.query.ssn") && redacted.contains("request.query.note"),
+        "{redacted}"
+    );
+    let (_, workers) = get(api, "/api/workers");
+    let v: serde_json::Value = serde_json::from_slice(&workers).unwrap();
+    assert!(
+        v["workers"][0]["counters"]["redacted_fields"]
+            .as_u64()
+            .unwrap()
+            >= 2,
+        "{v}"
+    );
+    drop(tap);
 }
