@@ -40,7 +40,8 @@ const BLANK_SLACK_NS: u64 = 1_000_000_000;
 /// whether they are its whole payload.
 #[derive(Debug, Default)]
 struct Blanked {
-    ranges: Vec<(u32, u32)>,
+    /// (offset, length, Huffman-coded: filled so it still decodes).
+    ranges: Vec<(u32, u32, bool)>,
     whole: bool,
 }
 
@@ -228,10 +229,14 @@ impl PacketRing {
                     comments.push(SYNTHETIC_COMMENT);
                 }
                 if !raw && let Some(b) = self.blanked.get(&(self.first_seq + pos as u64)) {
-                    for &(at, len) in &b.ranges {
+                    for &(at, len, huffman) in &b.ranges {
                         let (at, len) = (at as usize, len as usize);
                         if let Some(bytes) = data.get_mut(at..at + len) {
-                            bytes.fill(b'*');
+                            if huffman {
+                                bytes.copy_from_slice(&tap_dissect::http2::huffman::filler(len));
+                            } else {
+                                bytes.fill(b'*');
+                            }
                         }
                     }
                     comments.push(if b.whole {
@@ -299,7 +304,7 @@ impl PacketRing {
             };
             if whole {
                 for &(pos, at, len) in packets.iter() {
-                    self.mark(pos, at, len, true);
+                    self.mark(pos, at, len, true, false);
                 }
                 continue;
             }
@@ -313,32 +318,36 @@ impl PacketRing {
                 let m = &self.index[pos];
                 stream.extend_from_slice(&self.buf[m.start + at..m.start + at + len]);
             }
-            let mut found: Vec<(usize, usize)> = Vec::new();
+            let mut found: Vec<(usize, usize, bool)> = Vec::new();
             for n in &b.blanks.needles {
                 for hit in memchr::memmem::find_iter(&stream, &n.context) {
-                    found.push((hit + n.blank.start, hit + n.blank.end));
+                    found.push((hit + n.blank.start, hit + n.blank.end, n.huffman));
                 }
             }
-            for (mut s, e) in found {
+            for (mut s, e, huffman) in found {
+                let mut first = true;
                 // A range may cross from one packet into the next.
                 while s < e {
                     let k = starts.partition_point(|&x| x <= s) - 1;
                     let (pos, at, len) = packets[k];
                     let in_pkt = s - starts[k];
                     let n = (len - in_pkt).min(e - s);
-                    self.mark(pos, at + in_pkt, n, false);
+                    // A Huffman-coded value split between packets gets
+                    // `*`s: only a whole one can be refilled so it decodes.
+                    self.mark(pos, at + in_pkt, n, false, huffman && n == e - s && first);
+                    first = false;
                     s += n;
                 }
             }
         }
     }
 
-    fn mark(&mut self, pos: usize, at: usize, len: usize, whole: bool) {
+    fn mark(&mut self, pos: usize, at: usize, len: usize, whole: bool, huffman: bool) {
         let entry = self.blanked.entry(self.first_seq + pos as u64).or_default();
         if entry.ranges.is_empty() {
             self.blanked_packets += 1;
         }
-        entry.ranges.push((at as u32, len as u32));
+        entry.ranges.push((at as u32, len as u32, huffman));
         entry.whole |= whole;
     }
 
@@ -513,6 +522,7 @@ mod tests {
         tap_dissect::redact::Needle {
             context: s.to_vec(),
             blank,
+            huffman: false,
         }
     }
 
@@ -578,6 +588,35 @@ mod tests {
         let out = r.select(&HashSet::from([8]), 0, 0, false);
         assert_eq!(&out[0].data[54..], b"************");
         assert_eq!(out[0].comment, BLANKED_WHOLE_COMMENT);
+    }
+
+    #[test]
+    fn a_huffman_coded_value_is_refilled_so_it_still_decodes() {
+        let coded = tap_dissect::http2::huffman::encode(b"Bearer secret-token-123");
+        let mut payload = b"\x00\x00\x20\x01\x04".to_vec();
+        payload.extend_from_slice(&coded);
+        let mut r = PacketRing::new(1 << 20);
+        r.push(&pkt(1, &tcp(40000, 80, 1, &payload)), 3);
+        r.blank(&PendingBlank {
+            flow: 3,
+            from_ns: 1,
+            client: None,
+            blanks: tap_dissect::redact::Blanks {
+                needles: vec![tap_dissect::redact::Needle {
+                    blank: 0..coded.len(),
+                    context: coded.clone(),
+                    huffman: true,
+                }],
+                ..Default::default()
+            },
+        });
+        let out = r.select(&HashSet::from([3]), 0, 0, false);
+        let filled = &out[0].data[54 + 5..];
+        assert_ne!(filled, &coded[..]);
+        let decoded = loona_hpack::huffman::HuffmanDecoder::new()
+            .decode(filled)
+            .expect("the refilled value still decodes");
+        assert!(decoded.iter().all(|b| *b == b'0'), "{decoded:?}");
     }
 
     #[test]

@@ -27,6 +27,7 @@
 mod entry;
 mod frames;
 mod hpack;
+pub mod huffman;
 pub mod model;
 mod state;
 

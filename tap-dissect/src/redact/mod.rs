@@ -223,6 +223,12 @@ impl Redactor {
             paths: std::mem::take(&mut entry.redacted),
             echoes: Vec::new(),
             more_paths: 0,
+            hpack: matches!(
+                proto::v1::Protocol::try_from(entry.protocol),
+                Ok(proto::v1::Protocol::Http2
+                    | proto::v1::Protocol::Grpc
+                    | proto::v1::Protocol::Graphql)
+            ),
         };
         if self.enabled {
             protocols::entry(&mut cx, entry);
@@ -242,6 +248,9 @@ impl Redactor {
 pub struct Needle {
     pub context: Vec<u8>,
     pub blank: std::ops::Range<usize>,
+    /// An HPACK Huffman-coded value: overwritten with bytes that still
+    /// decode (`http2::huffman::filler`), not `*`.
+    pub huffman: bool,
 }
 
 /// What the raw packets of a redacted entry need.
@@ -283,6 +292,8 @@ pub(crate) struct Cx<'r> {
     echoes: Vec<String>,
     /// Fields redacted past [`MAX_PATHS`].
     more_paths: usize,
+    /// The entry came over HTTP/2 (HPACK-coded headers).
+    hpack: bool,
 }
 
 /// Which side of the entry a field is on.
@@ -331,6 +342,7 @@ impl Cx<'_> {
             Needle {
                 context: value.to_vec(),
                 blank: 0..value.len(),
+                huffman: false,
             }
         } else {
             let mut context = Vec::with_capacity(key.len() + sep.len() + value.len());
@@ -341,6 +353,7 @@ impl Cx<'_> {
             Needle {
                 blank: start..context.len(),
                 context,
+                huffman: false,
             }
         };
         if self.blanks.needles.contains(&needle) {
@@ -352,6 +365,24 @@ impl Cx<'_> {
             // Too many to search for: the whole message goes instead.
             self.blanks.whole_request = true;
             self.blanks.whole_response = true;
+        }
+    }
+
+    /// On HTTP/2 the sender may have Huffman-coded a header's value (its
+    /// whole value: HPACK codes strings, not parts of them): that form is
+    /// searched for too.
+    fn hpack_value(&mut self, original: &str) {
+        if !self.hpack || original.is_empty() {
+            return;
+        }
+        let context = crate::http2::huffman::encode(original.as_bytes());
+        let needle = Needle {
+            blank: 0..context.len(),
+            context,
+            huffman: true,
+        };
+        if !self.blanks.needles.contains(&needle) && self.blanks.needles.len() < MAX_NEEDLES {
+            self.blanks.needles.push(needle);
         }
     }
 

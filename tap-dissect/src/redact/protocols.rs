@@ -82,7 +82,9 @@ fn query(cx: &mut Cx<'_>, path: &mut String) {
     if let Some(new) = text::pairs(cx, "request.query", &path.as_bytes()[q + 1..]) {
         let mut out = path[..=q].to_string();
         out.push_str(&String::from_utf8_lossy(&new));
-        *path = out;
+        let original = std::mem::replace(path, out);
+        // HTTP/2's `:path`, Huffman-coded as a whole.
+        cx.hpack_value(&original);
     }
 }
 
@@ -354,7 +356,9 @@ fn postgres_response(cx: &mut Cx<'_>, p: &mut PostgresResponse) {
 /// blanked.
 fn amqp(cx: &mut Cx<'_>, side: Side, m: &mut AmqpMethod) {
     if m.method.ends_with("start-ok") || m.method.ends_with("secure-ok") {
-        cx.whole(side);
+        // Which end sent it depends on how the entry is paired: both.
+        cx.whole(Side::Request);
+        cx.whole(Side::Response);
         cx.path(format!("{}.response", side.name()));
     }
     text::headers(cx, side, "arguments", &mut m.arguments);

@@ -468,3 +468,45 @@ fn disabled_redactor_changes_nothing() {
     assert!(Redactor::disabled().entry(&mut e).is_empty());
     assert_eq!(e, before);
 }
+
+#[test]
+fn http2_headers_are_also_searched_for_huffman_coded() {
+    let mut e = http(
+        HttpRequest {
+            path: "/items?token=tok-abcdef&page=2".into(),
+            headers: vec![h("authorization", "Bearer tok-123456789")],
+            ..Default::default()
+        },
+        HttpResponse::default(),
+    );
+    e.protocol = proto::v1::Protocol::Http2 as i32;
+    let b = Redactor::default().entry(&mut e);
+    let coded: Vec<&Needle> = b.needles.iter().filter(|n| n.huffman).collect();
+    let want = [
+        crate::http2::huffman::encode(b"Bearer tok-123456789"),
+        crate::http2::huffman::encode(b"/items?token=tok-abcdef&page=2"),
+    ];
+    for w in &want {
+        assert!(
+            coded
+                .iter()
+                .any(|n| &n.context == w && n.blank == (0..w.len())),
+            "{coded:?}"
+        );
+    }
+    // Over HTTP/1 there is no Huffman coding to look for.
+    let mut e1 = http(
+        HttpRequest {
+            headers: vec![h("authorization", "Bearer tok-123456789")],
+            ..Default::default()
+        },
+        HttpResponse::default(),
+    );
+    assert!(
+        Redactor::default()
+            .entry(&mut e1)
+            .needles
+            .iter()
+            .all(|n| !n.huffman)
+    );
+}

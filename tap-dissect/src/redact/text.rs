@@ -20,12 +20,24 @@ fn credential_scheme(value: &str) -> Option<usize> {
 /// (`headers`, `trailers`, `metadata`).
 pub(super) fn headers(cx: &mut Cx<'_>, side: Side, field: &str, headers: &mut [Header]) {
     for h in headers {
+        let original = cx.hpack.then(|| h.value.clone());
+        header(cx, side, field, h);
+        if let Some(original) = original
+            && original != h.value
+        {
+            cx.hpack_value(&original);
+        }
+    }
+}
+
+fn header(cx: &mut Cx<'_>, side: Side, field: &str, h: &mut Header) {
+    {
         let lower = h.name.to_ascii_lowercase();
         if lower == "cookie" || lower == "set-cookie" {
             cookies(cx, side, field, &lower, h);
         } else if cx.sensitive(h.name.as_bytes()) {
             if h.value == REDACTED {
-                continue;
+                return;
             }
             let keep = credential_scheme(&h.value).unwrap_or(0);
             let secret = h.value[keep..].to_string();
