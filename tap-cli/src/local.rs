@@ -9,18 +9,24 @@ use std::time::{Duration, Instant};
 use tap_worker::driver::{Driver, Sink};
 use tap_worker::ring::PacketRing;
 
-/// Opens the hub (entries kept within `memory_budget` bytes) and binds
-/// 127.0.0.1:`port`; returns both and the address.
+/// Opens the hub (entries kept within `memory_budget` bytes; PCAP exports
+/// untouched with `raw_pcap`) and binds 127.0.0.1:`port`; returns both and
+/// the address.
 pub fn hub(
     runtime: &tokio::runtime::Runtime,
     memory_budget: u64,
     port: u16,
+    raw_pcap: bool,
 ) -> anyhow::Result<(Arc<tap_hub::Hub>, tokio::net::TcpListener, String)> {
+    if raw_pcap {
+        tracing::warn!("--raw-pcap: PCAP exports will carry redacted values as captured");
+    }
     let hub = tap_hub::Hub::open(tap_hub::HubConfig {
         store: tap_hub::store::StoreConfig {
             memory_budget,
             disk: None,
         },
+        raw_pcap,
         ..Default::default()
     })
     .context("opening the entry store")?;

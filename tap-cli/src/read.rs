@@ -45,6 +45,10 @@ pub struct ReadArgs {
     /// Memory for the file's raw packets, for PCAP export from --serve.
     #[arg(long, default_value = "256MiB", requires = "serve")]
     pub pcap_ring: bytesize::ByteSize,
+    /// PCAP exports carry the packets as read, with the values redaction
+    /// hid in the entries (each such export is logged).
+    #[arg(long, requires = "serve")]
+    pub raw_pcap: bool,
 }
 
 pub fn run(args: &ReadArgs) -> ExitCode {
@@ -147,8 +151,12 @@ fn read(args: &ReadArgs) -> anyhow::Result<ExitCode> {
 fn serve(args: &ReadArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let (hub, listener, addr) =
-        crate::local::hub(&runtime, args.memory_budget.as_u64(), args.port)?;
+    let (hub, listener, addr) = crate::local::hub(
+        &runtime,
+        args.memory_budget.as_u64(),
+        args.port,
+        args.raw_pcap,
+    )?;
     let server = runtime.spawn(tap_hub::serve(
         hub.clone(),
         None,

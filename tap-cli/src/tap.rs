@@ -37,6 +37,10 @@ pub struct TapArgs {
     /// Memory for raw packets kept for PCAP export.
     #[arg(long, default_value = "64MiB")]
     pub pcap_ring: bytesize::ByteSize,
+    /// PCAP exports carry the packets as captured, with the values
+    /// redaction hid in the entries (each such export is logged).
+    #[arg(long)]
+    pub raw_pcap: bool,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     #[command(flatten)]
@@ -100,7 +104,12 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
     }
     let ring = driver::packet_ring("--pcap-ring", args.pcap_ring.as_u64())?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let (hub, http, addr) = crate::local::hub(&runtime, args.memory_budget.as_u64(), args.port)?;
+    let (hub, http, addr) = crate::local::hub(
+        &runtime,
+        args.memory_budget.as_u64(),
+        args.port,
+        args.raw_pcap,
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
     let server = {
         let stop = stop.clone();
@@ -137,13 +146,23 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
     if let Some(why) = driver.tls_unavailable() {
         eprintln!("kubetap: --tls: {why}; capturing packets without TLS plaintext");
     }
+    // What PUT /api/config sets (target pods, redaction rules, capture
+    // settings) applies here as a worker applies what its hub pushes.
+    let mut configs = hub.worker_config();
     let mut sink = crate::local::HubSink::new(hub, node, true);
     let outcome = driver::run(
         driver,
         &mut sink,
         &stop,
         |line| eprintln!("kubetap: {line}"),
-        |_| {},
+        |driver| {
+            if configs.has_changed().unwrap_or(false) {
+                let c = configs.borrow_and_update().clone();
+                for line in driver.apply(&c) {
+                    eprintln!("kubetap: {line}");
+                }
+            }
+        },
     )?;
     server.abort();
     outcome.print_problems("kubetap");

@@ -80,18 +80,23 @@ fn workers_get_the_configuration_on_connect_and_on_every_change() {
         http_port,
         "PUT",
         "/api/config",
-        r#"{"target_pods":["^checkout-"],"target_namespaces":["shop"],"redaction":[{"field":"request.headers.authorization","pattern":""}],"capture":{"max_body":4096}}"#,
+        r#"{"target_pods":["^checkout-"],"target_namespaces":["shop"],"redaction":[{"key":"ssn"},{"pattern":"\\d{3}-\\d{2}-\\d{4}"}],"capture":{"max_body":4096}}"#,
     );
     assert_eq!(status, 200, "{body}");
     let c = wait_version(&mut config, 2);
     assert_eq!(c.target_pods, ["^checkout-"]);
     assert_eq!(c.target_namespaces, ["shop"]);
-    assert_eq!(c.redaction[0].field, "request.headers.authorization");
+    assert_eq!(c.redaction[0].key, "ssn");
+    assert_eq!(c.redaction[1].pattern, r"\d{3}-\d{2}-\d{4}");
     assert_eq!(c.capture.unwrap().max_body, 4096);
 
     // Mistakes are refused and change nothing.
     for bad in [
         r#"{"target_pods":["(unclosed"]}"#,
+        r#"{"redaction":[{"pattern":"(unclosed"}]}"#,
+        r#"{"redaction":[{"key":"a","pattern":"b"}]}"#,
+        r#"{"redaction":[{}]}"#,
+        r#"{"redaction":[{"key":"--"}]}"#,
         r#"{"target_podz":[]}"#,
         "not json",
     ] {

@@ -26,6 +26,7 @@ pub mod json;
 pub mod kafka;
 pub mod pair;
 pub mod postgres;
+pub mod redact;
 pub mod redis;
 pub mod registry;
 pub mod socks;

@@ -572,8 +572,13 @@ struct ConfigJson {
     target_pods: Vec<String>,
     #[serde(default)]
     target_namespaces: Vec<String>,
+    /// The user's rules; the defaults apply besides them.
     #[serde(default)]
     redaction: Vec<RuleJson>,
+    /// The keys every worker redacts whatever the rules say (read only: a
+    /// PUT may send them back, they are not changed).
+    #[serde(default)]
+    default_redacted_keys: Vec<String>,
     #[serde(default)]
     capture: CaptureJson,
 }
@@ -581,9 +586,11 @@ struct ConfigJson {
 #[derive(serde::Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleJson {
-    #[serde(default)]
-    field: String,
-    #[serde(default)]
+    /// An extra sensitive key.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    key: String,
+    /// A regex over values.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pattern: String,
 }
 
@@ -607,9 +614,13 @@ async fn get_config(State(hub): State<Arc<Hub>>) -> Json<ConfigJson> {
             .redaction
             .into_iter()
             .map(|r| RuleJson {
-                field: r.field,
+                key: r.key,
                 pattern: r.pattern,
             })
+            .collect(),
+        default_redacted_keys: tap_dissect::redact::DEFAULT_KEYS
+            .iter()
+            .map(|k| k.to_string())
             .collect(),
         capture: CaptureJson {
             max_body: capture.max_body,
@@ -626,16 +637,25 @@ async fn put_config(
 ) -> Result<Json<ConfigJson>, ApiError> {
     let c: ConfigJson = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad(format!("invalid configuration: {e}")))?;
-    for p in c
-        .target_pods
-        .iter()
-        .chain(c.redaction.iter().map(|r| &r.pattern))
-    {
-        if !p.is_empty() {
-            regex::Regex::new(p)
-                .map_err(|e| ApiError::bad(format!("invalid regular expression {p:?}: {e}")))?;
-        }
+    for p in &c.target_pods {
+        regex::Regex::new(p)
+            .map_err(|e| ApiError::bad(format!("invalid regular expression {p:?}: {e}")))?;
     }
+    let mut rules = Vec::new();
+    for (i, r) in c.redaction.iter().enumerate() {
+        rules.push(match (r.key.is_empty(), r.pattern.is_empty()) {
+            (false, true) => tap_dissect::redact::Rule::Key(r.key.clone()),
+            (true, false) => tap_dissect::redact::Rule::Pattern(r.pattern.clone()),
+            _ => {
+                return Err(ApiError::bad(format!(
+                    "redaction rule {i}: give either \"key\" (an extra sensitive key) or \"pattern\" (a regex over values), not both or neither"
+                )));
+            }
+        });
+    }
+    // Compiled here as every worker will, so a mistake is a 400 and not
+    // workers that keep their old rules.
+    tap_dissect::redact::Redactor::new(&rules).map_err(|e| ApiError::bad(e.to_string()))?;
     hub.set_worker_config(WorkerConfig {
         version: 0,
         target_pods: c.target_pods,
@@ -644,7 +664,7 @@ async fn put_config(
             .redaction
             .into_iter()
             .map(|r| RedactionRule {
-                field: r.field,
+                key: r.key,
                 pattern: r.pattern,
             })
             .collect(),
@@ -793,6 +813,9 @@ async fn workers(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
                     "duplicate_packets": c.duplicate_packets,
                     "offloaded_packets": c.offloaded_packets,
                     "decapsulated_packets": c.decapsulated_packets,
+                    "redacted_entries": c.redacted_entries,
+                    "redacted_fields": c.redacted_fields,
+                    "blanked_packets": c.blanked_packets,
                     "drops_by_cause": c.drops_by_cause,
                     "entries_sent": c.entries_sent,
                     "queued": c.queued,
@@ -976,6 +999,24 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
         "worker_decapsulated_packets",
         "Packets unwrapped from an overlay tunnel (VXLAN, Geneve, GRE, IP-in-IP)",
         &|w| w.counters.decapsulated_packets,
+    );
+    per_worker(
+        &mut r,
+        "worker_redacted_entries",
+        "Entries with at least one value redacted before they left the node",
+        &|w| w.counters.redacted_entries,
+    );
+    per_worker(
+        &mut r,
+        "worker_redacted_fields",
+        "Fields redacted before entries left the node",
+        &|w| w.counters.redacted_fields,
+    );
+    per_worker(
+        &mut r,
+        "worker_blanked_packets",
+        "Raw packets whose redacted bytes are overwritten in PCAP exports",
+        &|w| w.counters.blanked_packets,
     );
     per_worker(&mut r, "worker_entries", "Entries the worker made", &|w| {
         w.counters.entries

@@ -171,6 +171,13 @@ pub async fn export(
         .await
         .map_err(|e| ExportError::Write(e.to_string()))??;
     let connections = nodes.values().map(|n| n.flows.len()).sum();
+    let raw = hub.config.raw_pcap;
+    if raw {
+        tracing::warn!(
+            connections,
+            "PCAP export of raw packets (--raw-pcap): redacted values are in it as captured"
+        );
+    }
     let mut all: Vec<(usize, RawPacket)> = Vec::new();
     let mut problems = Vec::new();
     let names: Vec<String> = nodes.keys().cloned().collect();
@@ -180,6 +187,7 @@ pub async fn export(
             flow_ids: n.flows.into_iter().collect(),
             from_ns: n.from_ns.saturating_sub(MARGIN_NS),
             to_ns: n.to_ns.saturating_add(MARGIN_NS),
+            raw,
         };
         let (packets, p) = fetch(hub, &node, req).await;
         problems.extend(p);

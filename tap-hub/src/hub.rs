@@ -21,6 +21,9 @@ pub struct HubConfig {
     pub live_buffer: usize,
     /// What every worker is told to capture, on connect and when it changes.
     pub worker_config: WorkerConfig,
+    /// PCAP exports carry the packets as captured, redacted values
+    /// included (`--raw-pcap`); each such export is logged.
+    pub raw_pcap: bool,
 }
 
 impl Default for HubConfig {
@@ -33,6 +36,7 @@ impl Default for HubConfig {
                 version: 1,
                 ..Default::default()
             },
+            raw_pcap: false,
         }
     }
 }

@@ -36,6 +36,11 @@ struct Args {
     /// fsync every batch before acknowledging it (survives power loss, slower).
     #[arg(long)]
     fsync: bool,
+    /// PCAP exports carry the packets as captured, with the values
+    /// redaction hid in the entries (each such export is logged). Without
+    /// it, redacted values are overwritten in every exported packet.
+    #[arg(long)]
+    raw_pcap: bool,
     /// Largest gRPC message accepted from a worker.
     #[arg(long, default_value = "8MiB")]
     max_message: bytesize::ByteSize,
@@ -77,8 +82,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             }),
         },
         max_message: usize::try_from(args.max_message.as_u64()).unwrap_or(usize::MAX),
+        raw_pcap: args.raw_pcap,
         ..Default::default()
     };
+    if args.raw_pcap {
+        tracing::warn!("--raw-pcap: PCAP exports will carry redacted values as captured");
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let hub = Hub::open(config).context("opening the entry store")?;

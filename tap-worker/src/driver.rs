@@ -196,8 +196,12 @@ pub struct DriverConfig {
 pub struct Driver {
     queue: Arc<EntryQueue>,
     ring: Option<Arc<Mutex<PacketRing>>>,
-    /// Packets earlier rings (replaced by the hub's settings) let go.
+    /// Packets earlier rings (replaced by the hub's settings) let go, and
+    /// those they had blanked.
     ring_evicted_before: u64,
+    ring_blanked_before: u64,
+    /// The redaction rules every pipeline and the TLS source apply.
+    redaction: crate::redact::Redaction,
     run: Run,
     described: String,
     /// TLS plaintext (`--tls`), beside a live source.
@@ -310,6 +314,7 @@ impl Driver {
             queue,
             ring,
         } = config;
+        let redaction = pipeline.redaction.clone();
         let tls_asked = match &source {
             Source::Interfaces { live, .. } | Source::Pods { live, .. } => live.tls,
             Source::File { .. } => false,
@@ -352,6 +357,7 @@ impl Driver {
             match TlsSource::start(
                 pipeline.node.clone(),
                 Arc::new(pipeline.dissect.clone()),
+                pipeline.redaction.clone(),
                 decrypted.clone(),
                 plain,
                 ring.clone(),
@@ -431,6 +437,8 @@ impl Driver {
             queue,
             ring,
             ring_evicted_before: 0,
+            ring_blanked_before: 0,
+            redaction,
             run,
             described,
             tls,
@@ -529,8 +537,9 @@ impl Driver {
     }
 
     /// Applies a configuration the hub pushed: its target pods, and its
-    /// capture settings (0: unchanged) to a live capture. Returns what was
-    /// done, for the log, one line each. Redaction rules arrive with step 9.
+    /// capture settings (0: unchanged) to a live capture, and its redaction
+    /// rules to every entry from now on. Returns what was done, for the
+    /// log, one line each.
     pub fn apply(&mut self, c: &proto::v1::WorkerConfig) -> Vec<String> {
         let mut log = vec![
             match crate::pods::Selector::new(&c.target_pods, &c.target_namespaces) {
@@ -549,6 +558,15 @@ impl Driver {
                 }
             },
         ];
+        log.push(match self.redaction.set_rules(&c.redaction) {
+            Ok(()) => format!(
+                "redaction rules from the hub: the default keys and {} rule(s) of the hub's",
+                c.redaction.len()
+            ),
+            Err(e) => {
+                format!("the hub's redaction rules are refused, keeping the previous ones: {e}")
+            }
+        });
         let Some(capture) = c.capture else {
             return log;
         };
@@ -579,6 +597,7 @@ impl Driver {
                     let mut ring = lock(ring);
                     let old = ring.stats();
                     self.ring_evicted_before += old.evicted_packets + old.packets;
+                    self.ring_blanked_before += ring.blanked_packets();
                     *ring = PacketRing::new(usize::try_from(budget).unwrap_or(usize::MAX));
                     log.push(format!(
                         "PCAP ring from the hub: {budget} bytes (the packets kept before are dropped)"
@@ -671,6 +690,10 @@ impl Driver {
                 + tls_counts.streams.unresolved
                 + tls_counts.dissect_dropped,
             tls: tls.map(Box::new),
+            redacted_entries: self.redaction.counts.entries.load(Ordering::Relaxed),
+            redacted_fields: self.redaction.counts.fields.load(Ordering::Relaxed),
+            blanked_packets: self.ring_blanked_before
+                + self.ring.as_ref().map_or(0, |r| lock(r).blanked_packets()),
             ..c
         }
     }
@@ -778,10 +801,16 @@ impl FileReader {
                             std::thread::sleep(wait);
                         }
                     }
-                    if let (Some(flow), Some(ring)) =
-                        (self.pipeline.packet(&pkt, &mut out), &self.ring)
-                    {
-                        lock(ring).push(&pkt, flow);
+                    let flow = self.pipeline.packet(&pkt, &mut out);
+                    let blanks = self.pipeline.take_blanks();
+                    if let Some(ring) = &self.ring {
+                        let mut ring = lock(ring);
+                        if let Some(flow) = flow {
+                            ring.push(&pkt, flow);
+                        }
+                        for b in &blanks {
+                            ring.blank(b);
+                        }
                     }
                 }
                 Ok(None) => break,
@@ -808,6 +837,13 @@ impl FileReader {
         // Whatever the end, flush the connections: every entry decoded so
         // far is delivered.
         self.pipeline.finish(&mut out);
+        let blanks = self.pipeline.take_blanks();
+        if let Some(ring) = &self.ring {
+            let mut ring = lock(ring);
+            for b in &blanks {
+                ring.blank(b);
+            }
+        }
         let _ = self.deliver(&mut out);
         let stats = self.pipeline.stats();
         *lock(&self.stats) = stats.clone();

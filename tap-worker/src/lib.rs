@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod pods;
 pub mod queue;
 pub mod reassembly;
+pub mod redact;
 pub mod ring;
 pub mod ship;
 pub mod tap;

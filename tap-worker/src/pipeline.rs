@@ -16,8 +16,9 @@
 //! 5. **pair** (`tap_dissect::pair`, called by the dissectors): requests
 //!    with their responses, as entries (`Emit::Entry`).
 //! 6. **entry stages** (`Pipeline::deliver`): each finished entry gets its
-//!    node and is counted; redaction (step 9) goes here, before an entry
-//!    leaves the pipeline.
+//!    node, is redacted (`redact::Stage`: nothing unredacted leaves the
+//!    pipeline; what its raw packets need waits in [`Pipeline::take_blanks`]
+//!    for the packet ring) and is counted.
 //! 7. **sink**: not here; the capture driver (`driver`) moves the entries
 //!    through the bounded queue to a sink.
 
@@ -26,6 +27,7 @@ use crate::datagram::{DatagramConfig, DatagramFlows, DatagramStats};
 use crate::decode::{DecodeStats, Decoder, DefragConfig, Skip, Transport};
 use crate::dissect::{Connection, Datagrams, DissectConfig, Emit};
 use crate::reassembly::{FlowIds, FlowInfo, Reassembler, ReassemblyConfig, ReassemblyStats};
+use crate::redact::{PendingBlank, Redaction, Stage};
 use proto::v1::Entry;
 use std::sync::Arc;
 
@@ -40,6 +42,9 @@ pub struct PipelineConfig {
     /// Where flow ids come from; pipelines side by side (fanout) made from
     /// clones of one config share the counter, so their ids never collide.
     pub ids: FlowIds,
+    /// The redaction rules, shared by every pipeline made from clones of
+    /// one config (and the TLS source).
+    pub redaction: Redaction,
 }
 
 /// Everything the pipeline counted; the summary `kubetap read` prints.
@@ -128,6 +133,8 @@ pub struct Pipeline {
     tcp: Reassembler<Connection, NewConnection>,
     udp: DatagramFlows<Datagrams, NewDatagrams>,
     emitted: Vec<Emit>,
+    redact: Stage,
+    blanks: Vec<PendingBlank>,
     parse_errors: u64,
     unclaimed: u64,
     dissect_dropped: u64,
@@ -151,7 +158,7 @@ impl Pipeline {
         let mut tcp = Reassembler::new(config.reassembly, new_conn);
         let mut udp = DatagramFlows::new(config.datagram, new_datagrams);
         tcp.share_ids(config.ids.clone());
-        udp.share_ids(config.ids);
+        udp.share_ids(config.ids.clone());
         Pipeline {
             node: config.node,
             dissect,
@@ -159,6 +166,8 @@ impl Pipeline {
             tcp,
             udp,
             emitted: Vec::new(),
+            redact: config.redaction.stage(),
+            blanks: Vec::new(),
             parse_errors: 0,
             unclaimed: 0,
             dissect_dropped: 0,
@@ -259,8 +268,17 @@ impl Pipeline {
     /// pipeline.
     fn deliver(&mut self, mut entry: Entry, out: &mut Vec<Entry>) {
         entry.node.clone_from(&self.node);
+        self.redact.apply(&mut entry, &mut self.blanks);
         self.entries += 1;
         out.push(entry);
+    }
+
+    /// What the raw packets of the entries redacted since the last call
+    /// need: for the packet ring, once the packet just fed is kept there.
+    /// Callers without a ring call it too (and drop the result), so the
+    /// list never grows.
+    pub fn take_blanks(&mut self) -> Vec<PendingBlank> {
+        std::mem::take(&mut self.blanks)
     }
 
     pub fn stats(&self) -> Stats {

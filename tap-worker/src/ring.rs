@@ -5,8 +5,11 @@
 //! a time window and merges what every worker sends into one pcapng.
 
 use crate::capture::Packet;
+use crate::decode::{Decoder, DefragConfig, Transport};
+use crate::redact::PendingBlank;
 use proto::v1::{PcapChunk, PcapRequest, RawPacket};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 
 /// Where a kept packet's bytes are in the ring's buffer, and what the PCAP
 /// export needs besides them.
@@ -23,6 +26,23 @@ struct Meta {
 
 /// The pcapng comment of a made packet.
 pub const SYNTHETIC_COMMENT: &str = "kubetap: TLS plaintext read by eBPF uprobes in the process, written as TCP on the connection's real addresses and times (not captured on the wire)";
+
+/// The pcapng comment of a packet with redacted values overwritten.
+pub const BLANKED_COMMENT: &str = "kubetap: redacted values overwritten with '*' (same length; export with --raw-pcap for the packets as captured)";
+/// The pcapng comment of a packet whose payload was overwritten whole.
+pub const BLANKED_WHOLE_COMMENT: &str = "kubetap: payload overwritten with '*': it carried redacted data that is not on the wire as such (compressed, chunked, masked) or credentials the entry never keeps";
+
+/// A redacted entry's packets are looked for this far before its start:
+/// captures on several interfaces interleave, not quite in time order.
+const BLANK_SLACK_NS: u64 = 1_000_000_000;
+
+/// What to overwrite in one kept packet: byte ranges of its data, and
+/// whether they are its whole payload.
+#[derive(Debug, Default)]
+struct Blanked {
+    ranges: Vec<(u32, u32)>,
+    whole: bool,
+}
 
 /// Bytes a stored packet is counted for: its data and its index entry.
 fn cost(data_len: usize) -> usize {
@@ -78,6 +98,16 @@ pub struct PacketRing {
     index: VecDeque<Meta>,
     evicted_packets: u64,
     evicted_bytes: u64,
+    /// The number of the packet at the index's front, counting every packet
+    /// ever kept: the key of `blanked`.
+    first_seq: u64,
+    /// Redacted bytes in kept packets, by packet number; applied to every
+    /// export but a raw one.
+    blanked: HashMap<u64, Blanked>,
+    /// Packets given ranges to overwrite, ever.
+    blanked_packets: u64,
+    /// Finds a kept packet's TCP payload again.
+    decoder: Decoder,
 }
 
 impl PacketRing {
@@ -91,11 +121,19 @@ impl PacketRing {
             index: VecDeque::new(),
             evicted_packets: 0,
             evicted_bytes: 0,
+            first_seq: 0,
+            blanked: HashMap::new(),
+            blanked_packets: 0,
+            decoder: Decoder::new(DefragConfig::default()),
         }
     }
 
     fn evict_oldest(&mut self) {
         if let Some(old) = self.index.pop_front() {
+            if !self.blanked.is_empty() {
+                self.blanked.remove(&self.first_seq);
+            }
+            self.first_seq += 1;
             let c = cost(old.len as usize);
             self.bytes -= c;
             self.evicted_packets += 1;
@@ -170,24 +208,143 @@ impl PacketRing {
     }
 
     /// The kept packets of `flows` captured in `[from_ns, to_ns]` (0 = open),
-    /// in capture order.
-    pub fn select(&self, flows: &HashSet<u64>, from_ns: u64, to_ns: u64) -> Vec<RawPacket> {
+    /// in capture order; redacted values overwritten unless `raw`.
+    pub fn select(
+        &self,
+        flows: &HashSet<u64>,
+        from_ns: u64,
+        to_ns: u64,
+        raw: bool,
+    ) -> Vec<RawPacket> {
         let to_ns = if to_ns == 0 { u64::MAX } else { to_ns };
         self.index
             .iter()
-            .filter(|p| flows.contains(&p.flow) && (from_ns..=to_ns).contains(&p.ts_ns))
-            .map(|p| RawPacket {
-                ts_ns: p.ts_ns,
-                linktype: p.link,
-                orig_len: p.orig_len,
-                data: self.buf[p.start..p.start + p.len as usize].to_vec(),
-                comment: if p.synthetic {
-                    SYNTHETIC_COMMENT.to_string()
-                } else {
-                    String::new()
-                },
+            .enumerate()
+            .filter(|(_, p)| flows.contains(&p.flow) && (from_ns..=to_ns).contains(&p.ts_ns))
+            .map(|(pos, p)| {
+                let mut data = self.buf[p.start..p.start + p.len as usize].to_vec();
+                let mut comments = Vec::new();
+                if p.synthetic {
+                    comments.push(SYNTHETIC_COMMENT);
+                }
+                if !raw && let Some(b) = self.blanked.get(&(self.first_seq + pos as u64)) {
+                    for &(at, len) in &b.ranges {
+                        let (at, len) = (at as usize, len as usize);
+                        if let Some(bytes) = data.get_mut(at..at + len) {
+                            bytes.fill(b'*');
+                        }
+                    }
+                    comments.push(if b.whole {
+                        BLANKED_WHOLE_COMMENT
+                    } else {
+                        BLANKED_COMMENT
+                    });
+                }
+                RawPacket {
+                    ts_ns: p.ts_ns,
+                    linktype: p.link,
+                    orig_len: p.orig_len,
+                    data,
+                    comment: comments.join("; "),
+                }
             })
             .collect()
+    }
+
+    /// Marks the bytes of a redacted entry's values in its flow's kept
+    /// packets (from the entry's start on), to be overwritten in exports:
+    /// each needle wherever it appears in either side's payload, read as one
+    /// stream per side so a value split between packets is found too; or a
+    /// side's whole payload. Call it once the packet that completed the
+    /// entry is kept.
+    pub fn blank(&mut self, b: &PendingBlank) {
+        let from = b.from_ns.saturating_sub(BLANK_SLACK_NS);
+        // (index position, payload offset, payload length): the client's
+        // side, then the server's.
+        let mut sides: [Vec<(usize, usize, usize)>; 2] = Default::default();
+        let PacketRing {
+            index,
+            buf,
+            decoder,
+            ..
+        } = self;
+        for pos in (0..index.len()).rev() {
+            let m = &index[pos];
+            if m.ts_ns < from {
+                break;
+            }
+            if m.flow != b.flow {
+                continue;
+            }
+            let pkt = Packet {
+                ts_ns: m.ts_ns,
+                link: m.link,
+                data: &buf[m.start..m.start + m.len as usize],
+                orig_len: m.orig_len,
+            };
+            let Some((src, at, len)) = tcp_payload(decoder, &pkt) else {
+                continue;
+            };
+            if len > 0 {
+                let side = usize::from(b.client.is_some_and(|c| c != src));
+                sides[side].push((pos, at, len));
+            }
+        }
+        let unknown = b.client.is_none();
+        for (side, packets) in sides.iter_mut().enumerate() {
+            packets.reverse();
+            let whole = match side {
+                0 => b.blanks.whole_request || (unknown && b.blanks.whole_response),
+                _ => b.blanks.whole_response,
+            };
+            if whole {
+                for &(pos, at, len) in packets.iter() {
+                    self.mark(pos, at, len, true);
+                }
+                continue;
+            }
+            if b.blanks.needles.is_empty() || packets.is_empty() {
+                continue;
+            }
+            let mut stream = Vec::new();
+            let mut starts = Vec::with_capacity(packets.len());
+            for &(pos, at, len) in packets.iter() {
+                starts.push(stream.len());
+                let m = &self.index[pos];
+                stream.extend_from_slice(&self.buf[m.start + at..m.start + at + len]);
+            }
+            let mut found: Vec<(usize, usize)> = Vec::new();
+            for n in &b.blanks.needles {
+                for hit in memchr::memmem::find_iter(&stream, &n.context) {
+                    found.push((hit + n.blank.start, hit + n.blank.end));
+                }
+            }
+            for (mut s, e) in found {
+                // A range may cross from one packet into the next.
+                while s < e {
+                    let k = starts.partition_point(|&x| x <= s) - 1;
+                    let (pos, at, len) = packets[k];
+                    let in_pkt = s - starts[k];
+                    let n = (len - in_pkt).min(e - s);
+                    self.mark(pos, at + in_pkt, n, false);
+                    s += n;
+                }
+            }
+        }
+    }
+
+    fn mark(&mut self, pos: usize, at: usize, len: usize, whole: bool) {
+        let entry = self.blanked.entry(self.first_seq + pos as u64).or_default();
+        if entry.ranges.is_empty() {
+            self.blanked_packets += 1;
+        }
+        entry.ranges.push((at as u32, len as u32));
+        entry.whole |= whole;
+    }
+
+    /// Packets given bytes to overwrite, ever.
+    pub fn blanked_packets(&self) -> u64 {
+        self.blanked_packets
     }
 
     /// The whole answer to a PCAP request, as one last chunk; `error` says
@@ -205,7 +362,7 @@ impl PacketRing {
         };
         PcapChunk {
             request_id: req.request_id,
-            packets: self.select(&flows, req.from_ns, req.to_ns),
+            packets: self.select(&flows, req.from_ns, req.to_ns, req.raw),
             last: true,
             error,
         }
@@ -220,6 +377,24 @@ impl PacketRing {
             oldest_ts_ns: self.index.front().map(|p| p.ts_ns),
         }
     }
+}
+
+/// A packet's TCP sender and where its payload is in its data.
+fn tcp_payload(decoder: &mut Decoder, pkt: &Packet<'_>) -> Option<((IpAddr, u16), usize, usize)> {
+    let base = pkt.data.as_ptr() as usize;
+    decoder
+        .decode(pkt, |d| match &d.transport {
+            Transport::Tcp(seg) => {
+                let p = seg.payload.as_ptr() as usize;
+                // Only a payload inside this packet's bytes (not one put
+                // together from IP fragments) can be overwritten in place.
+                (p >= base && p + seg.payload.len() <= base + pkt.data.len())
+                    .then(|| ((d.src, seg.src_port), p - base, seg.payload.len()))
+            }
+            Transport::Udp { .. } => None,
+        })
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]
@@ -247,13 +422,13 @@ mod tests {
         assert_eq!(s.evicted_packets, 2);
         assert_eq!(s.oldest_ts_ns, Some(2));
         let even: Vec<u64> = r
-            .select(&HashSet::from([0]), 0, 0)
+            .select(&HashSet::from([0]), 0, 0, false)
             .iter()
             .map(|p| p.ts_ns)
             .collect();
         assert_eq!(even, [2, 4]);
         let window: Vec<u64> = r
-            .select(&HashSet::from([0, 1]), 3, 3)
+            .select(&HashSet::from([0, 1]), 3, 3, false)
             .iter()
             .map(|p| p.ts_ns)
             .collect();
@@ -277,7 +452,7 @@ mod tests {
                 if cost(n) <= budget {
                     fitting.push((i as u64, data));
                 }
-                let kept = r.select(&HashSet::from([1]), 0, 0);
+                let kept = r.select(&HashSet::from([1]), 0, 0, false);
                 let first = fitting.len() - kept.len();
                 for (k, p) in kept.iter().enumerate() {
                     proptest::prop_assert_eq!(p.ts_ns, fitting[first + k].0);
@@ -307,7 +482,7 @@ mod tests {
             r.push(&pkt(i as u64, &data), 1);
             pushed.push(data);
         }
-        let kept = r.select(&HashSet::from([1]), 0, 0);
+        let kept = r.select(&HashSet::from([1]), 0, 0, false);
         assert!(!kept.is_empty());
         for p in &kept {
             assert_eq!(p.data, pushed[p.ts_ns as usize], "packet {}", p.ts_ns);
@@ -322,6 +497,109 @@ mod tests {
         let e = budget_error(1 << 50).expect("a petabyte ring is refused");
         assert!(e.contains("more than half of this machine's memory"), "{e}");
         assert_eq!(budget_error(64 << 20), None);
+    }
+
+    /// An Ethernet/IPv4/TCP packet from `src` port to `dst` port.
+    fn tcp(src: u16, dst: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(src, dst, seq, 1000);
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    fn needle(s: &[u8], blank: std::ops::Range<usize>) -> tap_dissect::redact::Needle {
+        tap_dissect::redact::Needle {
+            context: s.to_vec(),
+            blank,
+        }
+    }
+
+    #[test]
+    fn redacted_values_are_overwritten_in_exports_even_across_packets() {
+        let mut r = PacketRing::new(1 << 20);
+        let client = (IpAddr::from([10, 0, 0, 1]), 40000);
+        // The request's secret is split between two packets; the response
+        // repeats it; another flow carries the same bytes and is left alone.
+        let packets = [
+            tcp(40000, 80, 1, b"GET /?token=sec"),
+            tcp(40000, 80, 16, b"ret-value HTTP/1.1\r\n\r\n"),
+            tcp(80, 40000, 1, b"HTTP/1.1 200 OK\r\n\r\nsecret-value"),
+        ];
+        for (i, p) in packets.iter().enumerate() {
+            r.push(&pkt(100 + i as u64, p), 7);
+        }
+        let other = tcp(40001, 80, 1, b"secret-value");
+        r.push(&pkt(103, &other), 8);
+        r.blank(&PendingBlank {
+            flow: 7,
+            from_ns: 100,
+            client: Some(client),
+            blanks: tap_dissect::redact::Blanks {
+                needles: vec![needle(b"secret-value", 0..12)],
+                ..Default::default()
+            },
+        });
+        assert_eq!(r.blanked_packets(), 3);
+        let out = r.select(&HashSet::from([7, 8]), 0, 0, false);
+        let text: Vec<String> = out
+            .iter()
+            .map(|p| String::from_utf8_lossy(&p.data[54..]).into_owned())
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "GET /?token=***",
+                "********* HTTP/1.1\r\n\r\n",
+                "HTTP/1.1 200 OK\r\n\r\n************",
+                "secret-value",
+            ]
+        );
+        assert_eq!(out[0].comment, BLANKED_COMMENT);
+        assert_eq!(out[3].comment, "");
+        // Headers are untouched: the packets stay valid.
+        assert_eq!(out[0].data[..54], packets[0][..54]);
+        // Raw exports have them as captured.
+        let raw = r.select(&HashSet::from([7]), 0, 0, true);
+        assert_eq!(raw[0].data, packets[0]);
+        assert_eq!(raw[0].comment, "");
+
+        // A side blanked whole: the server's.
+        r.blank(&PendingBlank {
+            flow: 8,
+            from_ns: 103,
+            client: Some((IpAddr::from([10, 0, 0, 2]), 80)),
+            blanks: tap_dissect::redact::Blanks {
+                whole_response: true,
+                ..Default::default()
+            },
+        });
+        let out = r.select(&HashSet::from([8]), 0, 0, false);
+        assert_eq!(&out[0].data[54..], b"************");
+        assert_eq!(out[0].comment, BLANKED_WHOLE_COMMENT);
+    }
+
+    #[test]
+    fn blanks_go_with_their_packets_when_the_ring_evicts_them() {
+        let one = cost(tcp(1, 2, 0, b"secret-value").len());
+        let mut r = PacketRing::new(2 * one);
+        r.push(&pkt(1, &tcp(1, 2, 0, b"secret-value")), 1);
+        r.blank(&PendingBlank {
+            flow: 1,
+            from_ns: 1,
+            client: None,
+            blanks: tap_dissect::redact::Blanks {
+                needles: vec![needle(b"secret-value", 0..12)],
+                ..Default::default()
+            },
+        });
+        r.push(&pkt(2, &tcp(1, 2, 12, b"public-value")), 1);
+        r.push(&pkt(3, &tcp(1, 2, 24, b"public-value")), 1);
+        assert!(r.blanked.is_empty(), "the blanked packet was evicted");
+        for p in r.select(&HashSet::from([1]), 0, 0, false) {
+            assert!(p.data.ends_with(b"public-value") && p.comment.is_empty());
+        }
     }
 
     #[test]

@@ -69,14 +69,22 @@ impl Shared {
         }))
     }
 
-    /// Closes every connection and hands what they held to `sink`.
-    fn finish(&mut self, sink: &Sink) {
+    /// Closes every connection and hands what they held to `sink`; the
+    /// packets of what was redacted are blanked in `ring`.
+    fn finish(&mut self, sink: &Sink, ring: &Mutex<PacketRing>) {
         let Shared {
             pipeline,
             entries,
             names,
         } = self;
         pipeline.finish(entries);
+        let blanks = pipeline.take_blanks();
+        if !blanks.is_empty() {
+            let mut ring = lock(ring);
+            for b in &blanks {
+                ring.blank(b);
+            }
+        }
         for mut e in entries.drain(..) {
             names.annotate(&mut e);
             sink(e);
@@ -463,7 +471,7 @@ impl LiveTap {
             errors.extend(self.retire(c));
         }
         for p in &self.pipelines {
-            lock(p).finish(&self.sink);
+            lock(p).finish(&self.sink, &self.ring);
         }
         Stopped {
             errors,
@@ -524,8 +532,16 @@ impl Worker {
                             entries,
                             names,
                         } = &mut *s;
-                        if let Some(flow) = pipeline.packet(&pkt, entries) {
-                            lock(&self.ring).push(&pkt, flow);
+                        let flow = pipeline.packet(&pkt, entries);
+                        let blanks = pipeline.take_blanks();
+                        if flow.is_some() || !blanks.is_empty() {
+                            let mut ring = lock(&self.ring);
+                            if let Some(flow) = flow {
+                                ring.push(&pkt, flow);
+                            }
+                            for b in &blanks {
+                                ring.blank(b);
+                            }
                         }
                         for mut e in entries.drain(..) {
                             names.annotate(&mut e);

@@ -145,6 +145,10 @@ export interface WorkerCounters {
   duplicate_packets: number;
   offloaded_packets: number;
   decapsulated_packets: number;
+  /** Redaction: entries with a value redacted, fields redacted, raw packets overwritten for PCAP export. */
+  redacted_entries: number;
+  redacted_fields: number;
+  blanked_packets: number;
   /** Everything lost or skipped, one count per bound (`kernel_ring_full`, `queue_memory`, …). */
   drops_by_cause: Record<string, number>;
 }

@@ -66,6 +66,7 @@ impl TlsSource {
     pub fn start(
         node: String,
         dissect: Arc<DissectConfig>,
+        redaction: crate::redact::Redaction,
         decrypted: Arc<Decrypted>,
         sink: Sink,
         ring: Option<Arc<Mutex<PacketRing>>>,
@@ -101,6 +102,8 @@ impl TlsSource {
                         node,
                         sink,
                         ring,
+                        redact: redaction.stage(),
+                        blanks: Vec::new(),
                         shared,
                         out: Vec::new(),
                         parse_errors: 0,
@@ -183,6 +186,8 @@ struct Worker {
     node: String,
     sink: Sink,
     ring: Option<Arc<Mutex<PacketRing>>>,
+    redact: crate::redact::Stage,
+    blanks: Vec<crate::redact::PendingBlank>,
     shared: Arc<Mutex<Shared>>,
     out: Vec<Emit>,
     parse_errors: u64,
@@ -234,8 +239,15 @@ impl Worker {
     }
 
     /// The entry stages for TLS entries (as `Pipeline::deliver` for
-    /// packets'): node and pod names, then the sink.
+    /// packets'): node, redaction, pod names, then the sink; the made
+    /// packets of what was redacted are blanked in the ring.
     fn deliver(&mut self) {
+        for e in &mut self.out {
+            if let Emit::Entry(entry) = e {
+                entry.node.clone_from(&self.node);
+                self.redact.apply(entry, &mut self.blanks);
+            }
+        }
         if let Some(ring) = &self.ring {
             let made = self.streams.take_packets();
             if !made.is_empty() {
@@ -253,10 +265,18 @@ impl Worker {
                 }
             }
         }
+        let blanks = std::mem::take(&mut self.blanks);
+        if let Some(ring) = &self.ring
+            && !blanks.is_empty()
+        {
+            let mut ring = lock(ring);
+            for b in &blanks {
+                ring.blank(b);
+            }
+        }
         for e in self.out.drain(..) {
             match e {
                 Emit::Entry(mut entry) => {
-                    entry.node.clone_from(&self.node);
                     self.names.annotate(&mut entry);
                     self.entries += 1;
                     (self.sink)(*entry);
