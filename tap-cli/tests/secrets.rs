@@ -136,6 +136,8 @@ const KINDS: &[&str] = &[
     "redis-hello-user-plain",
     "redis-hello-password-plain",
     "redis-migrate-password-plain",
+    "redis-config-password-plain",
+    "redis-acl-password-plain",
     "redis-user-tls",
     "redis-password-tls",
     // PostgreSQL
@@ -145,6 +147,8 @@ const KINDS: &[&str] = &[
     "pg-scram-password-plain",
     "pg-user-tls",
     "pg-password-tls",
+    "pg-sql-password-plain",
+    "pg-sql-password-tls",
     // AMQP
     "amqp-user",
     "amqp-password",
@@ -195,7 +199,7 @@ impl Canaries {
                     // the canary take part in.
                     let from = (shift * 4).div_ceil(3) + 1;
                     let to = encoded.len() - 4;
-                    out.push((kind.clone(), name, encoded[from..to].as_bytes().to_vec()));
+                    out.push((kind.clone(), name, encoded.as_bytes()[from..to].to_vec()));
                 }
             }
             let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
@@ -216,6 +220,13 @@ struct Seen(Vec<(String, Vec<u8>)>);
 impl Seen {
     fn add(&mut self, place: impl Into<String>, bytes: Vec<u8>) {
         self.0.push((place.into(), bytes));
+    }
+
+    /// Whether something seen at a place starting with `place` holds `text`.
+    fn holds(&self, place: &str, text: &str) -> bool {
+        self.0.iter().any(|(p, bytes)| {
+            p.starts_with(place) && bytes.windows(text.len()).any(|w| w == text.as_bytes())
+        })
     }
 
     /// Per canary kind found: the places, each with the encodings found there.
@@ -588,17 +599,19 @@ fn start_postgres(pod: &Pod, dir: &TempDir, c: &Canaries, cert: &Path, key: &Pat
     server
 }
 
-fn psql(pod: &Pod, host: &str, user: &str, password: &str, sslmode: &str, tag: &str) -> String {
-    client(
+/// psql logging in as `user` with `password` (from the environment, on no
+/// command line) to run `sql` (from stdin); its output.
+fn psql(pod: &Pod, host: &str, login: (&str, &str), sslmode: &str, sql: &str) -> String {
+    with_stdin(
         pod.command("psql")
             .env("PGHOST", host)
             .env("PGPORT", POSTGRES.to_string())
-            .env("PGUSER", user)
-            .env("PGPASSWORD", password)
+            .env("PGUSER", login.0)
+            .env("PGPASSWORD", login.1)
             .env("PGSSLMODE", sslmode)
             .env("PGDATABASE", "postgres")
-            .args(["-X", "-A", "-t", "-c", &format!("SELECT 'visible-{tag}'")]),
-        &format!("psql {tag}"),
+            .args(["-X", "-A", "-t", "-q"]),
+        sql,
     )
 }
 
@@ -785,7 +798,7 @@ fn no_canary_leaves_the_node() {
                 .arg(&out)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::inherit()),
+                .stderr(Stdio::null()),
         )
         .unwrap();
         let mut lines = std::io::BufReader::new(p.child().stdout.take().unwrap()).lines();
@@ -814,7 +827,7 @@ fn no_canary_leaves_the_node() {
                     .arg(&peer)
                     .args(args)
                     .stdout(Stdio::null())
-                    .stderr(Stdio::inherit()),
+                    .stderr(Stdio::null()),
             )
             .unwrap()
     };
@@ -1037,11 +1050,14 @@ fn no_canary_leaves_the_node() {
             .args(["-h", &ip, "-p", &REDIS.to_string()]),
         &format!(
             "AUTH {}\nSET visible-key visible-value\nGET visible-key\nHELLO 3 AUTH {} {}\n\
-             MIGRATE {ip} {REDIS} visible-key 0 1000 COPY AUTH {}\n",
+             MIGRATE {ip} {REDIS} visible-key 0 1000 COPY AUTH {}\n\
+             CONFIG SET masterauth {}\nACL SETUSER visible-acl-user on >{}\n",
             c("redis-auth-plain"),
             c("redis-hello-user-plain"),
             c("redis-hello-password-plain"),
             c("redis-migrate-password-plain"),
+            c("redis-config-password-plain"),
+            c("redis-acl-password-plain"),
         ),
     );
     if !redis_plain.contains("visible-value") {
@@ -1065,23 +1081,39 @@ fn no_canary_leaves_the_node() {
     if !redis_tls.contains("visible-value") {
         problems.push(format!("redis-cli (TLS) did not log in: {redis_tls}"));
     }
-    for (user, password, sslmode, tag) in [
-        ("pg-user-plain", "pg-password-plain", "disable", "pg-plain"),
+    // Logins with `password` (cleartext) and SCRAM; the first and last
+    // also change their password with a PASSWORD literal.
+    for (user, password, sslmode, tag, new) in [
+        (
+            "pg-user-plain",
+            "pg-password-plain",
+            "disable",
+            "pg-plain",
+            Some("pg-sql-password-plain"),
+        ),
         (
             "pg-scram-user-plain",
             "pg-scram-password-plain",
             "disable",
             "pg-scram",
+            None,
         ),
-        ("pg-user-tls", "pg-password-tls", "require", "pg-tls"),
+        (
+            "pg-user-tls",
+            "pg-password-tls",
+            "require",
+            "pg-tls",
+            Some("pg-sql-password-tls"),
+        ),
     ] {
-        let got = psql(&clientpod, &ip, &c(user), &c(password), sslmode, tag);
-        expect(
-            &mut problems,
-            &format!("psql {tag}"),
-            got,
-            &format!("visible-{tag}"),
-        );
+        let mut sql = format!("SELECT 'visible-{tag}';\n");
+        if let Some(new) = new {
+            writeln!(sql, "ALTER ROLE CURRENT_USER PASSWORD '{}';", c(new)).unwrap();
+        }
+        let got = psql(&clientpod, &ip, (&c(user), &c(password)), sslmode, &sql);
+        if !got.contains(&format!("visible-{tag}")) || got.contains("ERROR") {
+            problems.push(format!("psql {tag}: {got}"));
+        }
     }
     client(
         clientpod.command("python3").arg(&peer).args([
@@ -1134,68 +1166,28 @@ fn no_canary_leaves_the_node() {
     }
 
     // --- what the hub shows ---
-    let request_ids = [
-        "visible-curl-plain",
-        "visible-curl-tls",
-        "visible-json-plain",
-        "visible-json-tls",
-        "visible-graphql-plain",
-        "visible-graphql-tls",
-        "visible-form-plain",
-        "visible-form-tls",
-        "visible-basic-plain",
-        "visible-basic-tls",
-        "visible-h2-plain",
-        "visible-h2-tls",
-        "visible-go-h1",
-        "visible-go-h2",
-        "visible-grpc",
-    ];
-    let wanted = |es: &[Value]| {
-        let http_done = request_ids.iter().all(|id| {
-            es.iter()
-                .any(|e| header(e, "request", "x-request-id") == *id)
-        });
-        let has = |p: &str| es.iter().any(|e| e["protocol"] == p);
-        http_done
-            && ["websocket", "redis", "postgres", "kafka", "amqp"]
-                .iter()
-                .all(|p| has(p))
-    };
+    // Until every exchange is shown (the last ones come when their
+    // connections end or idle out).
     let started = Instant::now();
-    let mut entries;
     api.record.set(false);
     loop {
-        entries = api.all("entries", "entries");
-        if wanted(&entries) {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            let ids: Vec<&str> = request_ids
-                .iter()
-                .copied()
-                .filter(|id| {
-                    !entries
-                        .iter()
-                        .any(|e| header(e, "request", "x-request-id") == *id)
-                })
-                .collect();
-            problems.push(format!(
-                "not shown within 120 s: requests {ids:?}; protocols seen {:?}",
-                entries
-                    .iter()
-                    .map(|e| e["protocol"].as_str().unwrap_or("?"))
-                    .collect::<std::collections::BTreeSet<_>>()
-            ));
+        let (missing, _) = check_shown(&api.all("entries", "entries"));
+        if missing.is_empty() || started.elapsed() > Duration::from_secs(120) {
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     api.record.set(true);
-    // Connections still open end when idle; let what the worker holds come.
+    // Whatever else the worker holds, come too.
     std::thread::sleep(Duration::from_secs(3));
-    entries = api.all("entries", "entries");
-    check_shown(&entries, &canaries, &mut problems);
+    let entries = api.all("entries", "entries");
+    let (missing, wrong) = check_shown(&entries);
+    problems.extend(
+        missing
+            .into_iter()
+            .map(|m| format!("not shown within 120 s: {m}")),
+    );
+    problems.extend(wrong);
 
     // Every answer of the API, once more, to search.
     for e in &entries {
@@ -1254,13 +1246,34 @@ fn no_canary_leaves_the_node() {
         seen.add(name, std::fs::read(log).unwrap());
     }
     for file in files_under(&disk) {
+        let name = file.strip_prefix(&disk).unwrap_or(&file).display();
         seen.add(
-            format!("the hub's disk store ({})", file.display()),
+            format!("the hub's disk store ({name})"),
             std::fs::read(&file).unwrap(),
         );
     }
     drop(servers);
     drop(broker);
+    // The search would miss nothing: each place searched holds what the
+    // traffic showed.
+    for (place, text) in [
+        ("the API's GET /api/entries?", "visible-curl-plain"),
+        ("the API's GET /api/entries/{id}", "visible-curl-plain"),
+        ("the API's GET /api/rows?", "/login"),
+        ("the live stream (entries)", "visible-curl-plain"),
+        ("the live stream (rows)", "/login"),
+        ("the hub's disk store", "visible-curl-plain"),
+        ("the hub's log", "workers connect"),
+        ("the worker's log", "capturing"),
+        ("the PCAP export's bytes", "visible-curl-plain"),
+        ("tshark's decoding of the PCAP export", "visible-h2-plain"),
+    ] {
+        if !seen.holds(place, text) {
+            problems.push(format!(
+                "{place} does not hold {text:?}: the search there proves nothing"
+            ));
+        }
+    }
 
     let leaks = seen.leaks(&canaries);
     let mut report = String::new();
@@ -1322,8 +1335,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// The traffic, shown right: each request once with its method, path
 /// (secrets gone), status, visible headers, `tls` flag, and what was
 /// redacted named in `redacted`.
-fn check_shown(entries: &[Value], canaries: &Canaries, problems: &mut Vec<String>) {
-    let _ = canaries;
+/// Returns what is not shown (yet), and what is shown wrong.
+fn check_shown(entries: &[Value]) -> (Vec<String>, Vec<String>) {
+    let (mut missing, mut problems) = (Vec::new(), Vec::new());
     // (X-Request-Id, protocol, method, path prefix, status, tls, redacted must name)
     let http = [
         (
@@ -1468,7 +1482,12 @@ fn check_shown(entries: &[Value], canaries: &Canaries, problems: &mut Vec<String
             .filter(|e| header(e, "request", "x-request-id") == id)
             .collect();
         if found.len() != 1 {
-            problems.push(format!("{id}: {} entries, not 1", found.len()));
+            let list = if found.is_empty() {
+                &mut missing
+            } else {
+                &mut problems
+            };
+            list.push(format!("{id}: {} entries, not 1", found.len()));
             continue;
         }
         let e = found[0];
@@ -1512,37 +1531,244 @@ fn check_shown(entries: &[Value], canaries: &Canaries, problems: &mut Vec<String
             problems.push(format!("{id} shown wrong: {}", wrong.join("; ")));
         }
     }
-    // The other protocols: present, and their secret-bearing entries named
-    // in `redacted`.
-    for (protocol, what) in [
-        ("websocket", "the WebSocket messages"),
-        ("redis", "the Redis commands"),
-        ("postgres", "the PostgreSQL logins"),
-        ("kafka", "the Kafka SASL exchange"),
-        ("amqp", "the AMQP connection"),
-    ] {
-        let es: Vec<&Value> = entries
+    // The other protocols: each secret-bearing message shown, with its
+    // secret named in `redacted`, beside what is not secret.
+    // (what, protocol, tls, a field's path and the text it must hold, a
+    // word `redacted` must name, or "" when nothing is secret there)
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let field = |e: &Value, path: &str| {
+        let mut v = e;
+        for p in path.split('.') {
+            v = &v[p];
+        }
+        s(v)
+    };
+    let checks: &[(&str, &str, bool, &str, &str, &str)] = &[
+        (
+            "WebSocket message",
+            "websocket",
+            false,
+            "request.payload",
+            "visible-ws-plain",
+            "token",
+        ),
+        (
+            "WebSocket message",
+            "websocket",
+            true,
+            "request.payload",
+            "visible-ws-tls",
+            "token",
+        ),
+        (
+            "WebSocket answer",
+            "websocket",
+            false,
+            "response.payload",
+            "visible-ws-reply-plain",
+            "token",
+        ),
+        (
+            "WebSocket answer",
+            "websocket",
+            true,
+            "response.payload",
+            "visible-ws-reply-tls",
+            "token",
+        ),
+        (
+            "Redis AUTH",
+            "redis",
+            false,
+            "request.command",
+            "AUTH",
+            "args",
+        ),
+        (
+            "Redis AUTH",
+            "redis",
+            true,
+            "request.command",
+            "AUTH",
+            "args",
+        ),
+        (
+            "Redis HELLO",
+            "redis",
+            false,
+            "request.command",
+            "HELLO",
+            "args",
+        ),
+        (
+            "Redis MIGRATE",
+            "redis",
+            false,
+            "request.command",
+            "MIGRATE",
+            "args",
+        ),
+        (
+            "Redis CONFIG SET",
+            "redis",
+            false,
+            "request.command",
+            "CONFIG SET",
+            "args",
+        ),
+        (
+            "Redis ACL SETUSER",
+            "redis",
+            false,
+            "request.command",
+            "ACL SETUSER",
+            "args",
+        ),
+        (
+            "Redis GET",
+            "redis",
+            false,
+            "response.value",
+            "visible-value",
+            "",
+        ),
+        (
+            "Redis GET",
+            "redis",
+            true,
+            "response.value",
+            "visible-value",
+            "",
+        ),
+        (
+            "PostgreSQL login",
+            "postgres",
+            false,
+            "response.auth_method",
+            "cleartext",
+            "user",
+        ),
+        (
+            "PostgreSQL login",
+            "postgres",
+            true,
+            "response.auth_method",
+            "cleartext",
+            "user",
+        ),
+        (
+            "PostgreSQL SCRAM login",
+            "postgres",
+            false,
+            "response.auth_method",
+            "sasl",
+            "user",
+        ),
+        (
+            "PostgreSQL query",
+            "postgres",
+            false,
+            "request.sql",
+            "visible-pg-plain",
+            "",
+        ),
+        (
+            "PostgreSQL query",
+            "postgres",
+            true,
+            "request.sql",
+            "visible-pg-tls",
+            "",
+        ),
+        (
+            "PostgreSQL query",
+            "postgres",
+            false,
+            "request.sql",
+            "visible-pg-scram",
+            "",
+        ),
+        (
+            "PostgreSQL ALTER ROLE",
+            "postgres",
+            false,
+            "request.sql",
+            "ALTER ROLE CURRENT_USER PASSWORD",
+            "sql",
+        ),
+        (
+            "PostgreSQL ALTER ROLE",
+            "postgres",
+            true,
+            "request.sql",
+            "ALTER ROLE CURRENT_USER PASSWORD",
+            "sql",
+        ),
+        (
+            "Kafka SaslAuthenticate",
+            "kafka",
+            false,
+            "request.api_name",
+            "SaslAuthenticate",
+            "sasl",
+        ),
+        (
+            "Kafka client id",
+            "kafka",
+            false,
+            "request.client_id",
+            "visible-kafka-client",
+            "",
+        ),
+        (
+            "AMQP connection.start-ok",
+            "amqp",
+            false,
+            "response.method",
+            "connection.start-ok",
+            "response",
+        ),
+        (
+            "AMQP basic.publish",
+            "amqp",
+            false,
+            "request.routing_key",
+            "visible-routing-key",
+            "",
+        ),
+        (
+            "AMQP message",
+            "amqp",
+            false,
+            "request.body",
+            "visible-amqp-body",
+            "",
+        ),
+    ];
+    for (what, protocol, tls, path, text, names) in checks {
+        let found: Vec<&Value> = entries
             .iter()
-            .filter(|e| e["protocol"] == protocol)
+            .filter(|e| e["protocol"] == *protocol && e["tls"] == *tls)
+            .filter(|e| field(e, path).contains(text))
             .collect();
-        if es.is_empty() {
-            problems.push(format!("no {protocol} entry: {what} not shown"));
-        } else if !es.iter().any(|e| !redacted(e).is_empty()) {
+        let how = if *tls { "through TLS" } else { "in clear" };
+        let Some(e) = found.first() else {
+            missing.push(format!(
+                "{what} {how}: no {protocol} entry whose {path} holds {text:?}"
+            ));
+            continue;
+        };
+        let r = redacted(e);
+        if !names.is_empty() && !r.iter().any(|f| f.contains(names)) {
             problems.push(format!(
-                "no {protocol} entry names a redacted field: {what}"
+                "{what} {how}: `redacted` does not name {names}: {r:?}"
             ));
         }
     }
-    let redis_cmds: Vec<String> = entries
-        .iter()
-        .filter(|e| e["protocol"] == "redis")
-        .map(|e| e["request"]["command"].as_str().unwrap_or("?").to_string())
-        .collect();
-    for want in ["AUTH", "SET", "GET", "HELLO", "MIGRATE"] {
-        if !redis_cmds.iter().any(|c| c.eq_ignore_ascii_case(want)) {
-            problems.push(format!("no Redis {want} entry: {redis_cmds:?}"));
-        }
-    }
+    (missing, problems)
 }
 
 /// The export: its bytes and tshark's full decoding of it go to `seen`;

@@ -22,7 +22,6 @@ Non-secret values ("visible-...") are sent beside the secrets; the test
 checks that they are shown.
 """
 
-import asyncio
 import functools
 import http.server
 import json
@@ -159,44 +158,38 @@ def requests_client(canaries, label, base):
 
 
 def ws_server(canaries, label, host, port, rest):
-    from websockets.asyncio.server import serve
+    # The synchronous API: its TLS is an ssl socket (SSL_set_fd), which the
+    # worker joins to its connection; asyncio's memory BIOs it cannot.
+    from websockets.sync.server import serve
     from websockets.exceptions import ConnectionClosed
 
     reply = json.dumps({"session": {"token": canaries["ws-reply-token-" + label]},
                         "note": "visible-ws-reply-" + label})
 
-    async def handler(ws):
+    def handler(ws):
         try:
-            async for _ in ws:
-                await ws.send(reply)
+            for _ in ws:
+                ws.send(reply)
         except ConnectionClosed:
             pass
 
-    async def main():
-        async with serve(handler, host, port, ping_interval=None,
-                         ssl=tls_context(rest), compression=None):
-            await asyncio.get_running_loop().create_future()
-
-    asyncio.run(main())
+    with serve(handler, host, port, ssl=tls_context(rest), compression=None) as server:
+        server.serve_forever()
 
 
 def ws_client(canaries, label, url):
-    from websockets.asyncio.client import connect
+    from websockets.sync.client import connect
 
-    async def main():
-        context = None
-        if url.startswith("wss:"):
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        async with connect(url, ssl=context, ping_interval=None, compression=None) as ws:
-            await ws.send(json.dumps({"token": canaries["ws-token-" + label],
-                                      "note": "visible-ws-" + label}))
-            answer = json.loads(await ws.recv())
-            assert answer["note"] == "visible-ws-reply-" + label, answer
-            await ws.close()
-
-    asyncio.run(main())
+    context = None
+    if url.startswith("wss:"):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    with connect(url, ssl=context, compression=None) as ws:
+        ws.send(json.dumps({"token": canaries["ws-token-" + label],
+                            "note": "visible-ws-" + label}))
+        answer = json.loads(ws.recv(timeout=10))
+        assert answer["note"] == "visible-ws-reply-" + label, answer
 
 
 # --- gRPC -------------------------------------------------------------------
@@ -323,18 +316,15 @@ def kafka_sasl(canaries, host, port):
 
 
 def stream(url, out, headers):
-    from websockets.asyncio.client import connect
+    from websockets.sync.client import connect
 
-    async def main():
-        async with connect(url, max_size=None, additional_headers=headers) as ws:
-            with open(out, "a") as f:
-                print("subscribed", flush=True)
-                async for message in ws:
-                    f.write(message if isinstance(message, str) else message.decode("latin-1"))
-                    f.write("\n")
-                    f.flush()
-
-    asyncio.run(main())
+    with connect(url, max_size=None, additional_headers=headers) as ws:
+        with open(out, "a") as f:
+            print("subscribed", flush=True)
+            for message in ws:
+                f.write(message if isinstance(message, str) else message.decode("latin-1"))
+                f.write("\n")
+                f.flush()
 
 
 def main():
