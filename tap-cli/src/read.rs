@@ -45,6 +45,11 @@ pub struct ReadArgs {
     /// Memory for the file's raw packets, for PCAP export from --serve.
     #[arg(long, default_value = "256MiB", requires = "serve")]
     pub pcap_ring: bytesize::ByteSize,
+    /// Print values as the file has them, without redaction (the file
+    /// already holds them; for measuring what redaction costs, and for
+    /// reading one's own test captures). Not with --serve.
+    #[arg(long, conflicts_with = "serve")]
+    pub no_redaction: bool,
     /// PCAP exports carry the packets as read, with the values redaction
     /// hid in the entries (each such export is logged).
     #[arg(long, requires = "serve")]
@@ -104,7 +109,14 @@ fn read_into(
             pace: None,
         },
         DriverConfig {
-            pipeline: args.pipeline.config(),
+            pipeline: tap_worker::PipelineConfig {
+                redaction: if args.no_redaction {
+                    tap_worker::redact::Redaction::new(tap_dissect::redact::Redactor::disabled())
+                } else {
+                    Default::default()
+                },
+                ..args.pipeline.config()
+            },
             // Only the hop from the reader thread to the writer: a short
             // queue keeps memory flat and entries warm in cache.
             queue: Arc::new(EntryQueue::new(QueueBounds {

@@ -383,6 +383,19 @@ fn protocols() -> Result<()> {
         entries_in(&ours.stderr),
         ours.rss_mib
     );
+    // Redaction's cost: the same read with it off, three alternating runs
+    // each, the fastest of each compared.
+    let mut on = f64::MAX;
+    let mut off = f64::MAX;
+    let path = mixed.to_string_lossy().into_owned();
+    for _ in 0..3 {
+        on = on.min(measure(&kubetap, &["read", "--json", &path])?.seconds);
+        off = off.min(measure(&kubetap, &["read", "--json", "--no-redaction", &path])?.seconds);
+    }
+    println!(
+        "redaction (default rules) on {on:.2} s, off {off:.2} s: on/off {:.3} (goal under 1.10)",
+        on / off.max(0.001)
+    );
     println!(
         "{:<8} {:>22} {:>10}",
         "protocol", "tshark -Y <protocol> s", "ratio"
