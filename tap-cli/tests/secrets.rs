@@ -15,18 +15,23 @@
 //!   to nghttpd): `Authorization`, `Cookie`, a `?token=`;
 //! - a Go crypto/tls client (HTTP/1.1 and HTTP/2) with `Authorization`;
 //! - gRPC (grpcio, plain) with `authorization` and `x-api-key` metadata;
-//! - WebSocket (Python websockets, ws and wss): `{"token": …}` both ways;
+//! - WebSocket (Python websockets' synchronous API, ws and wss):
+//!   `{"token": …}` both ways;
 //! - Redis (redis-cli, plain and TLS): `AUTH password`, `HELLO 3 AUTH user
-//!   password`, `MIGRATE … AUTH password`, `AUTH user password`;
+//!   password`, `MIGRATE … AUTH password`, `CONFIG SET masterauth`, `ACL
+//!   SETUSER … >password`, `AUTH user password`;
 //! - PostgreSQL (psql): a user and its password under `password`
-//!   authentication (cleartext on the wire), in clear and over TLS, and a
-//!   user logging in with SCRAM-SHA-256;
+//!   authentication (cleartext on the wire), in clear and over TLS, each
+//!   then running `ALTER ROLE … PASSWORD '…'`, and a user logging in with
+//!   SCRAM-SHA-256;
 //! - AMQP (amqp-publish to RabbitMQ): `connection.start-ok`'s PLAIN
-//!   credentials;
+//!   credentials, in clear only (amqp-publish --ssl could not connect to
+//!   RabbitMQ's TLS listener; not pursued);
 //! - Kafka: no Kafka broker installs here and the Kafka client's SASL needs
 //!   one, so a small Python client sends what a client sends to log in
 //!   (ApiVersions, SaslHandshake PLAIN, SaslAuthenticate `\0user\0password`)
-//!   over a real TCP connection to a Python listener that answers each.
+//!   over a real TCP connection (in clear and over TLS) to a Python listener
+//!   that answers each.
 //!
 //! What is searched, for each canary as it is, in base64 (at each of the
 //! three alignments) and in hex (URL encoding leaves canaries as they are:
@@ -77,6 +82,7 @@ const REDIS_TLS: u16 = 6380;
 const POSTGRES: u16 = 5432;
 const AMQP: u16 = 5672;
 const KAFKA: u16 = 9092;
+const KAFKA_TLS: u16 = 9093;
 
 /// The canaries: kind -> a value that cannot occur by chance.
 struct Canaries(BTreeMap<String, String>);
@@ -150,11 +156,13 @@ const KINDS: &[&str] = &[
     "pg-sql-password-plain",
     "pg-sql-password-tls",
     // AMQP
-    "amqp-user",
-    "amqp-password",
+    "amqp-user-plain",
+    "amqp-password-plain",
     // Kafka
-    "kafka-sasl-user",
-    "kafka-sasl-password",
+    "kafka-sasl-user-plain",
+    "kafka-sasl-user-tls",
+    "kafka-sasl-password-plain",
+    "kafka-sasl-password-tls",
 ];
 
 impl Canaries {
@@ -653,6 +661,8 @@ fn rabbit_env(cmd: &mut Command, home: &Path, ip: &str) {
         .env("RABBITMQ_CONFIG_FILE", home.join("rabbitmq"));
 }
 
+/// RabbitMQ in `pod`, AMQP on its address. (Not over TLS: amqp-publish
+/// --ssl could not connect to RabbitMQ's TLS listener here.)
 fn start_broker(pod: &Pod, dir: &TempDir) -> Broker {
     let home = dir.path("rabbitmq");
     std::fs::create_dir(&home).unwrap();
@@ -917,9 +927,10 @@ fn no_canary_leaves_the_node() {
             )
             .unwrap(),
     );
+    servers.push(py(&["kafka", &ip, &KAFKA_TLS.to_string(), cert_s, key_s]));
     let _postgres = start_postgres(&server, &dir, &canaries, &cert, &key);
     for port in [
-        HTTP, HTTPS, WS, WSS, GRPC, KAFKA, H2C, H2_TLS, REDIS, REDIS_TLS, POSTGRES,
+        HTTP, HTTPS, WS, WSS, GRPC, KAFKA, KAFKA_TLS, H2C, H2_TLS, REDIS, REDIS_TLS, POSTGRES,
     ] {
         node.wait_for_tcp(server.addr(port), Duration::from_secs(30))
             .unwrap();
@@ -930,6 +941,7 @@ fn no_canary_leaves_the_node() {
         servers[3].id(),
         servers[7].id(),
         servers[8].id(),
+        servers[9].id(),
         _postgres.id(),
     ];
     testkit::eventually(
@@ -1115,54 +1127,58 @@ fn no_canary_leaves_the_node() {
             problems.push(format!("psql {tag}: {got}"));
         }
     }
-    client(
-        clientpod.command("python3").arg(&peer).args([
-            "kafkasasl",
-            canary_arg,
-            &ip,
-            &KAFKA.to_string(),
-        ]),
-        "kafka SASL",
-    );
+    for (label, port) in [("plain", KAFKA), ("tls", KAFKA_TLS)] {
+        client(
+            clientpod.command("python3").arg(&peer).args([
+                "kafkasasl",
+                canary_arg,
+                label,
+                &ip,
+                &port.to_string(),
+            ]),
+            &format!("kafka SASL {label}"),
+        );
+    }
     // AMQP last: RabbitMQ takes a while to boot.
     node.wait_for_tcp(server.addr(AMQP), Duration::from_secs(120))
         .unwrap();
     let home = dir.path("rabbitmq");
-    let mut ctl = server.command("rabbitmqctl");
-    rabbit_env(&mut ctl, &home, &ip);
-    let added = ctl
-        .args(["add_user", &c("amqp-user"), &c("amqp-password")])
-        .output()
-        .unwrap();
-    if !added.status.success() {
-        problems.push(format!(
-            "rabbitmqctl add_user: {}",
-            String::from_utf8_lossy(&added.stderr)
-        ));
-    }
-    let mut ctl = server.command("rabbitmqctl");
-    rabbit_env(&mut ctl, &home, &ip);
-    let _ = ctl
-        .args(["set_permissions", &c("amqp-user"), ".*", ".*", ".*"])
-        .output()
-        .unwrap();
-    let published = clientpod
-        .command("amqp-publish")
-        .args(["--server", &ip, "--port", &AMQP.to_string()])
-        .args([
-            "--username",
-            &c("amqp-user"),
-            "--password",
-            &c("amqp-password"),
-        ])
-        .args(["-r", "visible-routing-key", "-b", "visible-amqp-body"])
-        .output()
-        .unwrap();
-    if !published.status.success() {
-        problems.push(format!(
-            "amqp-publish failed: {}",
-            String::from_utf8_lossy(&published.stderr)
-        ));
+    {
+        let label = "plain";
+        let (user, password) = (
+            c(&format!("amqp-user-{label}")),
+            c(&format!("amqp-password-{label}")),
+        );
+        for args in [
+            vec!["add_user", &user, &password],
+            vec!["set_permissions", &user, ".*", ".*", ".*"],
+        ] {
+            let mut ctl = server.command("rabbitmqctl");
+            rabbit_env(&mut ctl, &home, &ip);
+            let done = ctl.args(&args).output().unwrap();
+            if !done.status.success() {
+                problems.push(format!(
+                    "rabbitmqctl {}: {}",
+                    args[0],
+                    String::from_utf8_lossy(&done.stderr)
+                ));
+            }
+        }
+        let mut publish = clientpod.command("amqp-publish");
+        publish
+            .args(["--server", &ip, "--port", &AMQP.to_string()])
+            .args(["--username", &user, "--password", &password]);
+        let published = publish
+            .args(["-r", "visible-routing-key"])
+            .args(["-b", &format!("visible-amqp-body-{label}")])
+            .output()
+            .unwrap();
+        if !published.status.success() {
+            problems.push(format!(
+                "amqp-publish ({label}) failed: {}",
+                String::from_utf8_lossy(&published.stderr)
+            ));
+        }
     }
 
     // --- what the hub shows ---
@@ -1744,7 +1760,23 @@ fn check_shown(entries: &[Value]) -> (Vec<String>, Vec<String>) {
             "amqp",
             false,
             "request.body",
-            "visible-amqp-body",
+            "visible-amqp-body-plain",
+            "",
+        ),
+        (
+            "Kafka SaslAuthenticate",
+            "kafka",
+            true,
+            "request.api_name",
+            "SaslAuthenticate",
+            "sasl",
+        ),
+        (
+            "Kafka client id",
+            "kafka",
+            true,
+            "request.client_id",
+            "visible-kafka-client",
             "",
         ),
     ];
@@ -1783,6 +1815,7 @@ fn check_pcap(export: &Path, ip: &str, seen: &mut Seen, problems: &mut Vec<Strin
         format!("tcp.port=={REDIS_TLS},resp"),
         format!("tcp.port=={AMQP},amqp"),
         format!("tcp.port=={KAFKA},kafka"),
+        format!("tcp.port=={KAFKA_TLS},kafka"),
         format!("tcp.port=={HTTPS},http"),
         format!("tcp.port=={WSS},http"),
     ];

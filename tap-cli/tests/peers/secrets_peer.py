@@ -8,13 +8,13 @@ appears in one place of the traffic only.
     http     CANARIES LABEL HOST PORT [CERT KEY]  HTTP/1.1 server
     ws       CANARIES LABEL HOST PORT [CERT KEY]  WebSocket server
     grpc     HOST PORT                            gRPC server (grpcio, no stubs)
-    kafka    HOST PORT                            a Kafka listener answering
+    kafka    HOST PORT [CERT KEY]                 a Kafka listener answering
                                                   ApiVersions, SaslHandshake and
                                                   SaslAuthenticate
     requests CANARIES LABEL BASE                  Python requests client
     wsclient CANARIES LABEL URL                   websockets client
     grpccall CANARIES HOST PORT                   grpcio client
-    kafkasasl CANARIES HOST PORT                  a Kafka SASL/PLAIN exchange
+    kafkasasl CANARIES LABEL HOST PORT            a Kafka SASL/PLAIN exchange
     stream   URL OUT [HEADER=VALUE ...]           records a hub's WebSocket
                                                   stream into OUT until killed
 
@@ -260,12 +260,19 @@ def kstring(s):
     return struct.pack(">h", len(data)) + data
 
 
-def kafka_server(host, port):
+def kafka_server(host, port, rest):
     """Answers ApiVersions v0, SaslHandshake v1 and SaslAuthenticate v1,
-    each well formed, accepting any credentials."""
+    each well formed, accepting any credentials; over TLS with a
+    certificate and key."""
     listener = socket.create_server((host, port))
+    context = tls_context(rest)
 
     def serve(conn):
+        if context:
+            try:
+                conn = context.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                return  # a port check, not a client
         with conn:
             while True:
                 frame = read_frame(conn)
@@ -290,11 +297,12 @@ def kafka_server(host, port):
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
 
-def kafka_sasl(canaries, host, port):
+def kafka_sasl(canaries, label, host, port):
     """What a Kafka client sends to log in with SASL/PLAIN: ApiVersions,
     SaslHandshake (mechanism PLAIN), SaslAuthenticate with
-    "\\0user\\0password"."""
-    user, password = canaries["kafka-sasl-user"], canaries["kafka-sasl-password"]
+    "\\0user\\0password"; with LABEL tls, over TLS (SASL_SSL)."""
+    user = canaries["kafka-sasl-user-" + label]
+    password = canaries["kafka-sasl-password-" + label]
     client = kstring("visible-kafka-client")
 
     def request(conn, key, version, corr, body):
@@ -304,7 +312,13 @@ def kafka_sasl(canaries, host, port):
         assert answer is not None and struct.unpack(">i", answer[:4])[0] == corr, answer
         return answer
 
-    with socket.create_connection((host, port), timeout=10) as conn:
+    conn = socket.create_connection((host, port), timeout=10)
+    if label == "tls":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        conn = context.wrap_socket(conn)
+    with conn:
         request(conn, 18, 0, 1, b"")
         request(conn, 17, 1, 2, kstring("PLAIN"))
         token = b"\0" + user.encode() + b"\0" + password.encode()
@@ -336,7 +350,7 @@ def main():
     elif mode == "grpc":
         grpc_server(args[0], int(args[1]))
     elif mode == "kafka":
-        kafka_server(args[0], int(args[1]))
+        kafka_server(args[0], int(args[1]), args[2:])
     elif mode == "requests":
         requests_client(load(args[0]), args[1], args[2])
     elif mode == "wsclient":
@@ -344,7 +358,7 @@ def main():
     elif mode == "grpccall":
         grpc_call(load(args[0]), args[1], int(args[2]))
     elif mode == "kafkasasl":
-        kafka_sasl(load(args[0]), args[1], int(args[2]))
+        kafka_sasl(load(args[0]), args[1], args[2], int(args[3]))
     elif mode == "stream":
         headers = dict(h.split("=", 1) for h in args[2:])
         stream(args[0], args[1], headers)
