@@ -35,6 +35,10 @@ pub const BLANKED_WHOLE_COMMENT: &str = "kubetap: payload overwritten with '*': 
 /// A redacted entry's packets are looked for this far before its start:
 /// captures on several interfaces interleave, not quite in time order.
 const BLANK_SLACK_NS: u64 = 1_000_000_000;
+/// Other connections' packets may be older still (TLS plaintext made into
+/// packets carries the time of its read): the search only gives up on
+/// them this far before the entry's start.
+const BLANK_GIVE_UP_NS: u64 = 30_000_000_000;
 
 /// What to overwrite in one kept packet: byte ranges of its data, and
 /// whether they are its whole payload.
@@ -264,6 +268,7 @@ impl PacketRing {
     /// entry is kept.
     pub fn blank(&mut self, b: &PendingBlank) {
         let from = b.from_ns.saturating_sub(BLANK_SLACK_NS);
+        let give_up = b.from_ns.saturating_sub(BLANK_GIVE_UP_NS);
         // (index position, payload offset, payload length): the client's
         // side, then the server's.
         let mut sides: [Vec<(usize, usize, usize)>; 2] = Default::default();
@@ -275,11 +280,15 @@ impl PacketRing {
         } = self;
         for pos in (0..index.len()).rev() {
             let m = &index[pos];
-            if m.ts_ns < from {
+            if m.ts_ns < give_up {
                 break;
             }
             if m.flow != b.flow {
                 continue;
+            }
+            // The connection's own packets are in capture order.
+            if m.ts_ns < from {
+                break;
             }
             let pkt = Packet {
                 ts_ns: m.ts_ns,
@@ -528,6 +537,7 @@ mod tests {
 
     #[test]
     fn redacted_values_are_overwritten_in_exports_even_across_packets() {
+        const BASE: u64 = 100_000_000_000;
         let mut r = PacketRing::new(1 << 20);
         let client = (IpAddr::from([10, 0, 0, 1]), 40000);
         // The request's secret is split between two packets; the response
@@ -538,20 +548,24 @@ mod tests {
             tcp(80, 40000, 1, b"HTTP/1.1 200 OK\r\n\r\nsecret-value"),
         ];
         for (i, p) in packets.iter().enumerate() {
-            r.push(&pkt(100 + i as u64, p), 7);
+            r.push(&pkt(BASE + i as u64, p), 7);
         }
         let other = tcp(40001, 80, 1, b"secret-value");
-        r.push(&pkt(103, &other), 8);
+        r.push(&pkt(BASE + 3, &other), 8);
+        // Another connection's packet stamped well before the entry (TLS
+        // plaintext carries its read's time) does not end the search.
+        r.push(&pkt(BASE - 5_000_000_000, &tcp(40002, 80, 1, b"made")), 9);
+        r.push(&pkt(BASE + 4, &tcp(80, 40000, 31, b"secret-value")), 7);
         r.blank(&PendingBlank {
             flow: 7,
-            from_ns: 100,
+            from_ns: BASE,
             client: Some(client),
             blanks: tap_dissect::redact::Blanks {
                 needles: vec![needle(b"secret-value", 0..12)],
                 ..Default::default()
             },
         });
-        assert_eq!(r.blanked_packets(), 3);
+        assert_eq!(r.blanked_packets(), 4);
         let out = r.select(&HashSet::from([7, 8]), 0, 0, false);
         let text: Vec<String> = out
             .iter()
@@ -564,6 +578,7 @@ mod tests {
                 "********* HTTP/1.1\r\n\r\n",
                 "HTTP/1.1 200 OK\r\n\r\n************",
                 "secret-value",
+                "************",
             ]
         );
         assert_eq!(out[0].comment, BLANKED_COMMENT);
@@ -578,7 +593,7 @@ mod tests {
         // A side blanked whole: the server's.
         r.blank(&PendingBlank {
             flow: 8,
-            from_ns: 103,
+            from_ns: BASE + 3,
             client: Some((IpAddr::from([10, 0, 0, 2]), 80)),
             blanks: tap_dissect::redact::Blanks {
                 whole_response: true,
