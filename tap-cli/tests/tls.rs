@@ -330,14 +330,30 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
     // `/www-page` comes last: its answer ends with the connection, and the
     // client's flow ends when idle (30 s); the limit leaves room on a busy
     // machine.
-    let entries = testkit::eventually(Duration::from_secs(90), "an entry per request", || {
+    let started = std::time::Instant::now();
+    let entries = loop {
         let v = node::api(&node, http, "/api/entries?limit=200");
-        let es = v["entries"].as_array()?.clone();
-        expected
+        let es = v["entries"].as_array().cloned().unwrap_or_default();
+        let missing: Vec<&str> = expected
             .iter()
-            .all(|(p, ..)| es.iter().any(|e| e["request"]["path"] == *p))
-            .then_some(es)
-    });
+            .map(|(p, ..)| *p)
+            .filter(|p| !es.iter().any(|e| e["request"]["path"] == *p))
+            .collect();
+        if missing.is_empty() {
+            break es;
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            let workers = node::api(&node, http, "/api/workers");
+            panic!(
+                "not within 90 s: an entry for {missing:?}; the entries: {:?}; the worker: {}",
+                es.iter()
+                    .map(|e| format!("{} {} {}", e["protocol"], e["request"]["path"], e["tls"]))
+                    .collect::<Vec<_>>(),
+                workers["workers"][0]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
     for (path, protocol, status, port) in expected {
         let found: Vec<&serde_json::Value> = entries
             .iter()
