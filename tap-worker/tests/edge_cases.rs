@@ -205,10 +205,10 @@ fn http_framing_cases_become_the_expected_entries() {
         ),
         case(
             "POST with a request body",
-            vec![(Client, &post("/login", "user=ann")), (Server, &ok("welcome"))],
+            vec![(Client, &post("/login", "item=ann")), (Server, &ok("welcome"))],
             vec![
                 Exchange::new("POST", "/login", 200)
-                    .request_body(b"user=ann")
+                    .request_body(b"item=ann")
                     .response_body(b"welcome"),
             ],
         ),
