@@ -1,6 +1,7 @@
 //! The `kubetap` command. Thin: parses arguments and calls into the libraries.
 #![forbid(unsafe_code)]
 
+mod certs;
 mod local;
 mod read;
 mod tap;
@@ -25,6 +26,9 @@ enum Command {
     Read(read::ReadArgs),
     /// Capture live traffic: `tap --local` on this host, with the hub and its API in the same process.
     Tap(tap::TapArgs),
+    /// Certificates for mutual TLS between tap-hub and tap-worker.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// Print kubetap's version.
     Version,
 }
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Read(args) => read::run(&args),
         Command::Tap(args) => tap::run(&args),
+        Command::Certs(command) => certs::run(&command),
         Command::Version => {
             println!("kubetap {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -117,7 +117,7 @@ fn each_mode_keeps_exactly_its_documented_capabilities() {
     std::fs::write(&pods, "[]").unwrap();
     let worker = peers::sibling("tap-worker");
     // No hub listens there: the worker keeps trying, which is all this needs.
-    let hub = format!("http://127.0.0.1:{}", free_port());
+    let hub = format!("https://127.0.0.1:{}", free_port());
     let worker_modes: [(&str, &[&str], u64); 4] = [
         (
             "a file",
@@ -130,7 +130,10 @@ fn each_mode_keeps_exactly_its_documented_capabilities() {
     ];
     for (what, args, caps) in worker_modes {
         let w = started(
-            Command::new(&worker).args(["--hub", &hub]).args(args),
+            Command::new(&worker)
+                .args(["--hub", &hub, "--certs"])
+                .arg(peers::certs())
+                .args(args),
             "tap-worker: capturing",
         );
         assert_keeps_exactly(w.id(), caps, &format!("tap-worker on {what}"));
@@ -213,7 +216,9 @@ fn a_worker_with_only_the_documented_capabilities_captures_pods_and_tls() {
         node.command("setpriv")
             .args(with_only(&names))
             .arg(peers::sibling("tap-worker"))
-            .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
+            .args(["--hub", &format!("https://127.0.0.1:{grpc}")])
+            .arg("--certs")
+            .arg(peers::certs())
             .args([
                 "--node",
                 "node-a",

@@ -7,7 +7,7 @@
 
 mod peers;
 
-use peers::{Peer, TempDir, free_port, kubetap_entries, require, run, sibling};
+use peers::{Peer, TempDir, certs, free_port, kubetap_entries, require, run, sibling};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -81,6 +81,8 @@ fn live_stream_sends_exactly_the_matching_entries() {
         testkit::http::with_token(&mut Command::new(sibling("tap-hub")))
             .args(["--grpc", &format!("127.0.0.1:{grpc}")])
             .args(["--listen", &format!("127.0.0.1:{http}")])
+            .arg("--certs")
+            .arg(certs())
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );
@@ -106,9 +108,11 @@ fn live_stream_sends_exactly_the_matching_entries() {
     let mut rows_client = subscribe(&format!("{url}&format=rows"), &rows_out);
 
     let status = Command::new(sibling("tap-worker"))
+        .arg("--certs")
+        .arg(certs())
         .args([
             "--hub",
-            &format!("http://127.0.0.1:{grpc}"),
+            &format!("https://127.0.0.1:{grpc}"),
             "--node",
             "n1",
             "--file",

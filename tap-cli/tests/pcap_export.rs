@@ -8,7 +8,7 @@
 mod peers;
 
 use peers::serve::{encode, get, spawn_piped, wait_line};
-use peers::{Peer, TempDir, free_port, require, run, sibling};
+use peers::{Peer, TempDir, certs, free_port, require, run, sibling};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -118,7 +118,9 @@ fn a_hub_merges_the_packets_of_several_workers() {
     let mut hub = spawn_piped(
         testkit::http::with_token(&mut Command::new(sibling("tap-hub")))
             .args(["--grpc", &format!("127.0.0.1:{grpc}")])
-            .args(["--listen", &format!("127.0.0.1:{http}")]),
+            .args(["--listen", &format!("127.0.0.1:{http}")])
+            .arg("--certs")
+            .arg(certs()),
     );
     wait_line(&mut hub, "workers connect");
     // Each worker ships the file and stays to answer PCAP requests.
@@ -127,7 +129,9 @@ fn a_hub_merges_the_packets_of_several_workers() {
         .map(|node| {
             Peer::spawn(
                 Command::new(sibling("tap-worker"))
-                    .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
+                    .args(["--hub", &format!("https://127.0.0.1:{grpc}")])
+                    .arg("--certs")
+                    .arg(certs())
                     .args(["--node", node, "--linger", "120", "--file"])
                     .arg(&file),
             )

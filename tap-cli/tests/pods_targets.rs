@@ -86,7 +86,9 @@ fn pod_json(p: &Pod, node: &str) -> serde_json::Value {
 fn pods_worker(node: &Node, grpc: u16, list: &std::path::Path) -> (Peer, Receiver<String>) {
     let mut worker = Peer::start(
         node.command(sibling("tap-worker").to_str().unwrap())
-            .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
+            .args(["--hub", &format!("https://127.0.0.1:{grpc}")])
+            .arg("--certs")
+            .arg(peers::certs())
             .args(["--node", "node-a", "--pods", list.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),

@@ -784,7 +784,9 @@ fn no_canary_leaves_the_node() {
             .args(["--grpc", &format!("127.0.0.1:{grpc}")])
             .args(["--listen", &format!("127.0.0.1:{http}")])
             .arg("--disk")
-            .arg(&disk),
+            .arg(&disk)
+            .arg("--certs")
+            .arg(peers::certs()),
         &hub_log,
     );
     wait_log(&hub_log, "workers connect", "the hub listening");
@@ -818,7 +820,9 @@ fn no_canary_leaves_the_node() {
     }
     let mut worker = logged(
         node.command(sibling("tap-worker").to_str().unwrap())
-            .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
+            .args(["--hub", &format!("https://127.0.0.1:{grpc}")])
+            .arg("--certs")
+            .arg(peers::certs())
             .args(["--node", "node-a", "--pods"])
             .arg(&pods)
             .arg("--tls"),

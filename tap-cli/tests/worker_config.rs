@@ -25,6 +25,15 @@ fn workers_get_the_configuration_on_connect_and_on_every_change() {
         ..Default::default()
     })
     .unwrap();
+    let certs = testkit::TempDir::new("worker-config-certs");
+    tap_certs::CertSet::generate(&["127.0.0.1".into()], &tap_certs::Validity::days(1))
+        .unwrap()
+        .write(&certs)
+        .unwrap();
+    let tls = tap_certs::HubCerts::load(&certs)
+        .unwrap()
+        .server_config()
+        .unwrap();
     let (grpc, http) = rt.block_on(async {
         (
             tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -36,13 +45,15 @@ fn workers_get_the_configuration_on_connect_and_on_every_change() {
         http.local_addr().unwrap().port(),
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let grpc = tap_hub::WorkerListener::new(grpc, tls);
     rt.spawn(tap_hub::serve(hub, Some(grpc), http, async {
         let _ = stopped.await;
     }));
     let shipper = rt.block_on(async {
         Shipper::start(
             ShipConfig {
-                hub: format!("http://127.0.0.1:{grpc_port}"),
+                hub: format!("https://127.0.0.1:{grpc_port}"),
+                certs: certs.to_path_buf(),
                 node: "n1".into(),
                 ..Default::default()
             },

@@ -845,6 +845,7 @@ async fn workers(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
             "started": rfc3339(hub.started),
             "sessions": h.sessions.load(Ordering::Relaxed),
             "rejected_sessions": h.rejected_sessions.load(Ordering::Relaxed),
+            "refused_handshakes": h.refused_handshakes.load(Ordering::Relaxed),
             "bad_messages": h.bad_messages.load(Ordering::Relaxed),
             "batches": h.batches.load(Ordering::Relaxed),
             "entries_ingested": h.entries_ingested.load(Ordering::Relaxed),
@@ -894,6 +895,12 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
         "hub_rejected_sessions",
         "Worker streams refused (no or bad hello)",
         load(&h.rejected_sessions),
+    );
+    counter(
+        &mut r,
+        "hub_refused_handshakes",
+        "Worker connections refused in the TLS handshake (certificate not of the install's CA, expired, none)",
+        load(&h.refused_handshakes),
     );
     counter(
         &mut r,

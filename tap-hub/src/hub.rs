@@ -51,6 +51,9 @@ pub struct HubCounters {
     pub sessions: AtomicU64,
     /// Streams refused: no hello, a bad hello.
     pub rejected_sessions: AtomicU64,
+    /// Connections refused before any stream: a failed TLS handshake (no
+    /// certificate of the install's CA, expired …) or none within 10 s.
+    pub refused_handshakes: AtomicU64,
     /// Streams ended by a message the hub could not decode or that was too large.
     pub bad_messages: AtomicU64,
     pub batches: AtomicU64,

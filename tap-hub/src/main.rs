@@ -18,9 +18,16 @@ use tap_hub::{Hub, HubConfig};
     about = "kubetap's hub: gRPC ingest from workers, store, API on the UI port"
 )]
 struct Args {
-    /// Address for the workers' gRPC streams.
+    /// Address for the workers' gRPC streams (mutual TLS).
     #[arg(long, default_value = "127.0.0.1:8898")]
     grpc: String,
+    /// The install's certificates: ca.pem, hub.pem, hub-key.pem (from
+    /// `kubetap certs generate`). A directory without ca.pem gets a new set
+    /// for local use (localhost, loopback, this host's name), which
+    /// tap-worker finds in the same default directory.
+    /// [default: $XDG_STATE_HOME/kubetap/certs or ~/.local/state/kubetap/certs]
+    #[arg(long, value_name = "DIR")]
+    certs: Option<PathBuf>,
     /// Address for the HTTP API and the UI. Another address than loopback
     /// lets other hosts reach it (the token guards it; a warning says so).
     #[arg(long, default_value = "127.0.0.1:8899")]
@@ -58,6 +65,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: not in a pod's log or a test's pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     // Transparent huge pages off (PR_SET_THP_DISABLE): entries are allocated
@@ -95,18 +104,36 @@ fn run(args: Args) -> anyhow::Result<()> {
     if args.raw_pcap {
         tracing::warn!("--raw-pcap: PCAP exports will carry redacted values as captured");
     }
+    let certs = match args.certs {
+        Some(dir) => dir,
+        None => tap_certs::local_dir()?,
+    };
+    if tap_certs::ensure_local(&certs)
+        .with_context(|| format!("cannot make certificates in {}", certs.display()))?
+    {
+        eprintln!(
+            "tap-hub: generated certificates for local use in {} (hub valid for {})",
+            certs.display(),
+            tap_certs::local_hub_names().join(", ")
+        );
+    }
+    let tls = tap_certs::HubCerts::load(&certs)
+        .and_then(|c| c.server_config())
+        .context("cannot set up TLS for the workers")?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let hub = Hub::open(config).context("opening the entry store")?;
         let grpc = tokio::net::TcpListener::bind(&args.grpc)
             .await
             .with_context(|| format!("cannot listen for workers on {}", args.grpc))?;
+        let grpc = tap_hub::WorkerListener::new(grpc, tls);
         let http = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen for the API on {}", args.listen))?;
         let api = http.local_addr()?;
+        eprintln!("tap-hub: workers' certificates in {}", certs.display());
         eprintln!(
-            "tap-hub: workers connect to http://{}, API at http://{api}/",
+            "tap-hub: workers connect to https://{}, API at http://{api}/",
             grpc.local_addr()?,
         );
         eprintln!(

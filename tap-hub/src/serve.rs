@@ -1,7 +1,9 @@
 //! Runs the hub's two servers on listeners the caller bound: gRPC for the
-//! workers (`ingest`) and HTTP for users (`api`), until `shutdown` resolves.
+//! workers (`ingest`, over mutual TLS: `handshake`) and HTTP for users
+//! (`api`), until `shutdown` resolves.
 
 use crate::api;
+use crate::handshake::WorkerListener;
 use crate::hub::Hub;
 use crate::ingest::Ingest;
 use std::future::Future;
@@ -9,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -22,7 +23,7 @@ pub enum ServeError {
 /// Serves both until `shutdown` completes, then reports either one's error.
 pub async fn serve(
     hub: Arc<Hub>,
-    grpc: Option<TcpListener>,
+    grpc: Option<WorkerListener>,
     http: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -37,13 +38,12 @@ pub async fn serve(
         match grpc {
             Some(listener) => {
                 tonic::transport::Server::builder()
-                    .tcp_nodelay(true)
                     // A worker that vanished without a FIN is noticed within ~15 s.
                     .http2_keepalive_interval(Some(Duration::from_secs(10)))
                     .http2_keepalive_timeout(Some(Duration::from_secs(5)))
                     .add_service(Ingest::new(hub.clone()).service())
                     .serve_with_incoming_shutdown(
-                        TcpListenerStream::new(listener),
+                        listener.incoming(hub.clone()),
                         stopped(stop_rx.clone()),
                     )
                     .await?;

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::process::{Hub, Summary, finish_worker, start_worker};
+use support::process::{Hub, Summary, channel, finish_worker, start_worker};
 use testkit::http::encode;
 use testkit::synth::exchanges::{self as capture, EdgeStats, Exchange, Spec};
 use testkit::{TempDir, eventually, free_port};
@@ -163,7 +163,7 @@ fn entries_from_several_workers_are_queryable_and_mapped() {
     let hub = Hub::start(&[]);
     let mut workers: Vec<_> = files
         .iter()
-        .map(|(node, file)| (*node, start_worker(&hub.url(), node, file, &[])))
+        .map(|(node, file)| (*node, start_worker(&hub, node, file, &[])))
         .collect();
     for (node, worker) in &mut workers {
         let (status, s) = finish_worker(worker, Duration::from_secs(60));
@@ -236,7 +236,7 @@ fn hub_killed_and_restarted_keeps_stored_entries_on_disk() {
     let api = format!("127.0.0.1:{}", free_port());
     let mut hub = Hub::start_on(&grpc, &api, &["--disk", store]);
     let started = Instant::now();
-    let mut worker = start_worker(&hub.url(), "w1", &files["w1"], &["--pace", "1.0"]);
+    let mut worker = start_worker(&hub, "w1", &files["w1"], &["--pace", "1.0"]);
 
     eventually(Duration::from_secs(20), "the first entries stored", || {
         (!hub.entries("").is_empty()).then_some(())
@@ -301,7 +301,7 @@ fn killed_worker_is_shown_disconnected_and_others_go_on() {
         ],
     );
     let hub = Hub::start(&[]);
-    let mut w1 = start_worker(&hub.url(), "w1", &files["w1"], &["--pace", "1.0"]);
+    let mut w1 = start_worker(&hub, "w1", &files["w1"], &["--pace", "1.0"]);
     eventually(Duration::from_secs(20), "w1 streaming entries", || {
         hub.worker("w1")
             .filter(|w| w["state"] == "connected" && w["entries_received"].as_u64() > Some(0))
@@ -320,7 +320,7 @@ fn killed_worker_is_shown_disconnected_and_others_go_on() {
         "w1 was done before it was killed"
     );
 
-    let mut w2 = start_worker(&hub.url(), "w2", &files["w2"], &[]);
+    let mut w2 = start_worker(&hub, "w2", &files["w2"], &[]);
     let (status, s) = finish_worker(&mut w2, Duration::from_secs(60));
     assert!(status.success(), "w2 failed: {s:?}");
     let n2 = written["w2"].len();
@@ -351,7 +351,7 @@ fn stalled_hub_slows_workers_and_drops_are_counted() {
     let (files, written) = captures(&dir, &[("w1", Spec::new(1, 4000, Duration::from_secs(8)))]);
     let hub = Hub::start(&[]);
     let mut worker = start_worker(
-        &hub.url(),
+        &hub,
         "w1",
         &files["w1"],
         &["--pace", "1.0", "--queue", "50"],
@@ -515,12 +515,8 @@ async fn session_error(
     }
 }
 
-async fn rogue_session(url: String, messages: Vec<Rogue>) -> Status {
-    let channel = tonic::transport::Endpoint::from_shared(url)
-        .expect("a valid URL")
-        .connect()
-        .await
-        .expect("connecting to the hub");
+async fn rogue_session(url: String, certs: std::path::PathBuf, messages: Vec<Rogue>) -> Status {
+    let channel = channel(url, &certs).await;
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.expect("the channel is ready");
     let path = tonic::codegen::http::uri::PathAndQuery::from_static("/kubetap.v1.Hub/Session");
@@ -569,11 +565,12 @@ fn hub_counter(hub: &Hub, name: &str) -> u64 {
 fn bad_input_never_takes_the_hub_down() {
     let dir = TempDir::new("bad-input");
     let hub = Hub::start(&["--max-message", "64KiB"]);
-    let url = hub.url();
+    let (url, certs) = (hub.url(), hub.certs.clone());
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
 
-    // (a) Garbage on both ports is refused; a connection that says nothing
-    // stays open through everything below.
+    // (a) Garbage on both ports is refused (on the gRPC port by the TLS
+    // handshake); a connection that says nothing does not hold up anything
+    // below (the hub drops it after 10 s without a handshake).
     let mut garbage = TcpStream::connect(hub.grpc).expect("connecting to the gRPC port");
     garbage
         .write_all(b"GET / HTTP/1.1\r\n\r\n\x00\xff\xfe garbage \x16\x03\x01")
@@ -595,11 +592,9 @@ fn bad_input_never_takes_the_hub_down() {
     // A session that never says hello is ended by the hub (after 10 s; it is
     // checked at the end).
     let hello_never = runtime.spawn({
-        let url = url.clone();
+        let (url, certs) = (url.clone(), certs.clone());
         async move {
-            let mut client = HubClient::connect(url)
-                .await
-                .expect("connecting to the hub");
+            let mut client = HubClient::new(channel(url, &certs).await);
             session_error(
                 client
                     .session(tokio_stream::pending::<WorkerMessage>())
@@ -611,7 +606,7 @@ fn bad_input_never_takes_the_hub_down() {
 
     // (b) A batch before the hello.
     let status = runtime.block_on(async {
-        let mut client = HubClient::connect(url.clone()).await.expect("connecting");
+        let mut client = HubClient::new(channel(url.clone(), &certs).await);
         let batch = message(worker_message::Kind::Batch(EntryBatch {
             seq: 1,
             entries: vec![Entry::default()],
@@ -623,7 +618,7 @@ fn bad_input_never_takes_the_hub_down() {
     // (c) A message over --max-message after a good hello.
     let bad = hub_counter(&hub, "bad_messages");
     let status = runtime.block_on(async {
-        let mut client = HubClient::connect(url.clone()).await.expect("connecting");
+        let mut client = HubClient::new(channel(url.clone(), &certs).await);
         let big = message(worker_message::Kind::Batch(EntryBatch {
             seq: 1,
             entries: vec![Entry {
@@ -646,7 +641,11 @@ fn bad_input_never_takes_the_hub_down() {
         hello: Vec::new(),
         batch: vec![0xff; 32],
     };
-    let status = runtime.block_on(rogue_session(url.clone(), vec![garbage.clone()]));
+    let status = runtime.block_on(rogue_session(
+        url.clone(),
+        certs.clone(),
+        vec![garbage.clone()],
+    ));
     assert_eq!(status.code(), Code::Internal, "{status:?}");
     assert_eq!(
         hub_counter(&hub, "bad_messages"),
@@ -657,7 +656,11 @@ fn bad_input_never_takes_the_hub_down() {
         hello: prost::Message::encode_to_vec(&hello("rogue")),
         batch: Vec::new(),
     };
-    let status = runtime.block_on(rogue_session(url.clone(), vec![good_hello, garbage]));
+    let status = runtime.block_on(rogue_session(
+        url.clone(),
+        certs.clone(),
+        vec![good_hello, garbage],
+    ));
     assert_eq!(status.code(), Code::Internal, "{status:?}");
     assert_eq!(
         hub_counter(&hub, "bad_messages"),
@@ -735,7 +738,7 @@ fn bad_input_never_takes_the_hub_down() {
         .expect("the stalled session's task");
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     let (files, written) = captures(&dir, &[("w9", Spec::new(9, 60, Duration::from_secs(1)))]);
-    let mut worker = start_worker(&url, "w9", &files["w9"], &[]);
+    let mut worker = start_worker(&hub, "w9", &files["w9"], &[]);
     let (status, s): (_, Summary) = finish_worker(&mut worker, Duration::from_secs(60));
     assert!(status.success(), "the worker failed: {s:?}");
     assert_eq!(s.acknowledged, 60, "{s:?}");
@@ -779,7 +782,7 @@ fn bad_input_never_takes_the_hub_down() {
 #[test]
 fn reconnected_worker_stays_connected_when_its_old_stream_ends() {
     let hub = Hub::start(&[]);
-    let url = hub.url();
+    let (url, certs) = (hub.url(), hub.certs.clone());
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let mut streams = runtime.block_on(async {
         let mut streams = Vec::new();
@@ -788,7 +791,7 @@ fn reconnected_worker_stays_connected_when_its_old_stream_ends() {
             tx.send(message(worker_message::Kind::Hello(hello("w1"))))
                 .await
                 .expect("queueing the hello");
-            let mut client = HubClient::connect(url.clone()).await.expect("connecting");
+            let mut client = HubClient::new(channel(url.clone(), &certs).await);
             let mut inbound = client
                 .session(tokio_stream::wrappers::ReceiverStream::new(rx))
                 .await

@@ -41,6 +41,7 @@ let worker;
 let browser;
 let page;
 let disk;
+let certs;
 let ports;
 const pageErrors = [];
 
@@ -50,7 +51,7 @@ function curl(p) {
 
 function startHub() {
   return startKubetap(
-    ['--grpc', `127.0.0.1:${ports.grpc}`, '--listen', `127.0.0.1:${ports.http}`, '--disk', disk],
+    ['--grpc', `127.0.0.1:${ports.grpc}`, '--listen', `127.0.0.1:${ports.http}`, '--disk', disk, '--certs', certs],
     { bin: bin('tap-hub'), ready: 'tap-hub: workers connect', log: path.join(artifacts, 'reconnect-hub.log') },
   );
 }
@@ -69,9 +70,12 @@ describe('kubetap web UI, live stream across a hub restart', { skip: missing ? `
     serverPort = await freePort();
     server = await pythonServer(serverPort);
     disk = fs.mkdtempSync(path.join(os.tmpdir(), 'kubetap-reconnect-'));
+    // The hub makes a set of certificates here on its first start; the worker uses it.
+    certs = fs.mkdtempSync(path.join(os.tmpdir(), 'kubetap-reconnect-certs-'));
     ports = { grpc: await freePort(), http: await freePort() };
     hub = await startHub();
-    worker = await startKubetap(['--hub', `http://127.0.0.1:${ports.grpc}`, '--node', 'e2e-reconnect', '-i', 'lo'], {
+    const workerArgs = ['--hub', `https://127.0.0.1:${ports.grpc}`, '--certs', certs, '--node', 'e2e-reconnect', '-i', 'lo'];
+    worker = await startKubetap(workerArgs, {
       bin: bin('tap-worker'),
       ready: 'tap-worker: capturing',
       log: path.join(artifacts, 'reconnect-worker.log'),
@@ -87,6 +91,7 @@ describe('kubetap web UI, live stream across a hub restart', { skip: missing ? `
     await hub?.stop();
     server?.kill();
     if (disk) fs.rmSync(disk, { recursive: true, force: true });
+    if (certs) fs.rmSync(certs, { recursive: true, force: true });
   });
 
   test('the page reconnects, catches up on what it missed and goes on live', async () => {

@@ -23,6 +23,13 @@ pub use testkit::free_port;
 #[allow(unused_imports)]
 pub use testkit::TempDir;
 
+/// The certificates the tests' `tap-hub`s and `tap-worker`s share (`--certs`):
+/// the first hub started with it makes the set, kept in cargo's directory for
+/// tests' files and used by every later run.
+pub fn certs() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kubetap-certs")
+}
+
 /// Runs a command to completion; panics with its command line if it fails.
 pub fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd

@@ -1,7 +1,7 @@
 //! For tests on a testkit node: a `tap-hub` inside the node, the API read from
 //! inside it, Python HTTP servers in pods.
 
-use super::{Peer, sibling};
+use super::{Peer, certs, sibling};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
@@ -38,15 +38,24 @@ pub fn hub(node: &Node, grpc: u16, http: u16, extra: &[&str]) -> Peer {
         testkit::http::with_token(&mut node.command(sibling("tap-hub").to_str().unwrap()))
             .args(["--grpc", &format!("127.0.0.1:{grpc}")])
             .args(["--listen", &format!("127.0.0.1:{http}")])
+            .arg("--certs")
+            .arg(certs())
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );
     let mut lines = BufReader::new(hub.child().stderr.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    assert!(first.contains("workers connect"), "{first}");
-    std::thread::spawn(move || for _ in lines {});
-    hub
+    let mut said = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("workers connect") {
+            std::thread::spawn(move || for _ in lines {});
+            return hub;
+        }
+        said.push_str(&line);
+        said.push('\n');
+    }
+    panic!("tap-hub ended before it listened:\n{said}")
 }
 
 /// `python3 -m http.server PORT` in each pod, on its address, once they answer.
@@ -77,7 +86,9 @@ pub fn http_servers(node: &Node, pods: &[&Pod], port: u16) -> Vec<Process> {
 pub fn worker(node: &Node, grpc: u16, name: &str, args: &[&str], ready: &str) -> Peer {
     let mut worker = Peer::start(
         node.command(sibling("tap-worker").to_str().unwrap())
-            .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
+            .args(["--hub", &format!("https://127.0.0.1:{grpc}")])
+            .arg("--certs")
+            .arg(certs())
             .args(["--node", name])
             .args(args)
             .stdout(Stdio::null())

@@ -1,7 +1,8 @@
 //! What `hub_workers.rs` needs to drive the real binaries: `tap-hub` and
 //! `tap-worker` processes that are killed when dropped (a failing test leaves
 //! nothing running and prints their logs), and the hub's API read through
-//! `testkit::http`. Its captures are `testkit::synth::exchanges`.
+//! `testkit::http`. Its captures are `testkit::synth::exchanges`. Hub and
+//! workers share one set of certificates (`certs`) unless a test gives its own.
 
 /// Real `tap-hub` and `tap-worker` processes.
 pub mod process {
@@ -132,11 +133,20 @@ pub mod process {
         }
     }
 
+    /// The certificates the tests' hubs and workers share: a set made by the
+    /// first hub that starts (`tap-hub --certs`), kept in cargo's directory
+    /// for tests' files and used by every later run.
+    pub fn certs() -> PathBuf {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kubetap-certs")
+    }
+
     /// A `tap-hub` process and the addresses it listens on.
     pub struct Hub {
         pub process: Process,
         pub grpc: SocketAddr,
         pub api: SocketAddr,
+        /// The directory of its certificates, which its workers are given.
+        pub certs: PathBuf,
     }
 
     impl Hub {
@@ -147,18 +157,40 @@ pub mod process {
 
         /// A hub on the given addresses, once it says it listens.
         pub fn start_on(grpc: &str, api: &str, extra: &[&str]) -> Hub {
-            let (tx, rx) = mpsc::channel();
+            Hub::start_with_certs(grpc, api, &certs(), extra)
+        }
+
+        /// A hub with the certificates in `certs` (a set is made there if
+        /// it holds none).
+        pub fn start_with_certs(grpc: &str, api: &str, certs: &Path, extra: &[&str]) -> Hub {
+            let mut command = Hub::command(grpc, api);
+            command.arg("--certs").arg(certs).args(extra);
+            Hub::spawn(&mut command, certs)
+        }
+
+        /// `tap-hub --grpc GRPC --listen API`, to add to.
+        pub fn command(grpc: &str, api: &str) -> Command {
             let mut command = Command::new(env!("CARGO_BIN_EXE_tap-hub"));
-            http::with_token(&mut command)
-                .args(["--grpc", grpc, "--listen", api])
-                .args(extra);
-            let process = Process::spawn("tap-hub", &mut command, Some(tx));
+            http::with_token(&mut command).args(["--grpc", grpc, "--listen", api]);
+            command
+        }
+
+        /// Starts `command` (a `tap-hub` using the certificates in `certs`)
+        /// and waits until it says where it listens.
+        pub fn spawn(command: &mut Command, certs: &Path) -> Hub {
+            let (tx, rx) = mpsc::channel();
+            let process = Process::spawn("tap-hub", command, Some(tx));
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                     Ok(line) => {
                         if let Some((grpc, api)) = parse_banner(&line) {
-                            return Hub { process, grpc, api };
+                            return Hub {
+                                process,
+                                grpc,
+                                api,
+                                certs: certs.to_path_buf(),
+                            };
                         }
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -173,7 +205,7 @@ pub mod process {
 
         /// The address workers are given.
         pub fn url(&self) -> String {
-            format!("http://{}", self.grpc)
+            format!("https://{}", self.grpc)
         }
 
         pub fn get(&self, path: &str) -> Reply {
@@ -225,9 +257,9 @@ pub mod process {
         }
     }
 
-    /// `tap-hub: workers connect to http://A, API at http://B/`
+    /// `tap-hub: workers connect to https://A, API at http://B/`
     fn parse_banner(line: &str) -> Option<(SocketAddr, SocketAddr)> {
-        let rest = line.strip_prefix("tap-hub: workers connect to http://")?;
+        let rest = line.strip_prefix("tap-hub: workers connect to https://")?;
         let (grpc, rest) = rest.split_once(", API at http://")?;
         let api = rest.strip_suffix('/')?;
         Some((grpc.parse().ok()?, api.parse().ok()?))
@@ -252,15 +284,45 @@ pub mod process {
         bin
     }
 
-    /// A worker replaying `capture` to the hub at `hub_url` as node `node`.
-    pub fn start_worker(hub_url: &str, node: &str, capture: &Path, extra: &[&str]) -> Process {
+    /// A worker replaying `capture` to `hub` as node `node`, with the hub's
+    /// certificates.
+    pub fn start_worker(hub: &Hub, node: &str, capture: &Path, extra: &[&str]) -> Process {
+        start_worker_with(&hub.url(), &hub.certs, node, capture, extra)
+    }
+
+    /// A worker replaying `capture` to the hub at `hub_url` with the
+    /// certificates in `certs`.
+    pub fn start_worker_with(
+        hub_url: &str,
+        certs: &Path,
+        node: &str,
+        capture: &Path,
+        extra: &[&str],
+    ) -> Process {
         let mut command = Command::new(worker_binary());
         command
             .args(["--hub", hub_url, "--node", node])
+            .arg("--certs")
+            .arg(certs)
             .arg("--file")
             .arg(capture)
             .args(extra);
         Process::spawn(&format!("tap-worker {node}"), &mut command, None)
+    }
+
+    /// A TLS channel to the hub at `url` with the worker certificate in
+    /// `certs`, for tests that speak gRPC to the hub themselves.
+    pub async fn channel(url: String, certs: &Path) -> tonic::transport::Channel {
+        let tls = tap_certs::WorkerCerts::load(certs)
+            .expect("the worker's certificates")
+            .client_config();
+        tonic::transport::Endpoint::from_shared(url)
+            .expect("a valid URL")
+            .tls_config(tls)
+            .expect("TLS settings")
+            .connect()
+            .await
+            .expect("connecting to the hub")
     }
 
     /// What a worker says it did when it ends.

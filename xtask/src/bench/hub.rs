@@ -112,6 +112,8 @@ fn ingest(files: &[PathBuf], budget: &str) -> Result<Ingest> {
         testkit::http::with_token(&mut Command::new(&hub_bin))
             .args(["--grpc", &format!("127.0.0.1:{grpc}"), "--listen", &api])
             .args(["--memory-budget", budget])
+            .arg("--certs")
+            .arg(super::certs())
             .env("KUBETAP_LOG", "warn")
             .stderr(Stdio::piped())
             .spawn()
@@ -120,9 +122,9 @@ fn ingest(files: &[PathBuf], budget: &str) -> Result<Ingest> {
     let stderr = hub.0.stderr.take().context("hub stderr")?;
     let mut lines = BufReader::new(stderr).lines();
     lines
-        .next()
-        .transpose()?
-        .filter(|l| l.contains("workers connect"))
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("workers connect"))
         .context("tap-hub did not start")?;
     std::thread::spawn(move || for _ in lines {});
     let pid = hub.0.id();
@@ -133,7 +135,9 @@ fn ingest(files: &[PathBuf], budget: &str) -> Result<Ingest> {
         .enumerate()
         .map(|(i, f)| {
             Command::new(&worker_bin)
-                .args(["--hub", &format!("http://127.0.0.1:{grpc}")])
+                .args(["--hub", &format!("https://127.0.0.1:{grpc}")])
+                .arg("--certs")
+                .arg(super::certs())
                 .args(["--node", &format!("node-{i}"), "--file"])
                 .arg(f)
                 .env("KUBETAP_LOG", "warn")

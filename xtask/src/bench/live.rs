@@ -382,6 +382,8 @@ fn worker_step(
             .args(["--grpc", &format!("127.0.0.1:{grpc}")])
             .args(["--listen", &format!("127.0.0.1:{api}")])
             .args(["--memory-budget", "64MiB"])
+            .arg("--certs")
+            .arg(super::certs())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -391,10 +393,12 @@ fn worker_step(
         node.command(&worker.to_string_lossy())
             .args([
                 "--hub",
-                &format!("http://127.0.0.1:{grpc}"),
+                &format!("https://127.0.0.1:{grpc}"),
                 "--node",
                 "bench",
             ])
+            .arg("--certs")
+            .arg(super::certs())
             .args(["-i", &receiver.host_veth])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -412,6 +412,13 @@ fn protocols() -> Result<()> {
     Ok(())
 }
 
+/// The certificates the benchmarks' `tap-hub`s and `tap-worker`s share
+/// (`--certs`): the first hub makes the set, later runs reuse it (the same
+/// directory the tests use).
+pub(super) fn certs() -> PathBuf {
+    target_dir().join("tmp/kubetap-certs")
+}
+
 fn run_cargo_release() -> Result<()> {
     exec(
         cargo()

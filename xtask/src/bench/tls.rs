@@ -203,6 +203,8 @@ fn with_worker(
         .args(["--grpc", &format!("127.0.0.1:{grpc}")])
         .args(["--listen", &format!("127.0.0.1:{api}")])
         .args(["--memory-budget", "512MiB"])
+        .arg("--certs")
+        .arg(super::certs())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -212,10 +214,12 @@ fn with_worker(
         node.command(&target_dir().join("release/tap-worker").to_string_lossy())
             .args([
                 "--hub",
-                &format!("http://127.0.0.1:{grpc}"),
+                &format!("https://127.0.0.1:{grpc}"),
                 "--node",
                 "bench",
             ])
+            .arg("--certs")
+            .arg(super::certs())
             .args(["-i", &server.host_veth, "--tls"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
