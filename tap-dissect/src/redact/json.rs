@@ -171,10 +171,10 @@ fn string_at(data: &[u8], at: usize) -> ((usize, usize), usize) {
     let start = at + 1;
     let mut i = start;
     while i < data.len() {
-        match data[i] {
-            b'\\' => i += 2,
-            b'"' => return ((start, i), i + 1),
-            _ => i += 1,
+        match memchr::memchr2(b'"', b'\\', &data[i..]) {
+            Some(k) if data[i + k] == b'"' => return ((start, i + k), i + k + 1),
+            Some(k) => i += k + 2,
+            None => break,
         }
     }
     let end = data.len();

@@ -20,41 +20,52 @@ fn credential_scheme(value: &str) -> Option<usize> {
 /// (`headers`, `trailers`, `metadata`).
 pub(super) fn headers(cx: &mut Cx<'_>, side: Side, field: &str, headers: &mut [Header]) {
     for h in headers {
-        let original = cx.hpack.then(|| h.value.clone());
-        header(cx, side, field, h);
-        if let Some(original) = original
-            && original != h.value
+        if let Some(original) = header(cx, side, field, h)
+            && cx.hpack
         {
             cx.hpack_value(&original);
         }
     }
 }
 
-fn header(cx: &mut Cx<'_>, side: Side, field: &str, h: &mut Header) {
-    {
-        let lower = h.name.to_ascii_lowercase();
-        if lower == "cookie" || lower == "set-cookie" {
-            cookies(cx, side, field, &lower, h);
-        } else if cx.sensitive(h.name.as_bytes()) {
-            if h.value == REDACTED {
-                return;
-            }
-            let keep = credential_scheme(&h.value).unwrap_or(0);
-            let secret = h.value[keep..].to_string();
-            cx.needle(format!("{}:", h.name).as_bytes(), b" ", secret.as_bytes());
-            h.value.truncate(keep);
-            h.value.push_str(REDACTED);
-            cx.path(format!("{}.{field}.{lower}", side.name()));
-        } else {
-            cx.text(|| format!("{}.{field}.{lower}", side.name()), &mut h.value);
+/// Redacts one header; returns its value as it was when it changed (an
+/// HTTP/2 entry's blanking looks for it Huffman-coded too). Nothing is
+/// allocated for a header left alone, the common case.
+fn header(cx: &mut Cx<'_>, side: Side, field: &str, h: &mut Header) -> Option<String> {
+    let path = |name: &str| format!("{}.{field}.{}", side.name(), name.to_ascii_lowercase());
+    if h.name.eq_ignore_ascii_case("cookie") || h.name.eq_ignore_ascii_case("set-cookie") {
+        let original = h.value.clone();
+        let set = h.name.len() == "set-cookie".len();
+        cookies(cx, side, field, set, h);
+        (original != h.value).then_some(original)
+    } else if cx.sensitive(h.name.as_bytes()) {
+        if h.value == REDACTED {
+            return None;
         }
+        let keep = credential_scheme(&h.value).unwrap_or(0);
+        let original = h.value.clone();
+        cx.needle(
+            format!("{}:", h.name).as_bytes(),
+            b" ",
+            &original.as_bytes()[keep..],
+        );
+        h.value.truncate(keep);
+        h.value.push_str(REDACTED);
+        cx.path(path(&h.name));
+        Some(original)
+    } else if cx.has_patterns() {
+        let original = h.value.clone();
+        cx.text(|| path(&h.name), &mut h.value);
+        (original != h.value).then_some(original)
+    } else {
+        None
     }
 }
 
 /// `Cookie: a=1; b=2` (every value) and `Set-Cookie: a=1; Path=/` (the
 /// cookie's value; its attributes stay).
-fn cookies(cx: &mut Cx<'_>, side: Side, field: &str, lower: &str, h: &mut Header) {
-    let set = lower == "set-cookie";
+fn cookies(cx: &mut Cx<'_>, side: Side, field: &str, set: bool, h: &mut Header) {
+    let lower = if set { "set-cookie" } else { "cookie" };
     let mut out = String::with_capacity(h.value.len());
     let mut changed = false;
     for (n, part) in h.value.split(';').enumerate() {
