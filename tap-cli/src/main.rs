@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod certs;
+mod kube;
 mod local;
 mod read;
 mod tap;
@@ -9,7 +10,7 @@ mod tap;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// kubetap: see the traffic of your services, request by request.
@@ -29,6 +30,18 @@ enum Command {
     /// Certificates for mutual TLS between tap-hub and tap-worker.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// Install kubetap in a cluster (hub, a worker per node, RBAC, secrets),
+    /// or print what it would apply (--dry-run).
+    Install(kube::InstallArgs),
+    /// Remove everything kubetap installed in a cluster.
+    Clean(kube::CleanArgs),
+    /// Print the default configuration (~/.kubetap/config.yaml), or write it (-r).
+    Config(kube::ConfigArgs),
+    /// Print a shell completion script: `source <(kubetap completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Print kubetap's version.
     Version,
 }
@@ -48,6 +61,16 @@ fn main() -> ExitCode {
         Command::Read(args) => read::run(&args),
         Command::Tap(args) => tap::run(&args),
         Command::Certs(command) => certs::run(&command),
+        Command::Install(args) => kube::run_install(&args),
+        Command::Clean(args) => kube::run_clean(&args),
+        Command::Config(args) => kube::run_config(&args),
+        Command::Completion { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kubetap", &mut script);
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            ExitCode::SUCCESS
+        }
         Command::Version => {
             println!("kubetap {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

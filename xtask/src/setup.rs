@@ -63,6 +63,10 @@ const PYTHON_MODULES: &[(&str, &str)] = &[
     ("pg8000", "pg8000==1.31.2"),
     // Parses the hub's /metrics in the tests, as Prometheus would.
     ("prometheus_client", "prometheus_client==0.23.1"),
+    // The chart test: every rendered object against the Kubernetes schemas,
+    // and Go's rendering read back as Helm's YAML 1.1 reads it.
+    ("kubernetes_validate", "kubernetes-validate==1.37.0"),
+    ("yaml", "PyYAML==6.0.3"),
 ];
 
 fn have(command: &str) -> bool {

@@ -1,0 +1,210 @@
+//! kubetap on Kubernetes: the commands that install, run and remove it in a
+//! cluster, and what they share.
+//!
+//! - `chart`: the Helm chart in `deploy/chart/kubetap`, built into the
+//!   binary and rendered without Helm: the one source of every object.
+//! - `config`: `~/.kubetap/config.yaml`, read by every command.
+//! - `cluster`: the kubeconfig and context, and the API server's refusals
+//!   as sentences.
+//! - `resources`: the kinds kubetap installs, a client for each.
+//! - `install`: the chart's values for an install (flags, files, the token
+//!   and certificates), `--dry-run` output, server-side apply.
+//! - `clean`: deleting all of it.
+
+pub mod chart;
+pub mod clean;
+pub mod cluster;
+pub mod config;
+pub mod install;
+pub mod resources;
+
+use clap::Args;
+use cluster::{Cluster, ClusterArgs};
+use install::{Change, Output, Secrets, ValuesArgs};
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    values: ValuesArgs,
+    /// Print the objects an install would apply, touching nothing (no
+    /// cluster is needed). Its Secrets hold a new token and new keys.
+    #[arg(long)]
+    dry_run: bool,
+    /// The format of --dry-run's output.
+    #[arg(
+        short = 'o',
+        long,
+        value_enum,
+        default_value = "yaml",
+        requires = "dry_run"
+    )]
+    output: Output,
+}
+
+#[derive(Args)]
+pub struct CleanArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Args)]
+pub struct ConfigArgs {
+    /// Write the default configuration to ~/.kubetap/config.yaml (replacing it).
+    #[arg(short = 'r', long = "regenerate")]
+    regenerate: bool,
+}
+
+/// Runs `body` on a runtime and turns its error into the exit status, the
+/// way every Kubernetes command ends.
+fn block_on<F>(body: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kubetap: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(body) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kubetap: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config() -> anyhow::Result<config::Config> {
+    config::load(&config::path()?)
+}
+
+pub fn run_config(args: &ConfigArgs) -> ExitCode {
+    match config::run(args.regenerate) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kubetap: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn run_install(args: &InstallArgs) -> ExitCode {
+    block_on(async {
+        let config = load_config()?;
+        if args.dry_run {
+            let namespace = args
+                .cluster
+                .kubetap_namespace
+                .clone()
+                .unwrap_or_else(|| config.kubetap_namespace.clone());
+            let secrets = Secrets::generate(&namespace)?;
+            let values = install::values(&config, &args.values, &secrets)?;
+            let objects = chart::render(&values, &namespace)?;
+            print!("{}", install::print(&objects, args.output));
+            return Ok(ExitCode::SUCCESS);
+        }
+        let cluster = Cluster::connect(&config, &args.cluster).await?;
+        install(&cluster, &config, &args.values).await
+    })
+}
+
+/// Installs (or updates) kubetap in `cluster`, printing a line per object;
+/// on Ctrl-C a new install is removed again.
+pub async fn install(
+    cluster: &Cluster,
+    config: &config::Config,
+    values_args: &ValuesArgs,
+) -> anyhow::Result<ExitCode> {
+    let secrets = match install::installed_secrets(cluster).await? {
+        Some(s) => s,
+        None => Secrets::generate(&cluster.namespace)?,
+    };
+    let values = install::values(config, values_args, &secrets)?;
+    let objects = chart::render(&values, &cluster.namespace)?;
+    let mut done = Vec::new();
+    let result = tokio::select! {
+        r = install::apply(cluster, &objects, &mut done) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    for a in &done {
+        let word = match a.change {
+            Change::Created => "created",
+            Change::Changed => "configured",
+            Change::Unchanged => "unchanged",
+        };
+        println!("{}/{} {word}", a.kind.to_lowercase(), a.name);
+    }
+    match result {
+        Some(Ok(())) => {
+            eprintln!(
+                "kubetap: installed in namespace {} of {}",
+                cluster.namespace, cluster.server
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Err(e)) if done.iter().all(|a| a.change == Change::Created) => {
+            undo(cluster).await;
+            Err(e.context("installing kubetap (what this install had made is removed)"))
+        }
+        Some(Err(e)) => Err(e.context(
+            "installing kubetap (it was installed before: run `kubetap install` again, or `kubetap clean`)",
+        )),
+        None if done.iter().all(|a| a.change == Change::Created) => {
+            eprintln!("kubetap: interrupted; removing what this install made");
+            undo(cluster).await;
+            Ok(ExitCode::from(130))
+        }
+        None => {
+            eprintln!(
+                "kubetap: interrupted; kubetap was installed before: run `kubetap install` again to finish, or `kubetap clean`"
+            );
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+/// Removes a half-made install, saying so; a failure here is said, not hidden.
+async fn undo(cluster: &Cluster) {
+    let mut removed = Vec::new();
+    if let Err(e) = clean::clean(cluster, &mut removed).await {
+        eprintln!("kubetap: could not remove all of it ({e:#}); run `kubetap clean`");
+    }
+    for r in &removed {
+        eprintln!("{}/{} deleted", r.kind.to_lowercase(), r.name);
+    }
+}
+
+pub fn run_clean(args: &CleanArgs) -> ExitCode {
+    block_on(async {
+        let config = load_config()?;
+        let cluster = Cluster::connect(&config, &args.cluster).await?;
+        let mut removed = Vec::new();
+        let result = clean::clean(&cluster, &mut removed).await;
+        for r in &removed {
+            println!("{}/{} deleted", r.kind.to_lowercase(), r.name);
+        }
+        result?;
+        if removed.is_empty() {
+            eprintln!(
+                "kubetap: nothing to remove: kubetap is not installed in namespace {}",
+                cluster.namespace
+            );
+        } else {
+            eprintln!(
+                "kubetap: removed {} objects from {}",
+                removed.len(),
+                cluster.server
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
