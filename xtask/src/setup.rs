@@ -63,6 +63,10 @@ const PYTHON_MODULES: &[(&str, &str)] = &[
     ("pg8000", "pg8000==1.31.2"),
     // Parses the hub's /metrics in the tests, as Prometheus would.
     ("prometheus_client", "prometheus_client==0.23.1"),
+    // The official Kubernetes client, one of the two real clients the test
+    // API server (testkit::kube_api) is checked against; 32.x is the client
+    // of Kubernetes 1.32, the version that server says it is.
+    ("kubernetes", "kubernetes==32.0.1"),
 ];
 
 fn have(command: &str) -> bool {
