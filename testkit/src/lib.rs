@@ -57,6 +57,8 @@
 pub mod conversation;
 pub mod go;
 pub mod http;
+#[cfg(feature = "kube-api")]
+pub mod kube_api;
 pub mod netns;
 mod offload;
 pub mod pods;

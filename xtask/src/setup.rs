@@ -67,6 +67,10 @@ const PYTHON_MODULES: &[(&str, &str)] = &[
     // and Go's rendering read back as Helm's YAML 1.1 reads it.
     ("kubernetes_validate", "kubernetes-validate==1.37.0"),
     ("yaml", "PyYAML==6.0.3"),
+    // The official Kubernetes client, one of the two real clients the test
+    // API server (testkit::kube_api) is checked against; 32.x is the client
+    // of Kubernetes 1.32, the version that server says it is.
+    ("kubernetes", "kubernetes==32.0.1"),
 ];
 
 fn have(command: &str) -> bool {

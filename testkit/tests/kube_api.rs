@@ -1,0 +1,884 @@
+//! The test API server (`testkit::kube_api`) against real clients: kubectl
+//! 1.32 and the official Python client must list, watch and describe the
+//! same objects, and get the real server's failures.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use testkit::kube_api::{ApiServer, Denial};
+
+const NS: &str = "kubetap";
+
+/// kubectl and the Python client, or a skip.
+fn peers(what: &str) -> bool {
+    if !testkit::require_tools(what, false, &["kubectl", "python3", "curl"]) {
+        return false;
+    }
+    let client = Command::new("python3")
+        .args(["-c", "import kubernetes"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    client
+        || testkit::skip(
+            what,
+            "needs the Python module kubernetes (cargo xtask setup installs it)",
+        )
+}
+
+fn kubectl_cmd(api: &ApiServer, args: &[&str]) -> Command {
+    let mut cmd = Command::new("kubectl");
+    cmd.env("KUBECONFIG", api.kubeconfig())
+        .arg("--cache-dir")
+        .arg(api.dir().join("kubectl-cache"))
+        .args(args);
+    cmd
+}
+
+fn kubectl_out(api: &ApiServer, args: &[&str]) -> Output {
+    kubectl_cmd(api, args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run kubectl {args:?}: {e}"))
+}
+
+/// kubectl's stdout; panics with its stderr when it fails.
+fn kubectl(api: &ApiServer, args: &[&str]) -> String {
+    let out = kubectl_out(api, args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// kubectl with a manifest on its standard input.
+fn kubectl_stdin(api: &ApiServer, args: &[&str], manifest: &str) -> Output {
+    let mut child = kubectl_cmd(api, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl starts");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(manifest.as_bytes())
+        .expect("kubectl reads its input");
+    child.wait_with_output().expect("kubectl ends")
+}
+
+/// Runs a Python script with the client configured as `k` and `api`'s
+/// kubeconfig loaded; its stdout as JSON.
+fn python(api: &ApiServer, script: &str) -> Value {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(format!("{PRELUDE}{script}"))
+        .env("KUBECONFIG", api.kubeconfig())
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "python printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+const PRELUDE: &str = "
+import json, os, sys
+import kubernetes as k
+k.config.load_kube_config(config_file=os.environ['KUBECONFIG'])
+core = k.client.CoreV1Api()
+apps = k.client.AppsV1Api()
+def ids(items):
+    return sorted([i.metadata.namespace or '', i.metadata.name, i.metadata.uid, i.metadata.resource_version] for i in items)
+def failure(call):
+    try:
+        call()
+        return None
+    except k.client.ApiException as e:
+        return {'status': e.status, 'reason': e.reason, 'body': json.loads(e.body)}
+";
+
+/// (namespace, name, uid, resourceVersion) of a list's items, sorted.
+fn ids(list: &Value) -> Vec<Value> {
+    let mut out: Vec<Value> = list["items"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|o| {
+            let m = &o["metadata"];
+            json!([
+                m["namespace"].as_str().unwrap_or(""),
+                m["name"],
+                m["uid"],
+                m["resourceVersion"]
+            ])
+        })
+        .collect();
+    out.sort_by_key(|v| v.to_string());
+    out
+}
+
+fn pod(name: &str, phase: &str, labels: Value, containers: &[&str]) -> Value {
+    let containers: Vec<Value> = containers
+        .iter()
+        .map(|c| json!({"name": c, "image": "registry.local/app:1"}))
+        .collect();
+    let statuses: Vec<Value> = containers
+        .iter()
+        .map(|c| json!({"name": c["name"], "ready": phase == "Running", "restartCount": 0, "image": c["image"], "imageID": "", "state": {"running": {}}}))
+        .collect();
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": labels},
+        "spec": {"containers": containers, "nodeName": "node-1"},
+        "status": {"phase": phase, "podIP": "10.1.0.7", "containerStatuses": statuses},
+    })
+}
+
+fn namespace(api: &ApiServer, name: &str) {
+    api.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
+        .expect("a new namespace");
+}
+
+#[test]
+fn kubectl_and_python_see_the_same_objects() {
+    if !peers("kube api: same objects") {
+        return;
+    }
+    let api = ApiServer::start().expect("the test API server starts");
+    kubectl(&api, &["create", "namespace", NS]);
+    let web = api
+        .create(pod(
+            "web-1",
+            "Running",
+            json!({"app": "web", "tier": "front"}),
+            &["app"],
+        ))
+        .unwrap();
+    api.create(pod("web-2", "Pending", json!({"app": "web"}), &["app"]))
+        .unwrap();
+    api.create(pod(
+        "db-1",
+        "Running",
+        json!({"app": "db"}),
+        &["db", "sidecar"],
+    ))
+    .unwrap();
+    // kubectl's generators write protobuf (served for namespaces and
+    // config maps); `create -f` writes JSON.
+    kubectl(
+        &api,
+        &[
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=a=1",
+            "-n",
+            NS,
+        ],
+    );
+    let manifests = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "shop", "namespace": NS},
+         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "shop"}},
+                  "template": {"metadata": {"labels": {"app": "shop"}}, "spec": {"containers": [{"name": "shop", "image": "registry.local/shop:1"}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "shop", "namespace": NS},
+         "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}], "selector": {"app": "shop"}}},
+    ]});
+    let out = kubectl_stdin(
+        &api,
+        &["create", "--validate=false", "-f", "-"],
+        &manifests.to_string(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        api.get("configmaps", NS, "settings").unwrap()["data"],
+        json!({"a": "1"})
+    );
+    let uid = web["metadata"]["uid"].as_str().unwrap();
+    api.create(json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "web-1.pulled", "namespace": NS},
+        "involvedObject": {"kind": "Pod", "namespace": NS, "name": "web-1", "uid": uid, "apiVersion": "v1"},
+        "reason": "Pulled", "message": "Successfully pulled image registry.local/app:1",
+        "type": "Normal", "source": {"component": "kubelet"}, "count": 1,
+        "firstTimestamp": web["metadata"]["creationTimestamp"], "lastTimestamp": web["metadata"]["creationTimestamp"],
+    }))
+    .unwrap();
+
+    // Names, uids and resourceVersions: kubectl's JSON, Python's objects.
+    let by_kubectl =
+        ids(&serde_json::from_str(&kubectl(&api, &["get", "pods", "-A", "-o", "json"])).unwrap());
+    let by_python = python(
+        &api,
+        "print(json.dumps(ids(core.list_pod_for_all_namespaces().items)))",
+    );
+    assert_eq!(by_kubectl.len(), 3);
+    assert_eq!(Value::Array(by_kubectl), by_python);
+    let deployments = ids(&serde_json::from_str(&kubectl(
+        &api,
+        &["get", "deployments", "-n", NS, "-o", "json"],
+    ))
+    .unwrap());
+    let python_deployments = python(
+        &api,
+        &format!("print(json.dumps(ids(apps.list_namespaced_deployment('{NS}').items)))"),
+    );
+    assert_eq!(Value::Array(deployments), python_deployments);
+    assert_eq!(
+        api.list("Deployment", Some(NS)).len(),
+        1,
+        "kubectl's create reached the store"
+    );
+
+    // Selectors, both clients.
+    let names = kubectl(
+        &api,
+        &[
+            "get",
+            "pods",
+            "-n",
+            NS,
+            "-l",
+            "app in (web),tier!=back",
+            "--field-selector",
+            "status.phase=Running",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(names.trim(), "pod/web-1");
+    let python_names = python(
+        &api,
+        &format!(
+            "print(json.dumps(sorted(p.metadata.name for p in core.list_namespaced_pod('{NS}', label_selector='app,!missing', field_selector='spec.nodeName=node-1').items)))"
+        ),
+    );
+    assert_eq!(python_names, json!(["db-1", "web-1", "web-2"]));
+
+    // The Table kubectl prints.
+    let table = kubectl(&api, &["get", "pods", "-n", NS]);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{table}"
+    );
+    assert_eq!(&rows[1][..4], ["db-1", "2/2", "Running", "0"], "{table}");
+    assert_eq!(&rows[3][..4], ["web-2", "0/1", "Pending", "0"], "{table}");
+    let all_namespaces = kubectl(&api, &["get", "pods", "-A"]);
+    assert!(all_namespaces.starts_with("NAMESPACE"), "{all_namespaces}");
+    assert_eq!(
+        all_namespaces
+            .lines()
+            .filter(|l| l.starts_with("kubetap "))
+            .count(),
+        3,
+        "{all_namespaces}"
+    );
+    let all = kubectl(&api, &["get", "all", "-n", NS]);
+    for expected in [
+        "pod/web-1",
+        "pod/db-1",
+        "service/shop",
+        "deployment.apps/shop",
+    ] {
+        assert!(
+            all.contains(expected),
+            "{expected} missing from get all:\n{all}"
+        );
+    }
+    assert!(
+        !all.contains("configmap"),
+        "configmaps are not in the all category:\n{all}"
+    );
+
+    // describe: the pod and its events (listed with a field selector).
+    let described = kubectl(&api, &["describe", "pod", "web-1", "-n", NS]);
+    for expected in [
+        "Name:",
+        "web-1",
+        "Node:",
+        "node-1",
+        "Status:",
+        "Running",
+        "Pulled",
+        "Successfully pulled image registry.local/app:1",
+    ] {
+        assert!(
+            described.contains(expected),
+            "{expected} missing from describe:\n{described}"
+        );
+    }
+    let event_lists: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/events") && r.query.contains("fieldSelector"))
+        .collect();
+    assert!(
+        !event_lists.is_empty(),
+        "describe listed no events by field selector"
+    );
+
+    // A single object through both.
+    let one: Value = serde_json::from_str(&kubectl(
+        &api,
+        &["get", "pod", "web-1", "-n", NS, "-o", "json"],
+    ))
+    .unwrap();
+    let python_one = python(
+        &api,
+        &format!(
+            "p = core.read_namespaced_pod('web-1', '{NS}'); print(json.dumps([p.metadata.uid, p.metadata.resource_version, p.status.phase]))"
+        ),
+    );
+    assert_eq!(
+        python_one,
+        json!([
+            one["metadata"]["uid"],
+            one["metadata"]["resourceVersion"],
+            "Running"
+        ])
+    );
+
+    // kubectl delete; a namespace's delete takes what is in it.
+    let deleted = kubectl(&api, &["delete", "pod", "web-2", "-n", NS]);
+    assert_eq!(deleted.trim(), "pod \"web-2\" deleted");
+    assert!(api.get("pods", NS, "web-2").is_none());
+    kubectl(&api, &["delete", "namespace", NS]);
+    assert!(
+        api.list("pods", None).is_empty(),
+        "the namespace's pods went with it"
+    );
+    let gone = python(
+        &api,
+        &format!("print(json.dumps(failure(lambda: core.read_namespaced_pod('web-1', '{NS}'))))"),
+    );
+    assert_eq!(gone["status"], 404);
+    assert_eq!(gone["body"]["reason"], "NotFound");
+    assert_eq!(gone["body"]["message"], "pods \"web-1\" not found");
+    assert_eq!(
+        gone["body"]["details"],
+        json!({"name": "web-1", "kind": "pods"})
+    );
+}
+
+/// Lines a child prints, as they come.
+fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The next line containing `needle` (others are collected into `seen`).
+fn wait_line(rx: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => {
+                seen.push(line.clone());
+                return line;
+            }
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no line with {needle:?}; saw {seen:#?}"),
+        }
+    }
+}
+
+#[test]
+fn watches_see_the_other_clients_changes() {
+    if !peers("kube api: watches") {
+        return;
+    }
+    let api = ApiServer::start().expect("the test API server starts");
+    namespace(&api, NS);
+    api.create(pod("first", "Running", json!({"app": "web"}), &["app"]))
+        .unwrap();
+
+    // Python watches; kubectl (and the test) change things.
+    let mut watcher = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "{PRELUDE}
+w = k.watch.Watch()
+for e in w.stream(core.list_namespaced_pod, '{NS}', timeout_seconds=20):
+    o = e['object']
+    print(e['type'], o.metadata.name, o.metadata.resource_version, (o.metadata.labels or {{}}).get('stage', '-'), flush=True)
+"
+        ))
+        .env("KUBECONFIG", api.kubeconfig())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let python_lines = lines_of(&mut watcher);
+    // kubectl watches the same pods as a Table.
+    let mut kubectl_watch = kubectl_cmd(&api, &["get", "pods", "-n", NS, "--watch"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    let kubectl_lines = lines_of(&mut kubectl_watch);
+    let (mut py, mut kc) = (Vec::new(), Vec::new());
+    wait_line(&python_lines, "ADDED first", &mut py);
+    wait_line(&kubectl_lines, "first", &mut kc);
+
+    kubectl(&api, &["label", "pod", "first", "-n", NS, "stage=two"]);
+    let modified = wait_line(&python_lines, "MODIFIED first", &mut py);
+    let rv = api.get("pods", NS, "first").unwrap()["metadata"]["resourceVersion"].clone();
+    assert_eq!(
+        modified,
+        format!("MODIFIED first {} two", rv.as_str().unwrap())
+    );
+
+    let manifest =
+        serde_json::to_string(&pod("second", "Pending", json!({"app": "web"}), &["app"])).unwrap();
+    let out = kubectl_stdin(
+        &api,
+        &["apply", "--server-side", "--validate=false", "-f", "-"],
+        &manifest,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_line(&python_lines, "ADDED second", &mut py);
+    wait_line(&kubectl_lines, "second", &mut kc);
+
+    api.delete("pods", NS, "first").unwrap();
+    wait_line(&python_lines, "DELETED first", &mut py);
+    let _ = kubectl_watch.kill();
+    let _ = kubectl_watch.wait();
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert_eq!(
+        kc[0].split_whitespace().next(),
+        Some("NAME"),
+        "kubectl's watch prints the table header first: {kc:?}"
+    );
+    assert_eq!(
+        kc.iter().filter(|l| l.starts_with("NAME")).count(),
+        1,
+        "one header: {kc:?}"
+    );
+}
+
+/// curl against the server with its CA and token: (status, body).
+fn curl(api: &ApiServer, args: &[&str], path: &str) -> (u16, String) {
+    let ca = api.dir().join("ca.crt");
+    if !ca.exists() {
+        let config: Value =
+            serde_json::from_str(&std::fs::read_to_string(api.kubeconfig()).unwrap()).unwrap();
+        let data = config["clusters"][0]["cluster"]["certificate-authority-data"]
+            .as_str()
+            .unwrap();
+        let pem = Command::new("base64")
+            .args(["-d"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(data.as_bytes())?;
+                c.wait_with_output()
+            });
+        std::fs::write(&ca, pem.expect("base64 decodes").stdout).unwrap();
+    }
+    let out = Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}", "--cacert"])
+        .arg(&ca)
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {}", api.token()))
+        .args(args)
+        .arg(format!("{}{path}", api.url()))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn server_side_apply_twice_changes_nothing() {
+    if !peers("kube api: server-side apply") {
+        return;
+    }
+    let api = ApiServer::start().expect("the test API server starts");
+    namespace(&api, NS);
+    let manifest = |replicas: u32, extra_label: bool| {
+        let mut labels = json!({"app": "agent"});
+        if extra_label {
+            labels["extra"] = "yes".into();
+        }
+        format!(
+            "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\n  namespace: {NS}\n  labels: {labels}\nspec:\n  minReadySeconds: {replicas}\n  selector:\n    matchLabels: {{app: agent}}\n  template:\n    metadata:\n      labels: {{app: agent}}\n    spec:\n      containers:\n      - name: agent\n        image: registry.local/agent:1\n"
+        )
+    };
+    let apply = |text: &str, extra: &[&str]| {
+        let mut args = vec!["apply", "--server-side", "--validate=false", "-f", "-"];
+        args.extend_from_slice(extra);
+        kubectl_stdin(&api, &args, text)
+    };
+    let out = apply(&manifest(1, true), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "daemonset.apps/agent serverside-applied"
+    );
+    let first = api.get("daemonsets", NS, "agent").unwrap();
+    assert_eq!(first["metadata"]["generation"], 1);
+    assert_eq!(first["metadata"]["managedFields"][0]["manager"], "kubectl");
+    assert_eq!(first["metadata"]["managedFields"][0]["operation"], "Apply");
+    let rv_before = api.resource_version();
+    let out = apply(&manifest(1, true), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = api.get("daemonsets", NS, "agent").unwrap();
+    assert_eq!(
+        again["metadata"]["resourceVersion"], first["metadata"]["resourceVersion"],
+        "the same apply changed the object"
+    );
+    assert_eq!(
+        api.resource_version(),
+        rv_before,
+        "the same apply made a change"
+    );
+
+    // A new spec and a label no longer applied: generation 2, label gone.
+    let out = apply(&manifest(5, false), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let changed = api.get("daemonsets", NS, "agent").unwrap();
+    assert_ne!(
+        changed["metadata"]["resourceVersion"],
+        first["metadata"]["resourceVersion"]
+    );
+    assert_eq!(changed["metadata"]["generation"], 2);
+    assert_eq!(changed["spec"]["minReadySeconds"], 5);
+    assert_eq!(changed["metadata"]["labels"], json!({"app": "agent"}));
+
+    // Another manager with another value conflicts, as on a real server.
+    let out = apply(&manifest(7, false), &["--field-manager=other"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("conflict with \"kubectl\"") && err.contains(".spec.minReadySeconds"),
+        "{err}"
+    );
+    let out = apply(
+        &manifest(7, false),
+        &["--field-manager=other", "--force-conflicts"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        api.get("daemonsets", NS, "agent").unwrap()["spec"]["minReadySeconds"],
+        7
+    );
+
+    // The JSON kube-rs sends, through curl: the same no-change rule.
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}}).to_string();
+    let path = format!("/api/v1/namespaces/{NS}/configmaps/c?fieldManager=kubetap&force=true");
+    let ssa = [
+        "-X",
+        "PATCH",
+        "-H",
+        "Content-Type: application/apply-patch+yaml",
+        "--data-binary",
+        &body,
+    ];
+    let (code, created) = curl(&api, &ssa, &path);
+    assert_eq!(code, 201, "{created}");
+    let (code, again) = curl(&api, &ssa, &path);
+    assert_eq!(code, 200, "{again}");
+    let (created, again): (Value, Value) = (
+        serde_json::from_str(&created).unwrap(),
+        serde_json::from_str(&again).unwrap(),
+    );
+    assert_eq!(
+        created["metadata"]["resourceVersion"],
+        again["metadata"]["resourceVersion"]
+    );
+}
+
+#[test]
+fn failures_are_the_real_servers() {
+    if !peers("kube api: failures") {
+        return;
+    }
+    let api = ApiServer::start().expect("the test API server starts");
+    namespace(&api, NS);
+    api.set_denied(&[Denial::new("create", "apps", "daemonsets").in_namespace(NS)]);
+
+    // can-i: no for the denial, yes elsewhere.
+    let out = kubectl_out(
+        &api,
+        &["auth", "can-i", "create", "daemonsets.apps", "-n", NS],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
+    assert!(!out.status.success());
+    assert_eq!(
+        kubectl(
+            &api,
+            &[
+                "auth",
+                "can-i",
+                "create",
+                "daemonsets.apps",
+                "-n",
+                "default"
+            ]
+        )
+        .trim(),
+        "yes"
+    );
+    assert_eq!(
+        kubectl(&api, &["auth", "can-i", "list", "pods", "-A"]).trim(),
+        "yes"
+    );
+
+    // The real request: 403 with the real message.
+    let ds = format!(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\n  namespace: {NS}\nspec:\n  selector:\n    matchLabels: {{app: a}}\n  template:\n    metadata:\n      labels: {{app: a}}\n    spec:\n      containers:\n      - name: a\n        image: x\n"
+    );
+    let out = kubectl_stdin(&api, &["create", "--validate=false", "-f", "-"], &ds);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "Error from server (Forbidden): error when creating \"STDIN\": daemonsets.apps is forbidden: User \"kubetap-test\" cannot create resource \"daemonsets\" in API group \"apps\" in the namespace \"{NS}\""
+        )
+    );
+    let denied = python(
+        &api,
+        &format!(
+            "print(json.dumps(failure(lambda: apps.create_namespaced_daemon_set('{NS}', {{'metadata': {{'name': 'agent'}}, 'spec': {{}}}}))))"
+        ),
+    );
+    assert_eq!(denied["status"], 403);
+    assert_eq!(denied["body"]["reason"], "Forbidden");
+    assert_eq!(
+        denied["body"]["details"],
+        json!({"group": "apps", "kind": "daemonsets"})
+    );
+
+    // 404 for a namespace that does not exist.
+    let out = kubectl_out(&api, &["create", "configmap", "x", "-n", "nope"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: failed to create configmap: namespaces \"nope\" not found"
+    );
+    let missing = python(
+        &api,
+        "print(json.dumps(failure(lambda: core.create_namespaced_config_map('nope', {'metadata': {'name': 'x'}}))))",
+    );
+    assert_eq!(missing["status"], 404);
+    assert_eq!(missing["body"]["message"], "namespaces \"nope\" not found");
+
+    // 409 for a second create.
+    kubectl(&api, &["create", "configmap", "x", "-n", NS]);
+    let out = kubectl_out(&api, &["create", "configmap", "x", "-n", NS]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: failed to create configmap: configmaps \"x\" already exists"
+    );
+
+    // Bad selectors and bodies get a Status, never a dropped connection.
+    let (code, body) = curl(&api, &[], "/api/v1/pods?labelSelector=a%20in%20b");
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["reason"],
+        "BadRequest"
+    );
+    let (code, body) = curl(&api, &[], "/api/v1/pods?fieldSelector=spec.image%3Dx");
+    assert_eq!(
+        (
+            code,
+            serde_json::from_str::<Value>(&body).unwrap()["message"].clone()
+        ),
+        (400, json!("field label not supported: spec.image"))
+    );
+    let (code, _) = curl(
+        &api,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            "{not json",
+        ],
+        &format!("/api/v1/namespaces/{NS}/configmaps"),
+    );
+    assert_eq!(code, 400);
+    let big = api.dir().join("big.json");
+    std::fs::write(&big, format!("{{\"data\": \"{}\"}}", "x".repeat(4 << 20))).unwrap();
+    let (code, body) = curl(
+        &api,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &format!("@{}", big.display()),
+        ],
+        &format!("/api/v1/namespaces/{NS}/configmaps"),
+    );
+    assert_eq!(code, 413, "{body}");
+    let (code, _) = curl(&api, &[], "/api/v1/nonsense");
+    assert_eq!(code, 404);
+
+    // Expired credentials: 401 for everything.
+    api.expire_token();
+    let out = kubectl_out(&api, &["get", "pods"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim().lines().last(),
+        Some("error: You must be logged in to the server (Unauthorized)")
+    );
+    let unauthorized = python(
+        &api,
+        "print(json.dumps(failure(lambda: core.list_namespaced_pod('default'))))",
+    );
+    assert_eq!(unauthorized["status"], 401);
+    assert_eq!(unauthorized["body"]["reason"], "Unauthorized");
+}
+
+#[test]
+fn pod_logs() {
+    if !peers("kube api: logs") {
+        return;
+    }
+    let api = ApiServer::start().expect("the test API server starts");
+    namespace(&api, NS);
+    api.create(pod("one", "Running", json!({}), &["app"]))
+        .unwrap();
+    api.create(pod("two", "Running", json!({}), &["app", "proxy"]))
+        .unwrap();
+    api.set_pod_log(NS, "one", "app", "line 1\nline 2\nline 3\n");
+    api.set_pod_log(NS, "two", "proxy", "proxy up\n");
+    assert_eq!(
+        kubectl(&api, &["logs", "one", "-n", NS]),
+        "line 1\nline 2\nline 3\n"
+    );
+    assert_eq!(
+        kubectl(&api, &["logs", "one", "-n", NS, "--tail=1"]),
+        "line 3\n"
+    );
+    assert_eq!(
+        kubectl(&api, &["logs", "two", "-n", NS, "-c", "proxy"]),
+        "proxy up\n"
+    );
+    let (code, body) = curl(&api, &[], &format!("/api/v1/namespaces/{NS}/pods/two/log"));
+    assert_eq!(code, 400);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["message"],
+        "a container name must be specified for pod two, choose one of: [app proxy]"
+    );
+    let python_log = python(
+        &api,
+        &format!("print(json.dumps(core.read_namespaced_pod_log('one', '{NS}', tail_lines=2)))"),
+    );
+    assert_eq!(python_log, "line 2\nline 3\n");
+}
+
+#[test]
+fn watch_history_bookmarks_and_the_request_log() {
+    if !peers("kube api: watch details") {
+        return;
+    }
+    let api = ApiServer::start().expect("the test API server starts");
+    namespace(&api, NS);
+    let start = api.resource_version();
+    for i in 0..3 {
+        api.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{i}"), "namespace": NS}}))
+            .unwrap();
+    }
+    // From a resourceVersion: the changes after it, then bookmarks.
+    let path = format!(
+        "/api/v1/namespaces/{NS}/configmaps?watch=1&resourceVersion={start}&allowWatchBookmarks=true&timeoutSeconds=3"
+    );
+    let (code, body) = curl(&api, &[], &path);
+    assert_eq!(code, 200);
+    let events: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "ADDED")
+        .map(|e| e["object"]["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["c0", "c1", "c2"]);
+    let bookmarks: Vec<&Value> = events.iter().filter(|e| e["type"] == "BOOKMARK").collect();
+    assert!(!bookmarks.is_empty(), "no bookmark in 3 s: {body}");
+    assert_eq!(
+        bookmarks[0]["object"]["metadata"]["resourceVersion"],
+        api.resource_version().to_string()
+    );
+
+    // Past the kept history: 410 as an ERROR event, as the real server.
+    for i in 0..testkit::kube_api::HISTORY {
+        api.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("s{i}"), "namespace": NS}}))
+            .unwrap();
+    }
+    let (code, body) = curl(
+        &api,
+        &[],
+        &format!("/api/v1/namespaces/{NS}/configmaps?watch=1&resourceVersion={start}"),
+    );
+    assert_eq!(code, 200);
+    let error: Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+    assert_eq!(error["type"], "ERROR");
+    assert_eq!(error["object"]["code"], 410);
+    assert_eq!(error["object"]["reason"], "Expired");
+
+    // The request log counts what a client asked.
+    api.clear_requests();
+    kubectl(&api, &["get", "configmaps", "-n", NS]);
+    let requests = api.requests();
+    let lists: Vec<_> = requests.iter().filter(|r| r.verb == "list").collect();
+    assert_eq!(lists.len(), 1, "{requests:#?}");
+    assert_eq!(lists[0].path, format!("/api/v1/namespaces/{NS}/configmaps"));
+    assert!(
+        requests.iter().all(|r| !r.watch && r.status == 200),
+        "{requests:#?}"
+    );
+}
