@@ -1,0 +1,197 @@
+//! `kubetap install` and `clean` against the test API server
+//! (`testkit::kube_api`) through a real kubeconfig: what was installed is
+//! what kubectl and the official Python client see, installing twice
+//! changes nothing, clean leaves nothing; and each way a cluster says no
+//! (unreachable, expired credentials, a forbidden verb, an unknown context)
+//! is a sentence naming it, a non-zero exit, and nothing left half made.
+
+mod peers;
+
+use peers::TempDir;
+use std::process::{Command, Output};
+use testkit::kube_api::{ApiServer, Denial};
+
+/// The kinds kubetap installs, as the API server serves them.
+const KINDS: &[&str] = &[
+    "Namespace",
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Secret",
+    "Service",
+    "Deployment",
+    "DaemonSet",
+];
+
+struct Cli {
+    home: TempDir,
+    kubeconfig: std::path::PathBuf,
+}
+
+impl Cli {
+    fn new(api: &ApiServer) -> Cli {
+        Cli {
+            home: TempDir::new("kube-install-home"),
+            kubeconfig: api.kubeconfig().to_path_buf(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(peers::sibling("kubetap"))
+            .args(args)
+            .env("HOME", self.home.root())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .unwrap()
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every object with kubetap's label, or named for its namespace, left in
+/// the server.
+fn leftovers(api: &ApiServer) -> Vec<String> {
+    let mut left = Vec::new();
+    for kind in KINDS {
+        for o in api.list(kind, None) {
+            let name = o["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let ours = o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "kubetap"
+                || name.starts_with("kubetap");
+            if ours {
+                left.push(format!("{kind}/{name}"));
+            }
+        }
+    }
+    left
+}
+
+#[test]
+fn install_is_what_kubectl_and_python_see_twice_is_a_no_op_and_clean_leaves_nothing() {
+    if !testkit::require_tools("kubetap install on the test API server", false, &["kubectl", "python3"]) {
+        return;
+    }
+    let api = ApiServer::start().unwrap();
+    let cli = Cli::new(&api);
+
+    let out = cli.run(&["install"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.matches(" created\n").count(), 11, "{stdout}");
+    for line in ["namespace/kubetap created", "daemonset/kubetap-worker created", "secret/kubetap-token created"] {
+        assert!(stdout.contains(line), "{stdout}");
+    }
+    assert!(stderr.contains("installed in namespace kubetap"), "{stderr}");
+
+    // kubectl sees the workloads and the service.
+    let all = Command::new("kubectl")
+        .args(["get", "-n", "kubetap", "all", "-o", "name"])
+        .env("KUBECONFIG", api.kubeconfig())
+        .output()
+        .unwrap();
+    let (names, err) = text(&all);
+    assert!(all.status.success(), "{err}");
+    for want in ["service/kubetap-hub", "deployment.apps/kubetap-hub", "daemonset.apps/kubetap-worker"] {
+        assert!(names.lines().any(|l| l == want), "kubectl get all: {names}");
+    }
+    // The Python client sees the secrets and the role, with the label.
+    let py = Command::new("python3")
+        .args([
+            "-c",
+            "import sys\n\
+from kubernetes import client, config\n\
+config.load_kube_config(config_file=sys.argv[1])\n\
+core = client.CoreV1Api()\n\
+print(' '.join(sorted(s.metadata.name for s in core.list_namespaced_secret('kubetap', label_selector='app.kubernetes.io/part-of=kubetap').items)))\n\
+rbac = client.RbacAuthorizationV1Api()\n\
+print(rbac.read_cluster_role('kubetap-hub-kubetap').rules[0].resources)",
+        ])
+        .arg(api.kubeconfig())
+        .output()
+        .unwrap();
+    let (said, err) = text(&py);
+    assert!(py.status.success(), "{err}");
+    assert_eq!(
+        said,
+        "kubetap-hub-certs kubetap-token kubetap-worker-certs\n['pods']\n"
+    );
+
+    // Again: every object unchanged, the server's resourceVersion too, and
+    // the token kept (the workers' certificates with it).
+    let token = api.get("Secret", "kubetap", "kubetap-token").unwrap()["data"]["token"].clone();
+    let version = api.resource_version();
+    let out = cli.run(&["install"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.matches(" unchanged\n").count(), 11, "{stdout}");
+    assert_eq!(api.resource_version(), version, "a second install changed something");
+    assert_eq!(api.get("Secret", "kubetap", "kubetap-token").unwrap()["data"]["token"], token);
+
+    let out = cli.run(&["clean"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.matches(" deleted\n").count(), 11, "{stdout}");
+    assert_eq!(leftovers(&api), Vec::<String>::new());
+    // Nothing left to clean: said, and not an error.
+    let out = cli.run(&["clean"]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success() && stderr.contains("nothing to remove"), "{stderr}");
+}
+
+#[test]
+fn a_cluster_that_says_no_is_named_and_nothing_is_left_half_made() {
+    let api = ApiServer::start().unwrap();
+    let cli = Cli::new(&api);
+
+    // A verb RBAC forbids, midway: the error names it, what was made is removed.
+    api.set_denied(&[Denial::new("patch", "apps", "daemonsets")]);
+    let out = cli.run(&["install"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("forbidden") && stderr.contains("daemonsets") && stderr.contains("removed"),
+        "{stderr}"
+    );
+    assert_eq!(leftovers(&api), Vec::<String>::new());
+    api.set_denied(&[]);
+
+    // An unknown context, before anything is sent.
+    let out = cli.run(&["install", "--context", "nope"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no context \"nope\""), "{stderr}");
+
+    // Expired credentials.
+    api.expire_token();
+    for command in ["install", "clean"] {
+        let out = cli.run(&[command]);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "{command}");
+        assert!(
+            stderr.contains("refused the kubeconfig's credentials") && stderr.contains("log in"),
+            "{command}: {stderr}"
+        );
+    }
+    assert_eq!(leftovers(&api), Vec::<String>::new());
+
+    // An API server that is not there.
+    let kubeconfig = std::fs::read_to_string(api.kubeconfig()).unwrap();
+    let url = api.url();
+    drop(api);
+    let gone = cli.home.path("gone.kubeconfig");
+    std::fs::write(&gone, kubeconfig.replace(&url, &format!("https://127.0.0.1:{}", testkit::free_port())))
+        .unwrap();
+    let out = Command::new(peers::sibling("kubetap"))
+        .args(["install", "--kubeconfig"])
+        .arg(&gone)
+        .env("HOME", cli.home.root())
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot reach the API server at https://127.0.0.1:"), "{stderr}");
+}
