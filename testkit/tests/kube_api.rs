@@ -882,3 +882,213 @@ fn watch_history_bookmarks_and_the_request_log() {
         "{requests:#?}"
     );
 }
+
+/// A TLS connection to the server trusting its CA (from the kubeconfig).
+async fn tls_to(api: &ApiServer) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use base64::Engine as _;
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject as _};
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(api.kubeconfig()).unwrap()).unwrap();
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(
+            config["clusters"][0]["cluster"]["certificate-authority-data"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(&pem).expect("the CA is PEM"))
+        .unwrap();
+    #[allow(deprecated)] // ring, as the server.
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(api.addr()).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .expect("TLS with the kubeconfig's CA")
+}
+
+/// The WebSocket handshake kube-rs's `Api::<Pod>::portforward` makes.
+fn forward_request(
+    api: &ApiServer,
+    pod: &str,
+    ports: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let url = format!(
+        "wss://{}/api/v1/namespaces/{NS}/pods/{pod}/portforward?ports={ports}",
+        api.addr()
+    );
+    let mut req = url.into_client_request().unwrap();
+    let headers = req.headers_mut();
+    headers.insert(
+        "Authorization",
+        format!("Bearer {}", api.token()).parse().unwrap(),
+    );
+    headers.insert(
+        "Sec-WebSocket-Protocol",
+        "v4.channel.k8s.io".parse().unwrap(),
+    );
+    req
+}
+
+#[test]
+fn port_forward_over_websocket_v4_channels() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    if !peers("kube api: port-forward") {
+        return;
+    }
+    let api = ApiServer::start().expect("the test API server starts");
+    namespace(&api, NS);
+    api.create(pod("web", "Running", json!({}), &["app"]))
+        .unwrap();
+    // A real HTTP server, serving a directory with a file the answer names.
+    let site = testkit::TempDir::new("kube-api-site");
+    std::fs::write(site.path("marker-7f3a.txt"), "hello").unwrap();
+    let port = testkit::free_port();
+    let _server = testkit::Process::spawn(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(&*site)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .expect("python3 serves");
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    testkit::assert_eventually!(
+        Duration::from_secs(10),
+        std::net::TcpStream::connect(target).is_ok(),
+        "the HTTP server on {target}"
+    );
+    // Port 8080 of the pod reaches it; 9 has no target.
+    api.set_port_forward(NS, "web", 8080, target);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (mut ws, reply) = tokio_tungstenite::client_async(
+            forward_request(&api, "web", "8080,9"),
+            tls_to(&api).await,
+        )
+        .await
+        .expect("the upgrade is accepted");
+        assert_eq!(
+            reply.headers()["sec-websocket-protocol"],
+            "v4.channel.k8s.io"
+        );
+        let mut request = vec![0u8];
+        request.extend_from_slice(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n");
+        ws.send(Message::binary(request)).await.unwrap();
+        let (mut first, mut data, mut errors) = (Vec::new(), Vec::new(), String::new());
+        let read = async {
+            while let Some(Ok(message)) = ws.next().await {
+                let Message::Binary(b) = message else {
+                    continue;
+                };
+                let channel = b[0];
+                if !first.contains(&channel) {
+                    // Each channel's first message is its port, little-endian.
+                    first.push(channel);
+                    let port = u16::from_le_bytes([b[1], b[2]]);
+                    assert_eq!(
+                        port,
+                        if channel < 2 { 8080 } else { 9 },
+                        "channel {channel}"
+                    );
+                    assert_eq!(b.len(), 3);
+                    continue;
+                }
+                match channel {
+                    0 => data.extend_from_slice(&b[1..]),
+                    3 => errors.push_str(&String::from_utf8_lossy(&b[1..])),
+                    other => panic!("a message on channel {other}: {b:?}"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .expect("the server closes the socket when the HTTP server has answered");
+        first.sort();
+        assert_eq!(first, [0, 1, 2, 3]);
+        let answer = String::from_utf8_lossy(&data);
+        assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+        assert!(answer.contains("marker-7f3a.txt"), "{answer}");
+        assert_eq!(
+            errors,
+            format!(
+                "error forwarding port 9 to pod {NS}/web: no port-forward target set for port 9"
+            )
+        );
+
+        // A denial, a missing pod and a plain GET are refused before any upgrade.
+        api.set_denied(&[Denial::new("create", "", "pods/portforward")]);
+        let refused = tokio_tungstenite::client_async(
+            forward_request(&api, "web", "8080"),
+            tls_to(&api).await,
+        )
+        .await;
+        let Err(tokio_tungstenite::tungstenite::Error::Http(reply)) = refused else {
+            panic!("a denied port-forward was upgraded");
+        };
+        assert_eq!(reply.status(), 403);
+        api.set_denied(&[]);
+        let refused = tokio_tungstenite::client_async(
+            forward_request(&api, "nope", "8080"),
+            tls_to(&api).await,
+        )
+        .await;
+        let Err(tokio_tungstenite::tungstenite::Error::Http(reply)) = refused else {
+            panic!("a port-forward to a missing pod was upgraded");
+        };
+        assert_eq!(reply.status(), 404);
+    });
+    let (code, body) = curl(
+        &api,
+        &[],
+        &format!("/api/v1/namespaces/{NS}/pods/web/portforward?ports=8080"),
+    );
+    assert_eq!(code, 400, "{body}");
+
+    // kubectl port-forward speaks SPDY/3.1, which is not served: it must
+    // fail at once with the reason, not hang.
+    let local = testkit::free_port().to_string();
+    let mut kubectl = kubectl_cmd(
+        &api,
+        &[
+            "port-forward",
+            "-n",
+            NS,
+            "pod/web",
+            &format!("{local}:8080"),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let ended = testkit::eventually(
+        Duration::from_secs(20),
+        "kubectl port-forward to give up",
+        || kubectl.try_wait().unwrap(),
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(kubectl.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!ended.success());
+    assert!(err.contains("SPDY/3.1"), "{err}");
+}

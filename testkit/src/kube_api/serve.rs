@@ -489,7 +489,7 @@ async fn resource(
     let result = match (req.method().clone(), t.name.clone(), t.sub.as_deref()) {
         (Method::GET, None, None) if watch => return start_watch(shared, &t, q, form),
         (Method::GET, None, None) => list(shared, &t, q, form),
-        (Method::GET, Some(_), Some("portforward")) => {
+        (Method::GET | Method::POST, Some(_), Some("portforward")) => {
             return super::portforward::upgrade(
                 shared,
                 &mut req,
