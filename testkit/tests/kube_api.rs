@@ -54,6 +54,15 @@ fn kubectl(api: &ApiServer, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Asserts that a command succeeded, showing its stderr when not.
+fn succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// kubectl with a manifest on its standard input.
 fn kubectl_stdin(api: &ApiServer, args: &[&str], manifest: &str) -> Output {
     let mut child = kubectl_cmd(api, args)
@@ -146,9 +155,16 @@ fn pod(name: &str, phase: &str, labels: Value, containers: &[&str]) -> Value {
     })
 }
 
-fn namespace(api: &ApiServer, name: &str) {
-    api.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
+/// A server with the namespace [`NS`], when the peers are here (else the
+/// test `what` is skipped).
+fn started(what: &str) -> Option<ApiServer> {
+    if !peers(what) {
+        return None;
+    }
+    let api = ApiServer::start().expect("the test API server starts");
+    api.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))
         .expect("a new namespace");
+    Some(api)
 }
 
 #[test]
@@ -200,11 +216,7 @@ fn kubectl_and_python_see_the_same_objects() {
         &["create", "--validate=false", "-f", "-"],
         &manifests.to_string(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(
         api.get("configmaps", NS, "settings").unwrap()["data"],
         json!({"a": "1"})
@@ -412,11 +424,9 @@ fn wait_line(rx: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) 
 
 #[test]
 fn watches_see_the_other_clients_changes() {
-    if !peers("kube api: watches") {
+    let Some(api) = started("kube api: watches") else {
         return;
-    }
-    let api = ApiServer::start().expect("the test API server starts");
-    namespace(&api, NS);
+    };
     api.create(pod("first", "Running", json!({"app": "web"}), &["app"]))
         .unwrap();
 
@@ -461,11 +471,7 @@ for e in w.stream(core.list_namespaced_pod, '{NS}', timeout_seconds=20):
         &["apply", "--server-side", "--validate=false", "-f", "-"],
         &manifest,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     wait_line(&python_lines, "ADDED second", &mut py);
     wait_line(&kubectl_lines, "second", &mut kc);
 
@@ -523,11 +529,9 @@ fn curl(api: &ApiServer, args: &[&str], path: &str) -> (u16, String) {
 
 #[test]
 fn server_side_apply_twice_changes_nothing() {
-    if !peers("kube api: server-side apply") {
+    let Some(api) = started("kube api: server-side apply") else {
         return;
-    }
-    let api = ApiServer::start().expect("the test API server starts");
-    namespace(&api, NS);
+    };
     let manifest = |replicas: u32, extra_label: bool| {
         let mut labels = json!({"app": "agent"});
         if extra_label {
@@ -543,11 +547,7 @@ fn server_side_apply_twice_changes_nothing() {
         kubectl_stdin(&api, &args, text)
     };
     let out = apply(&manifest(1, true), &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "daemonset.apps/agent serverside-applied"
@@ -558,11 +558,7 @@ fn server_side_apply_twice_changes_nothing() {
     assert_eq!(first["metadata"]["managedFields"][0]["operation"], "Apply");
     let rv_before = api.resource_version();
     let out = apply(&manifest(1, true), &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let again = api.get("daemonsets", NS, "agent").unwrap();
     assert_eq!(
         again["metadata"]["resourceVersion"], first["metadata"]["resourceVersion"],
@@ -576,11 +572,7 @@ fn server_side_apply_twice_changes_nothing() {
 
     // A new spec and a label no longer applied: generation 2, label gone.
     let out = apply(&manifest(5, false), &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let changed = api.get("daemonsets", NS, "agent").unwrap();
     assert_ne!(
         changed["metadata"]["resourceVersion"],
@@ -602,11 +594,7 @@ fn server_side_apply_twice_changes_nothing() {
         &manifest(7, false),
         &["--field-manager=other", "--force-conflicts"],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(
         api.get("daemonsets", NS, "agent").unwrap()["spec"]["minReadySeconds"],
         7
@@ -639,11 +627,9 @@ fn server_side_apply_twice_changes_nothing() {
 
 #[test]
 fn failures_are_the_real_servers() {
-    if !peers("kube api: failures") {
+    let Some(api) = started("kube api: failures") else {
         return;
-    }
-    let api = ApiServer::start().expect("the test API server starts");
-    namespace(&api, NS);
+    };
     api.set_denied(&[Denial::new("create", "apps", "daemonsets").in_namespace(NS)]);
 
     // can-i: no for the denial, yes elsewhere.
@@ -734,33 +720,21 @@ fn failures_are_the_real_servers() {
         ),
         (400, json!("field label not supported: spec.image"))
     );
-    let (code, _) = curl(
-        &api,
-        &[
+    let post_config_map = |data: &str| {
+        let args = [
             "-X",
             "POST",
             "-H",
             "Content-Type: application/json",
             "--data-binary",
-            "{not json",
-        ],
-        &format!("/api/v1/namespaces/{NS}/configmaps"),
-    );
-    assert_eq!(code, 400);
+            data,
+        ];
+        curl(&api, &args, &format!("/api/v1/namespaces/{NS}/configmaps"))
+    };
+    assert_eq!(post_config_map("{not json").0, 400);
     let big = api.dir().join("big.json");
     std::fs::write(&big, format!("{{\"data\": \"{}\"}}", "x".repeat(4 << 20))).unwrap();
-    let (code, body) = curl(
-        &api,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &format!("@{}", big.display()),
-        ],
-        &format!("/api/v1/namespaces/{NS}/configmaps"),
-    );
+    let (code, body) = post_config_map(&format!("@{}", big.display()));
     assert_eq!(code, 413, "{body}");
     let (code, _) = curl(&api, &[], "/api/v1/nonsense");
     assert_eq!(code, 404);
@@ -783,11 +757,9 @@ fn failures_are_the_real_servers() {
 
 #[test]
 fn pod_logs() {
-    if !peers("kube api: logs") {
+    let Some(api) = started("kube api: logs") else {
         return;
-    }
-    let api = ApiServer::start().expect("the test API server starts");
-    namespace(&api, NS);
+    };
     api.create(pod("one", "Running", json!({}), &["app"]))
         .unwrap();
     api.create(pod("two", "Running", json!({}), &["app", "proxy"]))
@@ -821,11 +793,9 @@ fn pod_logs() {
 
 #[test]
 fn watch_history_bookmarks_and_the_request_log() {
-    if !peers("kube api: watch details") {
+    let Some(api) = started("kube api: watch details") else {
         return;
-    }
-    let api = ApiServer::start().expect("the test API server starts");
-    namespace(&api, NS);
+    };
     let start = api.resource_version();
     for i in 0..3 {
         api.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{i}"), "namespace": NS}}))
@@ -939,15 +909,24 @@ fn forward_request(
     req
 }
 
+/// The HTTP status of a port-forward upgrade that must be refused.
+async fn refused_upgrade(api: &ApiServer, pod: &str) -> u16 {
+    let refused =
+        tokio_tungstenite::client_async(forward_request(api, pod, "8080"), tls_to(api).await).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(reply)) => reply.status().as_u16(),
+        Err(e) => panic!("the port-forward to {pod} failed without an answer: {e}"),
+        Ok(_) => panic!("the port-forward to {pod} was upgraded"),
+    }
+}
+
 #[test]
 fn port_forward_over_websocket_v4_channels() {
     use futures_util::{SinkExt as _, StreamExt as _};
     use tokio_tungstenite::tungstenite::Message;
-    if !peers("kube api: port-forward") {
+    let Some(api) = started("kube api: port-forward") else {
         return;
-    }
-    let api = ApiServer::start().expect("the test API server starts");
-    namespace(&api, NS);
+    };
     api.create(pod("web", "Running", json!({}), &["app"]))
         .unwrap();
     // A real HTTP server, serving a directory with a file the answer names.
@@ -1038,25 +1017,9 @@ fn port_forward_over_websocket_v4_channels() {
 
         // A denial, a missing pod and a plain GET are refused before any upgrade.
         api.set_denied(&[Denial::new("create", "", "pods/portforward")]);
-        let refused = tokio_tungstenite::client_async(
-            forward_request(&api, "web", "8080"),
-            tls_to(&api).await,
-        )
-        .await;
-        let Err(tokio_tungstenite::tungstenite::Error::Http(reply)) = refused else {
-            panic!("a denied port-forward was upgraded");
-        };
-        assert_eq!(reply.status(), 403);
+        assert_eq!(refused_upgrade(&api, "web").await, 403);
         api.set_denied(&[]);
-        let refused = tokio_tungstenite::client_async(
-            forward_request(&api, "nope", "8080"),
-            tls_to(&api).await,
-        )
-        .await;
-        let Err(tokio_tungstenite::tungstenite::Error::Http(reply)) = refused else {
-            panic!("a port-forward to a missing pod was upgraded");
-        };
-        assert_eq!(reply.status(), 404);
+        assert_eq!(refused_upgrade(&api, "nope").await, 404);
     });
     let (code, body) = curl(
         &api,
