@@ -42,7 +42,7 @@
 //! - `pods/portforward` as WebSocket `v4.channel.k8s.io` (kube-rs's
 //!   protocol) to the address given by [`ApiServer::set_port_forward`].
 //!
-//! What it approximates: server-side apply (see [`apply`]: lists are atomic,
+//! What it approximates: server-side apply (see the `apply` module: lists are atomic,
 //! conflicts are exact-field only; the applied configuration is read as
 //! JSON, which kubectl and kube-rs send, a YAML one is a 400); objects are deleted at once (no
 //! finalizers, no graceful deletion, no garbage collection of dependents);
