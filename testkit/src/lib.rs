@@ -37,9 +37,11 @@
 //!   check; [`skip`] counts what cannot run), [`TempDir`], [`free_port`],
 //!   [`eventually`] and [`assert_eventually!`], `http` (a client for the
 //!   APIs), `synth` (synthetic HTTP/1
-//!   captures: the benchmark's and the hub tests'), and with the `pipeline`
+//!   captures: the benchmark's and the hub tests'), with the `pipeline`
 //!   feature `conversation` (hand-built TCP conversations fed through a
-//!   `tap_worker::Pipeline`).
+//!   `tap_worker::Pipeline`), and with the `kube-api` feature `kube_api` (a
+//!   test Kubernetes API server over HTTPS, checked against kubectl and the
+//!   Python client).
 //!
 //! Departures from the first sketch of this API: `Node::command(program)`
 //! returns a fresh `Command` rather than prefixing one (a `Command` cannot

@@ -54,6 +54,15 @@ fn kubectl(api: &ApiServer, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Asserts that a command succeeded, showing its stderr when not.
+fn succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// kubectl with a manifest on its standard input.
 fn kubectl_stdin(api: &ApiServer, args: &[&str], manifest: &str) -> Output {
     let mut child = kubectl_cmd(api, args)
@@ -146,9 +155,16 @@ fn pod(name: &str, phase: &str, labels: Value, containers: &[&str]) -> Value {
     })
 }
 
-fn namespace(api: &ApiServer, name: &str) {
-    api.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
+/// A server with the namespace [`NS`], when the peers are here (else the
+/// test `what` is skipped).
+fn started(what: &str) -> Option<ApiServer> {
+    if !peers(what) {
+        return None;
+    }
+    let api = ApiServer::start().expect("the test API server starts");
+    api.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))
         .expect("a new namespace");
+    Some(api)
 }
 
 #[test]
@@ -200,11 +216,7 @@ fn kubectl_and_python_see_the_same_objects() {
         &["create", "--validate=false", "-f", "-"],
         &manifests.to_string(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(
         api.get("configmaps", NS, "settings").unwrap()["data"],
         json!({"a": "1"})
@@ -412,11 +424,9 @@ fn wait_line(rx: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) 
 
 #[test]
 fn watches_see_the_other_clients_changes() {
-    if !peers("kube api: watches") {
+    let Some(api) = started("kube api: watches") else {
         return;
-    }
-    let api = ApiServer::start().expect("the test API server starts");
-    namespace(&api, NS);
+    };
     api.create(pod("first", "Running", json!({"app": "web"}), &["app"]))
         .unwrap();
 
@@ -461,11 +471,7 @@ for e in w.stream(core.list_namespaced_pod, '{NS}', timeout_seconds=20):
         &["apply", "--server-side", "--validate=false", "-f", "-"],
         &manifest,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     wait_line(&python_lines, "ADDED second", &mut py);
     wait_line(&kubectl_lines, "second", &mut kc);
 
@@ -523,11 +529,9 @@ fn curl(api: &ApiServer, args: &[&str], path: &str) -> (u16, String) {
 
 #[test]
 fn server_side_apply_twice_changes_nothing() {
-    if !peers("kube api: server-side apply") {
+    let Some(api) = started("kube api: server-side apply") else {
         return;
-    }
-    let api = ApiServer::start().expect("the test API server starts");
-    namespace(&api, NS);
+    };
     let manifest = |replicas: u32, extra_label: bool| {
         let mut labels = json!({"app": "agent"});
         if extra_label {
@@ -543,11 +547,7 @@ fn server_side_apply_twice_changes_nothing() {
         kubectl_stdin(&api, &args, text)
     };
     let out = apply(&manifest(1, true), &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "daemonset.apps/agent serverside-applied"
@@ -558,11 +558,7 @@ fn server_side_apply_twice_changes_nothing() {
     assert_eq!(first["metadata"]["managedFields"][0]["operation"], "Apply");
     let rv_before = api.resource_version();
     let out = apply(&manifest(1, true), &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let again = api.get("daemonsets", NS, "agent").unwrap();
     assert_eq!(
         again["metadata"]["resourceVersion"], first["metadata"]["resourceVersion"],
@@ -576,11 +572,7 @@ fn server_side_apply_twice_changes_nothing() {
 
     // A new spec and a label no longer applied: generation 2, label gone.
     let out = apply(&manifest(5, false), &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let changed = api.get("daemonsets", NS, "agent").unwrap();
     assert_ne!(
         changed["metadata"]["resourceVersion"],
@@ -602,11 +594,7 @@ fn server_side_apply_twice_changes_nothing() {
         &manifest(7, false),
         &["--field-manager=other", "--force-conflicts"],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(
         api.get("daemonsets", NS, "agent").unwrap()["spec"]["minReadySeconds"],
         7
@@ -639,11 +627,9 @@ fn server_side_apply_twice_changes_nothing() {
 
 #[test]
 fn failures_are_the_real_servers() {
-    if !peers("kube api: failures") {
+    let Some(api) = started("kube api: failures") else {
         return;
-    }
-    let api = ApiServer::start().expect("the test API server starts");
-    namespace(&api, NS);
+    };
     api.set_denied(&[Denial::new("create", "apps", "daemonsets").in_namespace(NS)]);
 
     // can-i: no for the denial, yes elsewhere.
@@ -734,33 +720,21 @@ fn failures_are_the_real_servers() {
         ),
         (400, json!("field label not supported: spec.image"))
     );
-    let (code, _) = curl(
-        &api,
-        &[
+    let post_config_map = |data: &str| {
+        let args = [
             "-X",
             "POST",
             "-H",
             "Content-Type: application/json",
             "--data-binary",
-            "{not json",
-        ],
-        &format!("/api/v1/namespaces/{NS}/configmaps"),
-    );
-    assert_eq!(code, 400);
+            data,
+        ];
+        curl(&api, &args, &format!("/api/v1/namespaces/{NS}/configmaps"))
+    };
+    assert_eq!(post_config_map("{not json").0, 400);
     let big = api.dir().join("big.json");
     std::fs::write(&big, format!("{{\"data\": \"{}\"}}", "x".repeat(4 << 20))).unwrap();
-    let (code, body) = curl(
-        &api,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &format!("@{}", big.display()),
-        ],
-        &format!("/api/v1/namespaces/{NS}/configmaps"),
-    );
+    let (code, body) = post_config_map(&format!("@{}", big.display()));
     assert_eq!(code, 413, "{body}");
     let (code, _) = curl(&api, &[], "/api/v1/nonsense");
     assert_eq!(code, 404);
@@ -783,11 +757,9 @@ fn failures_are_the_real_servers() {
 
 #[test]
 fn pod_logs() {
-    if !peers("kube api: logs") {
+    let Some(api) = started("kube api: logs") else {
         return;
-    }
-    let api = ApiServer::start().expect("the test API server starts");
-    namespace(&api, NS);
+    };
     api.create(pod("one", "Running", json!({}), &["app"]))
         .unwrap();
     api.create(pod("two", "Running", json!({}), &["app", "proxy"]))
@@ -821,11 +793,9 @@ fn pod_logs() {
 
 #[test]
 fn watch_history_bookmarks_and_the_request_log() {
-    if !peers("kube api: watch details") {
+    let Some(api) = started("kube api: watch details") else {
         return;
-    }
-    let api = ApiServer::start().expect("the test API server starts");
-    namespace(&api, NS);
+    };
     let start = api.resource_version();
     for i in 0..3 {
         api.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{i}"), "namespace": NS}}))
@@ -881,4 +851,207 @@ fn watch_history_bookmarks_and_the_request_log() {
         requests.iter().all(|r| !r.watch && r.status == 200),
         "{requests:#?}"
     );
+}
+
+/// A TLS connection to the server trusting its CA (from the kubeconfig).
+async fn tls_to(api: &ApiServer) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use base64::Engine as _;
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject as _};
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(api.kubeconfig()).unwrap()).unwrap();
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(
+            config["clusters"][0]["cluster"]["certificate-authority-data"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(&pem).expect("the CA is PEM"))
+        .unwrap();
+    #[allow(deprecated)] // ring, as the server.
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(api.addr()).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .expect("TLS with the kubeconfig's CA")
+}
+
+/// The WebSocket handshake kube-rs's `Api::<Pod>::portforward` makes.
+fn forward_request(
+    api: &ApiServer,
+    pod: &str,
+    ports: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let url = format!(
+        "wss://{}/api/v1/namespaces/{NS}/pods/{pod}/portforward?ports={ports}",
+        api.addr()
+    );
+    let mut req = url.into_client_request().unwrap();
+    let headers = req.headers_mut();
+    headers.insert(
+        "Authorization",
+        format!("Bearer {}", api.token()).parse().unwrap(),
+    );
+    headers.insert(
+        "Sec-WebSocket-Protocol",
+        "v4.channel.k8s.io".parse().unwrap(),
+    );
+    req
+}
+
+/// The HTTP status of a port-forward upgrade that must be refused.
+async fn refused_upgrade(api: &ApiServer, pod: &str) -> u16 {
+    let refused =
+        tokio_tungstenite::client_async(forward_request(api, pod, "8080"), tls_to(api).await).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(reply)) => reply.status().as_u16(),
+        Err(e) => panic!("the port-forward to {pod} failed without an answer: {e}"),
+        Ok(_) => panic!("the port-forward to {pod} was upgraded"),
+    }
+}
+
+#[test]
+fn port_forward_over_websocket_v4_channels() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let Some(api) = started("kube api: port-forward") else {
+        return;
+    };
+    api.create(pod("web", "Running", json!({}), &["app"]))
+        .unwrap();
+    // A real HTTP server, serving a directory with a file the answer names.
+    let site = testkit::TempDir::new("kube-api-site");
+    std::fs::write(site.path("marker-7f3a.txt"), "hello").unwrap();
+    let port = testkit::free_port();
+    let _server = testkit::Process::spawn(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(&*site)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .expect("python3 serves");
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    testkit::assert_eventually!(
+        Duration::from_secs(10),
+        std::net::TcpStream::connect(target).is_ok(),
+        "the HTTP server on {target}"
+    );
+    // Port 8080 of the pod reaches it; 9 has no target.
+    api.set_port_forward(NS, "web", 8080, target);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (mut ws, reply) = tokio_tungstenite::client_async(
+            forward_request(&api, "web", "8080,9"),
+            tls_to(&api).await,
+        )
+        .await
+        .expect("the upgrade is accepted");
+        assert_eq!(
+            reply.headers()["sec-websocket-protocol"],
+            "v4.channel.k8s.io"
+        );
+        let mut request = vec![0u8];
+        request.extend_from_slice(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n");
+        ws.send(Message::binary(request)).await.unwrap();
+        let (mut first, mut data, mut errors) = (Vec::new(), Vec::new(), String::new());
+        let read = async {
+            while let Some(Ok(message)) = ws.next().await {
+                let Message::Binary(b) = message else {
+                    continue;
+                };
+                let channel = b[0];
+                if !first.contains(&channel) {
+                    // Each channel's first message is its port, little-endian.
+                    first.push(channel);
+                    let port = u16::from_le_bytes([b[1], b[2]]);
+                    assert_eq!(
+                        port,
+                        if channel < 2 { 8080 } else { 9 },
+                        "channel {channel}"
+                    );
+                    assert_eq!(b.len(), 3);
+                    continue;
+                }
+                match channel {
+                    0 => data.extend_from_slice(&b[1..]),
+                    3 => errors.push_str(&String::from_utf8_lossy(&b[1..])),
+                    other => panic!("a message on channel {other}: {b:?}"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .expect("the server closes the socket when the HTTP server has answered");
+        first.sort();
+        assert_eq!(first, [0, 1, 2, 3]);
+        let answer = String::from_utf8_lossy(&data);
+        assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+        assert!(answer.contains("marker-7f3a.txt"), "{answer}");
+        assert_eq!(
+            errors,
+            format!(
+                "error forwarding port 9 to pod {NS}/web: no port-forward target set for port 9"
+            )
+        );
+
+        // A denial, a missing pod and a plain GET are refused before any upgrade.
+        api.set_denied(&[Denial::new("create", "", "pods/portforward")]);
+        assert_eq!(refused_upgrade(&api, "web").await, 403);
+        api.set_denied(&[]);
+        assert_eq!(refused_upgrade(&api, "nope").await, 404);
+    });
+    let (code, body) = curl(
+        &api,
+        &[],
+        &format!("/api/v1/namespaces/{NS}/pods/web/portforward?ports=8080"),
+    );
+    assert_eq!(code, 400, "{body}");
+
+    // kubectl port-forward speaks SPDY/3.1, which is not served: it must
+    // fail at once with the reason, not hang.
+    let local = testkit::free_port().to_string();
+    let mut kubectl = kubectl_cmd(
+        &api,
+        &[
+            "port-forward",
+            "-n",
+            NS,
+            "pod/web",
+            &format!("{local}:8080"),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let ended = testkit::eventually(
+        Duration::from_secs(20),
+        "kubectl port-forward to give up",
+        || kubectl.try_wait().unwrap(),
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(kubectl.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!ended.success());
+    assert!(err.contains("SPDY/3.1"), "{err}");
 }

@@ -49,6 +49,10 @@ const PACKAGES: &[(&str, &str)] = &[
     // The web UI's build (Vite); machines of this kind come with Node.js and npm.
     ("nodejs", "node"),
     ("npm", "npm"),
+    // kubectl 1.32, one of the real clients the test API server
+    // (testkit::kube_api) is checked against; machines of this kind carry it
+    // (the Google Cloud SDK's apt package of that name).
+    ("kubectl", "kubectl"),
 ];
 
 /// Python modules the real-peer tests import, pinned to versions with wheels

@@ -42,8 +42,9 @@
 //! - `pods/portforward` as WebSocket `v4.channel.k8s.io` (kube-rs's
 //!   protocol) to the address given by [`ApiServer::set_port_forward`].
 //!
-//! What it approximates: server-side apply (see [`apply`]: lists are atomic,
-//! conflicts are exact-field only); objects are deleted at once (no
+//! What it approximates: server-side apply (see the `apply` module: lists are atomic,
+//! conflicts are exact-field only; the applied configuration is read as
+//! JSON, which kubectl and kube-rs send, a YAML one is a 400); objects are deleted at once (no
 //! finalizers, no graceful deletion, no garbage collection of dependents);
 //! `limit` returns everything with no `continue`; a list's `resourceVersion`
 //! parameter is answered with the current state. What it does not do:

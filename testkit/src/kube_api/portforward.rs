@@ -50,18 +50,6 @@ pub(crate) fn upgrade(
     if shared.store().get(pods, ns, pod).is_none() {
         return failure(&Failure::not_found(pods, pod));
     }
-    let mut ports = Vec::new();
-    for p in q.all("ports").flat_map(|v| v.split(',')) {
-        match p.trim().parse::<u16>() {
-            Ok(port) if port > 0 => ports.push(port),
-            _ => return failure(&Failure::bad_request(format!("invalid port {p:?}"))),
-        }
-    }
-    if ports.is_empty() || ports.len() > MAX_PORTS {
-        return failure(&Failure::bad_request(format!(
-            "between 1 and {MAX_PORTS} ports are needed in the ports parameter"
-        )));
-    }
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -73,6 +61,18 @@ pub(crate) fn upgrade(
         return failure(&Failure::bad_request(
             "Upgrade request required: this test API server forwards ports over WebSocket (v4.channel.k8s.io) only, not SPDY/3.1",
         ));
+    }
+    let mut ports = Vec::new();
+    for p in q.all("ports").flat_map(|v| v.split(',')) {
+        match p.trim().parse::<u16>() {
+            Ok(port) if port > 0 => ports.push(port),
+            _ => return failure(&Failure::bad_request(format!("invalid port {p:?}"))),
+        }
+    }
+    if ports.is_empty() || ports.len() > MAX_PORTS {
+        return failure(&Failure::bad_request(format!(
+            "between 1 and {MAX_PORTS} ports are needed in the ports parameter"
+        )));
     }
     let offered = header("sec-websocket-protocol");
     let offered: Vec<&str> = offered.split(',').map(str::trim).collect();

@@ -489,7 +489,7 @@ async fn resource(
     let result = match (req.method().clone(), t.name.clone(), t.sub.as_deref()) {
         (Method::GET, None, None) if watch => return start_watch(shared, &t, q, form),
         (Method::GET, None, None) => list(shared, &t, q, form),
-        (Method::GET, Some(_), Some("portforward")) => {
+        (Method::GET | Method::POST, Some(_), Some("portforward")) => {
             return super::portforward::upgrade(
                 shared,
                 &mut req,
@@ -734,6 +734,23 @@ fn write(
     Ok((200, shared.store().commit(t.r, ns, name, new, dry_run)?))
 }
 
+/// A write naming a resourceVersion must name the stored one (409 otherwise).
+fn precondition(r: &Resource, name: &str, live: &Value, body: &Value) -> Result<(), Failure> {
+    let rv = |v: &Value| {
+        v.pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    match rv(body) {
+        Some(asked) if Some(&asked) != rv(live).as_ref() => Err(Failure::conflict(
+            r,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn replace(
     shared: &Shared,
     t: &Target,
@@ -750,21 +767,7 @@ fn replace(
         .get(t.r, ns, name)
         .cloned()
         .ok_or_else(|| Failure::not_found(t.r, name))?;
-    let asked = body
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str);
-    if asked.is_some_and(|rv| {
-        Some(rv)
-            != live
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-    }) {
-        return Err(Failure::conflict(
-            t.r,
-            name,
-            "the object has been modified; please apply your changes to the latest version and try again",
-        ));
-    }
+    precondition(t.r, name, &live, &body)?;
     let fields_from = body.clone();
     write(
         shared,
@@ -850,21 +853,7 @@ fn patch(
         }
         "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
             let live = live.ok_or_else(|| Failure::not_found(t.r, name))?;
-            let asked = body
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str);
-            if asked.is_some_and(|rv| {
-                Some(rv)
-                    != live
-                        .pointer("/metadata/resourceVersion")
-                        .and_then(Value::as_str)
-            }) {
-                return Err(Failure::conflict(
-                    t.r,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
+            precondition(t.r, name, &live, &body)?;
             let mut new = live.clone();
             apply::merge_patch(&mut new, &body, kind.starts_with("application/strategic"));
             write(
