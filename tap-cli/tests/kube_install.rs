@@ -59,7 +59,10 @@ fn leftovers(api: &ApiServer) -> Vec<String> {
     let mut left = Vec::new();
     for kind in KINDS {
         for o in api.list(kind, None) {
-            let name = o["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let name = o["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let ours = o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "kubetap"
                 || name.starts_with("kubetap");
             if ours {
@@ -72,7 +75,11 @@ fn leftovers(api: &ApiServer) -> Vec<String> {
 
 #[test]
 fn install_is_what_kubectl_and_python_see_twice_is_a_no_op_and_clean_leaves_nothing() {
-    if !testkit::require_tools("kubetap install on the test API server", false, &["kubectl", "python3"]) {
+    if !testkit::require_tools(
+        "kubetap install on the test API server",
+        false,
+        &["kubectl", "python3"],
+    ) {
         return;
     }
     let api = ApiServer::start().unwrap();
@@ -82,10 +89,17 @@ fn install_is_what_kubectl_and_python_see_twice_is_a_no_op_and_clean_leaves_noth
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stdout.matches(" created\n").count(), 11, "{stdout}");
-    for line in ["namespace/kubetap created", "daemonset/kubetap-worker created", "secret/kubetap-token created"] {
+    for line in [
+        "namespace/kubetap created",
+        "daemonset/kubetap-worker created",
+        "secret/kubetap-token created",
+    ] {
         assert!(stdout.contains(line), "{stdout}");
     }
-    assert!(stderr.contains("installed in namespace kubetap"), "{stderr}");
+    assert!(
+        stderr.contains("installed in namespace kubetap"),
+        "{stderr}"
+    );
 
     // kubectl sees the workloads and the service.
     let all = Command::new("kubectl")
@@ -95,7 +109,11 @@ fn install_is_what_kubectl_and_python_see_twice_is_a_no_op_and_clean_leaves_noth
         .unwrap();
     let (names, err) = text(&all);
     assert!(all.status.success(), "{err}");
-    for want in ["service/kubetap-hub", "deployment.apps/kubetap-hub", "daemonset.apps/kubetap-worker"] {
+    for want in [
+        "service/kubetap-hub",
+        "deployment.apps/kubetap-hub",
+        "daemonset.apps/kubetap-worker",
+    ] {
         assert!(names.lines().any(|l| l == want), "kubectl get all: {names}");
     }
     // The Python client sees the secrets and the role, with the label.
@@ -128,8 +146,15 @@ print(rbac.read_cluster_role('kubetap-hub-kubetap').rules[0].resources)",
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stdout.matches(" unchanged\n").count(), 11, "{stdout}");
-    assert_eq!(api.resource_version(), version, "a second install changed something");
-    assert_eq!(api.get("Secret", "kubetap", "kubetap-token").unwrap()["data"]["token"], token);
+    assert_eq!(
+        api.resource_version(),
+        version,
+        "a second install changed something"
+    );
+    assert_eq!(
+        api.get("Secret", "kubetap", "kubetap-token").unwrap()["data"]["token"],
+        token
+    );
 
     let out = cli.run(&["clean"]);
     let (stdout, stderr) = text(&out);
@@ -139,7 +164,10 @@ print(rbac.read_cluster_role('kubetap-hub-kubetap').rules[0].resources)",
     // Nothing left to clean: said, and not an error.
     let out = cli.run(&["clean"]);
     let (_, stderr) = text(&out);
-    assert!(out.status.success() && stderr.contains("nothing to remove"), "{stderr}");
+    assert!(
+        out.status.success() && stderr.contains("nothing to remove"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -183,8 +211,11 @@ fn a_cluster_that_says_no_is_named_and_nothing_is_left_half_made() {
     let url = api.url();
     drop(api);
     let gone = cli.home.path("gone.kubeconfig");
-    std::fs::write(&gone, kubeconfig.replace(&url, &format!("https://127.0.0.1:{}", testkit::free_port())))
-        .unwrap();
+    std::fs::write(
+        &gone,
+        kubeconfig.replace(&url, &format!("https://127.0.0.1:{}", testkit::free_port())),
+    )
+    .unwrap();
     let out = Command::new(peers::sibling("kubetap"))
         .args(["install", "--kubeconfig"])
         .arg(&gone)
@@ -193,5 +224,8 @@ fn a_cluster_that_says_no_is_named_and_nothing_is_left_half_made() {
         .unwrap();
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
-    assert!(stderr.contains("cannot reach the API server at https://127.0.0.1:"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the API server at https://127.0.0.1:"),
+        "{stderr}"
+    );
 }

@@ -84,12 +84,18 @@ fn pod_json(p: &Pod, node: &str) -> serde_json::Value {
 /// `tap-worker --node node-a --pods LIST` in `node`, shipping to the hub on
 /// `grpc`; its log lines come out of the receiver.
 fn pods_worker(node: &Node, grpc: u16, list: &std::path::Path) -> (Peer, Receiver<String>) {
+    node_a_worker(node, grpc, &["--pods", list.to_str().unwrap()])
+}
+
+/// `tap-worker --node node-a` with `source` (its pods) in `node`.
+fn node_a_worker(node: &Node, grpc: u16, source: &[&str]) -> (Peer, Receiver<String>) {
     let mut worker = Peer::start(
         node.command(sibling("tap-worker").to_str().unwrap())
             .args(["--hub", &format!("https://127.0.0.1:{grpc}")])
             .arg("--certs")
             .arg(peers::certs())
-            .args(["--node", "node-a", "--pods", list.to_str().unwrap()])
+            .args(["--node", "node-a"])
+            .args(source)
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );
@@ -552,4 +558,111 @@ fn bridge_and_ports(fanout: u16) {
         .status()
         .unwrap();
     assert!(kubetap.child().wait().unwrap().success());
+}
+
+/// A Pod object as the API server holds a running one on `node`.
+fn pod_object(p: &Pod, node: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": p.name, "namespace": "shop"},
+        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "app"}]},
+        "status": {"phase": "Running", "podIP": p.ip.to_string(), "podIPs": [{"ip": p.ip.to_string()}]},
+    })
+}
+
+/// In a cluster: the hub follows the pods with one watch on the API server
+/// (`--watch-pods`, here the test API server through a kubeconfig), and a
+/// worker started with `--hub-pods` captures the pods of its node the hub
+/// sends it, following pods added and deleted; pods of another node are
+/// not sent to it.
+#[test]
+fn a_worker_captures_the_pods_a_hub_follows_in_the_cluster() {
+    if !require_root() || !require(&["python3", "curl"]) {
+        return;
+    }
+    let node = Node::new("hp").unwrap();
+    let web = node.pod("web").unwrap();
+    let api_pod = node.pod("api").unwrap();
+    let client = node.pod("client").unwrap();
+    let _servers = node::http_servers(&node, &[&web, &api_pod], 8080);
+    // The API server listens inside the node's namespace, where the hub runs.
+    let cluster = node
+        .in_netns(testkit::kube_api::ApiServer::start)
+        .unwrap()
+        .unwrap();
+    cluster
+        .create(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}))
+        .unwrap();
+    cluster.create(pod_object(&web, "node-a")).unwrap();
+    // On another node: never sent to this worker.
+    cluster.create(pod_object(&api_pod, "node-b")).unwrap();
+
+    let (grpc, http) = (18898, 18899);
+    let _hub = node::hub_with_env(
+        &node,
+        grpc,
+        http,
+        &["--watch-pods"],
+        &[("KUBECONFIG", cluster.kubeconfig())],
+    );
+    let (_worker, lines) = node_a_worker(&node, grpc, &["--hub-pods"]);
+    wait_logs(
+        &lines,
+        &[
+            "pods from the hub: 1 on this node",
+            &format!("capturing shop/web on {}", web.host_veth),
+        ],
+    );
+    for i in 0..3 {
+        curl(&client, &web, &format!("/web-{i}"));
+        curl(&client, &api_pod, &format!("/not-yet-{i}"));
+    }
+    let got = entries(&node, http, "protocol == \"http\"", 3);
+    assert_eq!(got.len(), 3, "only the pod on this node: {got:#?}");
+    for e in &got {
+        assert_eq!(e["dst"]["pod"], "web");
+        assert_eq!(e["dst"]["namespace"], "shop");
+        assert_eq!(e["node"], "node-a");
+    }
+
+    // The api pod moves to this node (deleted and made again, as a new pod
+    // would be), and web is deleted: followed without a restart.
+    cluster.delete("Pod", "shop", "api").unwrap();
+    cluster.create(pod_object(&api_pod, "node-a")).unwrap();
+    wait_log(
+        &lines,
+        &format!("capturing shop/api on {}", api_pod.host_veth),
+    );
+    cluster.delete("Pod", "shop", "web").unwrap();
+    wait_log(
+        &lines,
+        &format!("stopped capturing shop/web on {}", web.host_veth),
+    );
+    for i in 0..3 {
+        curl(&client, &api_pod, &format!("/api-{i}"));
+        curl(&client, &web, &format!("/gone-{i}"));
+    }
+    let got = entries(
+        &node,
+        http,
+        "request.path.startsWith(\"/api-\") || request.path.startsWith(\"/gone-\")",
+        3,
+    );
+    assert_eq!(
+        got.len(),
+        3,
+        "the new pod's requests, not the deleted one's: {got:#?}"
+    );
+    for e in &got {
+        assert_eq!(e["dst"]["pod"], "api");
+    }
+    let hub = node::api(&node, http, "/api/workers");
+    assert_eq!(hub["hub"]["pods_followed"], 1, "{hub}");
+    // One list and one watch: the hub does not poll.
+    let lists = cluster
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/pods") && !r.watch)
+        .count();
+    assert_eq!(lists, 1, "the hub listed pods more than once");
 }

@@ -38,7 +38,7 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use proto::v1::{CaptureSettings, Endpoint, Entry, Protocol, RedactionRule, WorkerConfig};
+use proto::v1::{CaptureSettings, Endpoint, Entry, Protocol, RedactionRule};
 use serde::Deserialize;
 use serde_json::json;
 use std::ops::ControlFlow;
@@ -667,22 +667,21 @@ async fn put_config(
     // Compiled here as every worker will, so a mistake is a 400 and not
     // workers that keep their old rules.
     tap_dissect::redact::Redactor::new(&rules).map_err(|e| ApiError::bad(e.to_string()))?;
-    hub.set_worker_config(WorkerConfig {
-        version: 0,
-        target_pods: c.target_pods,
-        target_namespaces: c.target_namespaces,
-        redaction: c
+    hub.update_worker_config(|config| {
+        config.target_pods = c.target_pods;
+        config.target_namespaces = c.target_namespaces;
+        config.redaction = c
             .redaction
             .into_iter()
             .map(|r| RedactionRule {
                 key: r.key,
                 pattern: r.pattern,
             })
-            .collect(),
-        capture: Some(CaptureSettings {
+            .collect();
+        config.capture = Some(CaptureSettings {
             max_body: c.capture.max_body,
             pcap_ring_bytes: c.capture.pcap_ring_bytes,
-        }),
+        });
     });
     Ok(get_config(State(hub)).await)
 }
@@ -851,6 +850,8 @@ async fn workers(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
             "entries_ingested": h.entries_ingested.load(Ordering::Relaxed),
             "store_errors": h.store_errors.load(Ordering::Relaxed),
             "live_dropped": h.live_dropped.load(Ordering::Relaxed),
+            "pods_followed": h.pods_followed.load(Ordering::Relaxed),
+            "pod_watch_errors": h.pod_watch_errors.load(Ordering::Relaxed),
             "api_refused": crate::access::Refusal::ALL
                 .into_iter()
                 .map(|why| (why.name(), hub.refusals.count(why)))
@@ -904,6 +905,12 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
     );
     counter(
         &mut r,
+        "hub_pod_watch_errors",
+        "Failed requests following the cluster's pods (--watch-pods; each retried)",
+        load(&h.pod_watch_errors),
+    );
+    counter(
+        &mut r,
         "hub_bad_messages",
         "Worker streams ended by an undecodable or oversized message",
         load(&h.bad_messages),
@@ -919,6 +926,12 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
         "hub_live_dropped",
         "Entries live-stream clients were too slow to receive",
         load(&h.live_dropped),
+    );
+    gauge(
+        &mut r,
+        "hub_pods_followed",
+        "Pods with an address of their own the hub follows (--watch-pods)",
+        load(&h.pods_followed),
     );
     counter(
         &mut r,

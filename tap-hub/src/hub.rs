@@ -62,6 +62,10 @@ pub struct HubCounters {
     pub store_errors: AtomicU64,
     /// Entries a live-stream client was too slow to receive.
     pub live_dropped: AtomicU64,
+    /// `--watch-pods`: pods with an address of their own, as last seen.
+    pub pods_followed: AtomicU64,
+    /// `--watch-pods`: failed list or watch requests (each retried).
+    pub pod_watch_errors: AtomicU64,
 }
 
 /// One worker as the hub knows it (by node name).
@@ -301,10 +305,14 @@ impl Hub {
         self.worker_config.subscribe()
     }
 
-    /// Replaces what workers capture; every connected worker gets it at once.
-    pub fn set_worker_config(&self, mut config: WorkerConfig) {
-        config.version = self.worker_config.borrow().version + 1;
-        self.worker_config.send_replace(config);
+    /// Changes what workers capture; every connected worker gets it at
+    /// once. A change in place, so the user's settings (`PUT /api/config`)
+    /// and the followed pods (`pods::follow`) never undo each other.
+    pub fn update_worker_config(&self, change: impl FnOnce(&mut WorkerConfig)) {
+        self.worker_config.send_modify(|config| {
+            change(config);
+            config.version += 1;
+        });
     }
 
     /// A new id for a worker's stream. A worker that reconnects keeps its

@@ -100,7 +100,7 @@ impl HubService for Ingest {
 
         let (tx, rx) = mpsc::channel::<Result<HubMessage, Status>>(64);
         let mut config = hub.worker_config();
-        let first_config = config.borrow_and_update().clone();
+        let first_config = crate::pods::for_node(&config.borrow_and_update(), &node);
         let _ = tx
             .send(Ok(HubMessage {
                 kind: Some(hub_message::Kind::Config(first_config)),
@@ -201,7 +201,7 @@ async fn serve(
             m = inbound.message() => m,
             changed = config.changed() => {
                 if changed.is_ok() {
-                    let c = config.borrow_and_update().clone();
+                    let c = crate::pods::for_node(&config.borrow_and_update(), node);
                     if tx.send(Ok(HubMessage { kind: Some(hub_message::Kind::Config(c)) })).await.is_err() {
                         return Some("the worker stopped reading".into());
                     }

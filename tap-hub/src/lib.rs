@@ -15,6 +15,7 @@ pub mod handshake;
 pub mod hub;
 pub mod ids;
 pub mod ingest;
+pub mod pods;
 pub mod serve;
 pub mod servicemap;
 pub mod store;

@@ -53,6 +53,12 @@ struct Args {
     /// it, redacted values are overwritten in every exported packet.
     #[arg(long)]
     raw_pcap: bool,
+    /// Follow the cluster's pods with one watch and send each worker its
+    /// node's (for `tap-worker --hub-pods`, which then needs no Kubernetes
+    /// API access). In a pod the hub's service account is used (it needs
+    /// get, list and watch on pods); elsewhere $KUBECONFIG or ~/.kube/config.
+    #[arg(long)]
+    watch_pods: bool,
     /// Largest gRPC message accepted from a worker.
     #[arg(long, default_value = "8MiB")]
     max_message: bytesize::ByteSize,
@@ -123,6 +129,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let hub = Hub::open(config).context("opening the entry store")?;
+        if args.watch_pods {
+            let client = kube::Client::try_default().await.context(
+                "--watch-pods: no Kubernetes API to follow pods with (in a pod: its service account; elsewhere: $KUBECONFIG or ~/.kube/config)",
+            )?;
+            eprintln!("tap-hub: following the cluster's pods for the workers");
+            tokio::spawn(tap_hub::pods::follow(hub.clone(), client));
+        }
         let grpc = tokio::net::TcpListener::bind(&args.grpc)
             .await
             .with_context(|| format!("cannot listen for workers on {}", args.grpc))?;

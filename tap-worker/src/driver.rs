@@ -438,6 +438,7 @@ impl Driver {
                 let described = match &pods {
                     PodSource::File(p) => format!("the pods listed in {}", p.display()),
                     PodSource::List(_) => "the target pods".to_string(),
+                    PodSource::Hub => "the pods the hub sends for this node".to_string(),
                 };
                 let watch = PodWatch::new(pods, node, live.template(""))
                     .context("opening a netlink socket to find pod interfaces")?;
@@ -555,6 +556,53 @@ impl Driver {
         }
     }
 
+    /// Takes the hub's pod list for this node when this capture follows the
+    /// hub's pods (`--hub-pods`); returns what was done, for the log.
+    fn set_hub_pods(&mut self, pods: &[proto::v1::ClusterPod]) -> Option<String> {
+        let Run::Live {
+            watch: Some(watch),
+            ticked,
+            ..
+        } = &mut self.run
+        else {
+            return None;
+        };
+        if !watch.follows_hub() {
+            return None;
+        }
+        let mut bad = Vec::new();
+        let list: Vec<crate::pods::TargetPod> = pods
+            .iter()
+            .map(|p| crate::pods::TargetPod {
+                name: p.name.clone(),
+                namespace: p.namespace.clone(),
+                ips: p
+                    .ips
+                    .iter()
+                    .filter_map(|ip| match ip.parse() {
+                        Ok(ip) => Some(ip),
+                        Err(_) => {
+                            bad.push(format!("{}/{}: {ip:?}", p.namespace, p.name));
+                            None
+                        }
+                    })
+                    .collect(),
+                node: Some(p.node.clone()).filter(|n| !n.is_empty()),
+            })
+            .collect();
+        let n = list.len();
+        watch.set_pods(list);
+        *ticked = None;
+        let mut line = format!("pods from the hub: {n} on this node");
+        if !bad.is_empty() {
+            line.push_str(&format!(
+                " (addresses that are not IPs left out: {})",
+                bad.join(", ")
+            ));
+        }
+        Some(line)
+    }
+
     /// Applies a configuration the hub pushed: its target pods, and its
     /// capture settings (0: unchanged) to a live capture, and its redaction
     /// rules to every entry from now on. Returns what was done, for the
@@ -577,6 +625,9 @@ impl Driver {
                 }
             },
         ];
+        if c.pods_followed {
+            log.extend(self.set_hub_pods(&c.pods));
+        }
         log.push(match self.redaction.set_rules(&c.redaction) {
             Ok(()) => format!(
                 "redaction rules from the hub: the default keys and {} rule(s) of the hub's",

@@ -36,10 +36,16 @@ struct Args {
     #[arg(
         long,
         value_name = "FILE",
-        required_unless_present_any = ["interfaces", "pods"],
-        conflicts_with_all = ["interfaces", "pods"]
+        required_unless_present_any = ["interfaces", "pods", "hub_pods"],
+        conflicts_with_all = ["interfaces", "pods", "hub_pods"]
     )]
     file: Option<PathBuf>,
+    /// Capture the pods the hub sends for this --node (the hub follows the
+    /// cluster's pods: `tap-hub --watch-pods`), narrowed by the hub's target
+    /// pods, each on its host veth. What a worker in a cluster runs: it
+    /// needs no Kubernetes API access of its own.
+    #[arg(long, conflicts_with_all = ["interfaces", "pods"])]
+    hub_pods: bool,
     /// Replay the file at the pace it was recorded (times SPEED, > 0).
     #[arg(long, value_name = "SPEED", value_parser = driver::parse_speed, requires = "file")]
     pace: Option<f64>,
@@ -90,6 +96,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => Source::File {
             path: path.clone(),
             pace: args.pace,
+        },
+        None if args.hub_pods => Source::Pods {
+            pods: tap_worker::tap::PodSource::Hub,
+            node: Some(args.pipeline.node.clone()),
+            live: args.live.clone(),
         },
         None => args
             .live

@@ -593,6 +593,10 @@ pub enum PodSource {
     File(PathBuf),
     /// A fixed list.
     List(Vec<TargetPod>),
+    /// The hub's (`tap-worker --hub-pods`): this node's pods as the hub
+    /// follows them in the cluster, none until its first configuration
+    /// ([`PodWatch::set_pods`]).
+    Hub,
 }
 
 /// One pod's capture, as [`PodWatch`] runs it.
@@ -634,7 +638,7 @@ impl PodWatch {
     ) -> std::io::Result<PodWatch> {
         let pods = match &source {
             PodSource::List(l) => l.clone(),
-            PodSource::File(_) => Vec::new(),
+            PodSource::File(_) | PodSource::Hub => Vec::new(),
         };
         Ok(PodWatch {
             source,
@@ -650,6 +654,19 @@ impl PodWatch {
             renamed: true,
             selector: Selector::default(),
         })
+    }
+
+    /// Whether the pod list comes from the hub ([`PodSource::Hub`]).
+    pub fn follows_hub(&self) -> bool {
+        matches!(self.source, PodSource::Hub)
+    }
+
+    /// A new pod list (the hub's), captured from the next tick on.
+    pub fn set_pods(&mut self, pods: Vec<TargetPod>) {
+        if pods != self.pods {
+            self.pods = pods;
+            self.renamed = true;
+        }
     }
 
     /// Captures only the listed pods `selector` takes, from the next tick on.

@@ -34,8 +34,21 @@ pub fn api(node: &Node, port: u16, path: &str) -> serde_json::Value {
 
 /// A `tap-hub` inside `node` (gRPC on `grpc`, API on `http`), once it listens.
 pub fn hub(node: &Node, grpc: u16, http: u16, extra: &[&str]) -> Peer {
+    hub_with_env(node, grpc, http, extra, &[])
+}
+
+/// [`hub`], with more environment variables (`KUBECONFIG`, say).
+pub fn hub_with_env(
+    node: &Node,
+    grpc: u16,
+    http: u16,
+    extra: &[&str],
+    env: &[(&str, &std::path::Path)],
+) -> Peer {
+    let mut command = node.command(sibling("tap-hub").to_str().unwrap());
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     let mut hub = Peer::start(
-        testkit::http::with_token(&mut node.command(sibling("tap-hub").to_str().unwrap()))
+        testkit::http::with_token(&mut command)
             .args(["--grpc", &format!("127.0.0.1:{grpc}")])
             .args(["--listen", &format!("127.0.0.1:{http}")])
             .arg("--certs")
