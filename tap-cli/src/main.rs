@@ -33,6 +33,10 @@ enum Command {
     /// Install kubetap in a cluster (hub, a worker per node, RBAC, secrets),
     /// or print what it would apply (--dry-run).
     Install(kube::InstallArgs),
+    /// Open the UI of kubetap's hub in a cluster: a port-forward to the hub
+    /// on a local port.
+    #[command(visible_alias = "proxy")]
+    View(kube::ViewArgs),
     /// Remove everything kubetap installed in a cluster.
     Clean(kube::CleanArgs),
     /// Print the default configuration (~/.kubetap/config.yaml), or write it (-r).
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Command::Certs(command) => certs::run(&command),
         Command::Install(args) => kube::run_install(&args),
         Command::Clean(args) => kube::run_clean(&args),
+        Command::View(args) => kube::run_view(&args),
         Command::Config(args) => kube::run_config(&args),
         Command::Completion { shell } => {
             let mut script = Vec::new();

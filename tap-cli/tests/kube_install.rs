@@ -229,3 +229,120 @@ fn a_cluster_that_says_no_is_named_and_nothing_is_left_half_made() {
         "{stderr}"
     );
 }
+
+/// Reads `child`'s stderr until a line holds `what`; that line.
+fn line_with(child: &mut std::process::Child, what: &str) -> String {
+    use std::io::BufRead as _;
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut said = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains(what) {
+            std::thread::spawn(move || for _ in lines {});
+            return line;
+        }
+        said.push_str(&line);
+        said.push('\n');
+    }
+    panic!("never said {what:?}:\n{said}")
+}
+
+/// `view` (and its alias `proxy`) forwards a local port to the hub's pod
+/// through the API server's port-forward (kube-rs's WebSocket protocol),
+/// here to a real `tap-hub`, and prints the address with the install's
+/// token; without a ready hub pod it says why.
+#[test]
+fn view_forwards_a_local_port_to_the_hub_pod_with_the_installs_token() {
+    use base64::Engine as _;
+    let api = ApiServer::start().unwrap();
+    let cli = Cli::new(&api);
+    assert!(cli.run(&["install"]).status.success());
+    let secret = api.get("Secret", "kubetap", "kubetap-token").unwrap();
+    let token = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(secret["data"]["token"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+
+    // No hub pod, then one not ready: each said.
+    let out = cli.run(&["view", "--no-browser"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("hub is not running in namespace kubetap"),
+        "{stderr}"
+    );
+    let hub_pod = |ready: &str| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "kubetap-hub-5d8f", "namespace": "kubetap", "labels": {
+                "app.kubernetes.io/part-of": "kubetap", "app.kubernetes.io/component": "hub"}},
+            "spec": {"containers": [{"name": "tap-hub", "image": "tap-hub"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": ready}]},
+        })
+    };
+    api.create(hub_pod("False")).unwrap();
+    let out = cli.run(&["view", "--no-browser"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("kubetap-hub-5d8f: Running, not ready"),
+        "{stderr}"
+    );
+    api.delete("Pod", "kubetap", "kubetap-hub-5d8f").unwrap();
+    api.create(hub_pod("True")).unwrap();
+
+    // A real hub with the install's token, where the pod's port 8899 leads.
+    let hub_http = testkit::free_port();
+    let mut hub = testkit::Process::spawn(
+        Command::new(peers::sibling("tap-hub"))
+            .args(["--grpc", &format!("127.0.0.1:{}", testkit::free_port())])
+            .args(["--listen", &format!("127.0.0.1:{hub_http}")])
+            .arg("--certs")
+            .arg(peers::certs())
+            .env("KUBETAP_TOKEN", &token)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    )
+    .unwrap();
+    line_with(hub.child(), "workers connect");
+    api.set_port_forward(
+        "kubetap",
+        "kubetap-hub-5d8f",
+        8899,
+        ([127, 0, 0, 1], hub_http).into(),
+    );
+
+    for command in ["view", "proxy"] {
+        let port = testkit::free_port();
+        let mut view = testkit::Process::spawn(
+            Command::new(peers::sibling("kubetap"))
+                .args([command, "--no-browser", "--port", &port.to_string()])
+                .env("HOME", cli.home.root())
+                .env("KUBECONFIG", api.kubeconfig())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped()),
+        )
+        .unwrap();
+        let said = line_with(view.child(), "the hub's UI");
+        assert!(
+            said.contains(&format!("http://127.0.0.1:{port}/?token={token}")),
+            "{said}"
+        );
+        // Several connections, each through its own forward, with the token.
+        let addr = ([127, 0, 0, 1], port).into();
+        for _ in 0..3 {
+            let reply =
+                testkit::http::try_request_as(addr, "GET", "/api/workers", None, Some(&token), &[])
+                    .unwrap();
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            assert!(reply.json()["hub"]["sessions"].is_u64(), "{}", reply.body);
+        }
+        // The hub behind it still wants the token.
+        let reply =
+            testkit::http::try_request_as(addr, "GET", "/api/workers", None, None, &[]).unwrap();
+        assert_eq!(reply.status, 401);
+    }
+}

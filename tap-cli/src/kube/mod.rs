@@ -10,6 +10,7 @@
 //! - `install`: the chart's values for an install (flags, files, the token
 //!   and certificates), `--dry-run` output, server-side apply.
 //! - `clean`: deleting all of it.
+//! - `view`: the hub's UI on a local port through a port-forward.
 
 pub mod chart;
 pub mod clean;
@@ -17,6 +18,7 @@ pub mod cluster;
 pub mod config;
 pub mod install;
 pub mod resources;
+pub mod view;
 
 use clap::Args;
 use cluster::{Cluster, ClusterArgs};
@@ -48,6 +50,18 @@ pub struct InstallArgs {
 pub struct CleanArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
+}
+
+#[derive(Args)]
+pub struct ViewArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// The local port for the hub's UI and API. [config: port, 8899]
+    #[arg(long)]
+    port: Option<u16>,
+    /// Do not open a browser. [config: openBrowser]
+    #[arg(long)]
+    no_browser: bool,
 }
 
 #[derive(Args)]
@@ -181,6 +195,36 @@ async fn undo(cluster: &Cluster) {
     for r in &removed {
         eprintln!("{}/{} deleted", r.kind.to_lowercase(), r.name);
     }
+}
+
+pub fn run_view(args: &ViewArgs) -> ExitCode {
+    block_on(async {
+        let config = load_config()?;
+        let cluster = Cluster::connect(&config, &args.cluster).await?;
+        let pod = view::hub_pod(&cluster).await?;
+        let token = view::token(&cluster).await?;
+        let port = args.port.unwrap_or(config.port);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on 127.0.0.1:{port} ({e}); another program may use it: --port picks another"
+                )
+            })?;
+        let url = format!(
+            "http://127.0.0.1:{}/?token={token}",
+            listener.local_addr()?.port()
+        );
+        eprintln!(
+            "kubetap: the hub's UI: {url} (pod {}/{pod}; Ctrl-C stops forwarding)",
+            cluster.namespace
+        );
+        if config.open_browser && !args.no_browser {
+            view::open_browser(&url);
+        }
+        view::forward(std::sync::Arc::new(cluster), listener, pod).await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 pub fn run_clean(args: &CleanArgs) -> ExitCode {

@@ -1,0 +1,181 @@
+//! `kubetap view` (alias `proxy`): the hub's UI and API on a local port,
+//! through the API server's port-forward to the hub's pod (WebSocket,
+//! `v4.channel.k8s.io`, as kube-rs speaks it), with the install's token in
+//! the address it prints and opens.
+//!
+//! Each local connection gets its own port-forward stream. The hub's pod is
+//! looked up again when a forward fails, so a hub restarted by its
+//! Deployment is found again without restarting `view`.
+
+use super::cluster::Cluster;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// The hub's HTTP port in its pod (the chart's `--listen`).
+pub const HUB_PORT: u16 = 8899;
+/// The hub's pods carry these labels (the chart's Deployment).
+pub const HUB_SELECTOR: &str = "app.kubernetes.io/part-of=kubetap,app.kubernetes.io/component=hub";
+
+/// A running, ready hub pod's name, or why there is none.
+pub async fn hub_pod(cluster: &Cluster) -> anyhow::Result<String> {
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let list = pods
+        .list(&ListParams::default().labels(HUB_SELECTOR))
+        .await
+        .map_err(|e| {
+            cluster.explain(
+                &e,
+                &format!(
+                    "looking for kubetap's hub in namespace {}",
+                    cluster.namespace
+                ),
+            )
+        })?;
+    if list.items.is_empty() {
+        anyhow::bail!(
+            "kubetap's hub is not running in namespace {} (install it with `kubetap install`, \
+             or name the namespace with --kubetap-namespace)",
+            cluster.namespace
+        );
+    }
+    let mut seen = Vec::new();
+    for pod in &list.items {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let status = pod.status.as_ref();
+        let phase = status.and_then(|s| s.phase.clone()).unwrap_or_default();
+        let ready = status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if phase == "Running" && ready && pod.metadata.deletion_timestamp.is_none() {
+            return Ok(name);
+        }
+        seen.push(format!(
+            "{name}: {}{}",
+            if phase.is_empty() {
+                "no phase yet"
+            } else {
+                &phase
+            },
+            if ready { "" } else { ", not ready" }
+        ));
+    }
+    anyhow::bail!(
+        "kubetap's hub is not ready in namespace {} ({}); see `kubectl -n {} describe pod -l {HUB_SELECTOR}`",
+        cluster.namespace,
+        seen.join("; "),
+        cluster.namespace
+    )
+}
+
+/// The install's API token (the Secret `kubetap-token`).
+pub async fn token(cluster: &Cluster) -> anyhow::Result<String> {
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let secret = secrets.get("kubetap-token").await.map_err(|e| {
+        cluster.explain(
+            &e,
+            &format!(
+                "reading the hub's API token (secret {}/kubetap-token)",
+                cluster.namespace
+            ),
+        )
+    })?;
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("token"))
+        .map(|b| String::from_utf8_lossy(&b.0).trim().to_string())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the secret {}/kubetap-token holds no token; `kubetap install` makes it again",
+                cluster.namespace
+            )
+        })?;
+    Ok(value)
+}
+
+/// Forwards every connection to `listener` to the hub's pod until Ctrl-C.
+pub async fn forward(
+    cluster: Arc<Cluster>,
+    listener: tokio::net::TcpListener,
+    first_pod: String,
+) -> anyhow::Result<()> {
+    let pod = Arc::new(Mutex::new(first_pod));
+    loop {
+        let (mut local, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let cluster = cluster.clone();
+        let pod = pod.clone();
+        tokio::spawn(async move {
+            if let Err(e) = forward_one(&cluster, &pod, &mut local).await {
+                eprintln!("kubetap: a connection from {peer} to the hub was not forwarded: {e:#}");
+            }
+        });
+    }
+}
+
+async fn forward_one(
+    cluster: &Cluster,
+    pod: &Mutex<String>,
+    local: &mut tokio::net::TcpStream,
+) -> anyhow::Result<()> {
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let name = pod.lock().await.clone();
+    let mut forwarder = match pods.portforward(&name, &[HUB_PORT]).await {
+        Ok(f) => f,
+        Err(first) => {
+            // The pod may have been replaced: look it up once more.
+            let again = hub_pod(cluster).await?;
+            if again == name {
+                return Err(cluster.explain(&first, &format!("port-forwarding to pod {name}")));
+            }
+            *pod.lock().await = again.clone();
+            pods.portforward(&again, &[HUB_PORT])
+                .await
+                .map_err(|e| cluster.explain(&e, &format!("port-forwarding to pod {again}")))?
+        }
+    };
+    let mut upstream = forwarder
+        .take_stream(HUB_PORT)
+        .ok_or_else(|| anyhow::anyhow!("the port-forward gave no stream for port {HUB_PORT}"))?;
+    let copied = tokio::io::copy_bidirectional(local, &mut upstream).await;
+    drop(upstream);
+    forwarder.abort();
+    match copied {
+        Ok(_) => Ok(()),
+        // The browser closing its side early is normal.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens `url` in the desktop's browser; says so when there is none.
+pub fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    match std::process::Command::new(opener)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("kubetap: could not open a browser ({opener}: {e}); open the address above")
+        }
+    }
+}
