@@ -37,6 +37,9 @@ enum Command {
     /// on a local port.
     #[command(visible_alias = "proxy")]
     View(kube::ViewArgs),
+    /// Check what kubetap needs from a cluster: the API server, every right,
+    /// the nodes' kernels; after install, the hub and each node's worker.
+    Check(kube::CheckArgs),
     /// Remove everything kubetap installed in a cluster.
     Clean(kube::CleanArgs),
     /// Print the default configuration (~/.kubetap/config.yaml), or write it (-r).
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Install(args) => kube::run_install(&args),
         Command::Clean(args) => kube::run_clean(&args),
         Command::View(args) => kube::run_view(&args),
+        Command::Check(args) => kube::run_check(&args),
         Command::Config(args) => kube::run_config(&args),
         Command::Completion { shell } => {
             let mut script = Vec::new();

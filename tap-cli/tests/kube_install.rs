@@ -346,3 +346,133 @@ fn view_forwards_a_local_port_to_the_hub_pod_with_the_installs_token() {
         assert_eq!(reply.status, 401);
     }
 }
+
+/// `check` before install (API server, every right, the nodes' kernels) and
+/// after (the hub ready, a worker on every node, each worker as the hub
+/// sees it through a port-forward); a denied right or a missing hub fails
+/// with what to do.
+#[test]
+fn check_says_what_passes_and_what_fails_before_and_after_install() {
+    if !testkit::require_root() {
+        return;
+    }
+    let api = ApiServer::start().unwrap();
+    let cli = Cli::new(&api);
+    for (name, kernel) in [("node-a", "6.18.0-1-amd64"), ("node-b", "5.4.0-1103-aws")] {
+        api.create(serde_json::json!({
+            "apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+            "status": {"nodeInfo": {"kernelVersion": kernel}},
+        }))
+        .unwrap();
+    }
+    let out = cli.run(&["check"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("[pass] API server: https://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[pass] rights: all "), "{stdout}");
+    assert!(
+        stdout.contains("[pass] nodes: 2 (node-a 6.18.0-1-amd64, node-b 5.4.0-1103-aws); TLS plaintext (--tls) needs Linux 5.8 or later, not on node-b"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[pass] install: kubetap is not installed"),
+        "{stdout}"
+    );
+
+    api.set_denied(&[Denial::new("patch", "apps", "daemonsets")]);
+    let out = cli.run(&["check"]);
+    let (stdout, _) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("[FAIL] right: not allowed to patch daemonsets.apps (install and clean)"),
+        "{stdout}"
+    );
+    api.set_denied(&[]);
+
+    // Installed, but nothing runs yet: the hub and the workers fail.
+    assert!(cli.run(&["install"]).status.success());
+    let out = cli.run(&["check"]);
+    let (stdout, _) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("[FAIL] hub: kubetap's hub is not running"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[FAIL] workers: 0 of 0 nodes"), "{stdout}");
+
+    // A ready hub pod leading to a real hub, a worker connected to it, and
+    // the DaemonSet's status as its controller would write it.
+    let token = {
+        use base64::Engine as _;
+        let s = api.get("Secret", "kubetap", "kubetap-token").unwrap();
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(s["data"]["token"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let (grpc, hub_http) = (testkit::free_port(), testkit::free_port());
+    let mut hub = testkit::Process::spawn(
+        Command::new(peers::sibling("tap-hub"))
+            .args(["--grpc", &format!("127.0.0.1:{grpc}")])
+            .args(["--listen", &format!("127.0.0.1:{hub_http}")])
+            .arg("--certs")
+            .arg(peers::certs())
+            .env("KUBETAP_TOKEN", &token)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    )
+    .unwrap();
+    line_with(hub.child(), "workers connect");
+    let mut worker = testkit::Process::spawn(
+        Command::new(peers::sibling("tap-worker"))
+            .args(["--hub", &format!("https://127.0.0.1:{grpc}")])
+            .arg("--certs")
+            .arg(peers::certs())
+            .args(["--node", "node-a", "-i", "lo"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    )
+    .unwrap();
+    line_with(worker.child(), "connected to the hub");
+    api.create(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kubetap-hub-5d8f", "namespace": "kubetap", "labels": {
+            "app.kubernetes.io/part-of": "kubetap", "app.kubernetes.io/component": "hub"}},
+        "spec": {"containers": [{"name": "tap-hub", "image": "tap-hub"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }))
+    .unwrap();
+    api.set_port_forward(
+        "kubetap",
+        "kubetap-hub-5d8f",
+        8899,
+        ([127, 0, 0, 1], hub_http).into(),
+    );
+    let mut ds = api.get("DaemonSet", "kubetap", "kubetap-worker").unwrap();
+    ds["status"] = serde_json::json!({"desiredNumberScheduled": 1, "numberReady": 1,
+        "currentNumberScheduled": 1, "numberMisscheduled": 0});
+    api.update(ds).unwrap();
+    let out = cli.run(&["check"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("[pass] hub: pod kubetap/kubetap-hub-5d8f ready"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[pass] workers: 1 of 1 nodes have a ready worker"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "[pass] worker on node-a: connected, version {}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{stdout}"
+    );
+}

@@ -10,9 +10,11 @@
 //! - `install`: the chart's values for an install (flags, files, the token
 //!   and certificates), `--dry-run` output, server-side apply.
 //! - `clean`: deleting all of it.
+//! - `check`: what kubetap needs from a cluster, before and after install.
 //! - `view`: the hub's UI on a local port through a port-forward.
 
 pub mod chart;
+pub mod check;
 pub mod clean;
 pub mod cluster;
 pub mod config;
@@ -50,6 +52,31 @@ pub struct InstallArgs {
 pub struct CleanArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+pub fn run_check(args: &CheckArgs) -> ExitCode {
+    block_on(async {
+        let config = load_config()?;
+        let cluster = Cluster::connect(&config, &args.cluster).await?;
+        let checks = check::run(&cluster).await;
+        for c in &checks {
+            println!("{}", c.line());
+        }
+        let failed = checks.iter().filter(|c| !c.pass).count();
+        if failed == 0 {
+            eprintln!("kubetap: every check passed");
+            Ok(ExitCode::SUCCESS)
+        } else {
+            eprintln!("kubetap: {failed} check(s) failed");
+            Ok(ExitCode::FAILURE)
+        }
+    })
 }
 
 #[derive(Args)]

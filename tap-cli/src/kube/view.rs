@@ -179,3 +179,47 @@ pub fn open_browser(url: &str) {
         }
     }
 }
+
+/// `GET path` on the hub's API through a port-forward to `pod`, with the
+/// token: its JSON answer (for `check` and `tap`'s status line).
+pub async fn hub_get(
+    cluster: &Cluster,
+    pod: &str,
+    token: &str,
+    path: &str,
+) -> anyhow::Result<serde_json::Value> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let mut forwarder = pods
+        .portforward(pod, &[HUB_PORT])
+        .await
+        .map_err(|e| cluster.explain(&e, &format!("port-forwarding to pod {pod}")))?;
+    let mut stream = forwarder
+        .take_stream(HUB_PORT)
+        .ok_or_else(|| anyhow::anyhow!("the port-forward gave no stream for port {HUB_PORT}"))?;
+    // HTTP/1.0: the hub closes the connection after the answer, which is
+    // then read to its end (no chunked framing to undo).
+    let request =
+        format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    // The API's answers are small; a hub sending more is not answering this.
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        (&mut stream).take(16 << 20).read_to_end(&mut answer),
+    )
+    .await;
+    drop(stream);
+    forwarder.abort();
+    read.map_err(|_| anyhow::anyhow!("the hub did not answer GET {path} within 20 s"))??;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("the hub's answer to GET {path} has no HTTP header"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    if status != "200" {
+        anyhow::bail!("the hub answered GET {path} with {status}: {}", body.trim());
+    }
+    serde_json::from_str(body)
+        .map_err(|e| anyhow::anyhow!("the hub's answer to GET {path} is not JSON: {e}"))
+}
