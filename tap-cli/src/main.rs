@@ -49,8 +49,11 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print kubetap's version.
-    Version,
+    /// Write a PCAP of the connections of the entries a filter takes, from
+    /// kubetap's hub in a cluster.
+    Export(kube::ExportArgs),
+    /// Print kubetap's version, and its hub's and workers' in the cluster.
+    Version(kube::VersionArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,9 +83,7 @@ fn main() -> ExitCode {
             let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
             ExitCode::SUCCESS
         }
-        Command::Version => {
-            println!("kubetap {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
+        Command::Export(args) => kube::run_export(&args),
+        Command::Version(args) => kube::run_version(&args),
     }
 }

@@ -841,6 +841,7 @@ async fn workers(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
     Json(json!({
         "workers": workers,
         "hub": {
+            "version": env!("CARGO_PKG_VERSION"),
             "started": rfc3339(hub.started),
             "sessions": h.sessions.load(Ordering::Relaxed),
             "rejected_sessions": h.rejected_sessions.load(Ordering::Relaxed),

@@ -55,6 +55,95 @@ pub struct CleanArgs {
 }
 
 #[derive(Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// The entries whose connections to export, in the hub's filter
+    /// language (as the UI's filter box). [default: every entry]
+    filter: Option<String>,
+    /// The pcapng file to write (written whole or not at all).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: std::path::PathBuf,
+    /// Only entries of the last WINDOW (e.g. 10m, 2h). [default: all kept]
+    #[arg(long, value_name = "WINDOW")]
+    window: Option<String>,
+}
+
+pub fn run_export(args: &ExportArgs) -> ExitCode {
+    block_on(async {
+        let config = load_config()?;
+        let cluster = Cluster::connect(&config, &args.cluster).await?;
+        let pod = view::hub_pod(&cluster).await?;
+        let token = view::token(&cluster).await?;
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if let Some(f) = &args.filter {
+            query.append_pair("filter", f);
+        }
+        if let Some(w) = &args.window {
+            query.append_pair("window", w);
+        }
+        let path = format!("/api/pcap?{}", query.finish());
+        let partial = args.output.with_extension("partial");
+        let mut file = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", partial.display()))?;
+        let fetched = view::hub_fetch(&cluster, &pod, &token, &path, &mut file, u64::MAX).await;
+        drop(file);
+        if let Err(e) = fetched {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e.context("exporting the PCAP"));
+        }
+        std::fs::rename(&partial, &args.output)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.output.display()))?;
+        let size = std::fs::metadata(&args.output)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        eprintln!("kubetap: wrote {} ({size} bytes)", args.output.display());
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[derive(Args)]
+pub struct VersionArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// kubetap's version, then (when a cluster with kubetap answers) the hub's
+/// and each worker's.
+pub fn run_version(args: &VersionArgs) -> ExitCode {
+    println!("kubetap {}", env!("CARGO_PKG_VERSION"));
+    block_on(async {
+        let in_cluster = async {
+            let config = load_config()?;
+            let cluster = Cluster::connect(&config, &args.cluster).await?;
+            let pod = view::hub_pod(&cluster).await?;
+            let token = view::token(&cluster).await?;
+            let workers = view::hub_get(&cluster, &pod, &token, "/api/workers").await?;
+            anyhow::Ok((cluster.namespace.clone(), pod, workers))
+        };
+        match in_cluster.await {
+            Ok((namespace, pod, v)) => {
+                println!(
+                    "hub {} (pod {namespace}/{pod})",
+                    v["hub"]["version"].as_str().unwrap_or("unknown")
+                );
+                for w in v["workers"].as_array().into_iter().flatten() {
+                    println!(
+                        "worker {} {} ({})",
+                        w["node"].as_str().unwrap_or("?"),
+                        w["version"].as_str().unwrap_or("unknown"),
+                        w["state"].as_str().unwrap_or("unknown")
+                    );
+                }
+            }
+            Err(e) => eprintln!("kubetap: no hub or workers to ask: {e:#}"),
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[derive(Args)]
 pub struct CheckArgs {
     #[command(flatten)]
     cluster: ClusterArgs,

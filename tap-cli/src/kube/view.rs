@@ -181,14 +181,31 @@ pub fn open_browser(url: &str) {
 }
 
 /// `GET path` on the hub's API through a port-forward to `pod`, with the
-/// token: its JSON answer (for `check` and `tap`'s status line).
+/// token: its JSON answer (for `check`, `version` and `tap`'s status line).
 pub async fn hub_get(
     cluster: &Cluster,
     pod: &str,
     token: &str,
     path: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut body = Vec::new();
+    hub_fetch(cluster, pod, token, path, &mut body, 16 << 20).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| anyhow::anyhow!("the hub's answer to GET {path} is not JSON: {e}"))
+}
+
+/// `GET path` on the hub's API through a port-forward to `pod`, the body
+/// written to `out` (at most `limit` bytes); a status other than 200 is an
+/// error quoting the hub's message. Returns the response's headers.
+pub async fn hub_fetch(
+    cluster: &Cluster,
+    pod: &str,
+    token: &str,
+    path: &str,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    limit: u64,
+) -> anyhow::Result<String> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let mut forwarder = pods
         .portforward(pod, &[HUB_PORT])
@@ -202,24 +219,45 @@ pub async fn hub_get(
     let request =
         format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
-    let mut answer = Vec::new();
-    // The API's answers are small; a hub sending more is not answering this.
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        (&mut stream).take(16 << 20).read_to_end(&mut answer),
-    )
-    .await;
+    let exchange = async {
+        let mut reader = tokio::io::BufReader::new(&mut stream);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).await? == 0 {
+                anyhow::bail!("the hub closed the connection before answering GET {path}");
+            }
+            if line == "\r\n" || line == "\n" {
+                break;
+            }
+            head.push_str(&line);
+            if head.len() > 64 << 10 {
+                anyhow::bail!("the hub's answer to GET {path} has an endless header");
+            }
+        }
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        if status != "200" {
+            let mut body = Vec::new();
+            (&mut reader).take(64 << 10).read_to_end(&mut body).await?;
+            anyhow::bail!(
+                "the hub answered GET {path} with {status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            );
+        }
+        let copied = tokio::io::copy(&mut (&mut reader).take(limit), out).await?;
+        if copied == limit {
+            anyhow::bail!("the hub's answer to GET {path} is larger than {limit} bytes");
+        }
+        out.flush().await?;
+        Ok(head)
+    };
+    let result = tokio::time::timeout(std::time::Duration::from_secs(300), exchange).await;
     drop(stream);
     forwarder.abort();
-    read.map_err(|_| anyhow::anyhow!("the hub did not answer GET {path} within 20 s"))??;
-    let text = String::from_utf8_lossy(&answer);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("the hub's answer to GET {path} has no HTTP header"))?;
-    let status = head.split_whitespace().nth(1).unwrap_or_default();
-    if status != "200" {
-        anyhow::bail!("the hub answered GET {path} with {status}: {}", body.trim());
-    }
-    serde_json::from_str(body)
-        .map_err(|e| anyhow::anyhow!("the hub's answer to GET {path} is not JSON: {e}"))
+    result
+        .map_err(|_| anyhow::anyhow!("the hub did not finish answering GET {path} within 300 s"))?
 }
