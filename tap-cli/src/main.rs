@@ -40,6 +40,9 @@ enum Command {
     /// Check what kubetap needs from a cluster: the API server, every right,
     /// the nodes' kernels; after install, the hub and each node's worker.
     Check(kube::CheckArgs),
+    /// Write a zip for a bug report: the hub's and workers' logs, their pods,
+    /// the namespace's events, the configuration (no secrets), `check`.
+    Logs(kube::LogsArgs),
     /// Remove everything kubetap installed in a cluster.
     Clean(kube::CleanArgs),
     /// Print the default configuration (~/.kubetap/config.yaml), or write it (-r).
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Clean(args) => kube::run_clean(&args),
         Command::View(args) => kube::run_view(&args),
         Command::Check(args) => kube::run_check(&args),
+        Command::Logs(args) => kube::run_logs(&args),
         Command::Config(args) => kube::run_config(&args),
         Command::Completion { shell } => {
             let mut script = Vec::new();

@@ -11,6 +11,7 @@
 //!   and certificates), `--dry-run` output, server-side apply.
 //! - `clean`: deleting all of it.
 //! - `check`: what kubetap needs from a cluster, before and after install.
+//! - `logs`: a bug report's zip; `export`, `version` through the hub.
 //! - `view`: the hub's UI on a local port through a port-forward.
 
 pub mod chart;
@@ -19,6 +20,7 @@ pub mod clean;
 pub mod cluster;
 pub mod config;
 pub mod install;
+pub mod logs;
 pub mod resources;
 pub mod view;
 
@@ -99,6 +101,35 @@ pub fn run_export(args: &ExportArgs) -> ExitCode {
             .map(|m| m.len())
             .unwrap_or(0);
         eprintln!("kubetap: wrote {} ({size} bytes)", args.output.display());
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// The zip to write.
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "FILE",
+        default_value = "kubetap-logs.zip"
+    )]
+    output: std::path::PathBuf,
+}
+
+pub fn run_logs(args: &LogsArgs) -> ExitCode {
+    block_on(async {
+        let config = load_config()?;
+        let cluster = Cluster::connect(&config, &args.cluster).await?;
+        let files = logs::collect(&cluster, &config, &args.output).await?;
+        eprintln!(
+            "kubetap: wrote {} ({} files: {})",
+            args.output.display(),
+            files.len(),
+            files.join(", ")
+        );
         Ok(ExitCode::SUCCESS)
     })
 }
