@@ -5,7 +5,7 @@
 //! counters are shown in the workers panel, and PCAP export reads the
 //! raw-packet ring.
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,9 +14,27 @@ use tap_worker::privileges;
 
 #[derive(clap::Args)]
 pub struct TapArgs {
-    /// Capture on this host, hub and worker in one process (the only mode
-    /// until the cluster commands arrive). Without -i or --pods: every
-    /// interface that is up, except loopback (`-i lo` captures loopback).
+    /// In a cluster: the pods to tap, a regex over pod names (unanchored, as
+    /// grep). [default: every pod of the namespaces]
+    #[arg(value_name = "POD_REGEX", conflicts_with = "local")]
+    pub pod_regex: Option<String>,
+    /// In a cluster: a namespace to tap (repeat for several). [default: the
+    /// kubeconfig context's namespace]
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        value_name = "NS",
+        conflicts_with = "local"
+    )]
+    pub namespaces: Vec<String>,
+    /// In a cluster: tap every namespace.
+    #[arg(short = 'A', long, conflicts_with_all = ["namespaces", "local"])]
+    pub all_namespaces: bool,
+    #[command(flatten)]
+    pub cluster: crate::kube::cluster::ClusterArgs,
+    /// Capture on this host instead of a cluster, hub and worker in one
+    /// process. Without -i or --pods: every interface that is up, except
+    /// loopback (`-i lo` captures loopback).
     #[arg(long)]
     pub local: bool,
     #[command(flatten)]
@@ -26,10 +44,11 @@ pub struct TapArgs {
     /// host's 127.0.0.1.
     #[arg(long, value_name = "PATH")]
     pub netns: Option<std::path::PathBuf>,
-    /// Port of the API and the UI, on 127.0.0.1.
-    #[arg(long, default_value_t = 8899)]
-    pub port: u16,
-    /// Do not open a browser (kubetap never opens one yet; accepted for scripts).
+    /// Port of the API and the UI, on 127.0.0.1. [default: 8899; in a
+    /// cluster the configuration's port]
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Do not open a browser (with --local, kubetap never opens one).
     #[arg(long)]
     pub no_browser: bool,
     /// Memory the stored entries may take.
@@ -96,17 +115,29 @@ fn default_interfaces(in_netns: bool) -> anyhow::Result<Vec<String>> {
 
 fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
     if !args.local {
-        bail!(
-            "only local mode exists yet: run `kubetap tap --local` (cluster mode arrives with the Kubernetes commands)"
-        );
+        return Ok(crate::kube::run_tap(
+            &args.cluster,
+            args.pod_regex.clone(),
+            if args.all_namespaces {
+                Some(Vec::new())
+            } else if args.namespaces.is_empty() {
+                None
+            } else {
+                Some(args.namespaces.clone())
+            },
+            args.port,
+            args.no_browser,
+            args.live.tls,
+        ));
     }
+    let port = args.port.unwrap_or(8899);
     // Before any thread starts (threads copy the capabilities they start
     // with): the capture's needs, entering --netns, a port below 1024.
     let mut needs = privileges::for_live(&args.live);
     if args.netns.is_some() {
         needs.push(privileges::ENTER_NETNS);
     }
-    if args.port < 1024 {
+    if port < 1024 {
         needs.push(privileges::LOW_PORT);
     }
     let kept = privileges::drop_for("kubetap", &needs)
@@ -116,12 +147,8 @@ fn tap(args: &TapArgs) -> anyhow::Result<ExitCode> {
     }
     let ring = driver::packet_ring("--pcap-ring", args.pcap_ring.as_u64())?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let (hub, http, url) = crate::local::hub(
-        &runtime,
-        args.memory_budget.as_u64(),
-        args.port,
-        args.raw_pcap,
-    )?;
+    let (hub, http, url) =
+        crate::local::hub(&runtime, args.memory_budget.as_u64(), port, args.raw_pcap)?;
     let stop = Arc::new(AtomicBool::new(false));
     let server = {
         let stop = stop.clone();

@@ -476,3 +476,195 @@ fn check_says_what_passes_and_what_fails_before_and_after_install() {
         "{stdout}"
     );
 }
+
+/// Lines of a child's stderr, as they come.
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            eprintln!("tap: {line}");
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+fn wait_line(lines: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) if l.contains(what) => return l,
+            Ok(_) => {}
+            Err(_) => panic!("never said {what:?}"),
+        }
+    }
+}
+
+fn pod(name: &str, namespace: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"containers": [{"name": "app", "image": "app"}]},
+    })
+}
+
+/// `tap POD_REGEX -n NS`: a bad regex or namespace is said before anything
+/// is done; otherwise kubetap is installed, the hub waited for, given the
+/// targets, its UI forwarded, and the status line counts the pods the
+/// targets take as pods come and go; Ctrl-C stops the forwarding only.
+#[test]
+fn tap_installs_targets_pods_follows_them_and_forwards_the_ui() {
+    let api = ApiServer::start().unwrap();
+    let cli = Cli::new(&api);
+    for ns in ["shop", "other"] {
+        api.create(
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .unwrap();
+    }
+    for (name, ns) in [
+        ("web-1", "shop"),
+        ("web-2", "shop"),
+        ("db-1", "shop"),
+        ("web-3", "other"),
+    ] {
+        api.create(pod(name, ns)).unwrap();
+    }
+
+    api.clear_requests();
+    let out = cli.run(&["tap", "web[", "-n", "shop", "--no-browser"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("the pod regex \"web[\" is not valid"),
+        "{stderr}"
+    );
+    assert!(api.requests().is_empty(), "a bad regex reached the cluster");
+    let out = cli.run(&["tap", "web", "-n", "shop", "-n", "nope", "--no-browser"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("namespace \"nope\" does not exist"),
+        "{stderr}"
+    );
+    assert_eq!(leftovers(&api), Vec::<String>::new(), "nothing installed");
+
+    let port = testkit::free_port();
+    let mut tap = testkit::Process::spawn(
+        Command::new(peers::sibling("kubetap"))
+            .args([
+                "tap",
+                "^web-",
+                "-n",
+                "shop",
+                "--no-browser",
+                "--port",
+                &port.to_string(),
+            ])
+            .env("HOME", cli.home.root())
+            .env("KUBECONFIG", api.kubeconfig())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    )
+    .unwrap();
+    let lines = stderr_lines(tap.child());
+    wait_line(&lines, "installed in namespace kubetap");
+    wait_line(&lines, "waiting for the hub to be ready");
+
+    // The hub "starts": a real tap-hub with the install's token behind a
+    // ready pod.
+    let token = {
+        use base64::Engine as _;
+        let s = api.get("Secret", "kubetap", "kubetap-token").unwrap();
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(s["data"]["token"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let hub_http = testkit::free_port();
+    let mut hub = testkit::Process::spawn(
+        Command::new(peers::sibling("tap-hub"))
+            .args(["--grpc", &format!("127.0.0.1:{}", testkit::free_port())])
+            .args(["--listen", &format!("127.0.0.1:{hub_http}")])
+            .arg("--certs")
+            .arg(peers::certs())
+            .env("KUBETAP_TOKEN", &token)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    )
+    .unwrap();
+    line_with(hub.child(), "workers connect");
+    api.set_port_forward(
+        "kubetap",
+        "kubetap-hub-5d8f",
+        8899,
+        ([127, 0, 0, 1], hub_http).into(),
+    );
+    api.create(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kubetap-hub-5d8f", "namespace": "kubetap", "labels": {
+            "app.kubernetes.io/part-of": "kubetap", "app.kubernetes.io/component": "hub"}},
+        "spec": {"containers": [{"name": "tap-hub", "image": "tap-hub"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }))
+    .unwrap();
+    wait_line(
+        &lines,
+        "tapping pods matching \"^web-\" in namespace(s) shop",
+    );
+    let ui = wait_line(&lines, "the UI: ");
+    assert!(
+        ui.contains(&format!("http://127.0.0.1:{port}/?token={token}")),
+        "{ui}"
+    );
+    // The hub has the targets.
+    let hub_addr = ([127, 0, 0, 1], hub_http).into();
+    let config =
+        testkit::http::try_request_as(hub_addr, "GET", "/api/config", None, Some(&token), &[])
+            .unwrap()
+            .json();
+    assert_eq!(config["target_pods"], serde_json::json!(["^web-"]));
+    assert_eq!(config["target_namespaces"], serde_json::json!(["shop"]));
+    // The status follows the pods the targets take.
+    wait_line(&lines, "pods targeted 2 · workers connected 0/0");
+    api.create(pod("web-4", "shop")).unwrap();
+    api.create(pod("web-5", "other")).unwrap();
+    wait_line(&lines, "pods targeted 3 ·");
+    api.delete("Pod", "shop", "web-1").unwrap();
+    wait_line(&lines, "pods targeted 2 ·");
+    // The UI's port leads to the hub.
+    let reply = testkit::http::try_request_as(
+        ([127, 0, 0, 1], port).into(),
+        "GET",
+        "/api/workers",
+        None,
+        Some(&token),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // Ctrl-C: forwarding stops, kubetap stays installed.
+    let pid = tap.child().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_line(
+        &lines,
+        "stopped forwarding; the workers keep capturing until `kubetap clean`",
+    );
+    let status = tap.child().wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(api.get("DaemonSet", "kubetap", "kubetap-worker").is_some());
+}

@@ -27,6 +27,9 @@ pub struct Cluster {
     pub client: kube::Client,
     /// Where kubetap is (or goes).
     pub namespace: String,
+    /// The context's namespace (`default` when it names none): what `tap`
+    /// taps without -n or -A.
+    pub context_namespace: String,
     /// The API server's address, for messages.
     pub server: String,
 }
@@ -77,6 +80,7 @@ impl Cluster {
             .await
             .map_err(|e| anyhow::anyhow!("the kubeconfig's context cannot be used: {e}"))?;
         let server = kube_config.cluster_url.to_string();
+        let context_namespace = kube_config.default_namespace.clone();
         let client = kube::Client::try_from(kube_config)
             .map_err(|e| anyhow::anyhow!("cannot make a client for {server}: {e}"))?;
         let cluster = Cluster {
@@ -85,6 +89,7 @@ impl Cluster {
                 .kubetap_namespace
                 .clone()
                 .unwrap_or_else(|| config.kubetap_namespace.clone()),
+            context_namespace,
             server,
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, cluster.client.apiserver_version()).await {

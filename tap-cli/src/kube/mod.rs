@@ -12,6 +12,7 @@
 //! - `clean`: deleting all of it.
 //! - `check`: what kubetap needs from a cluster, before and after install.
 //! - `logs`: a bug report's zip; `export`, `version` through the hub.
+//! - `tap`: targets to the hub, the UI forwarded, a status line.
 //! - `view`: the hub's UI on a local port through a port-forward.
 
 pub mod chart;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod install;
 pub mod logs;
 pub mod resources;
+pub mod tap;
 pub mod view;
 
 use clap::Args;
@@ -331,6 +333,37 @@ pub async fn install(
             Ok(ExitCode::from(130))
         }
     }
+}
+
+/// `kubetap tap` on a cluster (`tap --local` is `crate::tap`).
+/// `namespaces`: `None` for the context's namespace, empty for all (`-A`).
+pub fn run_tap(
+    cluster_args: &ClusterArgs,
+    regex: Option<String>,
+    namespaces: Option<Vec<String>>,
+    port: Option<u16>,
+    no_browser: bool,
+    tls: bool,
+) -> ExitCode {
+    block_on(async {
+        // A bad regex is said before anything touches the cluster.
+        tap::check_regex(regex.as_deref())?;
+        let config = load_config()?;
+        let cluster = Cluster::connect(&config, cluster_args).await?;
+        let targets = tap::Targets {
+            regex,
+            namespaces: namespaces.unwrap_or_else(|| vec![cluster.context_namespace.clone()]),
+        };
+        tap::run(
+            cluster,
+            &config,
+            targets,
+            port.unwrap_or(config.port),
+            config.open_browser && !no_browser,
+            tls,
+        )
+        .await
+    })
 }
 
 /// Removes a half-made install, saying so; a failure here is said, not hidden.
