@@ -216,12 +216,15 @@ fn local_mode_says_what_is_wrong() {
         );
     }
 
+    // Without a cluster, `tap` says how to tap this host instead.
     let out = Command::new(env!("CARGO_BIN_EXE_kubetap"))
         .args(["tap"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("kubetap tap --local"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kubeconfig") && err.contains("kubetap tap --local"), "{err}");
 
     if is_root() && require(&["setpriv"]) {
         // The binary may sit where nobody cannot read it: run a copy.
