@@ -296,6 +296,25 @@ fn volume_flags(
     flags
 }
 
+/// Everything the manifest asks for `container` of `pod` as `docker run`
+/// flags: [`security_flags`], [`limit_flags`], [`volume_flags`] and `env`.
+fn manifest_flags(
+    dir: &TempDir,
+    pod: &Json,
+    container: &Json,
+    objects: &BTreeMap<String, Json>,
+    content: impl Fn(&str, &str) -> Vec<u8>,
+    env: &[(String, String)],
+) -> Vec<String> {
+    let mut flags = security_flags(pod, container);
+    flags.extend(limit_flags(container));
+    flags.extend(volume_flags(dir, pod, container, objects, content));
+    for (k, v) in env {
+        flags.extend(["--env".to_string(), format!("{k}={v}")]);
+    }
+    flags
+}
+
 /// The container's environment, each `fieldRef` answered from `fields`.
 fn env(container: &Json, fields: &[(&str, &str)]) -> Vec<(String, String)> {
     container["env"]
@@ -468,14 +487,13 @@ fn the_images_run_with_what_the_manifests_ask_and_capture_pod_traffic() {
     // The hub: started with no network, wired into the node as a pod.
     assert_ne!(hub_pod["hostNetwork"], true);
     let mut hub_run = vec!["--network".to_string(), "none".to_string()];
-    hub_run.extend(security_flags(hub_pod, hub_container));
-    hub_run.extend(limit_flags(hub_container));
-    hub_run.extend(volume_flags(
+    hub_run.extend(manifest_flags(
         &dir,
         hub_pod,
         hub_container,
         &objects,
         content,
+        &[],
     ));
     hub_run.push(built[0].reference.clone());
     hub_run.extend(args(hub_container, &[]));
@@ -539,20 +557,13 @@ fn the_images_run_with_what_the_manifests_ask_and_capture_pod_traffic() {
     // Two pods on the node: a server and a client.
     let web = node.pod("web").unwrap();
     let client = node.pod("client").unwrap();
-    let site = dir.path("site");
-    std::fs::create_dir(&site).unwrap();
-    std::fs::write(site.join("images-test.txt"), "served to curl\n").unwrap();
-    let _server = web
-        .spawn(
-            web.command("python3")
-                .args(["-m", "http.server", "8080", "--bind", &web.ip.to_string()])
-                .current_dir(&site)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )
-        .unwrap();
-    node.wait_for_tcp(web.addr(8080), Duration::from_secs(10))
-        .unwrap();
+    // The server serves the system's temporary directory, which holds ours.
+    std::fs::write(dir.path("images-test.txt"), "served to curl\n").unwrap();
+    let path = Path::new("/")
+        .join(dir.strip_prefix(std::env::temp_dir()).unwrap())
+        .join("images-test.txt");
+    let path = path.to_str().unwrap().to_string();
+    let _server = peers::node::http_servers(&node, &[&web], 8080);
 
     // The worker: the node's network and PIDs, the manifest's everything
     // else; `-i web's host veth` for the `--hub-pods` that does not exist yet.
@@ -564,18 +575,14 @@ fn the_images_run_with_what_the_manifests_ask_and_capture_pod_traffic() {
         "--pid".into(),
         "host".into(),
     ];
-    worker_run.extend(security_flags(worker_pod, worker_container));
-    worker_run.extend(limit_flags(worker_container));
-    worker_run.extend(volume_flags(
+    worker_run.extend(manifest_flags(
         &dir,
         worker_pod,
         worker_container,
         &objects,
         content,
+        &worker_env,
     ));
-    for (k, v) in &worker_env {
-        worker_run.extend(["--env".to_string(), format!("{k}={v}")]);
-    }
     worker_run.push(built[1].reference.clone());
     assert!(worker_args.iter().any(|a| a == "--hub-pods"));
     for arg in &worker_args {
@@ -612,7 +619,7 @@ fn the_images_run_with_what_the_manifests_ask_and_capture_pod_traffic() {
     assert!(root_mount_options(worker_pid).starts_with("ro"));
 
     // A real exchange between the pods, on the wire the worker captures.
-    let url = format!("http://{}:8080/images-test.txt", web.ip);
+    let url = format!("http://{}:8080{path}", web.ip);
     let out = client.command("curl").args(["-sf", &url]).output().unwrap();
     assert!(
         out.status.success(),
@@ -628,7 +635,7 @@ fn the_images_run_with_what_the_manifests_ask_and_capture_pod_traffic() {
             reply.json()["entries"]
                 .as_array()?
                 .iter()
-                .find(|e| e["request"]["path"] == "/images-test.txt")
+                .find(|e| e["request"]["path"] == path.as_str())
                 .cloned()
         },
     );
