@@ -224,7 +224,10 @@ fn local_mode_says_what_is_wrong() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("kubeconfig") && err.contains("kubetap tap --local"), "{err}");
+    assert!(
+        err.contains("kubeconfig") && err.contains("kubetap tap --local"),
+        "{err}"
+    );
 
     if is_root() && require(&["setpriv"]) {
         // The binary may sit where nobody cannot read it: run a copy.

@@ -130,11 +130,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(async {
         let hub = Hub::open(config).context("opening the entry store")?;
         if args.watch_pods {
-            let client = kube::Client::try_default().await.context(
-                "--watch-pods: no Kubernetes API to follow pods with (in a pod: its service account; elsewhere: $KUBECONFIG or ~/.kube/config)",
-            )?;
             eprintln!("tap-hub: following the cluster's pods for the workers");
-            tokio::spawn(tap_hub::pods::follow(hub.clone(), client));
+            tokio::spawn(tap_hub::pods::connect_and_follow(hub.clone()));
         }
         let grpc = tokio::net::TcpListener::bind(&args.grpc)
             .await

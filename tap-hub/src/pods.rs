@@ -71,6 +71,31 @@ pub fn for_node(config: &WorkerConfig, node: &str) -> WorkerConfig {
     }
 }
 
+/// How long to wait before trying again to reach the Kubernetes API.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Makes a client (in a pod: its service account; elsewhere $KUBECONFIG or
+/// ~/.kube/config) and follows every pod. Without a Kubernetes API it says
+/// why and tries again every 30 s: the hub keeps serving what it has (a hub
+/// that stops at start when a dependency is missing only crash-loops).
+pub async fn connect_and_follow(hub: Arc<Hub>) {
+    loop {
+        match kube::Client::try_default().await {
+            Ok(client) => return follow(hub, client).await,
+            Err(e) => {
+                hub.counters
+                    .pod_watch_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    error = %e,
+                    "--watch-pods: no Kubernetes API to follow pods with (in a pod: its service account; elsewhere: $KUBECONFIG or ~/.kube/config); trying again in 30 s, and workers with --hub-pods capture no pod meanwhile"
+                );
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
 /// Follows every pod until the hub stops; errors are logged and retried
 /// with the watcher's backoff, never fatal (a hub without pods still serves
 /// what its workers already capture).

@@ -30,8 +30,13 @@
 //!   `Pod` (a namespace whose `eth0` is a veth into the bridge), as a CNI
 //!   bridge plugin lays out a real node. Nothing reaches the host's namespace.
 //!   `Node::offload` (in `offload`) turns on BIG TCP along a pod's path.
+//!   `Node::adopt` and `Node::attach_pod` make a node or a pod of a
+//!   container's network namespace (a runtime's pod sandbox).
 //! - `netns`: named namespaces via `ip netns`, `in_netns` to run code on a
 //!   thread inside one, and `cleanup_stale` for what crashed runs left.
+//! - `images`: the hub's and worker's container images (static musl
+//!   binaries, `FROM scratch`), built for `cargo xtask images` and the
+//!   images test alike, and the Docker daemon they need.
 //! - `process`: `Process`, a child killed with its process group on drop.
 //! - Shared by every test crate: [`require_tools`] (the one prerequisite
 //!   check; [`skip`] counts what cannot run), [`TempDir`], [`free_port`],
@@ -59,6 +64,7 @@
 pub mod conversation;
 pub mod go;
 pub mod http;
+pub mod images;
 #[cfg(feature = "kube-api")]
 pub mod kube_api;
 pub mod netns;

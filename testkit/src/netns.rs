@@ -102,6 +102,13 @@ pub(crate) fn add(ns: &str) -> Result<(), NetnsError> {
     ip(["netns", "add", ns]).map(drop)
 }
 
+/// Names the network namespace of process `pid` `ns` (`ip netns attach`):
+/// a container's, made by its runtime, becomes a namespace like the others.
+/// Deleting the name later leaves the namespace to its processes.
+pub(crate) fn attach(ns: &str, pid: u32) -> Result<(), NetnsError> {
+    ip(["netns", "attach", ns, &pid.to_string()]).map(drop)
+}
+
 /// Kills (SIGKILL) every process whose network namespace is `ns`, except this
 /// one, then unpins the name. The namespace itself goes away when its last
 /// user does: sockets opened inside it (say, a capture) keep it alive.

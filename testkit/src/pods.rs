@@ -157,6 +157,21 @@ impl Node {
     /// not overlap the host's routes. Sweeps up namespaces of dead test runs
     /// first (`cleanup_stale`). `tag` is 1–16 of a-z and 0-9.
     pub fn new(tag: &str) -> Result<Node, PodError> {
+        Node::make(tag, netns::add)
+    }
+
+    /// A node on the network namespace of process `pid` (a container's,
+    /// which a runtime made: a pause container standing for a node's host
+    /// network), named and laid out as [`Node::new`] does. Dropping the node
+    /// kills what still runs in that namespace.
+    pub fn adopt(tag: &str, pid: u32) -> Result<Node, PodError> {
+        Node::make(tag, |name| netns::attach(name, pid))
+    }
+
+    fn make(
+        tag: &str,
+        create: impl FnOnce(&str) -> Result<(), NetnsError>,
+    ) -> Result<Node, PodError> {
         check_name("node tag", tag, 16, false)?;
         netns::cleanup_stale(PREFIX);
         let name = format!(
@@ -172,7 +187,7 @@ impl Node {
                 return Err(e);
             }
         };
-        if let Err(e) = netns::add(&name) {
+        if let Err(e) = create(&name) {
             release_subnet(subnet);
             netns::disown(&name);
             return Err(e.into());
@@ -242,6 +257,21 @@ impl Node {
     /// a default route via the bridge and `lo` up; the veth's host side is a
     /// port of `cbr0`, up.
     pub fn pod(&self, name: &str) -> Result<Pod, PodError> {
+        self.make_pod(name, netns::add)
+    }
+
+    /// Makes pod `name` out of the network namespace of process `pid` (a
+    /// container started with no network), wired as [`Node::pod`] wires a
+    /// new one: what a CNI plugin does for a runtime's pod sandbox.
+    pub fn attach_pod(&self, name: &str, pid: u32) -> Result<Pod, PodError> {
+        self.make_pod(name, |ns| netns::attach(ns, pid))
+    }
+
+    fn make_pod(
+        &self,
+        name: &str,
+        create: impl FnOnce(&str) -> Result<(), NetnsError>,
+    ) -> Result<Pod, PodError> {
         check_name("pod name", name, 63, true)?;
         let (pod_ns, host_veth, host) = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -278,7 +308,10 @@ impl Node {
             host_veth,
             host_ifindex: 0,
         };
-        match self.wire(&pod) {
+        match create(&pod.netns)
+            .map_err(PodError::from)
+            .and_then(|()| self.wire(&pod))
+        {
             Ok(index) => {
                 pod.host_ifindex = index;
                 Ok(pod)
@@ -295,11 +328,11 @@ impl Node {
         }
     }
 
-    /// The `ip` steps that turn a reserved pod slot into a running pod;
+    /// The `ip` steps that turn a reserved pod slot, its namespace made,
+    /// into a running pod;
     /// returns the host veth's interface index.
     fn wire(&self, pod: &Pod) -> Result<u32, PodError> {
         let (node, ns, veth) = (self.netns.as_str(), pod.netns.as_str(), &pod.host_veth);
-        netns::add(ns)?;
         disable_ipv6(ns)?;
         // The pod end is created directly inside the pod namespace, so no
         // `eth0` ever appears on the node.

@@ -45,6 +45,16 @@ enum Task {
         #[arg(long, value_enum)]
         only: Option<bench::Part>,
     },
+    /// Build the hub's and the worker's container images (static musl
+    /// binaries, FROM scratch): REGISTRY/tap-hub:TAG and REGISTRY/tap-worker:TAG.
+    Images {
+        /// [default: the chart's image.registry, deploy/chart/kubetap/values.yaml]
+        #[arg(long)]
+        registry: Option<String>,
+        /// [default: the chart's image.tag, or its appVersion when empty]
+        #[arg(long)]
+        tag: Option<String>,
+    },
     /// Run every fuzz target (cargo-fuzz, nightly).
     Fuzz {
         #[arg(long, default_value_t = 60)]
@@ -60,8 +70,26 @@ fn main() -> Result<()> {
         Task::Test { fuzz_seconds } => test(fuzz_seconds),
         Task::Demo(args) => demo(&args),
         Task::Bench { transactions, only } => bench::run(transactions, only),
+        Task::Images { registry, tag } => images(registry, tag),
         Task::Fuzz { seconds } => fuzz(seconds),
     }
+}
+
+/// `cargo xtask images`: the musl target, Docker and its daemon if missing,
+/// then both images; prints each one's reference and size.
+fn images(registry: Option<String>, tag: Option<String>) -> Result<()> {
+    setup::images()?;
+    let (chart_registry, chart_tag) = testkit::images::chart_defaults(&root())?;
+    let registry = registry.unwrap_or(chart_registry);
+    let tag = tag.unwrap_or(chart_tag);
+    for image in testkit::images::build(&root(), &target_dir(), &registry, &tag)? {
+        println!(
+            "{}  {:.1} MiB",
+            image.reference,
+            image.size as f64 / (1024.0 * 1024.0)
+        );
+    }
+    Ok(())
 }
 
 /// The workspace root (xtask lives one level below it).

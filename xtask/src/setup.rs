@@ -46,6 +46,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("util-linux", "setpriv"),
     // The web UI's browser tests drive Debian's Chromium (never a downloaded one).
     ("chromium", "chromium"),
+    // The hub's and worker's images (cargo xtask images, tap-cli's images
+    // test): the Docker daemon and CLI, and musl-gcc for the C parts (ring,
+    // mimalloc) of the static musl binaries.
+    ("docker.io", "dockerd"),
+    ("musl-tools", "musl-gcc"),
     // The web UI's build (Vite); machines of this kind come with Node.js and npm.
     ("nodejs", "node"),
     ("npm", "npm"),
@@ -91,12 +96,14 @@ pub fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-fn debian_packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
+/// Installs the packages of `packages` whose command is missing.
+fn debian_packages<'a>(packages: impl IntoIterator<Item = &'a (&'a str, &'a str)>) -> Result<()> {
+    let mut missing: Vec<&str> = packages
+        .into_iter()
         .filter(|(_, cmd)| !have(cmd))
         .map(|(pkg, _)| *pkg)
         .collect();
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }
@@ -148,7 +155,8 @@ fn python_modules() -> Result<()> {
     Ok(())
 }
 
-/// The nightly toolchain's rust-src (for the eBPF build) and cargo-fuzz.
+/// The nightly toolchain's rust-src (for the eBPF build), and the musl
+/// target of the images' static binaries.
 fn rust_components() -> Result<()> {
     let installed = Command::new("rustup")
         .args(["component", "list", "--toolchain", "nightly", "--installed"])
@@ -167,7 +175,33 @@ fn rust_components() -> Result<()> {
             "nightly",
         ]))?;
     }
+    let musl = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l == testkit::images::MUSL)
+        });
+    if !musl {
+        exec(Command::new("rustup").args(["target", "add", testkit::images::MUSL]))?;
+    }
     Ok(())
+}
+
+/// A Docker daemon for the images: started with
+/// `testkit::images::DOCKERD_FLAGS` (no iptables, no default bridge), its
+/// log in the target directory, unless one answers already. Starting one
+/// needs root; without, the images test skips and says so.
+pub fn docker_daemon() -> Result<()> {
+    if testkit::images::daemon_answers() {
+        return Ok(());
+    }
+    if !is_root() {
+        eprintln!("xtask: not root: no Docker daemon started (the images test will skip)");
+        return Ok(());
+    }
+    testkit::images::ensure_daemon(&crate::target_dir().join("dockerd.log"))
 }
 
 pub fn cargo_fuzz() -> Result<()> {
@@ -223,10 +257,22 @@ pub fn bpf_linker() -> Result<()> {
     )
 }
 
+/// What `cargo xtask images` needs, and only that: Docker, musl-gcc, npm
+/// (tap-hub's build script builds the UI), the musl target, the eBPF
+/// toolchain (tap-worker's build script), and a running Docker daemon.
+pub fn images() -> Result<()> {
+    const NEEDED: [&str; 4] = ["docker.io", "musl-tools", "nodejs", "npm"];
+    debian_packages(PACKAGES.iter().filter(|(pkg, _)| NEEDED.contains(pkg)))?;
+    rust_components()?;
+    bpf_linker()?;
+    docker_daemon()
+}
+
 pub fn all() -> Result<()> {
-    debian_packages()?;
+    debian_packages(PACKAGES)?;
     python_modules()?;
     rust_components()?;
+    docker_daemon()?;
     bpf_linker()?;
     cargo_fuzz()
 }

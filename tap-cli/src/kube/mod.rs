@@ -349,11 +349,9 @@ pub fn run_tap(
         // A bad regex is said before anything touches the cluster.
         tap::check_regex(regex.as_deref())?;
         let config = load_config()?;
-        let cluster = Cluster::connect(&config, cluster_args)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("{e:#}\n  (to tap this host without a cluster: kubetap tap --local)")
-            })?;
+        let cluster = Cluster::connect(&config, cluster_args).await.map_err(|e| {
+            anyhow::anyhow!("{e:#}\n  (to tap this host without a cluster: kubetap tap --local)")
+        })?;
         let targets = tap::Targets {
             regex,
             namespaces: namespaces.unwrap_or_else(|| vec![cluster.context_namespace.clone()]),
