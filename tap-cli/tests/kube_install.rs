@@ -668,3 +668,34 @@ fn tap_installs_targets_pods_follows_them_and_forwards_the_ui() {
     assert!(status.success(), "{status}");
     assert!(api.get("DaemonSet", "kubetap", "kubetap-worker").is_some());
 }
+
+/// Into a namespace kubetap did not make: installed without changing the
+/// namespace, and clean leaves it and what else is in it.
+#[test]
+fn a_namespace_kubetap_did_not_make_is_never_deleted() {
+    let api = ApiServer::start().unwrap();
+    let cli = Cli::new(&api);
+    api.create(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitoring"}}))
+        .unwrap();
+    api.create(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "theirs", "namespace": "monitoring"}, "data": {"a": "b"}}))
+        .unwrap();
+    let out = cli.run(&["install", "--kubetap-namespace", "monitoring"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("namespace monitoring exists and is not kubetap's"),
+        "{stderr}"
+    );
+    assert_eq!(stdout.matches(" created\n").count(), 10, "{stdout}");
+    assert!(!stdout.contains("namespace/"), "{stdout}");
+    let out = cli.run(&["clean", "--kubetap-namespace", "monitoring"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.matches(" deleted\n").count(), 10, "{stdout}");
+    assert!(
+        api.get("Namespace", "", "monitoring").is_some(),
+        "the namespace was deleted"
+    );
+    assert!(api.get("ConfigMap", "monitoring", "theirs").is_some());
+}

@@ -28,7 +28,7 @@ pub async fn clean(cluster: &Cluster, removed: &mut Vec<Removed>) -> anyhow::Res
                     .await
                     .map_err(|e| cluster.explain(&e, &format!("reading namespace {ns}")))?;
                 namespace
-                    .filter(|n| labelled(&n.metadata))
+                    .filter(|n| super::resources::is_kubetaps(&n.metadata))
                     .map(|_| vec![ns.clone()])
                     .unwrap_or_default()
             }
@@ -55,7 +55,7 @@ pub async fn clean(cluster: &Cluster, removed: &mut Vec<Removed>) -> anyhow::Res
                     cluster.explain(&e, &format!("reading {}/{name}", kind.resource_name()))
                 })?;
                 found
-                    .filter(|o| labelled(&o.metadata))
+                    .filter(|o| super::resources::is_kubetaps(&o.metadata))
                     .map(|_| vec![name])
                     .unwrap_or_default()
             }
@@ -84,12 +84,4 @@ async fn delete(
         Err(e) if is_not_found(&e) => Ok(()),
         Err(e) => Err(cluster.explain(&e, &format!("deleting {}/{name}", kind.resource_name()))),
     }
-}
-
-fn labelled(meta: &kube::api::ObjectMeta) -> bool {
-    let (key, value) = PART_OF.split_once('=').expect("PART_OF is key=value");
-    meta.labels
-        .as_ref()
-        .and_then(|l| l.get(key))
-        .is_some_and(|v| v == value)
 }

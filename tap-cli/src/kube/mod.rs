@@ -291,7 +291,28 @@ pub async fn install(
         Some(s) => s,
         None => Secrets::generate(&cluster.namespace)?,
     };
-    let values = install::values(config, values_args, &secrets)?;
+    let mut values = install::values(config, values_args, &secrets)?;
+    // A namespace kubetap did not make is left as it is: not labelled as
+    // kubetap's, so `clean` (or undoing a failed install) never deletes it
+    // with everything else in it.
+    let namespaces = resources::Kind::named("Namespace")
+        .expect("Namespace is a kind kubetap installs")
+        .api(&cluster.client, "");
+    let existing = namespaces
+        .get_opt(&cluster.namespace)
+        .await
+        .map_err(|e| cluster.explain(&e, &format!("reading namespace {}", cluster.namespace)))?;
+    if let Some(ns) = existing
+        && !resources::is_kubetaps(&ns.metadata)
+    {
+        eprintln!(
+            "kubetap: namespace {} exists and is not kubetap's: installing into it without changing it \
+             (the workers need it to allow privileged pods: pod-security.kubernetes.io/enforce=privileged); \
+             `kubetap clean` will leave it",
+            cluster.namespace
+        );
+        chart::merge(&mut values, serde_json::json!({"createNamespace": false}));
+    }
     let objects = chart::render(&values, &cluster.namespace)?;
     let mut done = Vec::new();
     let result = tokio::select! {

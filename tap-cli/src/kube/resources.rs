@@ -103,3 +103,12 @@ impl Kind {
         }
     }
 }
+
+/// Whether an object carries kubetap's label (kubetap made it).
+pub fn is_kubetaps(meta: &kube::api::ObjectMeta) -> bool {
+    let (key, value) = PART_OF.split_once('=').expect("PART_OF is key=value");
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(key))
+        .is_some_and(|v| v == value)
+}
