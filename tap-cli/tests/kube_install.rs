@@ -254,17 +254,10 @@ fn line_with(child: &mut std::process::Child, what: &str) -> String {
 /// token; without a ready hub pod it says why.
 #[test]
 fn view_forwards_a_local_port_to_the_hub_pod_with_the_installs_token() {
-    use base64::Engine as _;
     let api = ApiServer::start().unwrap();
     let cli = Cli::new(&api);
     assert!(cli.run(&["install"]).status.success());
-    let secret = api.get("Secret", "kubetap", "kubetap-token").unwrap();
-    let token = String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(secret["data"]["token"].as_str().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    let token = installed_token(&api);
 
     // No hub pod, then one not ready: each said.
     let out = cli.run(&["view", "--no-browser"]);
@@ -274,15 +267,6 @@ fn view_forwards_a_local_port_to_the_hub_pod_with_the_installs_token() {
         stderr.contains("hub is not running in namespace kubetap"),
         "{stderr}"
     );
-    let hub_pod = |ready: &str| {
-        serde_json::json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "kubetap-hub-5d8f", "namespace": "kubetap", "labels": {
-                "app.kubernetes.io/part-of": "kubetap", "app.kubernetes.io/component": "hub"}},
-            "spec": {"containers": [{"name": "tap-hub", "image": "tap-hub"}]},
-            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": ready}]},
-        })
-    };
     api.create(hub_pod("False")).unwrap();
     let out = cli.run(&["view", "--no-browser"]);
     let (_, stderr) = text(&out);
@@ -405,16 +389,7 @@ fn check_says_what_passes_and_what_fails_before_and_after_install() {
 
     // A ready hub pod leading to a real hub, a worker connected to it, and
     // the DaemonSet's status as its controller would write it.
-    let token = {
-        use base64::Engine as _;
-        let s = api.get("Secret", "kubetap", "kubetap-token").unwrap();
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(s["data"]["token"].as_str().unwrap())
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let token = installed_token(&api);
     let (grpc, hub_http) = (testkit::free_port(), testkit::free_port());
     let mut hub = testkit::Process::spawn(
         Command::new(peers::sibling("tap-hub"))
@@ -439,14 +414,7 @@ fn check_says_what_passes_and_what_fails_before_and_after_install() {
     )
     .unwrap();
     line_with(worker.child(), "connected to the hub");
-    api.create(serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "kubetap-hub-5d8f", "namespace": "kubetap", "labels": {
-            "app.kubernetes.io/part-of": "kubetap", "app.kubernetes.io/component": "hub"}},
-        "spec": {"containers": [{"name": "tap-hub", "image": "tap-hub"}]},
-        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
-    }))
-    .unwrap();
+    api.create(hub_pod("True")).unwrap();
     api.set_port_forward(
         "kubetap",
         "kubetap-hub-5d8f",
@@ -579,16 +547,7 @@ fn tap_installs_targets_pods_follows_them_and_forwards_the_ui() {
 
     // The hub "starts": a real tap-hub with the install's token behind a
     // ready pod.
-    let token = {
-        use base64::Engine as _;
-        let s = api.get("Secret", "kubetap", "kubetap-token").unwrap();
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(s["data"]["token"].as_str().unwrap())
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let token = installed_token(&api);
     let hub_http = testkit::free_port();
     let mut hub = testkit::Process::spawn(
         Command::new(peers::sibling("tap-hub"))
@@ -608,14 +567,7 @@ fn tap_installs_targets_pods_follows_them_and_forwards_the_ui() {
         8899,
         ([127, 0, 0, 1], hub_http).into(),
     );
-    api.create(serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "kubetap-hub-5d8f", "namespace": "kubetap", "labels": {
-            "app.kubernetes.io/part-of": "kubetap", "app.kubernetes.io/component": "hub"}},
-        "spec": {"containers": [{"name": "tap-hub", "image": "tap-hub"}]},
-        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
-    }))
-    .unwrap();
+    api.create(hub_pod("True")).unwrap();
     wait_line(
         &lines,
         "tapping pods matching \"^web-\" in namespace(s) shop",
@@ -698,4 +650,27 @@ fn a_namespace_kubetap_did_not_make_is_never_deleted() {
         "the namespace was deleted"
     );
     assert!(api.get("ConfigMap", "monitoring", "theirs").is_some());
+}
+
+/// The install's API token, from its Secret.
+fn installed_token(api: &ApiServer) -> String {
+    use base64::Engine as _;
+    let secret = api.get("Secret", "kubetap", "kubetap-token").unwrap();
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(secret["data"]["token"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// The hub's pod as its Deployment would make it, Ready `ready`.
+fn hub_pod(ready: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kubetap-hub-5d8f", "namespace": "kubetap", "labels": {
+            "app.kubernetes.io/part-of": "kubetap", "app.kubernetes.io/component": "hub"}},
+        "spec": {"containers": [{"name": "tap-hub", "image": "tap-hub"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": ready}]},
+    })
 }

@@ -407,17 +407,7 @@ pub fn run_view(args: &ViewArgs) -> ExitCode {
         let pod = view::hub_pod(&cluster).await?;
         let token = view::token(&cluster).await?;
         let port = args.port.unwrap_or(config.port);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot listen on 127.0.0.1:{port} ({e}); another program may use it: --port picks another"
-                )
-            })?;
-        let url = format!(
-            "http://127.0.0.1:{}/?token={token}",
-            listener.local_addr()?.port()
-        );
+        let (listener, url) = view::listen(port, &token).await?;
         eprintln!(
             "kubetap: the hub's UI: {url} (pod {}/{pod}; Ctrl-C stops forwarding)",
             cluster.namespace

@@ -109,17 +109,7 @@ pub async fn run(
     );
     eprintln!("kubetap: tapping {described}");
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen on 127.0.0.1:{port} ({e}); another program may use it: --port picks another"
-            )
-        })?;
-    let url = format!(
-        "http://127.0.0.1:{}/?token={token}",
-        listener.local_addr()?.port()
-    );
+    let (listener, url) = view::listen(port, &token).await?;
     eprintln!(
         "kubetap: the UI: {url} (Ctrl-C stops forwarding; the workers keep capturing until `kubetap clean`)"
     );

@@ -96,6 +96,23 @@ pub async fn token(cluster: &Cluster) -> anyhow::Result<String> {
     Ok(value)
 }
 
+/// The local listener for the UI on 127.0.0.1:`port`, and the UI's
+/// address with `token`.
+pub async fn listen(port: u16, token: &str) -> anyhow::Result<(tokio::net::TcpListener, String)> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on 127.0.0.1:{port} ({e}); another program may use it: --port picks another"
+            )
+        })?;
+    let url = format!(
+        "http://127.0.0.1:{}/?token={token}",
+        listener.local_addr()?.port()
+    );
+    Ok((listener, url))
+}
+
 /// Forwards every connection to `listener` to the hub's pod until Ctrl-C.
 pub async fn forward(
     cluster: Arc<Cluster>,
