@@ -102,7 +102,7 @@ fn a_process_started_later_is_hooked_and_unhooked_when_it_exits() {
         let mut events = Vec::new();
         probes.poll(Duration::from_millis(50), |_| {}, |e| events.push(e));
         for e in events {
-            discovery.event(e, probes);
+            discovery.event(e);
         }
         discovery.tick(probes);
     };
@@ -180,7 +180,7 @@ fn a_go_binary_is_hooked_while_it_runs_and_unhooked_when_it_exits() {
         let mut events = Vec::new();
         probes.poll(Duration::from_millis(50), |_| {}, |e| events.push(e));
         for e in events {
-            discovery.event(e, probes);
+            discovery.event(e);
         }
         discovery.tick(probes);
     };

@@ -40,6 +40,20 @@ pub fn run(cmd: &mut Command) -> Vec<u8> {
     out.stdout
 }
 
+/// Echoes the rest of a peer's log, `name: ` before each line, into the
+/// test's captured output: libtest prints it when the test fails, and only
+/// then (a thread spawned by the test inherits its capture).
+pub fn echo_rest(
+    name: &'static str,
+    lines: impl Iterator<Item = std::io::Result<String>> + Send + 'static,
+) {
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            eprintln!("{name}: {line}");
+        }
+    });
+}
+
 /// A background process (a server under test, a kubetap binary): testkit's
 /// `Process`, whose process group is killed when it is dropped.
 pub struct Peer(pub testkit::Process);

@@ -62,7 +62,7 @@ pub fn hub_with_env(
     for line in lines.by_ref() {
         let line = line.unwrap();
         if line.contains("workers connect") {
-            std::thread::spawn(move || for _ in lines {});
+            super::echo_rest("tap-hub", lines);
             return hub;
         }
         said.push_str(&line);
@@ -115,6 +115,6 @@ pub fn worker(node: &Node, grpc: u16, name: &str, args: &[&str], ready: &str) ->
             .any(|l| l.contains(ready)),
         "the worker never logged {ready:?}"
     );
-    std::thread::spawn(move || for _ in lines {});
+    super::echo_rest("tap-worker", lines);
     worker
 }

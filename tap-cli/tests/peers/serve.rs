@@ -29,7 +29,7 @@ pub fn wait_line(peer: &mut Peer, needle: &str) {
         let line = line.unwrap();
         if line.contains(needle) {
             // Keep draining so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
+            super::echo_rest("peer", lines);
             return;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "no {needle:?}");

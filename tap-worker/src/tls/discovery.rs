@@ -19,6 +19,14 @@
 //! library opened on demand, as Python's `ssl` is), and all of them at
 //! start and every [`RESCAN`] (which also catches what a full event ring
 //! lost); an exit (`sched_process_exit`) removes a process at once.
+//!
+//! Events are read in batches, so a look may already have seen the program
+//! an exec event announces: an exec of a process that still runs the
+//! executable it was seen with changes nothing. And a file whose last
+//! process is gone stays hooked for [`LINGER`] before it is unhooked: a
+//! short-lived client (curl, a cron job) that comes back soon finds it
+//! hooked already, and attaching and detaching (a second or more for a Go
+//! binary's many return probes) is not repeated for each run.
 
 use super::go::{self, GoBinary, GoError};
 use super::{ProcessEvent, TlsProbes};
@@ -37,6 +45,8 @@ const LOOKS: [Duration; 4] = [
     Duration::from_secs(1),
     Duration::from_secs(3),
 ];
+/// How long a file no process uses stays hooked.
+pub const LINGER: Duration = Duration::from_secs(10);
 /// Processes listed per library in the status, at most.
 const STATUS_PROCESSES: usize = 64;
 /// Processes followed at once (each a few bytes); beyond it, new ones wait
@@ -62,6 +72,8 @@ struct Library {
     hooked: Result<Vec<&'static str>, String>,
     users: std::collections::BTreeSet<u32>,
     bytes: u64,
+    /// Since when no process uses it (it is unhooked after [`LINGER`]).
+    unused_since: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -70,6 +82,8 @@ struct Process {
     library: Option<FileKey>,
     /// Its executable, when it is a Go binary with crypto/tls.
     go: Option<FileKey>,
+    /// Its executable's file, once looked at.
+    exe: Option<FileKey>,
     /// Its executable was looked at.
     exe_seen: bool,
     pod: Option<(String, String)>,
@@ -88,6 +102,8 @@ pub struct Discovery {
     own_pid: u32,
     /// Where `/proc` is (tests give another).
     proc_root: PathBuf,
+    /// [`LINGER`] (tests give another).
+    linger: Duration,
 }
 
 impl Default for Discovery {
@@ -137,24 +153,41 @@ impl Discovery {
             last_scan: None,
             own_pid: std::process::id(),
             proc_root,
+            linger: LINGER,
         }
     }
 
-    /// A process started a program or exited.
-    pub fn event(&mut self, e: ProcessEvent, hooks: &mut impl Hooks) {
+    /// A process started a program or exited (what it used is unhooked by
+    /// a later `tick`).
+    pub fn event(&mut self, e: ProcessEvent) {
+        tracing::debug!(event = ?e, "process event");
         match e {
             ProcessEvent::Exec(pid) => {
-                // A new program: what the old one mapped is gone.
-                self.forget(pid, hooks);
+                // A new program: what the old one mapped is gone, unless a
+                // look saw this program already (the event came later).
+                let seen = self.processes.get(&pid).and_then(|p| p.exe.as_ref());
+                if seen.is_none() || seen != self.exe_key(pid).as_ref() {
+                    self.forget(pid);
+                }
                 self.due.push((Instant::now() + LOOKS[0], pid, 0));
             }
-            ProcessEvent::Exit(pid) => self.forget(pid, hooks),
+            ProcessEvent::Exit(pid) => self.forget(pid),
         }
     }
 
-    /// Due looks, and the periodic scan when it is time.
+    /// Due looks, the periodic scan when it is time, and files unused for
+    /// [`LINGER`] unhooked.
     pub fn tick(&mut self, hooks: &mut impl Hooks) {
         let now = Instant::now();
+        let linger = self.linger;
+        self.libraries.retain(|_, l| {
+            if l.unused_since.is_none_or(|t| now.duration_since(t) < linger) {
+                return true;
+            }
+            hooks.unhook(&l.opened);
+            tracing::info!(library = %l.path.display(), "TLS library unhooked: no process has used it for {linger:?}");
+            false
+        });
         if self
             .last_scan
             .is_none_or(|t| now.duration_since(t) >= RESCAN)
@@ -209,7 +242,8 @@ impl Discovery {
             .copied()
             .collect();
         for pid in gone {
-            self.forget(pid, hooks);
+            tracing::debug!(pid, "process gone from /proc");
+            self.forget(pid);
         }
     }
 
@@ -263,9 +297,25 @@ impl Discovery {
                 hooked,
                 users: Default::default(),
                 bytes: 0,
+                unused_since: None,
             }
         });
         library.users.insert(pid);
+        library.unused_since = None;
+    }
+
+    /// The device and inode of the file process `pid` runs.
+    fn exe_key(&self, pid: u32) -> Option<FileKey> {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(self.proc_root.join(pid.to_string()).join("exe")).ok()?;
+        Some((
+            format!(
+                "{:02x}:{:02x}",
+                libc::major(meta.dev()),
+                libc::minor(meta.dev())
+            ),
+            meta.ino(),
+        ))
     }
 
     /// Reads a process's executable for Go's crypto/tls, once per file:
@@ -274,21 +324,15 @@ impl Discovery {
         let base = self.proc_root.join(pid.to_string());
         // The file the process runs (its device and inode), and its path
         // inside the process's mount namespace.
-        let Ok(meta) = std::fs::metadata(base.join("exe")) else {
+        let Some(key) = self.exe_key(pid) else {
             return;
         };
         let Ok(path) = std::fs::read_link(base.join("exe")) else {
             return;
         };
-        use std::os::unix::fs::MetadataExt as _;
-        let key: FileKey = (
-            format!(
-                "{:02x}:{:02x}",
-                libc::major(meta.dev()),
-                libc::minor(meta.dev())
-            ),
-            meta.ino(),
-        );
+        if let Some(p) = self.processes.get_mut(&pid) {
+            p.exe = Some(key.clone());
+        }
         if self.nothing.contains(&key) {
             return;
         }
@@ -335,11 +379,13 @@ impl Discovery {
                     hooked,
                     users: Default::default(),
                     bytes: 0,
+                    unused_since: None,
                 },
             );
         }
         if let Some(library) = self.libraries.get_mut(&key) {
             library.users.insert(pid);
+            library.unused_since = None;
         }
         if let Some(p) = self.processes.get_mut(&pid) {
             p.go = Some(key);
@@ -347,8 +393,9 @@ impl Discovery {
     }
 
     /// The process is gone (or runs another program): its library loses a
-    /// user, and is unhooked with its last.
-    fn forget(&mut self, pid: u32, hooks: &mut impl Hooks) {
+    /// user; one hooked is unhooked [`LINGER`] after its last (by `tick`),
+    /// one not hooked is forgotten at once.
+    fn forget(&mut self, pid: u32) {
         let Some(p) = self.processes.remove(&pid) else {
             return;
         };
@@ -359,10 +406,10 @@ impl Discovery {
             library.users.remove(&pid);
             if library.users.is_empty() {
                 if library.hooked.is_ok() {
-                    hooks.unhook(&library.opened);
-                    tracing::info!(library = %library.path.display(), "TLS library unhooked: its last process exited");
+                    library.unused_since = Some(Instant::now());
+                } else {
+                    self.libraries.remove(&key);
                 }
-                self.libraries.remove(&key);
             }
         }
     }
@@ -530,17 +577,73 @@ mod tests {
         assert_eq!(ssl3.processes.len(), 2);
         assert_eq!(ssl3.processes[0].command, "prog10");
         std::fs::remove_dir_all(dir.root().join("10")).unwrap();
-        d.event(ProcessEvent::Exit(10), &mut hooks);
+        d.event(ProcessEvent::Exit(10));
         assert!(hooks.unhooked.is_empty(), "one user is left");
         std::fs::remove_dir_all(dir.root().join("11")).unwrap();
-        d.event(ProcessEvent::Exit(11), &mut hooks);
+        d.event(ProcessEvent::Exit(11));
+        d.tick(&mut hooks);
+        assert!(hooks.unhooked.is_empty(), "kept for a while after its last");
+        d.linger = Duration::ZERO;
+        d.tick(&mut hooks);
         assert_eq!(hooks.unhooked.len(), 1);
         // The other file's user vanished without an exit event: the next
         // scan finds it gone.
         std::fs::remove_dir_all(dir.root().join("13")).unwrap();
         d.scan(&mut hooks);
+        d.tick(&mut hooks);
         assert_eq!(hooks.unhooked.len(), 2);
         assert_eq!(d.hooked(), 0);
+    }
+
+    /// A file used again before [`LINGER`] is over stays hooked: hooked
+    /// once, never unhooked.
+    #[test]
+    fn a_file_used_again_soon_is_not_unhooked_and_hooked_again() {
+        let dir = testkit::TempDir::new("discovery");
+        fake_proc(dir.root(), 60, SSL);
+        let mut d = Discovery::with_proc(dir.root().to_path_buf());
+        let mut hooks = Count::default();
+        d.scan(&mut hooks);
+        std::fs::remove_dir_all(dir.root().join("60")).unwrap();
+        d.event(ProcessEvent::Exit(60));
+        fake_proc(dir.root(), 61, SSL);
+        d.event(ProcessEvent::Exec(61));
+        std::thread::sleep(LOOKS[0]);
+        d.tick(&mut hooks);
+        assert_eq!(hooks.hooked.len(), 1);
+        assert!(hooks.unhooked.is_empty());
+        assert_eq!(d.libraries()[0].processes[0].pid, 61);
+        d.linger = Duration::ZERO;
+        d.tick(&mut hooks);
+        assert!(hooks.unhooked.is_empty(), "it has a process again");
+    }
+
+    /// An exec event read after a look saw the new program (events come in
+    /// batches) changes nothing; an exec of another program forgets what
+    /// the old one used.
+    #[test]
+    fn a_late_exec_event_keeps_what_a_look_found() {
+        let dir = testkit::TempDir::new("discovery");
+        let (first, second) = (dir.path("first"), dir.path("second"));
+        std::fs::write(&first, "one").unwrap();
+        std::fs::write(&second, "two").unwrap();
+        fake_proc(dir.root(), 50, SSL);
+        let exe = dir.root().join("50/exe");
+        std::os::unix::fs::symlink(&first, &exe).unwrap();
+        let mut d = Discovery::with_proc(dir.root().to_path_buf());
+        d.linger = Duration::ZERO;
+        let mut hooks = Count::default();
+        d.scan(&mut hooks);
+        d.event(ProcessEvent::Exec(50));
+        d.tick(&mut hooks);
+        assert!(hooks.unhooked.is_empty(), "the program a look saw");
+        assert_eq!(d.libraries()[0].processes.len(), 1);
+        std::fs::remove_file(&exe).unwrap();
+        std::os::unix::fs::symlink(&second, &exe).unwrap();
+        fake_proc(dir.root(), 50, NONE);
+        d.event(ProcessEvent::Exec(50));
+        d.tick(&mut hooks);
+        assert_eq!(hooks.unhooked.len(), 1, "another program");
     }
 
     #[test]
@@ -550,7 +653,7 @@ mod tests {
         let mut hooks = Count::default();
         d.scan(&mut hooks);
         fake_proc(dir.root(), 20, NONE);
-        d.event(ProcessEvent::Exec(20), &mut hooks);
+        d.event(ProcessEvent::Exec(20));
         std::thread::sleep(LOOKS[0]);
         d.tick(&mut hooks);
         assert!(hooks.hooked.is_empty());
@@ -607,8 +710,8 @@ mod tests {
         let libs = d.libraries();
         assert!(!libs[0].hooked);
         assert_eq!(libs[0].reason, "no SSL_read");
-        d.event(ProcessEvent::Exit(30), &mut hooks);
-        d.event(ProcessEvent::Exit(31), &mut hooks);
+        d.event(ProcessEvent::Exit(30));
+        d.event(ProcessEvent::Exit(31));
         assert!(d.libraries().is_empty());
     }
 }

@@ -216,7 +216,7 @@ impl Worker {
                     self.streams
                         .process_exited(pid, monotonic_ns(), &mut self.out);
                 }
-                self.discovery.event(e, &mut self.probes);
+                self.discovery.event(e);
             }
             self.discovery.tick(&mut self.probes);
             for (pid, local) in self.streams.take_opened() {
