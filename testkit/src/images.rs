@@ -85,6 +85,10 @@ pub fn daemon_answers() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Closes the descriptors above 2 that bash has, then runs dockerd with
+/// the script's arguments.
+const CLOSE_INHERITED_AND_EXEC: &str = r#"for p in /proc/$$/fd/*; do n=${p##*/}; if [ "$n" -gt 2 ]; then exec {n}>&-; fi; done; exec dockerd "$@""#;
+
 /// Starts dockerd with [`DOCKERD_FLAGS`], its output appended to `log`,
 /// unless a daemon answers already; waits until `docker info` answers.
 /// The daemon outlives the caller (it is the build cache's keeper).
@@ -105,8 +109,13 @@ pub fn ensure_daemon(log: &Path) -> Result<()> {
         DOCKERD_FLAGS.join(" "),
         log.display()
     );
-    let mut dockerd = Command::new("dockerd");
+    // Through bash, which first closes every descriptor but 0-2 that this
+    // process inherited (a `flock` wrapper's lock, a jobserver's pipe): the
+    // daemon outlives its caller and must not hold them. Rust opens its own
+    // with close-on-exec; bash's `{n}>&-` closes descriptor number $n.
+    let mut dockerd = Command::new("bash");
     dockerd
+        .args(["-c", CLOSE_INHERITED_AND_EXEC, "dockerd"])
         .args(DOCKERD_FLAGS)
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
@@ -119,6 +128,9 @@ pub fn ensure_daemon(log: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !daemon_answers() {
         if let Some(status) = child.try_wait()? {
+            if status.code() == Some(127) {
+                bail!("dockerd is not installed (cargo xtask setup installs Debian's docker.io)");
+            }
             bail!(
                 "dockerd ended ({status}) before answering; see {}",
                 log.display()
