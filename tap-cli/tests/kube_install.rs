@@ -230,6 +230,32 @@ fn a_cluster_that_says_no_is_named_and_nothing_is_left_half_made() {
     );
 }
 
+/// A real `tap-hub` with the install's token, where the hub pod's port 8899
+/// leads (the API server's port-forward); it, its gRPC port and its HTTP
+/// port.
+fn real_hub(api: &ApiServer) -> (testkit::Process, u16, u16) {
+    let (grpc, http) = (testkit::free_port(), testkit::free_port());
+    let mut hub = testkit::Process::spawn(
+        Command::new(peers::sibling("tap-hub"))
+            .args(["--grpc", &format!("127.0.0.1:{grpc}")])
+            .args(["--listen", &format!("127.0.0.1:{http}")])
+            .arg("--certs")
+            .arg(peers::certs())
+            .env("KUBETAP_TOKEN", installed_token(api))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    )
+    .unwrap();
+    line_with(hub.child(), "workers connect");
+    api.set_port_forward(
+        "kubetap",
+        "kubetap-hub-5d8f",
+        8899,
+        ([127, 0, 0, 1], http).into(),
+    );
+    (hub, grpc, http)
+}
+
 /// Reads `child`'s stderr until a line holds `what`; that line.
 fn line_with(child: &mut std::process::Child, what: &str) -> String {
     use std::io::BufRead as _;
@@ -279,25 +305,7 @@ fn view_forwards_a_local_port_to_the_hub_pod_with_the_installs_token() {
     api.create(hub_pod("True")).unwrap();
 
     // A real hub with the install's token, where the pod's port 8899 leads.
-    let hub_http = testkit::free_port();
-    let mut hub = testkit::Process::spawn(
-        Command::new(peers::sibling("tap-hub"))
-            .args(["--grpc", &format!("127.0.0.1:{}", testkit::free_port())])
-            .args(["--listen", &format!("127.0.0.1:{hub_http}")])
-            .arg("--certs")
-            .arg(peers::certs())
-            .env("KUBETAP_TOKEN", &token)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped()),
-    )
-    .unwrap();
-    line_with(hub.child(), "workers connect");
-    api.set_port_forward(
-        "kubetap",
-        "kubetap-hub-5d8f",
-        8899,
-        ([127, 0, 0, 1], hub_http).into(),
-    );
+    let _hub = real_hub(&api);
 
     for command in ["view", "proxy"] {
         let port = testkit::free_port();
@@ -389,20 +397,7 @@ fn check_says_what_passes_and_what_fails_before_and_after_install() {
 
     // A ready hub pod leading to a real hub, a worker connected to it, and
     // the DaemonSet's status as its controller would write it.
-    let token = installed_token(&api);
-    let (grpc, hub_http) = (testkit::free_port(), testkit::free_port());
-    let mut hub = testkit::Process::spawn(
-        Command::new(peers::sibling("tap-hub"))
-            .args(["--grpc", &format!("127.0.0.1:{grpc}")])
-            .args(["--listen", &format!("127.0.0.1:{hub_http}")])
-            .arg("--certs")
-            .arg(peers::certs())
-            .env("KUBETAP_TOKEN", &token)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped()),
-    )
-    .unwrap();
-    line_with(hub.child(), "workers connect");
+    let (_hub, grpc, _) = real_hub(&api);
     let mut worker = testkit::Process::spawn(
         Command::new(peers::sibling("tap-worker"))
             .args(["--hub", &format!("https://127.0.0.1:{grpc}")])
@@ -415,12 +410,6 @@ fn check_says_what_passes_and_what_fails_before_and_after_install() {
     .unwrap();
     line_with(worker.child(), "connected to the hub");
     api.create(hub_pod("True")).unwrap();
-    api.set_port_forward(
-        "kubetap",
-        "kubetap-hub-5d8f",
-        8899,
-        ([127, 0, 0, 1], hub_http).into(),
-    );
     let mut ds = api.get("DaemonSet", "kubetap", "kubetap-worker").unwrap();
     ds["status"] = serde_json::json!({"desiredNumberScheduled": 1, "numberReady": 1,
         "currentNumberScheduled": 1, "numberMisscheduled": 0});
@@ -548,25 +537,7 @@ fn tap_installs_targets_pods_follows_them_and_forwards_the_ui() {
     // The hub "starts": a real tap-hub with the install's token behind a
     // ready pod.
     let token = installed_token(&api);
-    let hub_http = testkit::free_port();
-    let mut hub = testkit::Process::spawn(
-        Command::new(peers::sibling("tap-hub"))
-            .args(["--grpc", &format!("127.0.0.1:{}", testkit::free_port())])
-            .args(["--listen", &format!("127.0.0.1:{hub_http}")])
-            .arg("--certs")
-            .arg(peers::certs())
-            .env("KUBETAP_TOKEN", &token)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped()),
-    )
-    .unwrap();
-    line_with(hub.child(), "workers connect");
-    api.set_port_forward(
-        "kubetap",
-        "kubetap-hub-5d8f",
-        8899,
-        ([127, 0, 0, 1], hub_http).into(),
-    );
+    let (_hub, _, hub_http) = real_hub(&api);
     api.create(hub_pod("True")).unwrap();
     wait_line(
         &lines,
