@@ -9,6 +9,7 @@ mod peers;
 
 use peers::TempDir;
 use std::process::{Command, Output};
+use std::time::Duration;
 use testkit::kube_api::{ApiServer, Denial};
 
 /// The kinds kubetap installs, as the API server serves them.
@@ -228,6 +229,73 @@ fn a_cluster_that_says_no_is_named_and_nothing_is_left_half_made() {
         stderr.contains("cannot reach the API server at https://127.0.0.1:"),
         "{stderr}"
     );
+}
+
+/// `install` interrupted (SIGINT, as Ctrl-C sends) on a slow API server:
+/// a first install removes what it had made and says so; an update of an
+/// earlier install leaves it (the cluster had it before) and says how to
+/// finish or remove it, and `clean` then leaves nothing. Both exit 130.
+#[test]
+fn ctrl_c_during_install_leaves_nothing_half_installed() {
+    let api = ApiServer::start().unwrap();
+    let cli = Cli::new(&api);
+    let interrupted = |args: &[&str], started: &dyn Fn() -> bool| {
+        let mut install = testkit::Process::spawn(
+            Command::new(peers::sibling("kubetap"))
+                .args(args)
+                .env("HOME", cli.home.root())
+                .env("KUBECONFIG", api.kubeconfig())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped()),
+        )
+        .unwrap();
+        testkit::eventually(Duration::from_secs(30), "the install under way", || {
+            started().then_some(())
+        });
+        assert!(
+            install.try_wait().unwrap().is_none(),
+            "it ended before the interrupt"
+        );
+        Command::new("kill")
+            .args(["-INT", &install.id().to_string()])
+            .status()
+            .unwrap();
+        let status = install
+            .wait_timeout(Duration::from_secs(60))
+            .unwrap()
+            .expect("the interrupted install ends");
+        let mut said = String::new();
+        std::io::Read::read_to_string(&mut install.child().stderr.take().unwrap(), &mut said)
+            .unwrap();
+        (status.code(), said)
+    };
+
+    api.set_latency(Duration::from_millis(150));
+    let (code, said) = interrupted(&["install"], &|| leftovers(&api).len() >= 3);
+    assert_eq!(code, Some(130), "{said}");
+    assert!(
+        said.contains("interrupted; removing what this install made"),
+        "{said}"
+    );
+    assert_eq!(leftovers(&api), Vec::<String>::new(), "{said}");
+
+    api.set_latency(Duration::ZERO);
+    assert!(cli.run(&["install"]).status.success());
+    let installed = leftovers(&api);
+    api.set_latency(Duration::from_millis(150));
+    api.clear_requests();
+    let (code, said) = interrupted(&["install", "--tag", "other"], &|| {
+        api.requests().iter().any(|r| r.method == "PATCH")
+    });
+    assert_eq!(code, Some(130), "{said}");
+    assert!(
+        said.contains("kubetap was installed before: run `kubetap install` again to finish, or `kubetap clean`"),
+        "{said}"
+    );
+    assert_eq!(leftovers(&api), installed, "the earlier install is left");
+    api.set_latency(Duration::ZERO);
+    assert!(cli.run(&["clean"]).status.success());
+    assert_eq!(leftovers(&api), Vec::<String>::new());
 }
 
 /// A real `tap-hub` with the install's token, where the hub pod's port 8899

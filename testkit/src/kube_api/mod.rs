@@ -72,7 +72,7 @@ pub use store::HISTORY;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -160,6 +160,8 @@ pub(crate) struct Shared {
     store: Mutex<Store>,
     token: String,
     expired: AtomicBool,
+    /// Milliseconds every request waits before it is answered.
+    pub(crate) latency_ms: AtomicU64,
     denials: Mutex<Vec<Denial>>,
     requests: Mutex<VecDeque<RequestRecord>>,
     /// (namespace, pod, container) → log text.
@@ -228,6 +230,7 @@ impl ApiServer {
             store: Mutex::new(Store::new()),
             token: token.clone(),
             expired: AtomicBool::new(false),
+            latency_ms: AtomicU64::new(0),
             denials: Mutex::new(Vec::new()),
             requests: Mutex::new(VecDeque::new()),
             logs: Mutex::new(HashMap::new()),
@@ -297,6 +300,13 @@ impl ApiServer {
     /// credentials.
     pub fn expire_token(&self) {
         self.shared.expired.store(true, Ordering::SeqCst);
+    }
+
+    /// Every request waits `latency` before it is answered from now on, as
+    /// on a slow or distant API server.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        self.shared.latency_ms.store(ms, Ordering::SeqCst);
     }
 
     /// The requests answered so far (the newest [`REQUEST_LOG`]).

@@ -300,6 +300,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Reply {
     let q = Query::parse(&query);
     let watch = q.flag("watch");
     let mut verb_name = method.as_str().to_ascii_lowercase();
+    let latency = shared.latency_ms.load(Ordering::SeqCst);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
     let reply = route(&shared, req, &path, &q, watch, &mut verb_name).await;
     shared.record(RequestRecord {
         method: method.to_string(),
