@@ -299,9 +299,10 @@ fn ctrl_c_during_install_leaves_nothing_half_installed() {
 }
 
 /// A real `tap-hub` with the install's token, where the hub pod's port 8899
-/// leads (the API server's port-forward); it, its gRPC port and its HTTP
+/// leads (the API server's port-forward), started with `extra` (its
+/// kubeconfig is the test API server's); it, its gRPC port and its HTTP
 /// port.
-fn real_hub(api: &ApiServer) -> (testkit::Process, u16, u16) {
+fn real_hub(api: &ApiServer, extra: &[&str]) -> (testkit::Process, u16, u16) {
     let (grpc, http) = (testkit::free_port(), testkit::free_port());
     let mut hub = testkit::Process::spawn(
         Command::new(peers::sibling("tap-hub"))
@@ -309,7 +310,9 @@ fn real_hub(api: &ApiServer) -> (testkit::Process, u16, u16) {
             .args(["--listen", &format!("127.0.0.1:{http}")])
             .arg("--certs")
             .arg(peers::certs())
+            .args(extra)
             .env("KUBETAP_TOKEN", installed_token(api))
+            .env("KUBECONFIG", api.kubeconfig())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped()),
     )
@@ -373,7 +376,7 @@ fn view_forwards_a_local_port_to_the_hub_pod_with_the_installs_token() {
     api.create(hub_pod("True")).unwrap();
 
     // A real hub with the install's token, where the pod's port 8899 leads.
-    let _hub = real_hub(&api);
+    let _hub = real_hub(&api, &[]);
 
     for command in ["view", "proxy"] {
         let port = testkit::free_port();
@@ -465,7 +468,7 @@ fn check_says_what_passes_and_what_fails_before_and_after_install() {
 
     // A ready hub pod leading to a real hub, a worker connected to it, and
     // the DaemonSet's status as its controller would write it.
-    let (_hub, grpc, _) = real_hub(&api);
+    let (_hub, grpc, _) = real_hub(&api, &[]);
     let mut worker = testkit::Process::spawn(
         Command::new(peers::sibling("tap-worker"))
             .args(["--hub", &format!("https://127.0.0.1:{grpc}")])
@@ -605,7 +608,7 @@ fn tap_installs_targets_pods_follows_them_and_forwards_the_ui() {
     // The hub "starts": a real tap-hub with the install's token behind a
     // ready pod.
     let token = installed_token(&api);
-    let (_hub, _, hub_http) = real_hub(&api);
+    let (_hub, _, hub_http) = real_hub(&api, &[]);
     api.create(hub_pod("True")).unwrap();
     wait_line(
         &lines,
@@ -658,6 +661,73 @@ fn tap_installs_targets_pods_follows_them_and_forwards_the_ui() {
     let status = tap.child().wait().unwrap();
     assert!(status.success(), "{status}");
     assert!(api.get("DaemonSet", "kubetap", "kubetap-worker").is_some());
+}
+
+/// Light on the API server: once `tap` runs (its watch on the targeted
+/// namespaces' pods, the status line read from the hub over one kept
+/// port-forward) and the hub follows the cluster's pods (`--watch-pods`, as
+/// installed), a whole minute passes without one request to the API
+/// server: nothing polls, each follows its pods with one watch.
+#[test]
+fn a_minute_of_tap_and_the_hub_asks_the_api_server_nothing() {
+    let api = ApiServer::start().unwrap();
+    let cli = Cli::new(&api);
+    api.create(
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+    )
+    .unwrap();
+    for (i, name) in ["web-1", "web-2"].iter().enumerate() {
+        let mut p = pod(name, "shop");
+        p["spec"]["nodeName"] = "node-a".into();
+        p["status"] = serde_json::json!({"phase": "Running",
+            "podIP": format!("10.244.0.{}", i + 10), "podIPs": [{"ip": format!("10.244.0.{}", i + 10)}]});
+        api.create(p).unwrap();
+    }
+    assert!(cli.run(&["install"]).status.success());
+    let token = installed_token(&api);
+    let (_hub, _, hub_http) = real_hub(&api, &["--watch-pods"]);
+    api.create(hub_pod("True")).unwrap();
+    let mut tap = testkit::Process::spawn(
+        Command::new(peers::sibling("kubetap"))
+            .args(["tap", "^web-", "-n", "shop", "--no-browser"])
+            .args(["--port", &testkit::free_port().to_string()])
+            .env("HOME", cli.home.root())
+            .env("KUBECONFIG", api.kubeconfig())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    )
+    .unwrap();
+    let lines = stderr_lines(tap.child());
+    wait_line(&lines, "the UI: ");
+    wait_line(&lines, "pods targeted 2 ·");
+    let hub_addr = ([127, 0, 0, 1], hub_http).into();
+    testkit::eventually(Duration::from_secs(30), "the hub follows the pods", || {
+        let v =
+            testkit::http::try_request_as(hub_addr, "GET", "/api/workers", None, Some(&token), &[])
+                .ok()?
+                .json();
+        (v["hub"]["pods_followed"].as_u64()? >= 2).then_some(())
+    });
+    // Each watch that is open now was made before the minute starts.
+    std::thread::sleep(Duration::from_secs(2));
+    api.clear_requests();
+    std::thread::sleep(Duration::from_secs(60));
+    let asked: Vec<String> = api
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}?{}", r.verb, r.path, r.query))
+        .collect();
+    assert_eq!(
+        asked,
+        Vec::<String>::new(),
+        "requests in a minute of steady state"
+    );
+    assert!(tap.try_wait().unwrap().is_none(), "tap still runs");
+    // And it was following: a new pod is counted at once.
+    let mut p = pod("web-3", "shop");
+    p["status"] = serde_json::json!({"phase": "Running", "podIP": "10.244.0.30", "podIPs": [{"ip": "10.244.0.30"}]});
+    api.create(p).unwrap();
+    wait_line(&lines, "pods targeted 3 ·");
 }
 
 /// Into a namespace kubetap did not make: installed without changing the
