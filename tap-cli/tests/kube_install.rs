@@ -37,6 +37,19 @@ impl Cli {
         }
     }
 
+    /// `kubetap args` running in the background, its stderr piped.
+    fn spawn(&self, args: &[&str]) -> testkit::Process {
+        testkit::Process::spawn(
+            Command::new(peers::sibling("kubetap"))
+                .args(args)
+                .env("HOME", self.home.root())
+                .env("KUBECONFIG", &self.kubeconfig)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped()),
+        )
+        .unwrap()
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         Command::new(peers::sibling("kubetap"))
             .args(args)
@@ -240,15 +253,7 @@ fn ctrl_c_during_install_leaves_nothing_half_installed() {
     let api = ApiServer::start().unwrap();
     let cli = Cli::new(&api);
     let interrupted = |args: &[&str], started: &dyn Fn() -> bool| {
-        let mut install = testkit::Process::spawn(
-            Command::new(peers::sibling("kubetap"))
-                .args(args)
-                .env("HOME", cli.home.root())
-                .env("KUBECONFIG", api.kubeconfig())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped()),
-        )
-        .unwrap();
+        let mut install = cli.spawn(args);
         testkit::eventually(Duration::from_secs(30), "the install under way", || {
             started().then_some(())
         });
@@ -380,15 +385,7 @@ fn view_forwards_a_local_port_to_the_hub_pod_with_the_installs_token() {
 
     for command in ["view", "proxy"] {
         let port = testkit::free_port();
-        let mut view = testkit::Process::spawn(
-            Command::new(peers::sibling("kubetap"))
-                .args([command, "--no-browser", "--port", &port.to_string()])
-                .env("HOME", cli.home.root())
-                .env("KUBECONFIG", api.kubeconfig())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped()),
-        )
-        .unwrap();
+        let mut view = cli.spawn(&[command, "--no-browser", "--port", &port.to_string()]);
         let said = line_with(view.child(), "the hub's UI");
         assert!(
             said.contains(&format!("http://127.0.0.1:{port}/?token={token}")),
@@ -506,6 +503,23 @@ fn check_says_what_passes_and_what_fails_before_and_after_install() {
 }
 
 /// Lines of a child's stderr, as they come.
+/// `kubetap tap ^web- -n shop` forwarding the UI to `port`, and its
+/// stderr's lines.
+fn tap_web_in_shop(cli: &Cli, port: u16) -> (testkit::Process, std::sync::mpsc::Receiver<String>) {
+    let port = port.to_string();
+    let mut tap = cli.spawn(&[
+        "tap",
+        "^web-",
+        "-n",
+        "shop",
+        "--no-browser",
+        "--port",
+        &port,
+    ]);
+    let lines = stderr_lines(tap.child());
+    (tap, lines)
+}
+
 fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
     use std::io::BufRead as _;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -584,24 +598,7 @@ fn tap_installs_targets_pods_follows_them_and_forwards_the_ui() {
     assert_eq!(leftovers(&api), Vec::<String>::new(), "nothing installed");
 
     let port = testkit::free_port();
-    let mut tap = testkit::Process::spawn(
-        Command::new(peers::sibling("kubetap"))
-            .args([
-                "tap",
-                "^web-",
-                "-n",
-                "shop",
-                "--no-browser",
-                "--port",
-                &port.to_string(),
-            ])
-            .env("HOME", cli.home.root())
-            .env("KUBECONFIG", api.kubeconfig())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped()),
-    )
-    .unwrap();
-    let lines = stderr_lines(tap.child());
+    let (mut tap, lines) = tap_web_in_shop(&cli, port);
     wait_line(&lines, "installed in namespace kubetap");
     wait_line(&lines, "waiting for the hub to be ready");
 
@@ -687,17 +684,7 @@ fn a_minute_of_tap_and_the_hub_asks_the_api_server_nothing() {
     let token = installed_token(&api);
     let (_hub, _, hub_http) = real_hub(&api, &["--watch-pods"]);
     api.create(hub_pod("True")).unwrap();
-    let mut tap = testkit::Process::spawn(
-        Command::new(peers::sibling("kubetap"))
-            .args(["tap", "^web-", "-n", "shop", "--no-browser"])
-            .args(["--port", &testkit::free_port().to_string()])
-            .env("HOME", cli.home.root())
-            .env("KUBECONFIG", api.kubeconfig())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped()),
-    )
-    .unwrap();
-    let lines = stderr_lines(tap.child());
+    let (mut tap, lines) = tap_web_in_shop(&cli, testkit::free_port());
     wait_line(&lines, "the UI: ");
     wait_line(&lines, "pods targeted 2 ·");
     let hub_addr = ([127, 0, 0, 1], hub_http).into();
