@@ -212,6 +212,9 @@ pub struct Driver {
     /// decrypted (`--tls`), and the connections that were.
     held: Arc<Mutex<Held>>,
     decrypted: Option<Arc<Decrypted>>,
+    /// The hub's configuration applied last: a new one is applied (and
+    /// logged) only where it differs.
+    applied: Option<proto::v1::WorkerConfig>,
 }
 
 /// How long a handshake's entry waits for its connection's plaintext.
@@ -465,6 +468,7 @@ impl Driver {
             tls_unavailable,
             held,
             decrypted: tls_asked.then_some(decrypted),
+            applied: None,
         })
     }
 
@@ -526,7 +530,7 @@ impl Driver {
     }
 
     /// Applies the hub's configuration when it has changed since the last
-    /// call; returns a line for the log then.
+    /// call; returns a line for the log when a part of it changed.
     pub fn follow(
         &mut self,
         hub: &mut tokio::sync::watch::Receiver<Option<proto::v1::WorkerConfig>>,
@@ -535,7 +539,8 @@ impl Driver {
             return None;
         }
         let config = hub.borrow_and_update().clone()?;
-        Some(self.apply(&config).join("; "))
+        let log = self.apply(&config);
+        (!log.is_empty()).then(|| log.join("; "))
     }
 
     /// Narrows the target pods to those whose name matches one of `names`
@@ -605,30 +610,55 @@ impl Driver {
 
     /// Applies a configuration the hub pushed: its target pods, and its
     /// capture settings (0: unchanged) to a live capture, and its redaction
-    /// rules to every entry from now on. Returns what was done, for the
-    /// log, one line each.
+    /// rules to every entry from now on. Only the parts that differ from
+    /// the configuration applied before are applied (the hub sends a new
+    /// version at each change of its node's pods, say). Returns what was
+    /// done, for the log, one line each.
     pub fn apply(&mut self, c: &proto::v1::WorkerConfig) -> Vec<String> {
-        let mut log = vec![
-            match crate::pods::Selector::new(&c.target_pods, &c.target_namespaces) {
-                Ok(s) => {
-                    if self.select_pods(s) {
-                        format!(
-                            "target pods from the hub: names {:?} in namespaces {:?} (empty: all)",
-                            c.target_pods, c.target_namespaces
-                        )
-                    } else {
-                        "the hub's target pods are not applied: this worker captures interfaces or a file, not pods (--pods)".into()
-                    }
-                }
-                Err(e) => {
-                    format!("the hub's target pods are not valid, keeping the previous ones: {e}")
-                }
-            },
-        ];
-        if c.pods_followed {
+        let before = self.applied.replace(c.clone());
+        let changed = |part: fn(&proto::v1::WorkerConfig) -> Vec<String>| {
+            before.as_ref().is_none_or(|b| part(b) != part(c))
+        };
+        let mut log = Vec::new();
+        if changed(|c| [c.target_pods.clone(), c.target_namespaces.clone()].concat()) {
+            log.push(self.apply_targets(c));
+        }
+        if c.pods_followed
+            && before
+                .as_ref()
+                .is_none_or(|b| b.pods != c.pods || !b.pods_followed)
+        {
             log.extend(self.set_hub_pods(&c.pods));
         }
-        log.push(match self.redaction.set_rules(&c.redaction) {
+        if before.as_ref().is_none_or(|b| b.redaction != c.redaction) {
+            log.push(self.apply_redaction(c));
+        }
+        if before.as_ref().is_none_or(|b| b.capture != c.capture) {
+            log.extend(self.apply_capture(c));
+        }
+        log
+    }
+
+    fn apply_targets(&mut self, c: &proto::v1::WorkerConfig) -> String {
+        match crate::pods::Selector::new(&c.target_pods, &c.target_namespaces) {
+            Ok(s) => {
+                if self.select_pods(s) {
+                    format!(
+                        "target pods from the hub: names {:?} in namespaces {:?} (empty: all)",
+                        c.target_pods, c.target_namespaces
+                    )
+                } else {
+                    "the hub's target pods are not applied: this worker captures interfaces or a file, not pods (--pods)".into()
+                }
+            }
+            Err(e) => {
+                format!("the hub's target pods are not valid, keeping the previous ones: {e}")
+            }
+        }
+    }
+
+    fn apply_redaction(&mut self, c: &proto::v1::WorkerConfig) -> String {
+        match self.redaction.set_rules(&c.redaction) {
             Ok(()) => format!(
                 "redaction rules from the hub: the default keys and {} rule(s) of the hub's",
                 c.redaction.len()
@@ -636,7 +666,11 @@ impl Driver {
             Err(e) => {
                 format!("the hub's redaction rules are refused, keeping the previous ones: {e}")
             }
-        });
+        }
+    }
+
+    fn apply_capture(&mut self, c: &proto::v1::WorkerConfig) -> Vec<String> {
+        let mut log = Vec::new();
         let Some(capture) = c.capture else {
             return log;
         };
@@ -1028,5 +1062,58 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new version from the hub that changes nothing is applied and
+    /// logged not at all; one that changes a part, only that part.
+    #[test]
+    fn the_hubs_configuration_is_applied_and_logged_only_where_it_changed() {
+        let dir = testkit::TempDir::new("driver-config");
+        let file = dir.path("empty.pcap");
+        // A pcap header (little-endian, v2.4, Ethernet) and no packet.
+        let mut header = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+        header.extend([0; 8]);
+        header.extend(65535u32.to_le_bytes());
+        header.extend(1u32.to_le_bytes());
+        std::fs::write(&file, header).unwrap();
+        let mut driver = Driver::start(
+            Source::File {
+                path: file,
+                pace: None,
+            },
+            DriverConfig {
+                pipeline: PipelineConfig::default(),
+                queue: Arc::new(EntryQueue::new(Default::default())),
+                ring: None,
+            },
+        )
+        .unwrap();
+        let first = proto::v1::WorkerConfig {
+            version: 1,
+            ..Default::default()
+        };
+        let log = driver.apply(&first);
+        assert_eq!(log.len(), 2, "targets and redaction: {log:?}");
+        let same = proto::v1::WorkerConfig {
+            version: 2,
+            ..first.clone()
+        };
+        assert_eq!(driver.apply(&same), Vec::<String>::new());
+        let rules = proto::v1::WorkerConfig {
+            version: 3,
+            redaction: vec![proto::v1::RedactionRule {
+                key: "ssn".into(),
+                pattern: String::new(),
+            }],
+            ..first
+        };
+        let log = driver.apply(&rules);
+        assert_eq!(log.len(), 1, "{log:?}");
+        assert!(log[0].contains("1 rule(s)"), "{log:?}");
     }
 }

@@ -436,7 +436,7 @@ impl Link {
                 }
             }
             Some(hub_message::Kind::Config(c)) => {
-                tracing::info!(version = c.version, "configuration from the hub");
+                tracing::debug!(version = c.version, "configuration from the hub");
                 self.config_tx.send_replace(Some(c));
             }
             Some(hub_message::Kind::PcapRequest(r)) => {
