@@ -172,26 +172,6 @@ fn with_only(caps: &[&str]) -> Vec<String> {
     ]
 }
 
-const HTTPS_SERVER: &str = r#"
-import http.server, ssl, sys
-host, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = b"secret kept\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-server = http.server.HTTPServer((host, port), Handler)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(cert, key)
-server.socket = context.wrap_socket(server.socket, server_side=True)
-server.serve_forever()
-"#;
-
 #[test]
 fn a_worker_with_only_the_documented_capabilities_captures_pods_and_tls() {
     if !require_root() || !require(&["setpriv", "python3", "curl", "openssl"]) {
@@ -243,7 +223,7 @@ fn a_worker_with_only_the_documented_capabilities_captures_pods_and_tls() {
     let _https = web
         .spawn(
             web.command("python3")
-                .args(["-c", HTTPS_SERVER, &ip, "8443"])
+                .args([peers::HTTPS_SERVER, &ip, "8443"])
                 .arg(&cert)
                 .arg(&key)
                 .stdout(Stdio::null())

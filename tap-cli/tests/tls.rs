@@ -31,26 +31,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use testkit::{Node, TempDir, require, require_root};
 
-const PY_SERVER: &str = r#"
-import http.server, ssl, sys
-host, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = ("you asked for " + self.path + "\n").encode()
-        self.send_response(200 if not self.path.startswith("/missing") else 404)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-server = http.server.HTTPServer((host, port), Handler)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(cert, key)
-server.socket = context.wrap_socket(server.socket, server_side=True)
-server.serve_forever()
-"#;
-
 /// `openssl s_client` sending `request`, kept open a moment so the answer
 /// arrives before it closes.
 fn s_client(client: &testkit::Pod, addr: &str, request: &str) -> String {
@@ -190,7 +170,7 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
     let _py = web
         .spawn(
             web.command("python3")
-                .args(["-c", PY_SERVER, &ip, "8443"])
+                .args([peers::HTTPS_SERVER, &ip, "8443"])
                 .arg(&cert)
                 .arg(&key)
                 .stdout(Stdio::null())
@@ -444,7 +424,7 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
         .spawn(
             other
                 .command("python3")
-                .args(["-c", PY_SERVER, &other_ip, "8443"])
+                .args([peers::HTTPS_SERVER, &other_ip, "8443"])
                 .arg(&cert)
                 .arg(&key)
                 .stdout(Stdio::null())

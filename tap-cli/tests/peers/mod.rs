@@ -30,6 +30,10 @@ pub fn certs() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kubetap-certs")
 }
 
+/// An HTTPS server for `python3` (`peers/https_server.py`: HOST PORT CERT
+/// KEY after it).
+pub const HTTPS_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/https_server.py");
+
 /// Runs a command to completion; panics with its command line if it fails.
 pub fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd
