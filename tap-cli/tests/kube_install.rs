@@ -502,7 +502,6 @@ fn check_says_what_passes_and_what_fails_before_and_after_install() {
     );
 }
 
-/// Lines of a child's stderr, as they come.
 /// `kubetap tap ^web- -n shop` forwarding the UI to `port`, and its
 /// stderr's lines.
 fn tap_web_in_shop(cli: &Cli, port: u16) -> (testkit::Process, std::sync::mpsc::Receiver<String>) {
@@ -520,6 +519,7 @@ fn tap_web_in_shop(cli: &Cli, port: u16) -> (testkit::Process, std::sync::mpsc::
     (tap, lines)
 }
 
+/// Lines of a child's stderr, as they come.
 fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
     use std::io::BufRead as _;
     let (tx, rx) = std::sync::mpsc::channel();

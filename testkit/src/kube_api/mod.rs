@@ -57,6 +57,7 @@
 //! a WebSocket or plain: not implemented).
 
 mod apply;
+pub mod kubelet;
 mod portforward;
 mod protobuf;
 mod resources;
@@ -204,6 +205,8 @@ impl Shared {
 /// connections and watches are closed).
 pub struct ApiServer {
     shared: Arc<Shared>,
+    /// Its CA's certificate (PEM).
+    ca_pem: String,
     dir: TempDir,
     kubeconfig: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -215,10 +218,16 @@ impl ApiServer {
     /// kubeconfig for it. Namespaces `default`, `kube-system`, `kube-public`
     /// and `kube-node-lease` exist, as in a new cluster.
     pub fn start() -> Result<ApiServer, KubeApiError> {
+        ApiServer::start_on(std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// [`ApiServer::start`] on `ip` (a node's address, for pods that reach
+    /// it as the in-cluster API server), its certificate valid for `ip` and
+    /// 127.0.0.1.
+    pub fn start_on(ip: std::net::IpAddr) -> Result<ApiServer, KubeApiError> {
         let io = |what| move |source| KubeApiError::Io { what, source };
-        let (ca_pem, tls) = serve::tls_config()?;
-        let listener =
-            std::net::TcpListener::bind("127.0.0.1:0").map_err(io("binding 127.0.0.1:0"))?;
+        let (ca_pem, tls) = serve::tls_config(ip)?;
+        let listener = std::net::TcpListener::bind((ip, 0)).map_err(io("binding the listener"))?;
         listener
             .set_nonblocking(true)
             .map_err(io("setting the listener non-blocking"))?;
@@ -257,6 +266,7 @@ impl ApiServer {
             .map_err(io("starting its thread"))?;
         Ok(ApiServer {
             shared,
+            ca_pem,
             dir,
             kubeconfig,
             stop: Some(stop),
@@ -284,6 +294,12 @@ impl ApiServer {
     /// The server's temporary directory (for a client's cache, say).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Its CA's certificate (PEM), as the kubeconfig and a service
+    /// account's `ca.crt` hold it.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
     }
 
     /// The bearer token it accepts.

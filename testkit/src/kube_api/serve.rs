@@ -53,7 +53,9 @@ pub(crate) type Reply = Response<Body>;
 
 /// The CA's certificate (PEM) and the server's TLS settings: a fresh CA
 /// signs a certificate for 127.0.0.1 and localhost; HTTP/1.1 only.
-pub(crate) fn tls_config() -> Result<(String, Arc<rustls::ServerConfig>), KubeApiError> {
+pub(crate) fn tls_config(
+    ip: std::net::IpAddr,
+) -> Result<(String, Arc<rustls::ServerConfig>), KubeApiError> {
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
         IsCa, KeyPair, KeyUsagePurpose,
@@ -64,7 +66,11 @@ pub(crate) fn tls_config() -> Result<(String, Arc<rustls::ServerConfig>), KubeAp
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
-    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+    let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    if !ip.is_loopback() {
+        names.push(ip.to_string());
+    }
+    let mut leaf = CertificateParams::new(names)?;
     leaf.distinguished_name
         .push(DnType::CommonName, "kube-apiserver");
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
