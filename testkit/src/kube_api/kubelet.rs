@@ -165,6 +165,8 @@ struct Running {
     started: String,
     /// Why it cannot run (a waiting reason and message), if so.
     refused: Option<(String, String)>,
+    /// When its containers were last prepared.
+    tried: Instant,
     written: Value,
 }
 
@@ -365,9 +367,23 @@ impl State {
             let Some(pod) = mine.iter().find(|p| key(p) == k).copied() else {
                 continue;
             };
+            let secrets = self.secrets_of(pod);
             let Some(r) = self.running.get_mut(&k) else {
                 continue;
             };
+            // A missing Secret, say: tried again, as the kubelet does.
+            if r.refused
+                .as_ref()
+                .is_some_and(|(why, _)| why == "CreateContainerConfigError")
+                && r.tried.elapsed() >= RESTART_DELAY
+            {
+                r.tried = Instant::now();
+                r.containers.clear();
+                r.refused = r
+                    .prepare(pod, &self.api, &self.images, &secrets)
+                    .err()
+                    .map(|why| ("CreateContainerConfigError".to_string(), why));
+            }
             // In place: a container's /etc/hosts is this file, through its
             // overlay.
             let _ = rewrite(&r.dir.path("etc").join("hosts"), &hosts);
@@ -447,6 +463,7 @@ impl State {
             containers: Vec::new(),
             started: now(),
             refused,
+            tried: Instant::now(),
             written: Value::Null,
         };
         if running.refused.is_none()
