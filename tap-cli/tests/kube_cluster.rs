@@ -94,6 +94,12 @@ fn an_installed_kubetap_runs_taps_pods_and_is_cleaned_away() {
     .unwrap();
     let web = node.pod("web").unwrap();
     let client = node.pod("client").unwrap();
+    // Its sandbox's process, as a pod's pause container is: the worker
+    // finds a pod's network namespace through a process in it (the host's
+    // /run/netns is not in its container).
+    let _pause = client
+        .spawn(client.command("sleep").arg("600").stdout(Stdio::null()))
+        .unwrap();
     api.create(
         serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
     )
@@ -101,13 +107,27 @@ fn an_installed_kubetap_runs_taps_pods_and_is_cleaned_away() {
     api.create(pod_object(&web)).unwrap();
     api.create(pod_object(&client)).unwrap();
     let _server = peers::node::http_servers(&node, &[&web], 8080);
+    let dir = TempDir::new("kube-cluster");
+    let (cert, key) = testkit::self_signed(&dir, "web");
+    let _https = web
+        .spawn(
+            web.command("python3")
+                .args([peers::HTTPS_SERVER, &web.ip.to_string(), "8443"])
+                .arg(&cert)
+                .arg(&key)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap();
+    node.wait_for_tcp(web.addr(8443), Duration::from_secs(10))
+        .unwrap();
     let cli = Cli {
         node: &node,
         home: TempDir::new("kube-cluster-home"),
         kubeconfig: api.kubeconfig().to_path_buf(),
     };
 
-    let (ok, out, err) = cli.run(&["install"]);
+    let (ok, out, err) = cli.run(&["install", "--tls"]);
     assert!(ok, "{out}{err}");
     let pods = || {
         api.list("Pod", Some("kubetap"))
@@ -135,8 +155,8 @@ fn an_installed_kubetap_runs_taps_pods_and_is_cleaned_away() {
     assert!(hub.contains("NoNewPrivs:\t1"), "{hub}");
     let worker = status_of("tap-worker");
     assert!(worker.contains("Uid:\t0\t0\t0\t0"), "{worker}");
-    // NET_RAW (13), SYS_PTRACE (19), SYS_ADMIN (21).
-    let caps = (1u64 << 13) | (1 << 19) | (1 << 21);
+    // NET_RAW (13), SYS_PTRACE (19), SYS_ADMIN (21), PERFMON (38), BPF (39).
+    let caps = (1u64 << 13) | (1 << 19) | (1 << 21) | (1 << 38) | (1 << 39);
     assert!(
         worker.contains(&format!("CapEff:\t{caps:016x}")),
         "{worker}"
@@ -147,9 +167,10 @@ fn an_installed_kubetap_runs_taps_pods_and_is_cleaned_away() {
     );
 
     // check: every line passes, the worker connected to the hub.
-    let check = testkit::eventually(Duration::from_secs(30), "check passing", || {
+    // (The worker reports its TLS state once its probes are loaded.)
+    let check = testkit::eventually(Duration::from_secs(30), "check passing, TLS on", || {
         let (ok, out, _) = cli.run(&["check"]);
-        ok.then_some(out)
+        (ok && out.contains(", TLS on")).then_some(out)
     });
     assert!(
         check.contains("[pass] hub: pod kubetap/kubetap-hub-"),
@@ -204,15 +225,6 @@ fn an_installed_kubetap_runs_taps_pods_and_is_cleaned_away() {
         .next()
         .unwrap()
         .to_string();
-    for i in 0..3 {
-        let out = client
-            .command("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-            .arg(format!("http://{}:8080/kc-{i}", web.ip))
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
-    }
     let ui_get = |path: String| {
         let token = token.clone();
         node.in_netns(move || {
@@ -227,10 +239,62 @@ fn an_installed_kubetap_runs_taps_pods_and_is_cleaned_away() {
         })
         .unwrap()
     };
+    for i in 0..3 {
+        let out = client
+            .command("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://{}:8080/kc-{i}", web.ip))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+    }
+    // And one over TLS, read in plain text by the worker's uprobes on the
+    // server's libssl, once the worker has found it (its first look at the
+    // node's processes takes a moment after it reports TLS on).
+    let https = u64::from(_https.id());
+    testkit::eventually(Duration::from_secs(30), "the HTTPS server hooked", || {
+        let v = ui_get("/api/workers".into()).ok()?.json();
+        v["workers"][0]["tls"]["libraries"]
+            .as_array()?
+            .iter()
+            .any(|l| {
+                l["hooked"] == true
+                    && l["processes"]
+                        .as_array()
+                        .is_some_and(|ps| ps.iter().any(|p| p["pid"] == https))
+            })
+            .then_some(())
+    });
+    let out = client
+        .command("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("https://{}:8443/kc-tls", web.ip))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    // On failure: what the hub has, and the worker's log.
+    let worker_log = || {
+        let pod = ready(&api, "worker").map(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        });
+        pod.and_then(|p| api.pod_log("kubetap", &p, "tap-worker"))
+            .unwrap_or_default()
+    };
+    let started = std::time::Instant::now();
     let entries = testkit::eventually(
-        Duration::from_secs(30),
+        Duration::from_secs(40),
         "the pods' entries in the UI's API",
         || {
+            if started.elapsed() > Duration::from_secs(30) {
+                let all = ui_get("/api/entries?limit=100".into()).ok()?.body;
+                panic!(
+                    "not within 30 s; the entries: {all}\nthe worker's log:\n{}",
+                    worker_log()
+                );
+            }
             let reply = ui_get("/api/entries?limit=100".into()).ok()?;
             let v = reply.json();
             let es: Vec<serde_json::Value> = v["entries"]
@@ -243,7 +307,7 @@ fn an_installed_kubetap_runs_taps_pods_and_is_cleaned_away() {
                 })
                 .cloned()
                 .collect();
-            (es.len() == 3).then_some(es)
+            (es.len() == 4).then_some(es)
         },
     );
     for e in &entries {
@@ -251,7 +315,9 @@ fn an_installed_kubetap_runs_taps_pods_and_is_cleaned_away() {
         assert_eq!(e["dst"]["namespace"], "shop", "{e}");
         assert_eq!(e["src"]["pod"], "client", "{e}");
         assert_eq!(e["node"], "node-a", "{e}");
-        assert_eq!(e["response"]["status"], 404, "{e}");
+        let tls = e["request"]["path"] == "/kc-tls";
+        assert_eq!(e["tls"], tls, "{e}");
+        assert_eq!(e["response"]["status"], if tls { 200 } else { 404 }, "{e}");
     }
 
     // version: the CLI's, the hub's and the worker's.
@@ -269,7 +335,6 @@ fn an_installed_kubetap_runs_taps_pods_and_is_cleaned_away() {
     );
 
     // export: the exchanges as a PCAP that tshark reads as HTTP.
-    let dir = TempDir::new("kube-cluster");
     let pcap = dir.path("kc.pcapng");
     let (ok, out, err) = cli.run(&[
         "export",
@@ -278,11 +343,18 @@ fn an_installed_kubetap_runs_taps_pods_and_is_cleaned_away() {
         pcap.to_str().unwrap(),
     ]);
     assert!(ok, "{out}{err}");
-    let uris: Vec<String> = peers::tshark_fields(&pcap, &[], "http.request", &["http.request.uri"])
-        .into_iter()
-        .map(|row| row[0][0].clone())
-        .collect();
-    assert_eq!(uris, ["/kc-0", "/kc-1", "/kc-2"]);
+    // The TLS exchange as its plaintext made into TCP packets.
+    let mut uris: Vec<String> = peers::tshark_fields(
+        &pcap,
+        &["-d", "tcp.port==8443,http"],
+        "http.request",
+        &["http.request.uri"],
+    )
+    .into_iter()
+    .map(|row| row[0][0].clone())
+    .collect();
+    uris.sort();
+    assert_eq!(uris, ["/kc-0", "/kc-1", "/kc-2", "/kc-tls"]);
 
     // A filter the hub refuses: its reason, and no file.
     let refused = dir.path("refused.pcapng");

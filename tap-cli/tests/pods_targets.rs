@@ -335,6 +335,11 @@ fn the_hubs_target_pods_change_what_a_running_worker_captures() {
         narrow.iter().all(|e| e["dst"]["pod"] == "api"),
         "{narrow:#?}"
     );
+    // web's capture came first, so api's left out web's traffic; with web
+    // no longer captured, api's takes it.
+    curl(&web, &api_pod, "/from-web");
+    let from_web = entries(&node, http, "request.path == \"/from-web\"", 1);
+    assert_eq!(from_web[0]["src"]["pod"], "web", "{from_web:#?}");
 
     node::request(&node, http, "PUT", "/api/config", r#"{"target_pods":[]}"#);
     wait_log(&lines, &format!("capturing shop/web on {}", web.host_veth));

@@ -120,9 +120,12 @@ pub struct LiveTap {
     pipelines: Vec<Arc<Mutex<Shared>>>,
     /// Sockets per interface.
     fanout: u16,
-    /// Copies of packets seen on two interfaces are skipped (several
-    /// interfaces captured without pod filters).
+    /// Copies of packets seen on two interfaces are skipped while
+    /// `dedup_on`: always when several interfaces are captured without pod
+    /// filters; for pod captures, only while one is retiring
+    /// ([`LiveTap::set_dedup`]).
     dedup: Option<Arc<Mutex<Dedup>>>,
+    dedup_on: Arc<AtomicBool>,
     /// The next capture's number, for `dedup`.
     next_interface: u32,
     ring: Arc<Mutex<PacketRing>>,
@@ -148,7 +151,7 @@ impl LiveTap {
     ) -> Result<LiveTap, LiveError> {
         let mut tap = LiveTap::idle(pipeline, fanout, ring, sink);
         if interfaces.len() > 1 {
-            tap.dedup = Some(Arc::new(Mutex::new(Dedup::new())));
+            tap.dedup_on.store(true, Ordering::Relaxed);
         }
         let opened = interfaces
             .into_iter()
@@ -174,7 +177,8 @@ impl LiveTap {
                 .map(|_| Shared::new(pipeline.clone(), Names::default()))
                 .collect(),
             fanout,
-            dedup: None,
+            dedup: Some(Arc::new(Mutex::new(Dedup::new()))),
+            dedup_on: Arc::new(AtomicBool::new(false)),
             next_interface: 0,
             ring,
             sink,
@@ -238,6 +242,7 @@ impl LiveTap {
                 stop: stop.clone(),
                 stats: stats.clone(),
                 dedup: self.dedup.clone(),
+                dedup_on: self.dedup_on.clone(),
                 interface_id,
             };
             let name = if fanned {
@@ -350,6 +355,12 @@ impl LiveTap {
             .iter()
             .find(|c| c.interface == interface)
             .and_then(|c| c.filter.as_ref())
+    }
+
+    /// Skips copies of packets another capture took (or stops skipping):
+    /// for the moment two pod captures overlap.
+    pub fn set_dedup(&self, on: bool) {
+        self.dedup_on.store(on, Ordering::Relaxed);
     }
 
     /// Body bytes kept per message, for connections that start from now on.
@@ -498,6 +509,7 @@ struct Worker {
     stop: Arc<AtomicBool>,
     stats: Arc<Mutex<LiveStats>>,
     dedup: Option<Arc<Mutex<Dedup>>>,
+    dedup_on: Arc<AtomicBool>,
     /// This capture's number, for `dedup`.
     interface_id: u32,
 }
@@ -521,10 +533,11 @@ impl Worker {
                         periodic = true;
                         due_ns = pkt.ts_ns.saturating_add(100_000_000);
                     }
-                    let copy = self
-                        .dedup
-                        .as_ref()
-                        .is_some_and(|d| lock(d).is_copy(&pkt, self.interface_id));
+                    let copy = self.dedup_on.load(Ordering::Relaxed)
+                        && self
+                            .dedup
+                            .as_ref()
+                            .is_some_and(|d| lock(d).is_copy(&pkt, self.interface_id));
                     if !copy {
                         let mut s = lock(&self.shared);
                         let Shared {
@@ -619,6 +632,12 @@ pub struct PodWatch {
     pods: Vec<TargetPod>,
     /// Captures in the order they started (the exclusion order).
     captures: Vec<PodCapture>,
+    /// Captures no longer wanted, stopped at the next tick: the others'
+    /// replaced filters are installed by their threads within a block
+    /// timeout or so, and until then a retiring capture still takes its
+    /// pod's traffic with them (copies skipped meanwhile: [`LiveTap::set_dedup`]);
+    /// and its ring's last block is read.
+    retiring: Vec<PodCapture>,
     unresolved: Vec<String>,
     /// The pod list changed since the tap last got its names.
     renamed: bool,
@@ -650,6 +669,7 @@ impl PodWatch {
             file_stamp: Some((SystemTime::UNIX_EPOCH, u64::MAX)),
             pods,
             captures: Vec::new(),
+            retiring: Vec::new(),
             unresolved: Vec::new(),
             renamed: true,
             selector: Selector::default(),
@@ -711,6 +731,20 @@ impl PodWatch {
     /// interfaces; returns what changed, one line each, for the log.
     pub fn tick(&mut self, tap: &mut LiveTap) -> Vec<String> {
         let mut log = Vec::new();
+        let retired = std::mem::take(&mut self.retiring);
+        if !retired.is_empty() {
+            tap.set_dedup(false);
+        }
+        for c in retired {
+            if let Some(e) = tap.remove(&c.interface) {
+                log.push(format!("capture on {} ended: {e}", c.interface));
+            }
+            log.push(format!(
+                "stopped capturing {} on {}",
+                c.pods.join(", "),
+                c.interface
+            ));
+        }
         log.extend(self.reload());
         for (interface, error) in tap.reap() {
             match error {
@@ -768,7 +802,19 @@ impl PodWatch {
             if still {
                 kept.push(c);
             } else {
-                if let Some(e) = tap.remove(&c.interface) {
+                if !running.contains(&c.interface) {
+                    if let Some(e) = tap.remove(&c.interface) {
+                        log.push(format!("capture on {} ended: {e}", c.interface));
+                    }
+                } else if self.unselected(&c) {
+                    // Stopped (and said so) at the next tick; meanwhile it
+                    // runs beside the others (`retiring`).
+                    tap.set_dedup(true);
+                    self.retiring.push(c);
+                    dropped = true;
+                    continue;
+                } else if let Some(e) = tap.remove(&c.interface) {
+                    // The same interface with other IPs: captured again below.
                     log.push(format!("capture on {} ended: {e}", c.interface));
                 }
                 log.push(format!(
@@ -822,6 +868,17 @@ impl PodWatch {
             tap.set_names(Names::new(&self.pods));
         }
         log
+    }
+
+    /// Whether the capture's pods are still listed, and no longer selected
+    /// (the hub's targets changed): then it is retired, not stopped at once.
+    fn unselected(&self, c: &PodCapture) -> bool {
+        let listed: Vec<&TargetPod> = self
+            .pods
+            .iter()
+            .filter(|p| c.pods.contains(&p.id()))
+            .collect();
+        !listed.is_empty() && listed.iter().all(|p| !self.selector.matches(p))
     }
 
     /// The filter of the i-th capture: its IPs, minus traffic with the pods

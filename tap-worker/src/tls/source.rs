@@ -201,6 +201,8 @@ impl Worker {
         let mut published = Instant::now();
         self.publish();
         while !stop.load(Ordering::Relaxed) {
+            // New pod names at once: an entry made later names its pods.
+            self.take_names();
             let mut events = Vec::new();
             let (streams, discovery, out) = (&mut self.streams, &mut self.discovery, &mut self.out);
             self.probes.poll(
@@ -291,15 +293,20 @@ impl Worker {
         }
     }
 
-    /// The status and counts, for the driver; new pod names, from it.
+    /// New pod names from the driver, if any.
+    fn take_names(&mut self) {
+        let Some(names) = lock(&self.shared).names.take() else {
+            return;
+        };
+        // Pods targeted: only their connections are dissected.
+        self.streams
+            .set_targets((!names.is_empty()).then(|| names.clone()));
+        self.names = names;
+    }
+
+    /// The status and counts, for the driver.
     fn publish(&mut self) {
         let mut shared = lock(&self.shared);
-        if let Some(names) = shared.names.take() {
-            // Pods targeted: only their connections are dissected.
-            self.streams
-                .set_targets((!names.is_empty()).then(|| names.clone()));
-            self.names = names;
-        }
         let st = self.streams.stats();
         shared.lost = self.probes.lost();
         shared.streams = st;

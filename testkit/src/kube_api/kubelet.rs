@@ -28,12 +28,14 @@
 //!   container runtime's default set) and `allowPrivilegeEscalation: false`
 //!   (no_new_privs). Environment: only the Pod's (`value`, `fieldRef`,
 //!   `secretKeyRef`, `$(VAR)` in args), `PATH`, `HOME=/`, `HOSTNAME` and
-//!   `KUBERNETES_SERVICE_HOST`/`_PORT` (the API server's address);
+//!   `KUBERNETES_SERVICE_HOST`/`_PORT` (the API server's address), and
+//!   `KUBETAP_LOG` when the test has it (to debug a test);
 //! - writes each Pod's status (phase, addresses, conditions, container
 //!   states, restarts) when it changes; readiness from the `httpGet`
 //!   readiness probe (every second), a container that exits is started
 //!   again after a second (restarts counted, `CrashLoopBackOff` meanwhile);
-//!   its output is the Pod's log (`pods/log`, the last [`LOG_BYTES`]);
+//!   its output is the Pod's log (`pods/log`, the last [`LOG_BYTES`], made
+//!   the log at each tick when it grew);
 //!   each container port is where a port-forward to the Pod leads;
 //! - makes the Node object (its kernel's version from `uname -r`).
 //!
@@ -192,6 +194,9 @@ struct Container {
     started_at: String,
     /// (path, port) of its readiness probe.
     probe: Option<(String, u16)>,
+    /// Its output (the newest [`LOG_BYTES`]), and whether it changed since
+    /// it was last made the Pod's log.
+    log: Arc<Mutex<(String, bool)>>,
     ready: bool,
     probed: Option<Instant>,
 }
@@ -789,6 +794,7 @@ impl Running {
                 ready: probe.is_none(),
                 probe,
                 probed: None,
+                log: Arc::default(),
             });
         }
         Ok(())
@@ -865,12 +871,13 @@ impl Running {
                     .env("KUBERNETES_SERVICE_HOST", api_addr.ip().to_string())
                     .env("KUBERNETES_SERVICE_PORT", api_addr.port().to_string())
                     .envs(c.env.iter().map(|(k, v)| (k, v)))
+                    // For debugging a test: its log level, passed on.
+                    .envs(std::env::var("KUBETAP_LOG").map(|v| ("KUBETAP_LOG", v)))
                     .stdin(Stdio::null())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped());
                 match Process::spawn(&mut cmd) {
                     Ok(mut p) => {
-                        let log = Arc::new(Mutex::new(String::new()));
                         for out in [
                             p.child()
                                 .stdout
@@ -884,13 +891,13 @@ impl Running {
                         .into_iter()
                         .flatten()
                         {
-                            let (log, api) = (log.clone(), api.clone());
-                            let (ns, name, container) = (ns.clone(), name.clone(), c.name.clone());
+                            let log = c.log.clone();
                             std::thread::spawn(move || {
                                 for line in
                                     std::io::BufReader::new(out).lines().map_while(Result::ok)
                                 {
-                                    let mut text = log.lock().unwrap_or_else(|e| e.into_inner());
+                                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                                    let text = &mut log.0;
                                     text.push_str(&line);
                                     text.push('\n');
                                     if text.len() > LOG_BYTES {
@@ -900,7 +907,7 @@ impl Running {
                                         }
                                         text.drain(..cut);
                                     }
-                                    api.set_pod_log(&ns, &name, &container, &text);
+                                    log.1 = true;
                                 }
                             });
                         }
@@ -911,10 +918,17 @@ impl Running {
                     Err(e) => {
                         c.exited = Some((Instant::now(), -1));
                         c.restarts += 1;
-                        api.set_pod_log(&ns, &name, &c.name, &format!("cannot start: {e}\n"));
+                        let mut log = c.log.lock().unwrap_or_else(|e| e.into_inner());
+                        log.0.push_str(&format!("cannot start: {e}\n"));
+                        log.1 = true;
                     }
                 }
             }
+            let mut log = c.log.lock().unwrap_or_else(|e| e.into_inner());
+            if std::mem::take(&mut log.1) {
+                api.set_pod_log(&ns, &name, &c.name, &log.0);
+            }
+            drop(log);
             if c.process.is_some()
                 && let Some((path, port)) = &c.probe
                 && c.probed.is_none_or(|t| t.elapsed() >= PROBE_EVERY)

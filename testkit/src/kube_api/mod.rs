@@ -397,6 +397,13 @@ impl ApiServer {
         );
     }
 
+    /// What `pods/log` answers for this container, if anything was set.
+    pub fn pod_log(&self, namespace: &str, pod: &str, container: &str) -> Option<String> {
+        lock(&self.shared.logs)
+            .get(&(namespace.into(), pod.into(), container.into()))
+            .cloned()
+    }
+
     /// Where a port-forward to `port` of this pod connects.
     pub fn set_port_forward(&self, namespace: &str, pod: &str, port: u16, to: SocketAddr) {
         lock(&self.shared.forwards).insert((namespace.into(), pod.into(), port), to);
