@@ -220,18 +220,7 @@ fn a_worker_with_only_the_documented_capabilities_captures_pods_and_tls() {
     // OpenSSL, which the worker must find and hook.
     let _plain = node::http_servers(&node, &[&web], 8080);
     let ip = web.ip.to_string();
-    let _https = web
-        .spawn(
-            web.command("python3")
-                .args([peers::HTTPS_SERVER, &ip, "8443"])
-                .arg(&cert)
-                .arg(&key)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )
-        .unwrap();
-    node.wait_for_tcp(web.addr(8443), Duration::from_secs(10))
-        .unwrap();
+    let _https = node::https_server(&node, &web, &cert, &key);
     let server = u64::from(_https.id());
     testkit::eventually(Duration::from_secs(30), "the HTTPS server hooked", || {
         let v = node::api(&node, http, "/api/workers");

@@ -109,18 +109,7 @@ fn an_installed_kubetap_runs_taps_pods_and_is_cleaned_away() {
     let _server = peers::node::http_servers(&node, &[&web], 8080);
     let dir = TempDir::new("kube-cluster");
     let (cert, key) = testkit::self_signed(&dir, "web");
-    let _https = web
-        .spawn(
-            web.command("python3")
-                .args([peers::HTTPS_SERVER, &web.ip.to_string(), "8443"])
-                .arg(&cert)
-                .arg(&key)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )
-        .unwrap();
-    node.wait_for_tcp(web.addr(8443), Duration::from_secs(10))
-        .unwrap();
+    let _https = peers::node::https_server(&node, &web, &cert, &key);
     let cli = Cli {
         node: &node,
         home: TempDir::new("kube-cluster-home"),

@@ -420,19 +420,7 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
 
     // A pod not targeted talking to itself over TLS: no entry, counted.
     let other_ip = other.ip.to_string();
-    let _other_py = other
-        .spawn(
-            other
-                .command("python3")
-                .args([peers::HTTPS_SERVER, &other_ip, "8443"])
-                .arg(&cert)
-                .arg(&key)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )
-        .unwrap();
-    node.wait_for_tcp(other.addr(8443), Duration::from_secs(20))
-        .unwrap();
+    let _other_py = node::https_server(&node, &other, &cert, &key);
     assert_eq!(
         curl(
             &other,

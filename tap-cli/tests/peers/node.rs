@@ -118,3 +118,26 @@ pub fn worker(node: &Node, grpc: u16, name: &str, args: &[&str], ready: &str) ->
     super::echo_rest("tap-worker", lines);
     worker
 }
+
+/// `peers/https_server.py` in `pod` on its address's port 8443 with `cert`
+/// and `key`, once it listens.
+pub fn https_server(
+    node: &Node,
+    pod: &Pod,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Process {
+    let server = pod
+        .spawn(
+            pod.command("python3")
+                .args([super::HTTPS_SERVER, &pod.ip.to_string(), "8443"])
+                .arg(cert)
+                .arg(key)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap();
+    node.wait_for_tcp(pod.addr(8443), Duration::from_secs(20))
+        .unwrap();
+    server
+}
