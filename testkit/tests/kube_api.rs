@@ -12,6 +12,25 @@ use testkit::kube_api::{ApiServer, Denial};
 
 const NS: &str = "kubetap";
 
+/// A Python HTTP server on 127.0.0.1:`argv[1]`, serving its directory and
+/// answering a POST with the request's body.
+const ECHO_SERVER: &str = r#"
+import http.server, sys
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"#;
+
 /// kubectl and the Python client, or a skip.
 fn peers(what: &str) -> bool {
     if !testkit::require_tools(what, false, &["kubectl", "python3", "curl"]) {
@@ -392,12 +411,11 @@ fn kubectl_and_python_see_the_same_objects() {
     );
 }
 
-/// Lines a child prints, as they come.
-fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+/// Lines a child prints (on a pipe of its), as they come.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().expect("piped");
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
                 return;
             }
@@ -445,13 +463,13 @@ for e in w.stream(core.list_namespaced_pod, '{NS}', timeout_seconds=20):
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3 runs");
-    let python_lines = lines_of(&mut watcher);
+    let python_lines = lines_of(watcher.stdout.take().expect("piped"));
     // kubectl watches the same pods as a Table.
     let mut kubectl_watch = kubectl_cmd(&api, &["get", "pods", "-n", NS, "--watch"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("kubectl runs");
-    let kubectl_lines = lines_of(&mut kubectl_watch);
+    let kubectl_lines = lines_of(kubectl_watch.stdout.take().expect("piped"));
     let (mut py, mut kc) = (Vec::new(), Vec::new());
     wait_line(&python_lines, "ADDED first", &mut py);
     wait_line(&kubectl_lines, "first", &mut kc);
@@ -921,7 +939,7 @@ async fn refused_upgrade(api: &ApiServer, pod: &str) -> u16 {
 }
 
 #[test]
-fn port_forward_over_websocket_v4_channels() {
+fn port_forward_over_websocket_v4_and_spdy() {
     use futures_util::{SinkExt as _, StreamExt as _};
     use tokio_tungstenite::tungstenite::Message;
     let Some(api) = started("kube api: port-forward") else {
@@ -929,19 +947,14 @@ fn port_forward_over_websocket_v4_channels() {
     };
     api.create(pod("web", "Running", json!({}), &["app"]))
         .unwrap();
-    // A real HTTP server, serving a directory with a file the answer names.
+    // A real HTTP server, serving a directory with a file the answer names,
+    // and answering a POST with its body.
     let site = testkit::TempDir::new("kube-api-site");
     std::fs::write(site.path("marker-7f3a.txt"), "hello").unwrap();
     let port = testkit::free_port();
     let _server = testkit::Process::spawn(
         Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                &port.to_string(),
-            ])
+            .args(["-c", ECHO_SERVER, &port.to_string()])
             .current_dir(&*site)
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
@@ -1028,30 +1041,150 @@ fn port_forward_over_websocket_v4_channels() {
     );
     assert_eq!(code, 400, "{body}");
 
-    // kubectl port-forward speaks SPDY/3.1, which is not served: it must
-    // fail at once with the reason, not hang.
-    let local = testkit::free_port().to_string();
-    let mut kubectl = kubectl_cmd(
-        &api,
+    // kubectl port-forward reaches the same server over SPDY/3.1: tunnelled
+    // in a WebSocket (what kubectl 1.32 tries first), and plain (its
+    // fallback, taken at once with KUBECTL_PORT_FORWARD_WEBSOCKETS=false).
+    // One upgrade each: the WebSocket's is a GET, plain SPDY's a POST.
+    for (websockets, method) in [(None, "GET"), (Some("false"), "POST")] {
+        api.clear_requests();
+        kubectl_port_forward_reaches(&api, websockets);
+        let upgrades: Vec<_> = api
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/portforward"))
+            .map(|r| (r.method, r.status))
+            .collect();
+        assert_eq!(
+            upgrades,
+            [(method.to_string(), 101)],
+            "KUBECTL_PORT_FORWARD_WEBSOCKETS={websockets:?}"
+        );
+    }
+}
+
+/// The pod's port 8080 through `kubectl port-forward` (with
+/// KUBECTL_PORT_FORWARD_WEBSOCKETS=`websockets`, or kubectl's default)
+/// reaches the test's server: connections one after another and two at
+/// once, a MiB each way intact. A connection to port 9, which has no
+/// target, gets the kubelet's error, on which kubectl 1.32 gives up the
+/// whole forward, as with a real cluster.
+fn kubectl_port_forward_reaches(api: &ApiServer, websockets: Option<&str>) {
+    let (local, unset) = (testkit::free_port(), testkit::free_port());
+    let mut cmd = kubectl_cmd(
+        api,
         &[
             "port-forward",
             "-n",
             NS,
             "pod/web",
             &format!("{local}:8080"),
+            &format!("{unset}:9"),
         ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let ended = testkit::eventually(
-        Duration::from_secs(20),
-        "kubectl port-forward to give up",
-        || kubectl.try_wait().unwrap(),
     );
-    let mut err = String::new();
-    std::io::Read::read_to_string(kubectl.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(!ended.success());
-    assert!(err.contains("SPDY/3.1"), "{err}");
+    match websockets {
+        Some(v) => cmd.env("KUBECTL_PORT_FORWARD_WEBSOCKETS", v),
+        None => cmd.env_remove("KUBECTL_PORT_FORWARD_WEBSOCKETS"),
+    };
+    let mut kubectl = testkit::Process::spawn(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()))
+        .expect("kubectl runs");
+    let stdout = lines_of(kubectl.child().stdout.take().expect("piped"));
+    let stderr = lines_of(kubectl.child().stderr.take().expect("piped"));
+    let (mut said, mut complained) = (Vec::new(), Vec::new());
+    for port in [local, unset] {
+        wait_line(
+            &stdout,
+            &format!("Forwarding from 127.0.0.1:{port} ->"),
+            &mut said,
+        );
+    }
+
+    for _ in 0..3 {
+        let (status, body) = http(local, b"GET / HTTP/1.0\r\nHost: web\r\n\r\n");
+        assert!(
+            status.starts_with("HTTP/1.0 200"),
+            "GET through {local}: {status:?}; kubectl said {:#?}",
+            stderr.try_iter().collect::<Vec<_>>()
+        );
+        assert!(
+            String::from_utf8_lossy(&body).contains("marker-7f3a.txt"),
+            "{body:?}"
+        );
+    }
+    // A MiB up and back down on each of two connections at once: more than
+    // SPDY's 64 KiB windows, which kubectl's side does not keep to.
+    let echoes: Vec<_> = (0..2u8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let payload: Vec<u8> = (0..1 << 20).map(|_| fastrand::u8(..)).collect();
+                let mut request = format!(
+                    "POST / HTTP/1.0\r\nContent-Length: {}\r\n\r\n",
+                    payload.len()
+                )
+                .into_bytes();
+                request.extend_from_slice(&payload);
+                let (status, body) = http(local, &request);
+                assert!(status.starts_with("HTTP/1.0 200"), "echo {i}: {status}");
+                assert!(
+                    body == payload,
+                    "echo {i}: {} bytes back, not the MiB sent",
+                    body.len()
+                );
+            })
+        })
+        .collect();
+    for echo in echoes {
+        echo.join().expect("the echo went through intact");
+    }
+
+    // Port 9: the error on the error stream, which kubectl prints; then it
+    // drops the connection to the pod (client-go since 1.23) and exits.
+    let (status, body) = http(unset, b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(
+        (status.as_str(), body.len()),
+        ("", 0),
+        "no answer through port 9"
+    );
+    wait_line(
+        &stderr,
+        &format!(
+            "an error occurred forwarding {unset} -> 9: error forwarding port 9 to pod {NS}/web: no port-forward target set for port 9"
+        ),
+        &mut complained,
+    );
+    wait_line(&stderr, "lost connection to pod", &mut complained);
+    let ended = kubectl.wait_timeout(Duration::from_secs(20)).unwrap();
+    assert!(
+        ended.is_some_and(|s| !s.success()),
+        "kubectl ends failing: {ended:?}, {complained:#?}"
+    );
+}
+
+/// An HTTP/1.0 exchange with 127.0.0.1:`port`: the answer's status line
+/// and body (empty when the connection closes without an answer).
+fn http(port: u16, request: &[u8]) -> (String, Vec<u8>) {
+    use std::io::Read as _;
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("cannot connect to 127.0.0.1:{port}: {e}"));
+    for limit in [
+        tcp.set_read_timeout(Some(Duration::from_secs(30))),
+        tcp.set_write_timeout(Some(Duration::from_secs(30))),
+    ] {
+        limit.unwrap();
+    }
+    // kubectl may close a failed connection while the request is written.
+    let _ = tcp.write_all(request);
+    let mut answer = Vec::new();
+    if let Err(e) = tcp.read_to_end(&mut answer) {
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset,
+            "reading from {port}: {e}"
+        );
+    }
+    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return (String::from_utf8_lossy(&answer).into_owned(), Vec::new());
+    };
+    let head = String::from_utf8_lossy(&answer[..end]);
+    let status = head.lines().next().unwrap_or_default().to_string();
+    (status, answer[end + 4..].to_vec())
 }

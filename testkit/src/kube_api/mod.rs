@@ -39,8 +39,10 @@
 //! - failures as the real server words them: 401 after [`ApiServer::expire_token`],
 //!   403 for the [`Denial`]s (and SelfSubjectAccessReview says no), 404 for
 //!   missing objects and namespaces, 409, 410, 413 past [`MAX_BODY`], 422.
-//! - `pods/portforward` as WebSocket `v4.channel.k8s.io` (kube-rs's
-//!   protocol) to the address given by [`ApiServer::set_port_forward`].
+//! - `pods/portforward` to the address given by
+//!   [`ApiServer::set_port_forward`]: WebSocket `v4.channel.k8s.io` (kube-rs's
+//!   protocol) and SPDY/3.1 (`kubectl port-forward`'s), tunnelled in a
+//!   WebSocket or plain.
 //!
 //! What it approximates: server-side apply (see the `apply` module: lists are atomic,
 //! conflicts are exact-field only; the applied configuration is read as
@@ -52,9 +54,7 @@
 //! `store`, controllers (a Deployment makes no pods), protobuf answers and
 //! protobuf bodies beyond the few kubectl's typed clients send (see
 //! `protobuf`: namespaces, config maps, access reviews), OpenAPI
-//! (`kubectl apply` needs `--validate=false`), exec/attach, HTTP/2, and
-//! `kubectl port-forward`'s SPDY (kubectl 1.32 speaks SPDY/3.1, tunnelled in
-//! a WebSocket or plain: not implemented).
+//! (`kubectl apply` needs `--validate=false`), exec/attach, and HTTP/2.
 
 mod apply;
 pub mod kubelet;
@@ -63,6 +63,7 @@ mod protobuf;
 mod resources;
 mod selector;
 mod serve;
+mod spdy;
 mod status;
 mod store;
 mod table;
@@ -404,7 +405,8 @@ impl ApiServer {
             .cloned()
     }
 
-    /// Where a port-forward to `port` of this pod connects.
+    /// Where a port-forward to `port` of this pod connects (looked up as a
+    /// WebSocket v4 forward starts, and for each of kubectl's connections).
     pub fn set_port_forward(&self, namespace: &str, pod: &str, port: u16, to: SocketAddr) {
         lock(&self.shared.forwards).insert((namespace.into(), pod.into(), port), to);
     }
