@@ -365,6 +365,28 @@ fn an_installed_kubetap_runs_taps_pods_and_is_cleaned_away() {
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
+    let name = |component: &str| {
+        ready(&api, component).unwrap()["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (hub_pod, worker_pod) = (name("hub"), name("worker"));
+    for file in [
+        "version.txt".to_string(),
+        "check.txt".into(),
+        "config.yaml".into(),
+        "events.yaml".into(),
+        format!("pods/{hub_pod}.yaml"),
+        format!("pods/{worker_pod}.yaml"),
+        format!("logs/{hub_pod}/tap-hub.log"),
+        format!("logs/{worker_pod}/tap-worker.log"),
+    ] {
+        assert!(
+            listing.contains(&format!("== kubetap-logs/{file}\n")),
+            "{file} in the zip: {listing}"
+        );
+    }
     assert!(
         listing.contains("workers connect"),
         "the hub's log: {listing}"
