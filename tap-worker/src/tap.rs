@@ -124,7 +124,7 @@ pub struct LiveTap {
     /// `dedup_on`: always when several interfaces are captured without pod
     /// filters; for pod captures, only while one is retiring
     /// ([`LiveTap::set_dedup`]).
-    dedup: Option<Arc<Mutex<Dedup>>>,
+    dedup: Arc<Mutex<Dedup>>,
     dedup_on: Arc<AtomicBool>,
     /// The next capture's number, for `dedup`.
     next_interface: u32,
@@ -177,7 +177,7 @@ impl LiveTap {
                 .map(|_| Shared::new(pipeline.clone(), Names::default()))
                 .collect(),
             fanout,
-            dedup: Some(Arc::new(Mutex::new(Dedup::new()))),
+            dedup: Arc::new(Mutex::new(Dedup::new())),
             dedup_on: Arc::new(AtomicBool::new(false)),
             next_interface: 0,
             ring,
@@ -410,7 +410,7 @@ impl LiveTap {
 
     /// Packets skipped as copies of packets taken on another interface.
     pub fn copies(&self) -> u64 {
-        self.dedup.as_ref().map_or(0, |d| lock(d).copies)
+        lock(&self.dedup).copies
     }
 
     /// Packets each running socket has taken from the kernel, by interface
@@ -508,7 +508,7 @@ struct Worker {
     pending: PendingFilter,
     stop: Arc<AtomicBool>,
     stats: Arc<Mutex<LiveStats>>,
-    dedup: Option<Arc<Mutex<Dedup>>>,
+    dedup: Arc<Mutex<Dedup>>,
     dedup_on: Arc<AtomicBool>,
     /// This capture's number, for `dedup`.
     interface_id: u32,
@@ -534,10 +534,7 @@ impl Worker {
                         due_ns = pkt.ts_ns.saturating_add(100_000_000);
                     }
                     let copy = self.dedup_on.load(Ordering::Relaxed)
-                        && self
-                            .dedup
-                            .as_ref()
-                            .is_some_and(|d| lock(d).is_copy(&pkt, self.interface_id));
+                        && lock(&self.dedup).is_copy(&pkt, self.interface_id);
                     if !copy {
                         let mut s = lock(&self.shared);
                         let Shared {
