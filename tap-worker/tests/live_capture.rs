@@ -90,6 +90,9 @@ impl Pair {
             ip(&["-n", ns, "link", "set", "lo", "up"]);
             ip(&["-n", ns, "link", "set", dev, "up"]);
         }
+        for (ns, dev) in [(a, "kt-a"), (b, "kt-b")] {
+            testkit::netns::wait_ready(ns, dev).expect("the veth pair comes up");
+        }
         pair.add_addrs(1, 2);
         pair
     }
@@ -305,6 +308,54 @@ fn drain(cap: &mut LiveCapture, idle: Duration) -> Vec<Frame> {
     frames
 }
 
+/// Runs `traffic` on another thread while this one reads `cap`, then reads
+/// until no packet arrived for `idle`. The ring keeps only `block_count`
+/// block timeouts' worth of packets (200 ms by default) however few each
+/// block holds, so a reader that waits for several senders (each a Python
+/// start, far slower on a busy machine) loses the first senders' packets.
+fn capture_while(
+    cap: &mut LiveCapture,
+    idle: Duration,
+    traffic: impl FnOnce() + Send,
+) -> Vec<Frame> {
+    std::thread::scope(|scope| {
+        let sender = scope.spawn(traffic);
+        let mut frames = Vec::new();
+        loop {
+            let finished = sender.is_finished();
+            let got = cap
+                .next_packet(Duration::from_millis(20))
+                .expect("reading the capture");
+            match got {
+                Some(p) => frames.push(Frame {
+                    ts_ns: p.ts_ns,
+                    link: p.link,
+                    data: p.data.to_vec(),
+                    orig_len: p.orig_len,
+                }),
+                None if finished => break,
+                None => {}
+            }
+        }
+        if let Err(panic) = sender.join() {
+            std::panic::resume_unwind(panic);
+        }
+        frames.extend(drain(cap, idle));
+        frames
+    })
+}
+
+/// A capture of `dev` whose ring outlasts a stalled test: 64 blocks of 128
+/// KiB hold 3.2 s of block timeouts (the default's 4 blocks hold 200 ms),
+/// so a reader that waits for a Python sender on a busy machine loses
+/// nothing. Tests of the ring's own limits set theirs.
+fn roomy(dev: &str) -> LiveConfig {
+    let mut config = LiveConfig::new(dev);
+    config.block_size = 128 << 10;
+    config.block_count = 64;
+    config
+}
+
 const IDLE: Duration = Duration::from_millis(400);
 /// Three block timeouts: long enough for a partly filled block to retire.
 const SHORT_IDLE: Duration = Duration::from_millis(150);
@@ -393,10 +444,11 @@ fn every_datagram_is_captured_once_in_both_directions() {
     let (ip_a, ip_b) = (pair.v4(1), pair.v4(2));
     let start = now_ns();
     let (frames, stats, link_type) = pair.in_a(move || {
-        let mut cap = LiveCapture::open(LiveConfig::new("kt-a")).expect("opening kt-a");
-        send_udp(&b, &ip_b, 40000, &ip_a, 9000, "ba", 40);
-        send_udp(&a, &ip_a, 40001, &ip_b, 9001, "ab", 40);
-        let frames = drain(&mut cap, IDLE);
+        let mut cap = LiveCapture::open(roomy("kt-a")).expect("opening kt-a");
+        let frames = capture_while(&mut cap, IDLE, || {
+            send_udp(&b, &ip_b, 40000, &ip_a, 9000, "ba", 40);
+            send_udp(&a, &ip_a, 40001, &ip_b, 9001, "ab", 40);
+        });
         (frames, cap.stats().unwrap(), cap.link_type())
     });
     let end = now_ns();
@@ -422,6 +474,11 @@ fn every_datagram_is_captured_once_in_both_directions() {
             );
         }
     }
+    let missing: Vec<String> = expected("ba", 40)
+        .chain(expected("ab", 40))
+        .filter(|p| !seen.contains_key(p))
+        .collect();
+    assert!(missing.is_empty(), "not captured: {missing:?}; {stats:?}");
     for p in expected("ba", 40) {
         let u = seen.get(&p).unwrap_or_else(|| panic!("{p} not captured"));
         assert_eq!((u.src, u.dst), (pair.ipaddr(2), pair.ipaddr(1)), "{p}");
@@ -461,7 +518,7 @@ fn the_filter_passes_only_the_targets_and_can_be_replaced() {
         ..Default::default()
     };
     let (first, second, third, stats) = pair.in_a(move || {
-        let mut config = LiveConfig::new("kt-a");
+        let mut config = roomy("kt-a");
         config.filter = Some(targets);
         let mut cap = LiveCapture::open(config).expect("opening kt-a");
         // The ring keeps at most `block_count` retired blocks however few
@@ -598,7 +655,7 @@ fn deleted_interface(timeout: Duration, pause: Duration) {
     let a = pair.a.clone();
     let (ip_a, ip_b) = (pair.v4(1), pair.v4(2));
     let (frames, err, again, took) = pair.in_a(move || {
-        let mut cap = LiveCapture::open(LiveConfig::new("kt-a")).expect("opening kt-a");
+        let mut cap = LiveCapture::open(roomy("kt-a")).expect("opening kt-a");
         send_udp(&a, &ip_a, 40000, &ip_b, 9000, "last", 20);
         // Deleted while the capture waits, with the last block not yet
         // retired by its timeout.
@@ -660,7 +717,7 @@ fn a_downed_interface_pauses_the_capture_without_ending_it() {
         ..Default::default()
     };
     let (quiet, after) = pair.in_a(move || {
-        let mut config = LiveConfig::new("kt-a");
+        let mut config = roomy("kt-a");
         config.filter = Some(targets);
         let mut cap = LiveCapture::open(config).expect("opening kt-a");
         send_udp(&a, &ip_a, 40000, &ip_b, 9000, "before", 10);
@@ -731,7 +788,7 @@ fn rings_the_kernel_or_the_node_cannot_take_are_refused_clearly() {
             ("no blocks", with(1 << 20, 0)),
         ];
         // The refusals left nothing behind: a sane ring still opens.
-        let mut cap = LiveCapture::open(LiveConfig::new("kt-a")).expect("opening kt-a");
+        let mut cap = LiveCapture::open(roomy("kt-a")).expect("opening kt-a");
         send_udp(&a, &ip_a, 40000, &ip_b, 9000, "ok", 3);
         (errs, payload_counts(&drain(&mut cap, IDLE)).len())
     });
@@ -825,7 +882,7 @@ fn fanout_gives_each_flow_to_one_socket() {
     let group = 0x6b00 + pair.n as u16;
     let (got, stats) = pair.in_a(move || {
         let open = || {
-            let mut c = LiveConfig::new("kt-a");
+            let mut c = roomy("kt-a");
             c.fanout = Some(Fanout::Join(group));
             c.filter = Some(targets.clone());
             LiveCapture::open(c).expect("joining the fanout group")
@@ -969,7 +1026,7 @@ fn fanout_spreads_connections_over_sockets_and_keeps_each_whole() {
     let (per_socket, pipeline, kernel, errors) = pair.in_a(move || {
         let config = LiveConfig {
             filter: Some(targets),
-            ..LiveConfig::new("kt-a")
+            ..roomy("kt-a")
         };
         let tap = LiveTap::start(vec![config], PipelineConfig::default(), 2, ring, sink)
             .expect("opening a fanout capture");
@@ -1034,7 +1091,7 @@ fn loopback_delivers_each_packet_once() {
     let pair = Pair::new();
     let a = pair.a.clone();
     let (frames, link_type) = pair.in_a(move || {
-        let mut cap = LiveCapture::open(LiveConfig::new("lo")).expect("opening lo");
+        let mut cap = LiveCapture::open(roomy("lo")).expect("opening lo");
         send_udp(&a, "127.0.0.1", 40000, "127.0.0.1", 9000, "lo", 20);
         (drain(&mut cap, IDLE), cap.link_type())
     });
@@ -1058,7 +1115,7 @@ fn a_vlan_tag_is_kept_in_both_directions_and_filtered() {
         ..Default::default()
     };
     let frames = pair.in_a(move || {
-        let mut config = LiveConfig::new("kt-a");
+        let mut config = roomy("kt-a");
         config.filter = Some(targets);
         let mut cap = LiveCapture::open(config).expect("opening kt-a");
         let tagged =
@@ -1074,19 +1131,12 @@ fn a_vlan_tag_is_kept_in_both_directions_and_filtered() {
         // Received on kt-a: the kernel moves the tag into metadata before
         // the filter runs. Sent on kt-a from a packet socket: the tag stays
         // in the bytes the filter sees.
-        tagged(&b, "kt-b", MAC_A, MAC_B, &ip_b, &ip_a, "9000", "in");
-        tagged(&a, "kt-a", MAC_B, MAC_A, &ip_a, &ip_b, "9000", "out");
-        tagged(
-            &b,
-            "kt-b",
-            MAC_A,
-            MAC_B,
-            &ip_b,
-            &ip_a,
-            "9001",
-            "in-other-port",
-        );
-        drain(&mut cap, IDLE)
+        capture_while(&mut cap, IDLE, || {
+            tagged(&b, "kt-b", MAC_A, MAC_B, &ip_b, &ip_a, "9000", "in");
+            tagged(&a, "kt-a", MAC_B, MAC_A, &ip_a, &ip_b, "9000", "out");
+            #[rustfmt::skip]
+            tagged(&b, "kt-b", MAC_A, MAC_B, &ip_b, &ip_a, "9001", "in-other-port");
+        })
     });
     let mut counts = BTreeMap::new();
     for f in &frames {
@@ -1122,7 +1172,7 @@ fn a_raw_ip_interface_is_captured_and_filtered() {
         ..Default::default()
     };
     let (frames, link_type) = pair.in_a(move || {
-        let mut config = LiveConfig::new("kt-tun");
+        let mut config = roomy("kt-tun");
         config.filter = Some(targets);
         let mut cap = LiveCapture::open(config).expect("opening kt-tun");
         run(&mut python(

@@ -39,6 +39,13 @@ pub enum NetnsError {
         status: std::process::ExitStatus,
         stderr: String,
     },
+    #[error("interface {dev} in '{netns}' did not come up within {waited:?}: {state}")]
+    NotUp {
+        netns: String,
+        dev: String,
+        waited: std::time::Duration,
+        state: String,
+    },
     #[error("cannot enter network namespace '{netns}': {source}")]
     Enter {
         netns: String,
@@ -69,6 +76,33 @@ where
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Waits until interface `dev` in namespace `ns` can send: operationally up
+/// and given its real queueing discipline. `ip link set up` returns before
+/// the kernel's link watcher has done either; until it has, the device keeps
+/// the `noop` qdisc, which drops every outgoing packet without an error to
+/// the sender (received packets still arrive). On a busy machine that window
+/// lasts long enough to lose a test's first datagrams.
+pub fn wait_ready(ns: &str, dev: &str) -> Result<(), NetnsError> {
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+    let start = std::time::Instant::now();
+    loop {
+        let line = ip(["-n", ns, "-o", "link", "show", "dev", dev])?;
+        let up = line.contains(" state UP ") || line.contains(" state UNKNOWN ");
+        if up && !line.contains(" qdisc noop ") {
+            return Ok(());
+        }
+        if start.elapsed() >= WAIT {
+            return Err(NetnsError::NotUp {
+                netns: ns.to_string(),
+                dev: dev.to_string(),
+                waited: WAIT,
+                state: line.trim().to_string(),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// The file that pins namespace `ns`: `/run/netns/<ns>` for a name, or `ns`

@@ -344,6 +344,8 @@ impl Node {
         let addr = format!("{}/{PREFIX_LEN}", pod.ip);
         ip(["-n", ns, "addr", "add", &addr, "dev", "eth0"])?;
         ip(["-n", ns, "link", "set", "eth0", "up"])?;
+        netns::wait_ready(node, veth)?;
+        netns::wait_ready(ns, "eth0")?;
         let gw = self.gateway.to_string();
         ip([
             "-n", ns, "route", "add", "default", "via", &gw, "dev", "eth0",
