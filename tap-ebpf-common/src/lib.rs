@@ -129,6 +129,39 @@ pub struct KernelOffsets {
     pub skc_v6_daddr: u32,
 }
 
+/// The key of `SCOPE` that says a scope is set (the unspecified address,
+/// never a pod's): only calls on connections with an end among the other
+/// keys (target pods' addresses) are read. Without it, every call is.
+pub const SCOPE_SET: [u8; 16] = [0; 16];
+/// Addresses in `SCOPE`, at most (the target pods' on a node).
+pub const SCOPE_MAX: u32 = 4096;
+
+/// A connection object of a process (an `SSL *`, a `*tls.Conn`): the key
+/// under which the kernel programs remember its socket's addresses, for
+/// calls that make no syscall.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ObjectKey {
+    pub pid: u32,
+    pub _pad: u32,
+    pub object: u64,
+}
+
+/// The scope key of an address as `SocketAddrs` holds it: IPv4 in the
+/// first 4 bytes, IPv6 in all 16; an IPv4-mapped IPv6 address
+/// (`::ffff:a.b.c.d`, a dual-stack socket's) is keyed as IPv4.
+pub fn scope_key(family: u16, addr: &[u8; 16]) -> [u8; 16] {
+    let mapped =
+        family == 10 && addr[..10].iter().all(|b| *b == 0) && addr[10] == 0xff && addr[11] == 0xff;
+    if mapped {
+        let mut k = [0; 16];
+        k[..4].copy_from_slice(&addr[12..]);
+        k
+    } else {
+        *addr
+    }
+}
+
 // SAFETY: integers only.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for KernelOffsets {}

@@ -27,6 +27,10 @@
 //!   `netFD` → `poll.FD.Sysfd`), with the binary's offsets as the probe's
 //!   attach cookie, and its addresses by the same socket walk; the event
 //!   is OpenSSL's `TlsEvent` (`ssl` the `*tls.Conn`).
+//! - With pods targeted, user space lists their addresses in `SCOPE`: a
+//!   call on a connection with neither end among them is dropped before
+//!   its bytes are read (`OBJECTS` keeps each connection object's last
+//!   addresses for calls that make no syscall).
 //! - Tracepoints on `sched_process_exec` and `sched_process_exit` tell user
 //!   space, through `PROCS`, which processes to look at for TLS libraries
 //!   and when a library's last user is gone.
@@ -37,7 +41,7 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
-use aya_ebpf::EbpfContext as _;
+use aya_ebpf::EbpfContext;
 use aya_ebpf::helpers::{
     bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
     bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_buf,
@@ -45,9 +49,11 @@ use aya_ebpf::helpers::{
 use aya_ebpf::macros::{map, tracepoint, uprobe, uretprobe};
 use aya_ebpf::maps::{HashMap, LruHashMap, PerCpuArray, RingBuf};
 use aya_ebpf::programs::{ProbeContext, RetProbeContext, TracePointContext};
+use aya_log_ebpf::warn;
 use tap_ebpf_common::{
-    CHUNK, Call, EGRESS, GoCall, GoOffsets, INGRESS, KernelOffsets, PROC_EXEC, PROC_EXIT,
-    PROCS_BYTES, ProcEvent, RING_BYTES, SET_FD, SetFdEvent, SocketAddrs, TlsEvent,
+    CHUNK, Call, EGRESS, GoCall, GoOffsets, INGRESS, KernelOffsets, ObjectKey, PROC_EXEC,
+    PROC_EXIT, PROCS_BYTES, ProcEvent, RING_BYTES, SCOPE_MAX, SCOPE_SET, SET_FD, SetFdEvent,
+    SocketAddrs, TlsEvent, scope_key,
 };
 
 /// The kernel's struct offsets for the socket walk, set by user space at
@@ -70,6 +76,17 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     skc_v6_rcv_saddr: 0,
     skc_v6_daddr: 0,
 };
+
+/// The target pods' addresses, when user space set `SCOPE_SET` (pods
+/// targeted); see `in_scope`.
+#[map]
+static SCOPE: HashMap<[u8; 16], u8> = HashMap::with_max_entries(SCOPE_MAX, 0);
+
+/// The socket addresses each connection object had last, for its calls
+/// that make no syscall (served from the library's buffer). LRU: objects
+/// are freed without a word to the kernel.
+#[map]
+static OBJECTS: LruHashMap<ObjectKey, SocketAddrs> = LruHashMap::with_max_entries(16 * 1024, 0);
 
 /// Calls in progress, by thread (`pid_tgid`).
 #[map]
@@ -105,11 +122,74 @@ const LOST_PROCS_FULL: u32 = 3;
 /// fields (8 bytes) and the syscall number (8 with its padding).
 const SYSCALL_FD_OFFSET: usize = 16;
 
-fn lose(cause: u32) {
-    if let Some(n) = LOST.get_ptr_mut(cause) {
-        // SAFETY: a per-CPU slot, written by this CPU alone.
-        unsafe { *n += 1 };
+/// Counts a loss; the first of each cause on a CPU is also said in the
+/// worker's log (aya-log), so the log shows when losses began and why
+/// without a line per loss (the counts are in the worker's drops).
+fn lose<C: EbpfContext>(ctx: &C, cause: u32) {
+    let Some(n) = LOST.get_ptr_mut(cause) else {
+        return;
+    };
+    // SAFETY: a per-CPU slot, written by this CPU alone.
+    let first = unsafe {
+        *n += 1;
+        *n == 1
+    };
+    if !first {
+        return;
     }
+    match cause {
+        LOST_RING_FULL => warn!(
+            ctx,
+            "TLS plaintext lost: the ring buffer is full (first on this CPU; counted as tls_ring_full)"
+        ),
+        LOST_READ => warn!(
+            ctx,
+            "TLS plaintext lost: a call's buffer could not be read (first on this CPU; counted as tls_unreadable)"
+        ),
+        LOST_CALLS_FULL => warn!(
+            ctx,
+            "TLS call not followed: too many calls in progress (first on this CPU; counted as tls_calls_full)"
+        ),
+        _ => warn!(
+            ctx,
+            "process event lost: its ring buffer is full (first on this CPU; the periodic scan finds it)"
+        ),
+    }
+}
+
+/// Whether a call of connection object `object` on `socket` is read: every
+/// call, unless user space set a scope (pods targeted); then only calls on
+/// connections with an end at a target pod's address, the same test user
+/// space applies to connections. A call whose socket is not known (no
+/// syscall showed it) takes the addresses its object had last; with none
+/// it is read, and user space decides. A call out of scope is dropped
+/// before its bytes are read.
+fn in_scope(object: u64, socket: &SocketAddrs) -> bool {
+    // SAFETY: a lookup whose value is not used.
+    if unsafe { SCOPE.get(SCOPE_SET) }.is_none() {
+        return true;
+    }
+    let key = ObjectKey {
+        pid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        _pad: 0,
+        object,
+    };
+    let addrs = if socket.family != 0 {
+        let _ = OBJECTS.insert(key, *socket, 0);
+        *socket
+    } else {
+        // SAFETY: copied out at once.
+        match unsafe { OBJECTS.get(key) } {
+            Some(a) => *a,
+            None => return true,
+        }
+    };
+    let ends = [
+        scope_key(addrs.family, &addrs.local),
+        scope_key(addrs.family, &addrs.remote),
+    ];
+    // SAFETY: lookups whose values are not used.
+    ends.iter().any(|end| unsafe { SCOPE.get(end) }.is_some())
 }
 
 /// Keeps the call's buffer (argument 1) and, for the `_ex` forms, where the
@@ -129,7 +209,7 @@ fn try_enter(ctx: &ProbeContext, direction: u8, ex: bool) -> Result<(), i32> {
     };
     CALLS
         .insert(bpf_get_current_pid_tgid(), call, 0)
-        .inspect_err(|_| lose(LOST_CALLS_FULL))
+        .inspect_err(|_| lose(ctx, LOST_CALLS_FULL))
 }
 
 #[uprobe]
@@ -171,6 +251,10 @@ fn try_set_fd(ctx: &ProbeContext) -> Result<(), i32> {
     let ssl = ctx.arg::<u64>(0).ok_or(-1)?;
     let fd = ctx.arg::<u64>(1).ok_or(-1)? as i32;
     let id = bpf_get_current_pid_tgid();
+    let socket = socket_addrs(fd).unwrap_or(SocketAddrs::NONE);
+    if !in_scope(ssl, &socket) {
+        return Ok(());
+    }
     let ev = SetFdEvent {
         // SAFETY: a helper without arguments.
         ts_ns: unsafe { bpf_ktime_get_ns() },
@@ -182,10 +266,10 @@ fn try_set_fd(ctx: &ProbeContext) -> Result<(), i32> {
         _pad: [0; 3],
         total: 0,
         len: 0,
-        socket: socket_addrs(fd).unwrap_or(SocketAddrs::NONE),
+        socket,
     };
     if EVENTS.output::<SetFdEvent>(ev, 0).is_err() {
-        lose(LOST_RING_FULL);
+        lose(ctx, LOST_RING_FULL);
     }
     Ok(())
 }
@@ -292,7 +376,7 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), i32> {
         }
         n as u64
     };
-    emit(id, &call, total);
+    emit(ctx, id, &call, total);
     Ok(())
 }
 
@@ -300,7 +384,10 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), i32> {
 /// read from the caller's buffer. It is built in a per-CPU scratch slot and
 /// only its used part (header and the bytes moved) goes into the ring: a
 /// small call takes a small part of the ring, not a whole 16 KiB chunk.
-fn emit(id: u64, call: &Call, total: u64) {
+fn emit<C: EbpfContext>(ctx: &C, id: u64, call: &Call, total: u64) {
+    if !in_scope(call.ssl, &call.socket) {
+        return;
+    }
     let Some(ev) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -325,7 +412,7 @@ fn emit(id: u64, call: &Call, total: u64) {
             None => Err(-1),
         };
         if read.is_err() {
-            lose(LOST_READ);
+            lose(ctx, LOST_READ);
             return;
         }
         let size = HEADER + len;
@@ -334,7 +421,7 @@ fn emit(id: u64, call: &Call, total: u64) {
         }
         let used = core::slice::from_raw_parts(ev as *const u8, size);
         if EVENTS.output::<[u8]>(used, 0).is_err() {
-            lose(LOST_RING_FULL);
+            lose(ctx, LOST_RING_FULL);
         }
     }
 }
@@ -377,7 +464,7 @@ fn try_go_enter(ctx: &ProbeContext, direction: u8) -> Result<(), i32> {
     };
     GO_CALLS
         .insert(goroutine(ctx), call, 0)
-        .inspect_err(|_| lose(LOST_CALLS_FULL))
+        .inspect_err(|_| lose(ctx, LOST_CALLS_FULL))
 }
 
 /// The socket number behind a `*tls.Conn`: its `net.Conn`'s data word (a
@@ -422,11 +509,11 @@ fn try_go_return(ctx: &ProbeContext) -> Result<(), i32> {
     if n <= 0 {
         return Ok(());
     }
-    emit(bpf_get_current_pid_tgid(), &call, n as u64);
+    emit(ctx, bpf_get_current_pid_tgid(), &call, n as u64);
     Ok(())
 }
 
-fn process_event(kind: u32) {
+fn process_event(ctx: &TracePointContext, kind: u32) {
     let id = bpf_get_current_pid_tgid();
     let pid = (id >> 32) as u32;
     // A thread's exit is not the process's: only its leader's is.
@@ -437,19 +524,19 @@ fn process_event(kind: u32) {
         .output::<ProcEvent>(ProcEvent { pid, kind }, 0)
         .is_err()
     {
-        lose(LOST_PROCS_FULL);
+        lose(ctx, LOST_PROCS_FULL);
     }
 }
 
 #[tracepoint]
-pub fn tap_process_exec(_ctx: TracePointContext) -> u32 {
-    process_event(PROC_EXEC);
+pub fn tap_process_exec(ctx: TracePointContext) -> u32 {
+    process_event(&ctx, PROC_EXEC);
     0
 }
 
 #[tracepoint]
-pub fn tap_process_exit(_ctx: TracePointContext) -> u32 {
-    process_event(PROC_EXIT);
+pub fn tap_process_exit(ctx: TracePointContext) -> u32 {
+    process_event(&ctx, PROC_EXIT);
     0
 }
 

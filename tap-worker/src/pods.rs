@@ -446,6 +446,11 @@ impl Names {
         self.by_ip.is_empty()
     }
 
+    /// Every pod address listed.
+    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.by_ip.keys().copied()
+    }
+
     /// The pod (name, namespace) with this address.
     pub fn pod_of(&self, ip: IpAddr) -> Option<(String, String)> {
         self.by_ip.get(&ip.to_canonical()).cloned()

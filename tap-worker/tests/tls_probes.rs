@@ -24,7 +24,7 @@ port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
-        body = b"hello over tls\n"
+        body = b"x" * (32 << 20) if self.path == "/big" else b"hello over tls\n"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -176,6 +176,294 @@ fn a_file_without_tls_functions_is_refused_by_name() {
         .unwrap_err();
     assert!(matches!(err, TlsError::NoFunctions(_)), "{err}");
     assert!(err.to_string().contains("/bin/true"), "{err}");
+}
+
+/// A TLS client in C with OpenSSL linked in (`libssl.a`, libc shared):
+/// `client PORT REQUEST DELAY_S` waits, asks 127.0.0.1:PORT (no
+/// verification) and prints the answer's first read.
+const LINKED_CLIENT: &str = r#"
+#include <openssl/ssl.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc != 4) return 1;
+    sleep(atoi(argv[3]));
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in to = {0};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(atoi(argv[1]));
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&to, sizeof to) != 0) return 2;
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, "localhost");
+    if (SSL_connect(ssl) != 1) return 3;
+    if (SSL_write(ssl, argv[2], strlen(argv[2])) <= 0) return 4;
+    char answer[4096];
+    int n = SSL_read(ssl, answer, sizeof answer - 1);
+    if (n <= 0) return 5;
+    answer[n] = 0;
+    fputs(answer, stdout);
+    SSL_shutdown(ssl);
+    return 0;
+}
+"#;
+
+/// OpenSSL linked into an executable, as Node.js, Envoy or a program built
+/// with `libssl.a` carry it: the process maps no libssl, so discovery finds
+/// the functions in the executable and hooks them there, and the client's
+/// request and the answer's head (its one read) arrive from its pid; the same program stripped
+/// is listed, not hooked, with the reason.
+#[test]
+fn openssl_linked_into_an_executable_is_hooked_there_or_said_why_not() {
+    use tap_worker::tls::discovery::Discovery;
+    use tap_worker::tls::linked::{LinkedIn, linked_in};
+    if !require_tools(
+        "eBPF TLS test",
+        true,
+        &["gcc", "strip", "openssl", "python3"],
+    ) {
+        return;
+    }
+    let dir = TempDir::new("tls-linked");
+    let source = dir.path("client.c");
+    std::fs::write(&source, LINKED_CLIENT).unwrap();
+    let full = dir.path("linked-client");
+    let built = Command::new("gcc")
+        .arg("-O1")
+        .arg("-o")
+        .arg(&full)
+        .arg(&source)
+        .args(["-Wl,-Bstatic", "-lssl", "-lcrypto", "-Wl,-Bdynamic"])
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "gcc with libssl.a (libssl-dev): {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let stripped = dir.path("linked-client-stripped");
+    assert!(
+        Command::new("strip")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(&full)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(linked_in(&full).unwrap(), Some(LinkedIn::Hookable));
+    assert_eq!(
+        linked_in(&stripped).unwrap(),
+        Some(LinkedIn::Stripped("OpenSSL"))
+    );
+
+    let port = free_port();
+    let _server = https_server(&dir, port);
+    let mut probes = TlsProbes::load().unwrap();
+    let mut discovery = Discovery::new();
+    discovery.scan(&mut probes);
+    let mut seen: Vec<TlsRecord> = Vec::new();
+    let step = |probes: &mut TlsProbes, discovery: &mut Discovery, seen: &mut Vec<TlsRecord>| {
+        let mut events = Vec::new();
+        probes.poll(
+            Duration::from_millis(50),
+            |r| seen.push(r),
+            |e| events.push(e),
+        );
+        for e in events {
+            discovery.event(e);
+        }
+        discovery.tick(probes);
+    };
+    let listed = |d: &Discovery, exe: &std::path::Path| {
+        d.libraries()
+            .into_iter()
+            .find(|l| std::path::Path::new(&l.path) == exe)
+    };
+    // Started after the probes; it waits a second before it connects,
+    // which is discovery's time to find and hook it.
+    let request = "GET /linked-in HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let client = Process::spawn(
+        Command::new(&full)
+            .args([&port.to_string(), request, "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
+    let has = |seen: &[TlsRecord], egress: bool, needle: &[u8]| {
+        seen.iter().any(|r| {
+            r.pid == client.id()
+                && r.egress == egress
+                && r.data.windows(needle.len()).any(|w| w == needle)
+        })
+    };
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20)
+        && !(has(&seen, true, b"GET /linked-in HTTP/1.1") && has(&seen, false, b"HTTP/1.1 200 OK"))
+    {
+        step(&mut probes, &mut discovery, &mut seen);
+    }
+    let lib = listed(&discovery, &full);
+    assert!(
+        has(&seen, true, b"GET /linked-in HTTP/1.1") && has(&seen, false, b"HTTP/1.1 200 OK"),
+        "the linked-in client's plaintext: {lib:?}, {} records; listed: {:#?}",
+        seen.len(),
+        discovery.libraries()
+    );
+    let lib = lib.expect("the executable is listed");
+    assert_eq!(lib.kind, "openssl (linked in)", "{lib:?}");
+    assert!(lib.hooked, "{lib:?}");
+    assert!(lib.functions.iter().any(|f| f == "SSL_write"), "{lib:?}");
+
+    let _stripped_client = Process::spawn(
+        Command::new(&stripped)
+            .args([&port.to_string(), request, "10"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
+    let started = Instant::now();
+    while listed(&discovery, &stripped).is_none() && started.elapsed() < Duration::from_secs(20) {
+        step(&mut probes, &mut discovery, &mut seen);
+    }
+    let lib = listed(&discovery, &stripped).expect("the stripped executable is listed");
+    assert!(!lib.hooked, "{lib:?}");
+    assert!(
+        lib.reason.contains("statically linked OpenSSL") && lib.reason.contains("stripped"),
+        "{lib:?}"
+    );
+}
+
+/// The ring buffer left unread while curl downloads 32 MiB over TLS (some
+/// 2,000 reads of 16 KiB; the ring holds 8 MiB): the losses are counted as
+/// `ring_full`, and the kernel programs say so in the log through aya-log,
+/// once per CPU, not once per loss.
+#[test]
+fn a_full_ring_is_counted_and_said_in_the_log_once() {
+    use std::sync::Mutex;
+    static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    struct Collect;
+    impl log::Log for Collect {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            LINES
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(format!("{} {}", record.level(), record.args()));
+        }
+        fn flush(&self) {}
+    }
+    if !require_tools("eBPF TLS test", true, &["openssl", "curl", "python3"]) {
+        return;
+    }
+    log::set_logger(&Collect).expect("the only logger of this test binary");
+    log::set_max_level(log::LevelFilter::Trace);
+    let dir = TempDir::new("tls-ring-full");
+    let port = free_port();
+    let server = https_server(&dir, port);
+    let mut probes = TlsProbes::load().unwrap();
+    for lib in libraries_of(server.id())
+        .iter()
+        .chain(curls_libssl().iter())
+    {
+        probes.attach(lib).unwrap();
+    }
+    let got = Command::new("curl")
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            "--http1.1",
+        ])
+        .arg(format!("https://127.0.0.1:{port}/big"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout),
+        (32u64 << 20).to_string()
+    );
+    probes.poll(Duration::ZERO, |_| {}, |_| {});
+    let lost = probes.lost();
+    assert!(lost.ring_full > 0, "{lost:?}");
+    let lines = LINES.lock().unwrap().clone();
+    let said: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("the ring buffer is full"))
+        .collect();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        !said.is_empty() && said.len() <= cpus,
+        "{} losses, said {} times: {lines:#?}",
+        lost.ring_full,
+        said.len()
+    );
+    assert!(said[0].starts_with("WARN"), "{said:?}");
+}
+
+/// The kernel's verifier refusing a program, and an object that is not one:
+/// each an error naming the cause (the worker then says so and captures
+/// packets without TLS plaintext), never a panic. The refused program is
+/// the real `tap_ssl_write` with its first instruction made an `exit`
+/// that returns an unset register.
+#[test]
+fn a_program_the_verifier_refuses_is_reported_by_name() {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+    if !require_tools("eBPF TLS test", true, &[]) {
+        return;
+    }
+    let mut damaged = TlsProbes::embedded_object().to_vec();
+    let at = {
+        let elf = object::File::parse(&damaged[..]).expect("the embedded object is ELF");
+        let symbol = elf
+            .symbols()
+            .find(|s| s.name() == Ok("tap_ssl_write"))
+            .expect("tap_ssl_write in the object");
+        let section = elf
+            .section_by_index(symbol.section_index().expect("in a section"))
+            .unwrap();
+        let (start, _) = section.file_range().expect("its bytes are in the file");
+        (start + symbol.address()) as usize
+    };
+    // BPF_JMP | BPF_EXIT, all registers and the immediate zero.
+    damaged[at..at + 8].copy_from_slice(&[0x95, 0, 0, 0, 0, 0, 0, 0]);
+    let err = TlsProbes::load_object(&damaged)
+        .err()
+        .expect("the verifier refuses the program");
+    let msg = err.to_string();
+    eprintln!("{msg}");
+    assert!(
+        matches!(
+            err,
+            TlsError::Program {
+                name: "tap_ssl_write",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains("tap_ssl_write") && msg.contains("Verifier output: unreachable insn"),
+        "{msg}"
+    );
+
+    // Cut short: not an object at all.
+    let cut = &TlsProbes::embedded_object()[..100];
+    let err = TlsProbes::load_object(cut).err().expect("refused");
+    assert!(matches!(err, TlsError::Load(_)), "{err:?}");
+    eprintln!("{err}");
+
+    // Neither left anything behind: the real programs still load.
+    TlsProbes::load().expect("the real programs load after the refusals");
 }
 
 /// A Python TLS client that asks once and keeps its connection open.

@@ -16,6 +16,10 @@ const PACKAGES: &[(&str, &str)] = &[
     // The TLS tests: openssl s_server and its certificates.
     ("openssl", "openssl"),
     ("python3", "python3"),
+    // OpenSSL linked into an executable: the TLS test builds a C client
+    // with libssl.a.
+    ("gcc", "gcc"),
+    ("libssl-dev", "/usr/include/openssl/ssl.h"),
     // Go's crypto/tls probes: the tests build Go HTTPS servers and clients.
     ("golang-go", "go"),
     // objcopy: a Go binary with its function table's section renamed.
@@ -82,7 +86,11 @@ const PYTHON_MODULES: &[(&str, &str)] = &[
     ("kubernetes", "kubernetes==32.0.1"),
 ];
 
+/// Whether `command` runs (or, for an absolute path, the file exists).
 fn have(command: &str) -> bool {
+    if command.starts_with('/') {
+        return std::path::Path::new(command).exists();
+    }
     Command::new("sh")
         .args(["-c", &format!("command -v {command}")])
         .output()

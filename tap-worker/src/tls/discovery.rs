@@ -8,17 +8,27 @@
 //! reaches a container's own files), the last one to exit unhooks it.
 //!
 //! A process's executable (`/proc/<pid>/exe`, by device and inode too) is
-//! looked at once for Go's crypto/tls ([`go::inspect`]): a Go binary that
-//! has it is hooked and unhooked the same way, and listed with `kind: go`,
-//! hooked or with the reason it cannot be; any other executable (most,
-//! including Go binaries without crypto/tls) is remembered as nothing to
-//! hook, so it is read once.
+//! looked at once for Go's crypto/tls ([`go::inspect`]) and for OpenSSL
+//! linked in ([`linked_in`]): such a file is hooked and unhooked the same
+//! way, and listed with `kind: go` or `openssl (linked in)`, hooked or with
+//! the reason it cannot be (a stripped static OpenSSL); any other
+//! executable (most, including Go binaries without crypto/tls) is
+//! remembered as nothing to hook, so it is read once.
 //!
 //! Processes are looked at when they start a program (`sched_process_exec`,
 //! then again as its libraries are loaded: soon after, and later for a
 //! library opened on demand, as Python's `ssl` is), and all of them at
 //! start and every [`RESCAN`] (which also catches what a full event ring
 //! lost); an exit (`sched_process_exit`) removes a process at once.
+//!
+//! With pods targeted ([`Discovery::set_targets`]), only processes in a
+//! target pod's network namespace (one that holds a target pod's address)
+//! are looked at, listed and hooked; the others are not followed at all.
+//! A hooked file is shared, though: a target pod's libssl may also be
+//! mapped by other pods' processes (containers of one image share its
+//! files), so the kernel programs are given the target pods' addresses too
+//! ([`TlsProbes::set_scope`]) and drop other connections' calls. Which
+//! namespace is a target's is read again at each scan.
 //!
 //! Events are read in batches, so a look may already have seen the program
 //! an exec event announces: an exec of a process that still runs the
@@ -29,6 +39,7 @@
 //! binary's many return probes) is not repeated for each run.
 
 use super::go::{self, GoBinary, GoError};
+use super::linked::{LinkedIn, linked_in};
 use super::{ProcessEvent, TlsProbes};
 use crate::pods::Names;
 use std::collections::{BTreeMap, HashMap};
@@ -62,7 +73,8 @@ type FileKey = (String, u64);
 
 /// One library file (or Go binary) and its users.
 struct Library {
-    /// What it is: "openssl", "go", or a library not hooked ("gnutls", …).
+    /// What it is: "openssl", "go", "openssl (linked in)" (an executable
+    /// with OpenSSL in it), or a library not hooked ("gnutls", …).
     kind: &'static str,
     /// The path inside the processes' mount namespace.
     path: PathBuf,
@@ -80,14 +92,23 @@ struct Library {
 struct Process {
     command: String,
     library: Option<FileKey>,
-    /// Its executable, when it is a Go binary with crypto/tls.
-    go: Option<FileKey>,
+    /// Its executable, when it has TLS of its own: a Go binary with
+    /// crypto/tls, or OpenSSL linked in.
+    exe_tls: Option<FileKey>,
     /// Its executable's file, once looked at.
     exe: Option<FileKey>,
     /// Its executable was looked at.
     exe_seen: bool,
     pod: Option<(String, String)>,
     bytes: u64,
+}
+
+/// Target pods' addresses and which network namespaces hold one.
+struct Scope {
+    targets: Names,
+    /// By namespace inode: whether it holds a target's address. Forgotten
+    /// at each scan (a namespace's addresses change; inodes are reused).
+    netns: HashMap<u64, bool>,
 }
 
 /// The library files found and the processes using them.
@@ -104,6 +125,8 @@ pub struct Discovery {
     proc_root: PathBuf,
     /// [`LINGER`] (tests give another).
     linger: Duration,
+    /// Pods targeted: only their processes are followed.
+    scope: Option<Scope>,
 }
 
 impl Default for Discovery {
@@ -154,7 +177,36 @@ impl Discovery {
             own_pid: std::process::id(),
             proc_root,
             linger: LINGER,
+            scope: None,
         }
+    }
+
+    /// Follows only processes of these pods (by network namespace), or
+    /// every process (`None`, or no pods): processes out of scope now are
+    /// forgotten, and every process is looked at again.
+    pub fn set_targets(&mut self, targets: Option<Names>, hooks: &mut impl Hooks) {
+        self.scope = targets.filter(|t| !t.is_empty()).map(|targets| Scope {
+            targets,
+            netns: HashMap::new(),
+        });
+        self.scan(hooks);
+    }
+
+    /// Whether process `pid` is followed: always without targets; with
+    /// them, when its network namespace holds a target pod's address.
+    fn in_scope(&mut self, pid: u32) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        let Some(scope) = self.scope.as_mut() else {
+            return true;
+        };
+        let base = self.proc_root.join(pid.to_string());
+        let Ok(ns) = std::fs::metadata(base.join("ns/net")) else {
+            return false;
+        };
+        *scope.netns.entry(ns.ino()).or_insert_with(|| {
+            let local = local_addresses(&base);
+            local.iter().any(|ip| scope.targets.pod_of(*ip).is_some())
+        })
     }
 
     /// A process started a program or exited (what it used is unhooked by
@@ -206,7 +258,7 @@ impl Discovery {
             let found = self
                 .processes
                 .get(&pid)
-                .is_some_and(|p| p.library.is_some() || p.go.is_some());
+                .is_some_and(|p| p.library.is_some() || p.exe_tls.is_some());
             if !found && let Some(after) = LOOKS.get(done + 1) {
                 self.due.push((now + *after - LOOKS[done], pid, done + 1));
             }
@@ -220,6 +272,9 @@ impl Discovery {
         let Ok(dir) = std::fs::read_dir(&self.proc_root) else {
             return;
         };
+        if let Some(scope) = self.scope.as_mut() {
+            scope.netns.clear();
+        }
         let mut alive = std::collections::HashSet::new();
         for entry in dir.flatten() {
             let Some(pid) = entry
@@ -229,6 +284,9 @@ impl Discovery {
             else {
                 continue;
             };
+            if pid == self.own_pid || !self.in_scope(pid) {
+                continue;
+            }
             alive.insert(pid);
             // A process without a library yet may have opened one since.
             if self.processes.get(&pid).is_none_or(|p| p.library.is_none()) {
@@ -242,7 +300,7 @@ impl Discovery {
             .copied()
             .collect();
         for pid in gone {
-            tracing::debug!(pid, "process gone from /proc");
+            tracing::debug!(pid, "process gone from /proc, or out of the pods' scope");
             self.forget(pid);
         }
     }
@@ -250,7 +308,7 @@ impl Discovery {
     /// Reads one process's memory map for a TLS library; hooks a file not
     /// seen before.
     fn look(&mut self, pid: u32, hooks: &mut impl Hooks) {
-        if pid == self.own_pid || self.processes.len() >= MAX_PROCESSES {
+        if pid == self.own_pid || self.processes.len() >= MAX_PROCESSES || !self.in_scope(pid) {
             return;
         }
         let base = self.proc_root.join(pid.to_string());
@@ -340,8 +398,26 @@ impl Discovery {
             let opened = base
                 .join("root")
                 .join(path.strip_prefix("/").unwrap_or(&path));
+            let mut kind = "go";
             let hooked = match go::inspect(&opened) {
-                Ok(None) => Err(None),
+                // Not Go: OpenSSL may be linked in.
+                Ok(None) => match linked_in(&opened) {
+                    Ok(Some(LinkedIn::Hookable)) => {
+                        kind = "openssl (linked in)";
+                        hooks.hook(&opened).map_err(Some)
+                    }
+                    Ok(Some(LinkedIn::Stripped(name))) => {
+                        kind = if name == "OpenSSL" {
+                            "openssl (linked in)"
+                        } else {
+                            "boringssl (linked in)"
+                        };
+                        Err(Some(format!(
+                            "statically linked {name}, its symbols stripped: SSL_read and SSL_write cannot be found to hook; its connections show as `tls` handshake entries"
+                        )))
+                    }
+                    Ok(None) | Err(_) => Err(None),
+                },
                 Ok(Some(binary)) => hooks
                     .hook_go(&opened, &binary)
                     .map_err(|why| Some(format!("{}: {why}", binary.version))),
@@ -362,18 +438,18 @@ impl Discovery {
                     return;
                 }
                 Err(Some(why)) => {
-                    tracing::warn!(binary = %path.display(), pid, "Go binary not hooked: {why}");
+                    tracing::warn!(binary = %path.display(), pid, kind, "executable's TLS not hooked: {why}");
                     Err(why)
                 }
                 Ok(f) => {
-                    tracing::info!(binary = %path.display(), pid, functions = ?f, "Go binary hooked");
+                    tracing::info!(binary = %path.display(), pid, kind, functions = ?f, "executable's TLS hooked");
                     Ok(f)
                 }
             };
             self.libraries.insert(
                 key.clone(),
                 Library {
-                    kind: "go",
+                    kind,
                     path,
                     opened,
                     hooked,
@@ -388,7 +464,7 @@ impl Discovery {
             library.unused_since = None;
         }
         if let Some(p) = self.processes.get_mut(&pid) {
-            p.go = Some(key);
+            p.exe_tls = Some(key);
         }
     }
 
@@ -399,7 +475,7 @@ impl Discovery {
         let Some(p) = self.processes.remove(&pid) else {
             return;
         };
-        for key in [p.library, p.go].into_iter().flatten() {
+        for key in [p.library, p.exe_tls].into_iter().flatten() {
             let Some(library) = self.libraries.get_mut(&key) else {
                 continue;
             };
@@ -421,7 +497,7 @@ impl Discovery {
             if let Some(l) = p
                 .library
                 .as_ref()
-                .or(p.go.as_ref())
+                .or(p.exe_tls.as_ref())
                 .and_then(|k| self.libraries.get_mut(k))
             {
                 l.bytes += bytes;
@@ -480,6 +556,41 @@ impl Discovery {
             })
             .collect()
     }
+}
+
+/// The addresses of the network namespace of the process at `base` (a
+/// `/proc/<pid>` directory): IPv4 from the routing table's local entries
+/// (`net/fib_trie`: a `|-- <address>` line, then `/32 host LOCAL`), IPv6
+/// from `net/if_inet6` (32 hex digits first on each line). Unreadable: none.
+fn local_addresses(base: &Path) -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    if let Ok(trie) = std::fs::read_to_string(base.join("net/fib_trie")) {
+        let mut last: Option<std::net::Ipv4Addr> = None;
+        for line in trie.lines() {
+            let line = line.trim_start_matches([' ', '|', '+', '-']).trim();
+            if let Ok(ip) = line.parse() {
+                last = Some(ip);
+            } else if line.starts_with("/32 host LOCAL")
+                && let Some(ip) = last
+                && !out.contains(&ip.into())
+            {
+                out.push(ip.into());
+            }
+        }
+    }
+    if let Ok(v6) = std::fs::read_to_string(base.join("net/if_inet6")) {
+        for line in v6.lines() {
+            let Some(hex) = line.split_whitespace().next() else {
+                continue;
+            };
+            if let Ok(bits) = u128::from_str_radix(hex, 16)
+                && hex.len() == 32
+            {
+                out.push(std::net::Ipv6Addr::from(bits).into());
+            }
+        }
+    }
+    out
 }
 
 /// TLS libraries by file name prefix: OpenSSL's is hooked, the others are
@@ -552,6 +663,118 @@ mod tests {
         std::fs::create_dir_all(&p).unwrap();
         std::fs::write(p.join("maps"), maps).unwrap();
         std::fs::write(p.join("comm"), format!("prog{pid}\n")).unwrap();
+    }
+
+    /// A fake process's network namespace: `ns/net` (its inode the
+    /// namespace's), shared by the processes given the same `netns`
+    /// directory, whose `net/` holds its addresses as the kernel lists them.
+    fn fake_netns(dir: &Path, pid: u32, netns: &str, v4: &str, v6: &str) {
+        use std::os::unix::fs::symlink;
+        let ns = dir.join(netns);
+        std::fs::create_dir_all(ns.join("net")).unwrap();
+        std::fs::write(ns.join("net/net"), "").unwrap();
+        let trie = format!(
+            "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\nLocal:\n  +-- 10.0.0.0/8 2 0 2\n     |-- {v4}\n        /32 host LOCAL\n     |-- 10.255.255.255\n        /32 link BROADCAST\n"
+        );
+        std::fs::write(ns.join("net/fib_trie"), trie).unwrap();
+        std::fs::write(ns.join("net/if_inet6"), format!("{v6} 02 40 00 80 eth0\n")).unwrap();
+        let p = dir.join(pid.to_string());
+        std::fs::create_dir_all(p.join("ns")).unwrap();
+        symlink(ns.join("net/net"), p.join("ns/net")).unwrap();
+        symlink(ns.join("net"), p.join("net")).unwrap();
+    }
+
+    fn target(name: &str, ip: &str) -> crate::pods::TargetPod {
+        crate::pods::TargetPod {
+            name: name.into(),
+            namespace: "shop".into(),
+            ips: vec![ip.parse().unwrap()],
+            node: None,
+        }
+    }
+
+    /// With pods targeted, only processes in a namespace holding a target's
+    /// address (IPv4 or IPv6) are followed and hooked; without targets,
+    /// every process again.
+    #[test]
+    fn with_pods_targeted_only_their_processes_are_followed() {
+        let dir = testkit::TempDir::new("discovery-scope");
+        let root = dir.root();
+        fake_proc(root, 10, SSL);
+        fake_netns(
+            root,
+            10,
+            "ns-web",
+            "10.1.0.5",
+            "fd000000000000000000000000000005",
+        );
+        fake_proc(root, 11, SSL);
+        fake_netns(
+            root,
+            11,
+            "ns-web",
+            "10.1.0.5",
+            "fd000000000000000000000000000005",
+        );
+        fake_proc(root, 20, OTHER_SSL);
+        fake_netns(
+            root,
+            20,
+            "ns-db",
+            "10.1.0.6",
+            "fd000000000000000000000000000006",
+        );
+        let mut d = Discovery::with_proc(root.to_path_buf());
+        let mut hooks = Count::default();
+        let names = Names::new(&[target("web", "10.1.0.5")]);
+        d.set_targets(Some(names), &mut hooks);
+        assert_eq!(hooks.hooked.len(), 1, "{:?}", hooks.hooked);
+        assert!(
+            hooks.hooked[0].ends_with("libssl.so.3"),
+            "{:?}",
+            hooks.hooked
+        );
+        let libs = d.libraries();
+        assert_eq!(libs.len(), 1);
+        assert_eq!(libs[0].processes.len(), 2);
+
+        // The other pod targeted by its IPv6 address instead: the first
+        // pod's processes are forgotten (their file unhooked after LINGER).
+        let names = Names::new(&[target("db", "fd00::6")]);
+        d.set_targets(Some(names), &mut hooks);
+        assert_eq!(hooks.hooked.len(), 2);
+        assert!(hooks.hooked[1].ends_with("libssl.so.1.1"));
+        d.linger = Duration::ZERO;
+        d.tick(&mut hooks);
+        assert_eq!(hooks.unhooked.len(), 1, "{:?}", hooks.unhooked);
+
+        // No targets: every process, no scope.
+        d.set_targets(None, &mut hooks);
+        assert_eq!(hooks.hooked.len(), 3);
+        assert_eq!(
+            d.libraries()
+                .iter()
+                .map(|l| l.processes.len())
+                .sum::<usize>(),
+            3
+        );
+    }
+
+    #[test]
+    fn local_addresses_are_read_as_the_kernel_lists_them() {
+        let dir = testkit::TempDir::new("discovery-addrs");
+        fake_netns(
+            dir.root(),
+            7,
+            "ns",
+            "10.1.0.5",
+            "fe80000000000000000000000000abcd",
+        );
+        let got = local_addresses(&dir.root().join("7"));
+        let want: Vec<std::net::IpAddr> =
+            vec!["10.1.0.5".parse().unwrap(), "fe80::abcd".parse().unwrap()];
+        assert_eq!(got, want, "the broadcast and route entries are not local");
+        assert!(local_addresses(&dir.root().join("nope")).is_empty());
     }
 
     #[test]

@@ -28,6 +28,7 @@
 pub mod btf;
 pub mod discovery;
 pub mod go;
+pub mod linked;
 pub mod source;
 pub mod streams;
 
@@ -175,6 +176,14 @@ pub struct TlsProbes {
     no_socket_walk: Option<String>,
     events: RingBuf<MapData>,
     procs: RingBuf<MapData>,
+    /// The target pods' addresses, for the kernel programs (see
+    /// [`set_scope`](Self::set_scope)).
+    scope: aya::maps::HashMap<MapData, [u8; 16], u8>,
+    /// The addresses in `scope` now (`None`: no scope, every call).
+    scoped: Option<std::collections::BTreeSet<[u8; 16]>>,
+    /// The kernel programs' own log lines (aya-log: the first loss of each
+    /// cause on a CPU), into the worker's log; kept open while they run.
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// Library files hooked, with their probes' links.
     attached: Vec<Hooked>,
 }
@@ -194,6 +203,20 @@ impl TlsProbes {
     /// which capabilities are missing, if any
     /// ([`privileges::TLS`](crate::privileges::TLS)).
     pub fn load() -> Result<TlsProbes, TlsError> {
+        Self::load_object(PROGRAMS)
+    }
+
+    /// The eBPF object built into this binary, which [`load`](Self::load)
+    /// loads.
+    #[doc(hidden)]
+    pub fn embedded_object() -> &'static [u8] {
+        PROGRAMS
+    }
+
+    /// [`load`](Self::load) with another build of the programs: tests hand
+    /// it a damaged copy to see the kernel's refusal reported.
+    #[doc(hidden)]
+    pub fn load_object(object: &[u8]) -> Result<TlsProbes, TlsError> {
         let lacking = crate::privileges::missing(crate::privileges::TLS);
         if !lacking.is_empty() {
             return Err(TlsError::Privileges(crate::privileges::describe(&lacking)));
@@ -205,7 +228,7 @@ impl TlsProbes {
         };
         let mut ebpf = aya::EbpfLoader::new()
             .override_global("OFFSETS", &offsets, true)
-            .load(PROGRAMS)
+            .load(object)
             .map_err(TlsError::Load)?;
         for name in FUNCTIONS
             .iter()
@@ -262,11 +285,25 @@ impl TlsProbes {
         };
         let events = ring("EVENTS")?;
         let procs = ring("PROCS")?;
+        // Their log is a help, not a need: without it the losses are still
+        // counted.
+        let logger = aya_log::EbpfLogger::init(&mut ebpf)
+            .inspect_err(|e| tracing::warn!("the TLS programs' log is not read: {e}"))
+            .ok();
+        let scope =
+            aya::maps::HashMap::try_from(ebpf.take_map("SCOPE").ok_or(TlsError::Missing("SCOPE"))?)
+                .map_err(|source| TlsError::Map {
+                    name: "SCOPE",
+                    source,
+                })?;
         Ok(TlsProbes {
             ebpf,
             no_socket_walk,
             events,
             procs,
+            scope,
+            scoped: None,
+            logger,
             attached: Vec::new(),
         })
     }
@@ -445,6 +482,57 @@ impl TlsProbes {
         }
     }
 
+    /// Reads only the TLS calls on connections with an end at one of these
+    /// addresses (the target pods'), or every call (`None`): the kernel
+    /// programs drop the others before reading their bytes. Connections
+    /// whose socket the kernel cannot tell are still read; user space then
+    /// drops what is out of scope (`untargeted_connections`).
+    pub fn set_scope(&mut self, targets: Option<&std::collections::BTreeSet<IpAddr>>) {
+        use tap_ebpf_common::{SCOPE_SET, scope_key};
+        let keys = targets.map(|t| {
+            t.iter()
+                .map(|ip| match ip.to_canonical() {
+                    IpAddr::V4(v4) => {
+                        let mut k = [0; 16];
+                        k[..4].copy_from_slice(&v4.octets());
+                        k
+                    }
+                    IpAddr::V6(v6) => scope_key(10, &v6.octets()),
+                })
+                .collect::<std::collections::BTreeSet<_>>()
+        });
+        if self.scoped == keys {
+            return;
+        }
+        let old = self.scoped.take().unwrap_or_default();
+        let new = keys.clone().unwrap_or_default();
+        let map = &mut self.scope;
+        let mut failed = false;
+        // The marker goes first when the scope ends and last when it
+        // starts, and addresses are added before others are removed, so
+        // no moment reads less than both scopes would.
+        if keys.is_none() {
+            failed |= map.remove(&SCOPE_SET).is_err();
+        }
+        for added in new.difference(&old) {
+            failed |= map.insert(added, 1, 0).is_err();
+        }
+        for gone in old.difference(&new) {
+            failed |= map.remove(gone).is_err();
+        }
+        if keys.is_some() {
+            failed |= map.insert(SCOPE_SET, 1, 0).is_err();
+        }
+        if failed {
+            tracing::warn!(
+                addresses = new.len(),
+                "the kernel's pod scope could not be written whole (more than {} addresses?)",
+                tap_ebpf_common::SCOPE_MAX
+            );
+        }
+        self.scoped = keys;
+    }
+
     /// Why sockets are resolved from /proc rather than in the kernel.
     pub fn no_socket_walk(&self) -> Option<&str> {
         self.no_socket_walk.as_deref()
@@ -473,6 +561,9 @@ impl TlsProbes {
         mut f: impl FnMut(TlsRecord),
         mut p: impl FnMut(ProcessEvent),
     ) -> usize {
+        if let Some(logger) = &mut self.logger {
+            logger.flush();
+        }
         let procs = drain_procs(&mut self.procs, &mut p);
         let mut n = drain(&mut self.events, &mut f);
         if n == 0 && procs == 0 && !timeout.is_zero() {

@@ -298,9 +298,15 @@ impl Worker {
         let Some(names) = lock(&self.shared).names.take() else {
             return;
         };
-        // Pods targeted: only their connections are dissected.
-        self.streams
-            .set_targets((!names.is_empty()).then(|| names.clone()));
+        // Pods targeted: only their processes are followed and read, and
+        // only their connections dissected.
+        let targets = (!names.is_empty()).then(|| names.clone());
+        let ips: Option<std::collections::BTreeSet<_>> =
+            targets.as_ref().map(|t| t.ips().collect());
+        self.probes.set_scope(ips.as_ref());
+        self.discovery
+            .set_targets(targets.clone(), &mut self.probes);
+        self.streams.set_targets(targets);
         self.names = names;
     }
 
