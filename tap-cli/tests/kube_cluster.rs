@@ -5,11 +5,13 @@
 //! capabilities only, both with their Secrets mounted where the chart says,
 //! the hub following pods through its service account). The `kubetap`
 //! commands run on the node, as a user's would: `install`, `check`, `tap`
-//! with real HTTP between two pods, `version`, `export`, `logs`, `clean`.
+//! with real HTTP and HTTPS between two pods, `version`, `export` (with
+//! `--encrypted` too), `logs`, `clean`.
 //! Needs root (namespaces, mounts), python3, curl, tshark.
 
 mod peers;
 
+use std::collections::BTreeSet;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -344,6 +346,40 @@ fn an_installed_kubetap_runs_taps_pods_and_is_cleaned_away() {
     .collect();
     uris.sort();
     assert_eq!(uris, ["/kc-0", "/kc-1", "/kc-2", "/kc-tls"]);
+
+    // --encrypted: the TLS exchange's captured packets beside its
+    // plaintext, as tshark reads them: TLS records and the same HTTP request
+    // on one pair of ports.
+    let both = dir.path("kc-tls.pcapng");
+    let (ok, out, err) = cli.run(&[
+        "export",
+        "request.path == \"/kc-tls\"",
+        "--encrypted",
+        "-o",
+        both.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    let ports = |filter: &str| -> BTreeSet<Vec<String>> {
+        peers::tshark_fields(&both, &[], filter, &["tcp.srcport", "tcp.dstport"])
+            .into_iter()
+            .map(|row| {
+                let mut ends = [row[0].concat(), row[1].concat()].to_vec();
+                ends.sort();
+                ends
+            })
+            .collect()
+    };
+    let records = ports(r#"tls.record && frame.comment contains "captured""#);
+    assert_eq!(
+        records.len(),
+        1,
+        "one connection's TLS records: {records:?}"
+    );
+    assert_eq!(
+        ports(r#"http.request.uri == "/kc-tls""#),
+        records,
+        "its plaintext on the same ports"
+    );
 
     // A filter the hub refuses: its reason, and no file.
     let refused = dir.path("refused.pcapng");

@@ -20,7 +20,9 @@
 //! cannot hook (wget, on GnuTLS) talking to `s_server -www` gives a `tls`
 //! entry with its SNI. The PCAP export of a decrypted exchange holds its
 //! plaintext as TCP on the connection's addresses, which tshark reads as
-//! HTTP (each packet's comment says it was made, not captured). Needs root
+//! HTTP (each packet's comment says it was made, not captured), and no TLS
+//! record; exported with `encrypted=true`, the connection's captured TLS
+//! records come beside the same HTTP. Needs root
 //! (eBPF, namespaces), python3, curl, wget, openssl, nghttpd, go and tshark.
 
 mod peers;
@@ -371,51 +373,80 @@ fn tls_plaintext_of_openssl_peers_in_pods() {
     assert!(tcp.is_empty(), "encrypted entries shown: {tcp:?}");
 
     // The decrypted exchange, exported: tshark reads the plaintext as HTTP
-    // on the connection's addresses.
+    // on the connection's addresses, and nothing encrypted.
     let filter = testkit::http::encode(r#"request.path == "/curl-one""#);
-    let pcap = node::get(&node, http, &format!("/api/pcap?filter={filter}"));
-    let file = dir.path("curl-one.pcapng");
-    std::fs::write(&file, &pcap).unwrap();
-    let fields = Command::new("tshark")
-        .arg("-r")
-        .arg(&file)
-        .args([
-            "-Y",
-            "http",
-            "-T",
-            "fields",
-            "-e",
-            "ip.src",
-            "-e",
-            "tcp.dstport",
-        ])
-        .args([
-            "-e",
-            "http.request.uri",
-            "-e",
-            "http.response.code",
-            "-e",
-            "frame.comment",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        fields.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fields.stderr)
-    );
-    let rows: Vec<Vec<String>> = String::from_utf8_lossy(&fields.stdout)
-        .lines()
-        .map(|l| l.split('\t').map(str::to_string).collect())
-        .collect();
+    let export = |name: &str, query: &str| {
+        let pcap = node::get(&node, http, &format!("/api/pcap?filter={filter}{query}"));
+        let file = dir.path(name);
+        std::fs::write(&file, &pcap).unwrap();
+        file
+    };
+    let http_fields = [
+        "ip.src",
+        "tcp.srcport",
+        "tcp.dstport",
+        "http.request.uri",
+        "http.response.code",
+        "frame.comment",
+    ];
+    let tls_fields = [
+        "tcp.srcport",
+        "tcp.dstport",
+        "tls.record.content_type",
+        // TLS 1.3's encrypted records, application data outwardly.
+        "tls.record.opaque_type",
+        "frame.comment",
+    ];
+    let plain = export("curl-one.pcapng", "");
+    let rows = peers::tshark_fields(&plain, &[], "http", &http_fields);
     assert_eq!(rows.len(), 2, "a request and its answer: {rows:?}");
-    assert_eq!(rows[0][0], client.ip.to_string(), "{rows:?}");
-    assert_eq!(rows[0][1], "8443", "{rows:?}");
-    assert_eq!(rows[0][2], "/curl-one", "{rows:?}");
-    assert_eq!(rows[1][3], "200", "{rows:?}");
+    assert_eq!(rows[0][0], [client.ip.to_string()], "{rows:?}");
+    assert_eq!(rows[0][2], ["8443"], "{rows:?}");
+    assert_eq!(rows[0][3], ["/curl-one"], "{rows:?}");
+    assert_eq!(rows[1][4], ["200"], "{rows:?}");
     assert!(
-        rows.iter().all(|r| r[4].contains("TLS plaintext")),
+        rows.iter().all(|r| r[5].concat().contains("TLS plaintext")),
         "{rows:?}"
+    );
+    let client_port = rows[0][1].clone();
+    let tls = peers::tshark_fields(&plain, &[], "tls", &tls_fields);
+    assert!(tls.is_empty(), "encrypted packets exported: {tls:?}");
+
+    // Asked for, the connection's captured packets come beside: its TLS
+    // records, on the same two ports, each saying it was captured, every
+    // one read as TLS (not taken into the made packets' stream), and the
+    // plaintext reads as before.
+    let both = export("curl-one-encrypted.pcapng", "&encrypted=true");
+    assert_eq!(
+        peers::tshark_fields(&both, &[], "http", &http_fields),
+        rows,
+        "the plaintext as before"
+    );
+    let tls = peers::tshark_fields(&both, &[], "tls", &tls_fields);
+    let types = |col: usize| -> Vec<&str> {
+        tls.iter()
+            .flat_map(|r| r[col].iter().map(String::as_str))
+            .collect()
+    };
+    assert!(types(2).contains(&"22"), "a handshake: {tls:?}");
+    assert!(types(3).contains(&"23"), "application data: {tls:?}");
+    let mut connection = [client_port.concat(), "8443".to_string()];
+    connection.sort();
+    for r in &tls {
+        let mut ports = [r[0].concat(), r[1].concat()];
+        ports.sort();
+        assert_eq!(ports, connection, "{tls:?}");
+        assert!(r[4].concat().contains("captured (encrypted)"), "{tls:?}");
+    }
+    let unread = peers::tshark_fields(
+        &both,
+        &[],
+        r#"frame.comment contains "captured (encrypted)" && tcp.len > 0 && !tls"#,
+        &["frame.number", "tcp.stream"],
+    );
+    assert!(
+        unread.is_empty(),
+        "captured bytes not read as TLS: {unread:?}"
     );
 
     // A pod not targeted talking to itself over TLS, through the same

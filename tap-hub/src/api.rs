@@ -10,7 +10,9 @@
 //! - `GET /api/stream?filter=` (WebSocket): entries as they arrive.
 //! - `GET /api/servicemap?filter=&window=5m`
 //! - `GET /api/workers`: each worker's state, heartbeat and counters, and the hub's.
-//! - `GET /api/pcap?filter=&window=`: a pcapng of the matching entries' connections.
+//! - `GET /api/pcap?filter=&window=&encrypted=`: a pcapng of the matching
+//!   entries' connections (`encrypted=true`: decrypted connections' captured
+//!   packets beside their plaintext).
 //! - `GET /api/config`, `PUT /api/config`: what workers capture; a change
 //!   reaches every connected worker at once.
 //! - `GET /api/filter/check?filter=`: whether a filter parses (the UI's
@@ -523,13 +525,31 @@ fn parse_window(w: Option<&str>) -> Result<Option<Duration>, ApiError> {
     }
 }
 
+#[derive(Deserialize)]
+struct PcapQuery {
+    filter: Option<String>,
+    window: Option<String>,
+    /// `true`: a decrypted connection's captured (encrypted) packets beside
+    /// the packets made of its plaintext.
+    encrypted: Option<String>,
+}
+
 async fn pcap(
     State(hub): State<Arc<Hub>>,
-    Query(q): Query<MapQuery>,
+    Query(q): Query<PcapQuery>,
 ) -> Result<Response, ApiError> {
     let filter = parse_filter(q.filter.as_deref())?;
     let window = parse_window(q.window.as_deref())?;
-    let export = crate::export::export(&hub, filter, window, now_ns())
+    let encrypted = match q.encrypted.as_deref() {
+        None | Some("" | "false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "invalid encrypted {other:?}: true or false"
+            )));
+        }
+    };
+    let export = crate::export::export(&hub, filter, window, now_ns(), encrypted)
         .await
         .map_err(|e| match e {
             ExportError::NothingMatches => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
@@ -1626,6 +1646,59 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(hub.refusals.count(crate::access::Refusal::ForeignOrigin), 2);
+    }
+
+    /// `encrypted=true` reaches the node's packet source, and the captured
+    /// packets it sends for it come first in the file, then the rest, each
+    /// part in time order; a value other than true or false is refused.
+    #[tokio::test]
+    async fn an_encrypted_pcap_export_asks_for_the_captured_packets_and_puts_them_first() {
+        use proto::v1::{PcapChunk, PcapRequest, RawPacket};
+        let (hub, _) = hub();
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = asked.clone();
+        let answer = move |req: &PcapRequest| {
+            seen.lock().unwrap().push(req.encrypted);
+            let packet = |ts_ns, encrypted| RawPacket {
+                ts_ns,
+                linktype: 101,
+                data: vec![0x45; 20],
+                orig_len: 20,
+                encrypted,
+                ..Default::default()
+            };
+            let mut packets = vec![packet(T0 + 2, false)];
+            if req.encrypted {
+                packets.extend([packet(T0 + 3, true), packet(T0 + 1, true)]);
+            }
+            vec![PcapChunk {
+                request_id: req.request_id,
+                packets,
+                last: true,
+                error: String::new(),
+            }]
+        };
+        hub.set_source("node-1", crate::hub::PacketSource::Local(Arc::new(answer)));
+        let times = |pcapng: &[u8]| {
+            let mut reader = pcap_file::pcapng::PcapNgReader::new(pcapng).unwrap();
+            let mut times = Vec::new();
+            while let Some(block) = reader.next_block() {
+                if let pcap_file::pcapng::Block::EnhancedPacket(p) = block.unwrap() {
+                    times.push(p.timestamp.as_nanos() as u64 - T0);
+                }
+            }
+            times
+        };
+        let (status, _, body) = get(&hub, "/api/pcap").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(times(&body), [2]);
+        let (status, _, body) = get(&hub, "/api/pcap?encrypted=true").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(times(&body), [1, 3, 2]);
+        assert_eq!(*asked.lock().unwrap(), [false, true]);
+        let (status, _, body) = get(&hub, "/api/pcap?encrypted=yes").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(&body).contains("true or false"));
     }
 
     #[tokio::test]

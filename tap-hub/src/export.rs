@@ -4,6 +4,14 @@
 //! `kubetap read --serve` — sends those connections' packets, and they are
 //! merged in capture-time order into one pcapng with one interface per node
 //! and link type, nanosecond timestamps. It opens in Wireshark and tshark.
+//! A decrypted (TLS) connection's entries name its plaintext, made into
+//! packets; asked to (`encrypted`), each node sends that connection's
+//! captured, encrypted packets too. Those come first in the file, in time
+//! order, and everything else after them: the made packets share the
+//! connection's addresses, and Wireshark keeps the two apart only when the
+//! made handshake follows the captured packets (it reads it as the ports
+//! reused and starts a new stream); interleaved, the captured packets after
+//! it would be read as part of the made stream.
 
 use crate::filter::Filter;
 use crate::hub::{Hub, PacketSource};
@@ -158,12 +166,14 @@ async fn fetch(hub: &Arc<Hub>, node: &str, req: PcapRequest) -> (Vec<RawPacket>,
 }
 
 /// The pcapng of the connections of the entries that match `filter`
-/// (captured within `window` of now, when given).
+/// (captured within `window` of now, when given); with `encrypted`, the
+/// captured packets of the decrypted connections among them too.
 pub async fn export(
     hub: &Arc<Hub>,
     filter: Filter,
     window: Option<Duration>,
     now_ns: u64,
+    encrypted: bool,
 ) -> Result<Export, ExportError> {
     let since_ns = window.map(|w| now_ns.saturating_sub(w.as_nanos() as u64));
     let scan_hub = hub.clone();
@@ -188,12 +198,13 @@ pub async fn export(
             from_ns: n.from_ns.saturating_sub(MARGIN_NS),
             to_ns: n.to_ns.saturating_add(MARGIN_NS),
             raw,
+            encrypted,
         };
         let (packets, p) = fetch(hub, &node, req).await;
         problems.extend(p);
         all.extend(packets.into_iter().map(|pkt| (i, pkt)));
     }
-    all.sort_by_key(|(_, p)| p.ts_ns);
+    all.sort_by_key(|(_, p)| (!p.encrypted, p.ts_ns));
     let packets = all.len();
     let pcapng = write(&names, &all).map_err(ExportError::Write)?;
     Ok(Export {

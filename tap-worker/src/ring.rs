@@ -3,13 +3,20 @@
 //! flow's id (the `flow_id` of its entries) until the byte budget pushes it
 //! out, oldest first, counted. The hub asks for the packets of some flows in
 //! a time window and merges what every worker sends into one pcapng.
+//!
+//! Packets made from TLS plaintext are kept under their TLS flow's id, apart
+//! from the captured (encrypted) packets of the same connection, which have
+//! a packet flow's id. An export asking for the encrypted packets too
+//! (`PcapRequest.encrypted`) finds them by address: the made packets'
+//! connection, the captured flows with the same two ends.
 
 use crate::capture::Packet;
 use crate::decode::{Decoder, DefragConfig, Transport};
+use crate::reassembly::FlowKey;
 use crate::redact::PendingBlank;
 use proto::v1::{PcapChunk, PcapRequest, RawPacket};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Where a kept packet's bytes are in the ring's buffer, and what the PCAP
 /// export needs besides them.
@@ -26,6 +33,10 @@ struct Meta {
 
 /// The pcapng comment of a made packet.
 pub const SYNTHETIC_COMMENT: &str = "kubetap: TLS plaintext read by eBPF uprobes in the process, written as TCP on the connection's real addresses and times (not captured on the wire)";
+
+/// The pcapng comment of a captured packet exported beside its
+/// connection's made packets.
+pub const ENCRYPTED_COMMENT: &str = "kubetap: captured (encrypted) packet of a connection whose TLS plaintext is exported beside it as made packets";
 
 /// The pcapng comment of a packet with redacted values overwritten.
 pub const BLANKED_COMMENT: &str = "kubetap: redacted values overwritten with '*' (same length; export with --raw-pcap for the packets as captured)";
@@ -221,16 +232,35 @@ impl PacketRing {
         to_ns: u64,
         raw: bool,
     ) -> Vec<RawPacket> {
+        self.select_with(flows, &HashSet::new(), from_ns, to_ns, raw)
+    }
+
+    /// [`PacketRing::select`] of `flows` and `encrypted` (captured flows
+    /// exported beside their plaintext, each packet saying so).
+    fn select_with(
+        &self,
+        flows: &HashSet<u64>,
+        encrypted: &HashSet<u64>,
+        from_ns: u64,
+        to_ns: u64,
+        raw: bool,
+    ) -> Vec<RawPacket> {
         let to_ns = if to_ns == 0 { u64::MAX } else { to_ns };
         self.index
             .iter()
             .enumerate()
-            .filter(|(_, p)| flows.contains(&p.flow) && (from_ns..=to_ns).contains(&p.ts_ns))
+            .filter(|(_, p)| {
+                (flows.contains(&p.flow) || encrypted.contains(&p.flow))
+                    && (from_ns..=to_ns).contains(&p.ts_ns)
+            })
             .map(|(pos, p)| {
                 let mut data = self.buf[p.start..p.start + p.len as usize].to_vec();
                 let mut comments = Vec::new();
+                let beside = !p.synthetic && encrypted.contains(&p.flow);
                 if p.synthetic {
                     comments.push(SYNTHETIC_COMMENT);
+                } else if beside {
+                    comments.push(ENCRYPTED_COMMENT);
                 }
                 if !raw && let Some(b) = self.blanked.get(&(self.first_seq + pos as u64)) {
                     for &(at, len, huffman) in &b.ranges {
@@ -255,9 +285,76 @@ impl PacketRing {
                     orig_len: p.orig_len,
                     data,
                     comment: comments.join("; "),
+                    encrypted: beside,
                 }
             })
             .collect()
+    }
+
+    /// The captured flows of the connections whose plaintext `flows` hold as
+    /// made packets (those not asked for already), among the packets in
+    /// `[from_ns, to_ns]` (0 = open): the flows between the same two
+    /// addresses, either way round. Each flow's addresses are read from its
+    /// first packet in the window: one decode per flow, not per packet.
+    fn encrypted_flows(&self, flows: &HashSet<u64>, from_ns: u64, to_ns: u64) -> HashSet<u64> {
+        let to_ns = if to_ns == 0 { u64::MAX } else { to_ns };
+        let window = |m: &&Meta| (from_ns..=to_ns).contains(&m.ts_ns);
+        let mut decoder = Decoder::new(DefragConfig::default());
+        // Per flow: its connection, or None when it is not TCP; a packet
+        // that could not be decoded (a fragment) leaves it to the next.
+        let mut ends: HashMap<u64, Option<FlowKey>> = HashMap::new();
+        let mut decrypted = HashSet::new();
+        for m in self.index.iter().filter(window) {
+            if m.synthetic
+                && flows.contains(&m.flow)
+                && !ends.contains_key(&m.flow)
+                && let Some(key) = self.tcp_ends(&mut decoder, m)
+            {
+                ends.insert(m.flow, key);
+                decrypted.extend(key);
+            }
+        }
+        let mut found = HashSet::new();
+        if decrypted.is_empty() {
+            return found;
+        }
+        for m in self.index.iter().filter(window) {
+            if m.synthetic || flows.contains(&m.flow) {
+                continue;
+            }
+            let key = match ends.get(&m.flow) {
+                Some(key) => *key,
+                None => match self.tcp_ends(&mut decoder, m) {
+                    Some(key) => *ends.entry(m.flow).or_insert(key),
+                    None => continue,
+                },
+            };
+            if key.is_some_and(|k| decrypted.contains(&k)) {
+                found.insert(m.flow);
+            }
+        }
+        found
+    }
+
+    /// A kept packet's TCP connection (addresses in their canonical form:
+    /// a socket may see IPv4 as IPv4-mapped IPv6); `Some(None)` when it is
+    /// not TCP, `None` when it cannot be decoded on its own.
+    fn tcp_ends(&self, decoder: &mut Decoder, m: &Meta) -> Option<Option<FlowKey>> {
+        let pkt = Packet {
+            ts_ns: m.ts_ns,
+            link: m.link,
+            data: &self.buf[m.start..m.start + m.len as usize],
+            orig_len: m.orig_len,
+        };
+        decoder
+            .decode(&pkt, |d| match &d.transport {
+                Transport::Tcp(seg) => Some(FlowKey::new(
+                    SocketAddr::new(d.src.to_canonical(), seg.src_port),
+                    SocketAddr::new(d.dst.to_canonical(), seg.dst_port),
+                )),
+                Transport::Udp { .. } => None,
+            })
+            .ok()
     }
 
     /// Marks the bytes of a redacted entry's values in its flow's kept
@@ -367,8 +464,15 @@ impl PacketRing {
 
     /// The whole answer to a PCAP request, as one last chunk; `error` says
     /// when the ring no longer holds the start of the requested window.
+    /// With `encrypted`, the captured packets of the connections whose
+    /// plaintext is asked for come too.
     pub fn answer(&self, req: &PcapRequest) -> PcapChunk {
         let flows: HashSet<u64> = req.flow_ids.iter().copied().collect();
+        let encrypted = if req.encrypted {
+            self.encrypted_flows(&flows, req.from_ns, req.to_ns)
+        } else {
+            HashSet::new()
+        };
         let stats = self.stats();
         let error = match stats.oldest_ts_ns {
             Some(oldest) if stats.evicted_packets > 0 && req.from_ns < oldest => format!(
@@ -380,7 +484,7 @@ impl PacketRing {
         };
         PcapChunk {
             request_id: req.request_id,
-            packets: self.select(&flows, req.from_ns, req.to_ns, req.raw),
+            packets: self.select_with(&flows, &encrypted, req.from_ns, req.to_ns, req.raw),
             last: true,
             error,
         }
@@ -654,6 +758,100 @@ mod tests {
         for p in r.select(&HashSet::from([1]), 0, 0, false) {
             assert!(p.data.ends_with(b"public-value") && p.comment.is_empty());
         }
+    }
+
+    /// An IP packet (no link header) between two addresses.
+    fn ip_tcp(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        let ip = match (from.ip(), to.ip()) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                etherparse::PacketBuilder::ipv4(a.octets(), b.octets(), 64)
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                etherparse::PacketBuilder::ipv6(a.octets(), b.octets(), 64)
+            }
+            _ => unreachable!("one family"),
+        };
+        let b = ip.tcp(from.port(), to.port(), 1, 1000);
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    fn raw(ts_ns: u64, data: &[u8]) -> Packet<'_> {
+        Packet {
+            link: crate::capture::link::RAW,
+            ..pkt(ts_ns, data)
+        }
+    }
+
+    /// With `encrypted`, a decrypted connection's captured packets come
+    /// beside its made ones (either direction, marked), and only those of
+    /// its two addresses within the window; without, the made ones alone.
+    #[test]
+    fn an_encrypted_export_adds_the_captured_packets_of_decrypted_connections() {
+        let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+        let server: SocketAddr = "10.0.0.2:8443".parse().unwrap();
+        let other: SocketAddr = "10.0.0.1:40001".parse().unwrap();
+        const TLS: u64 = 1 << 62 | 1;
+        // The same connection's plaintext from a socket that sees IPv4 as
+        // IPv4-mapped IPv6.
+        const MAPPED: u64 = 1 << 62 | 2;
+        let mapped = |a: SocketAddr| match a.ip() {
+            IpAddr::V4(v4) => SocketAddr::new(v4.to_ipv6_mapped().into(), a.port()),
+            IpAddr::V6(_) => a,
+        };
+        let mut r = PacketRing::new(1 << 20);
+        r.push(&raw(10, &ip_tcp(client, server, b"\x16\x03\x01hello")), 5);
+        r.push(&raw(11, &ip_tcp(other, server, b"\x16\x03\x01other")), 6);
+        r.push_synthetic(
+            &raw(12, &ip_tcp(client, server, b"GET / HTTP/1.1\r\n\r\n")),
+            TLS,
+        );
+        r.push(&raw(13, &ip_tcp(server, client, b"\x17\x03\x03answer")), 5);
+        r.push_synthetic(
+            &raw(14, &ip_tcp(mapped(server), mapped(client), b"x")),
+            MAPPED,
+        );
+        r.push(&raw(15, &ip_tcp(server, client, b"\x17\x03\x03late")), 5);
+        let ask = |flows: &[u64], to_ns: u64, encrypted: bool| {
+            let chunk = r.answer(&PcapRequest {
+                flow_ids: flows.to_vec(),
+                to_ns,
+                encrypted,
+                ..Default::default()
+            });
+            chunk
+                .packets
+                .iter()
+                .inspect(|p| assert_eq!(p.encrypted, p.comment == ENCRYPTED_COMMENT))
+                .map(|p| (p.ts_ns, p.comment.clone()))
+                .collect::<Vec<_>>()
+        };
+        let made = |ts| (ts, SYNTHETIC_COMMENT.to_string());
+        let captured = |ts| (ts, ENCRYPTED_COMMENT.to_string());
+        assert_eq!(ask(&[TLS], 0, false), [made(12)]);
+        assert_eq!(
+            ask(&[TLS], 0, true),
+            [captured(10), made(12), captured(13), captured(15)]
+        );
+        assert_eq!(
+            ask(&[TLS], 14, true),
+            [captured(10), made(12), captured(13)]
+        );
+        assert_eq!(
+            ask(&[MAPPED], 0, true),
+            [captured(10), captured(13), made(14), captured(15)]
+        );
+        // A captured flow asked for itself is exported as usual.
+        assert_eq!(
+            ask(&[5], 0, true),
+            [
+                (10, String::new()),
+                (13, String::new()),
+                (15, String::new())
+            ]
+        );
+        assert_eq!(ask(&[6], 0, true), [(11, String::new())]);
     }
 
     #[test]

@@ -613,6 +613,19 @@ describe('kubetap web UI', { skip: missing ? `SKIPPED: ${missing}` : false }, ()
     assert.deepEqual(uris, want.map((r) => r.path));
     const other = tshark(['-Y', `tcp.port==${expected.port_a}`]).split('\n').filter(Boolean);
     assert.deepEqual(other, [], 'no packet of the other server');
+
+    // With the encrypted packets asked for: the hub is asked so; this
+    // capture decrypted nothing, so the file holds the same packets.
+    await page.check('[data-testid=pcap-encrypted]');
+    const [again, asked] = await Promise.all([
+      page.waitForEvent('download'),
+      page.waitForRequest((r) => new URL(r.url()).pathname === '/api/pcap'),
+      page.click('[data-testid=pcap]'),
+    ]);
+    assert.equal(new URL(asked.url()).searchParams.get('encrypted'), 'true', asked.url());
+    const encrypted = path.join(artifacts, 'edge-encrypted.pcapng');
+    await again.saveAs(encrypted);
+    assert.deepEqual(fs.readFileSync(encrypted), fs.readFileSync(file));
   });
 
   test('the token leaves the address bar; a page without it says what to do', async () => {

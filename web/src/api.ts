@@ -427,10 +427,15 @@ export interface Pcap {
   problems: string | null;
 }
 
-export async function pcap(filter: string, window: string): Promise<Pcap> {
+/**
+ * The pcapng of the connections of the entries the filter (and window)
+ * select; `encrypted`: a decrypted connection's captured packets too.
+ */
+export async function pcap(filter: string, window: string, encrypted = false): Promise<Pcap> {
   let res: Response;
   try {
-    res = await fetch(`/api/pcap${query({ filter, window })}`, { headers: authHeaders() });
+    const q = query({ filter, window, encrypted: encrypted ? 'true' : null });
+    res = await fetch(`/api/pcap${q}`, { headers: authHeaders() });
   } catch (e) {
     throw new ApiError(`PCAP export: the hub does not answer (${(e as Error).message})`, 0);
   }

@@ -110,12 +110,13 @@ function App() {
 /** Downloads a pcapng of the entries the filter (and window) select. */
 function PcapButton({ route }: { route: Route }) {
   const [busy, setBusy] = useState(false);
+  const [encrypted, setEncrypted] = useState(false);
   const [note, setNote] = useState<string | null>(null);
   const download = async () => {
     setBusy(true);
     setNote(null);
     try {
-      const p = await pcap(route.filter, route.window);
+      const p = await pcap(route.filter, route.window, encrypted);
       const url = URL.createObjectURL(p.blob);
       const a = document.createElement('a');
       a.href = url;
@@ -145,6 +146,15 @@ function PcapButton({ route }: { route: Route }) {
       >
         {busy ? 'Exporting…' : '⇩ PCAP'}
       </button>
+      <label title="With a decrypted (TLS) connection's plaintext, its captured encrypted packets too (first in the file)">
+        <input
+          type="checkbox"
+          data-testid="pcap-encrypted"
+          checked={encrypted}
+          onChange={() => setEncrypted(!encrypted)}
+        />{' '}
+        encrypted
+      </label>
       {note && (
         <span class="pcap-note" data-testid="pcap-note">
           {note}

@@ -71,6 +71,10 @@ pub struct ExportArgs {
     /// Only entries of the last WINDOW (e.g. 10m, 2h). [default: all kept]
     #[arg(long, value_name = "WINDOW")]
     window: Option<String>,
+    /// With a decrypted (TLS) connection's plaintext, its captured,
+    /// encrypted packets too.
+    #[arg(long)]
+    encrypted: bool,
 }
 
 pub fn run_export(args: &ExportArgs) -> ExitCode {
@@ -85,6 +89,9 @@ pub fn run_export(args: &ExportArgs) -> ExitCode {
         }
         if let Some(w) = &args.window {
             query.append_pair("window", w);
+        }
+        if args.encrypted {
+            query.append_pair("encrypted", "true");
         }
         let path = format!("/api/pcap?{}", query.finish());
         let partial = args.output.with_extension("partial");
