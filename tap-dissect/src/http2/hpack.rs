@@ -14,13 +14,6 @@ pub(super) struct Hpack {
     pub(super) advertised: u32,
 }
 
-thread_local! {
-    /// loona-hpack builds its Huffman table (a map of 257 codes) for every
-    /// string it decodes, which made up most of the cost of HTTP/2; this one
-    /// table per thread decodes the strings for it instead.
-    static HUFFMAN: RefCell<HuffmanDecoder> = RefCell::new(HuffmanDecoder::new());
-}
-
 /// An HPACK integer with an N-bit prefix (RFC 7541 §5.1), limited to five
 /// octets as loona-hpack limits it: the value and the octets it took.
 pub(super) fn hpack_integer(b: &[u8], prefix: u8) -> Option<(usize, usize)> {
@@ -40,17 +33,12 @@ pub(super) fn hpack_integer(b: &[u8], prefix: u8) -> Option<(usize, usize)> {
 
 /// Copies the string literal at `at` to `out`, Huffman-decoded and written
 /// raw when it was coded; returns where the next field starts.
-pub(super) fn raw_string(
-    b: &[u8],
-    at: usize,
-    huffman: &mut HuffmanDecoder,
-    out: &mut Vec<u8>,
-) -> Option<usize> {
+pub(super) fn raw_string(b: &[u8], at: usize, out: &mut Vec<u8>) -> Option<usize> {
     let rest = b.get(at..)?;
     let (len, n) = hpack_integer(rest, 7)?;
     let end = n.checked_add(len)?;
     let coded = rest.get(n..end)?;
-    match (rest[0] & 0x80 != 0).then(|| huffman.decode(coded)) {
+    match (rest[0] & 0x80 != 0).then(|| super::huffman::decode(coded)) {
         Some(Ok(raw)) => {
             encode_integer_into(raw.len(), 7, 0, out).ok()?;
             out.extend_from_slice(&raw);
@@ -81,34 +69,32 @@ fn representation(first: u8) -> (u8, bool) {
 /// the same headers; `None` when the block does not parse, and loona-hpack
 /// then reads the original and says why. At most 8/5 of the block's size.
 pub(super) fn without_huffman(block: &[u8]) -> Option<Vec<u8>> {
-    HUFFMAN.with_borrow_mut(|huffman| {
-        let mut out = Vec::with_capacity(block.len() + block.len() / 2);
-        let mut i = 0;
-        while i < block.len() {
-            let (prefix, literal) = representation(block[i]);
-            let (index, n) = hpack_integer(&block[i..], prefix)?;
-            out.extend_from_slice(&block[i..i + n]);
-            i += n;
-            if literal {
-                if index == 0 {
-                    i = raw_string(block, i, huffman, &mut out)?;
-                }
-                i = raw_string(block, i, huffman, &mut out)?;
+    let mut out = Vec::with_capacity(block.len() + block.len() / 2);
+    let mut i = 0;
+    while i < block.len() {
+        let (prefix, literal) = representation(block[i]);
+        let (index, n) = hpack_integer(&block[i..], prefix)?;
+        out.extend_from_slice(&block[i..i + n]);
+        i += n;
+        if literal {
+            if index == 0 {
+                i = raw_string(block, i, &mut out)?;
             }
+            i = raw_string(block, i, &mut out)?;
         }
-        Some(out)
-    })
+    }
+    Some(out)
 }
 
 /// A string literal at `at` (RFC 7541 §5.2), Huffman-decoded where it was
 /// coded, and where the next field starts.
-fn string_at(b: &[u8], at: usize, huffman: &mut HuffmanDecoder) -> Option<(Vec<u8>, usize)> {
+fn string_at(b: &[u8], at: usize) -> Option<(Vec<u8>, usize)> {
     let rest = b.get(at..)?;
     let (len, n) = hpack_integer(rest, 7)?;
     let end = n.checked_add(len)?;
     let coded = rest.get(n..end)?;
     let value = if rest[0] & 0x80 != 0 {
-        huffman.decode(coded).ok()?
+        super::huffman::decode(coded).ok()?
     } else {
         coded.to_vec()
     };
@@ -120,30 +106,28 @@ fn string_at(b: &[u8], at: usize, huffman: &mut HuffmanDecoder) -> Option<(Vec<u
 /// a call picked up mid-connection still shows that it is gRPC.
 pub(super) fn literal_content_type(block: &[u8]) -> Option<String> {
     const CONTENT_TYPE: usize = 31;
-    HUFFMAN.with_borrow_mut(|huffman| {
-        let mut i = 0;
-        while i < block.len() {
-            let (prefix, literal) = representation(block[i]);
-            let (index, n) = hpack_integer(&block[i..], prefix)?;
-            i += n;
-            if !literal {
-                continue;
-            }
-            let named = if index == 0 {
-                let (name, next) = string_at(block, i, huffman)?;
-                i = next;
-                name == b"content-type"
-            } else {
-                index == CONTENT_TYPE
-            };
-            let (value, next) = string_at(block, i, huffman)?;
-            i = next;
-            if named {
-                return Some(String::from_utf8_lossy(&value).into_owned());
-            }
+    let mut i = 0;
+    while i < block.len() {
+        let (prefix, literal) = representation(block[i]);
+        let (index, n) = hpack_integer(&block[i..], prefix)?;
+        i += n;
+        if !literal {
+            continue;
         }
-        None
-    })
+        let named = if index == 0 {
+            let (name, next) = string_at(block, i)?;
+            i = next;
+            name == b"content-type"
+        } else {
+            index == CONTENT_TYPE
+        };
+        let (value, next) = string_at(block, i)?;
+        i = next;
+        if named {
+            return Some(String::from_utf8_lossy(&value).into_owned());
+        }
+    }
+    None
 }
 
 /// A decoded header block and what went wrong decoding it.

@@ -42,12 +42,10 @@ use hpack::*;
 use loona_hpack::Decoder;
 use loona_hpack::decoder::DecoderError;
 use loona_hpack::encoder::encode_integer_into;
-use loona_hpack::huffman::HuffmanDecoder;
 use proto::v1::{
     Header, HttpRequest, HttpResponse, Protocol, Request, Response, request, response,
 };
 use state::*;
-use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 
 /// What a client sends first on an HTTP/2 connection.

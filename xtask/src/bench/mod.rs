@@ -121,17 +121,19 @@ pub fn run(transactions: u64, only: Option<Part>) -> Result<()> {
 /// Runs the measurements written as ignored tests, in release mode, one at a
 /// time so they do not share the two cores, printing what they measure.
 fn micro() -> Result<()> {
-    exec(cargo().args([
-        "test",
-        "--release",
-        "-p",
-        "tap-hub",
-        "--lib",
-        "--",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]))?;
+    for crate_ in ["tap-hub", "tap-dissect"] {
+        exec(cargo().args([
+            "test",
+            "--release",
+            "-p",
+            crate_,
+            "--lib",
+            "--",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ]))?;
+    }
     if setup::is_root() {
         exec(cargo().args([
             "test",
