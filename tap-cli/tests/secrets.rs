@@ -768,10 +768,17 @@ fn no_canary_leaves_the_node() {
     let server = node.pod("server").unwrap();
     let clientpod = node.pod("client").unwrap();
     let ip = server.ip.to_string();
+    // Both pods targeted: the TLS probes follow only target pods'
+    // processes, and the clients' own TLS calls (the Go client's among
+    // them) are to be read and redacted too.
     let pods = dir.path("pods.json");
     std::fs::write(
         &pods,
-        serde_json::json!([{"name": "server", "namespace": "shop", "ips": [ip]}]).to_string(),
+        serde_json::json!([
+            {"name": "server", "namespace": "shop", "ips": [ip]},
+            {"name": "client", "namespace": "shop", "ips": [clientpod.ip.to_string()]},
+        ])
+        .to_string(),
     )
     .unwrap();
 
